@@ -1,0 +1,54 @@
+// swift-tools-version:5.9
+// Tandem: distributed data-parallel training of transformers on CPU clusters over MPI.
+// Module graph (one way): TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels;
+// TandemData, TandemCollectives and TandemCheckpoint depend only on TandemTensor; TandemTraining ties
+// them together; the `tandem` executable parses arguments and calls TandemTraining.
+import PackageDescription
+
+let package = Package(
+    name: "Tandem",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tandem", targets: ["tandem"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "TandemTensor", dependencies: ["CBLAS"]),
+        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS"]),
+        .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
+        .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
+        .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),
+        .target(name: "TandemData", dependencies: ["TandemTensor"]),
+        .target(name: "TandemCollectives", dependencies: ["TandemTensor", "CMPI"]),
+        .target(name: "TandemCheckpoint", dependencies: ["TandemTensor"]),
+        .target(name: "TandemTraining", dependencies: [
+            "TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN", "TandemModels",
+            "TandemData", "TandemCollectives", "TandemCheckpoint",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "tandem", dependencies: [
+            "TandemTraining",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "tandem-mpi-tests", dependencies: ["TandemCollectives", "TandemTraining"],
+                          path: "Tests/MPITests"),
+        .target(name: "TandemTestSupport", dependencies: ["TandemTensor"], path: "Tests/TandemTestSupport"),
+        .testTarget(name: "TandemTensorTests", dependencies: ["TandemTensor", "TandemTestSupport"]),
+        .testTarget(name: "TandemKernelsTests", dependencies: ["TandemKernels", "TandemTestSupport"]),
+        .testTarget(name: "TandemAutogradTests", dependencies: ["TandemAutograd", "TandemNN", "TandemTestSupport"]),
+        .testTarget(name: "TandemNNTests", dependencies: ["TandemNN", "TandemTestSupport"]),
+        .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemTestSupport"]),
+        .testTarget(name: "TandemCollectivesTests", dependencies: ["TandemCollectives", "TandemTestSupport"]),
+        .testTarget(name: "TandemCheckpointTests", dependencies: ["TandemCheckpoint", "TandemTestSupport"]),
+        .testTarget(name: "TandemTrainingTests", dependencies: ["TandemTraining", "TandemTestSupport"]),
+    ]
+)

@@ -1,0 +1,2 @@
+import TandemTraining
+print("tandem")

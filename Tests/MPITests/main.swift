@@ -1,0 +1,2 @@
+import TandemCollectives
+print("tandem-mpi-tests: no scenario yet")
