@@ -5,6 +5,8 @@
 #ifndef TANDEM_CMPI_SHIM_H
 #define TANDEM_CMPI_SHIM_H
 #include <mpi.h>
+#include <stdint.h>
+#include <sched.h>
 
 static inline MPI_Comm cmpi_comm_world(void) { return MPI_COMM_WORLD; }
 static inline MPI_Comm cmpi_comm_self(void) { return MPI_COMM_SELF; }
@@ -41,5 +43,24 @@ static inline int cmpi_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME;
 static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int cmpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }
 static inline int cmpi_lock_shared(void) { return MPI_LOCK_SHARED; }
+
+static inline int cmpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline int cmpi_any_tag(void) { return MPI_ANY_TAG; }
+static inline int cmpi_mode_nosucceed(void) { return MPI_MODE_NOSUCCEED; }
+static inline int cmpi_lock_exclusive(void) { return MPI_LOCK_EXCLUSIVE; }
+
+// Atomics on memory that several processes map (an MPI shared-memory window): Swift's own atomics only
+// cover memory Swift allocated. Sequentially consistent, so a store before a flag is seen before the flag.
+static inline uint64_t cmpi_shm_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void cmpi_shm_store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t cmpi_shm_fetch_add(uint64_t *p, uint64_t v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+static inline void cmpi_shm_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+static inline void cmpi_yield(void) { sched_yield(); }
 
 #endif

@@ -1,0 +1,181 @@
+import Foundation
+
+/// How a bucket is averaged over ranks.
+public enum ReduceMode: String, Sendable, CaseIterable {
+    /// Shared-memory window inside each node, `MPI_Allreduce` among node leaders (the default).
+    case hierarchical
+    /// Plain `MPI_Allreduce` per bucket: the reference path.
+    case mpi
+}
+
+/// Where bucket reductions run while backward continues.
+public enum OverlapMode: String, Sendable, CaseIterable {
+    /// A communication thread reduces each bucket as soon as it is complete (the default: on this
+    /// machine it is faster, see `AllReduceBenchmark`).
+    case thread
+    /// `markReady` reduces a completed bucket on the caller's thread before returning.
+    case inline
+}
+
+/// Averages the gradient arena over all ranks in buckets of about `bucketBytes` (25 MB by default),
+/// overlapping the reductions with backward.
+///
+/// Use, on every rank, with the same arena layout:
+///
+///     let buckets = GradientBuckets(arena: arena, communicator: comm)      // collective
+///     for micro in 0..<accumulation {
+///         buckets.skipSync = micro != accumulation - 1   // only the last micro-step reduces
+///         forward(...); backward(...)    // the tape's hook calls buckets.markReady(p) when p.grad is final
+///         buckets.finish()               // returns at once when skipSync
+///     }
+///     optimizer.step(arena)              // every gradient is now the average over ranks
+///
+/// `markReady` may be skipped for any parameter (one that got no gradient, or all of them when no hook
+/// is installed): `finish` reduces every bucket that is still waiting. Call `close()` on every rank
+/// before `MPICommunicator.shutdown()`.
+public final class GradientBuckets {
+    public let layout: BucketLayout
+    public let mode: ReduceMode
+    public let overlap: OverlapMode
+    /// With gradient accumulation: true for every micro-step but the last, so that `markReady` and
+    /// `finish` do nothing and gradients keep accumulating locally. Change it only between steps.
+    public var skipSync = false {
+        willSet { precondition(nextToReduce == 0 && !bucketReady.contains(true), "skipSync changed mid-backward") }
+    }
+    /// Seconds the last `finish()` waited for reductions still running.
+    public private(set) var lastWaitSeconds = 0.0
+
+    private let arena: ParameterArena
+    private let reducer: BucketReducer
+    private let condition = NSCondition()
+    private var pending: [Int]
+    private var parameterReady: [Bool]
+    private var bucketReady: [Bool]
+    private var nextToReduce = 0
+    private var closing = false
+    private var worker: Thread?
+
+    /// Lays out buckets over a sealed arena and sets up the reduction. Collective when `communicator` is
+    /// an `MPICommunicator` (it allocates a window and duplicates communicators).
+    public init(arena: ParameterArena, communicator: any Communicator, bucketBytes: Int = 25 << 20,
+                mode: ReduceMode = .hierarchical, overlap: OverlapMode = .thread) {
+        precondition(arena.isSealed, "GradientBuckets needs a sealed arena (its buffers must not move)")
+        self.arena = arena
+        self.mode = mode
+        self.overlap = overlap
+        layout = BucketLayout(arena: arena, bucketBytes: bucketBytes)
+        pending = layout.buckets.map(\.parameters.count)
+        parameterReady = [Bool](repeating: false, count: arena.parameters.count)
+        bucketReady = [Bool](repeating: false, count: layout.buckets.count)
+        if communicator.size == 1 {
+            reducer = IdentityReducer()
+        } else if let mpi = communicator as? MPICommunicator {
+            switch mode {
+            case .hierarchical: reducer = SharedWindowReducer(mpi: mpi, capacity: layout.maxElements)
+            case .mpi: reducer = PlainMPIReducer(mpi: mpi)
+            }
+        } else {
+            fatalError("GradientBuckets: a \(type(of: communicator)) of \(communicator.size) ranks has no reduction")
+        }
+        if overlap == .thread && communicator.size > 1 {
+            let t = Thread { [unowned self] in self.work() }
+            t.name = "tandem-gradients"
+            worker = t
+            t.start()
+        }
+    }
+
+    deinit { close() }
+
+    /// Stops the communication thread and frees MPI resources. Collective; idempotent.
+    public func close() {
+        condition.lock()
+        guard !closing else { condition.unlock(); return }
+        closing = true
+        condition.broadcast()
+        condition.unlock()
+        while worker?.isFinished == false { usleep(100) }
+        reducer.close()
+    }
+
+    /// Says that `parameter`'s gradient is final for this backward pass. When it completes its bucket, the
+    /// bucket's reduction starts (after every earlier bucket's, so all ranks reduce in the same order).
+    public func markReady(_ parameter: Parameter) {
+        markReady(parameterIndex: parameter.index)
+    }
+
+    /// `markReady` by registration index.
+    public func markReady(parameterIndex p: Int) {
+        guard !skipSync else { return }
+        condition.lock()
+        guard !parameterReady[p] else { condition.unlock(); return }
+        parameterReady[p] = true
+        let b = layout.bucketOfParameter[p]
+        pending[b] -= 1
+        if pending[b] == 0 {
+            bucketReady[b] = true
+            condition.broadcast()
+        }
+        condition.unlock()
+        if worker == nil { reduceReadyBuckets() }
+    }
+
+    /// Waits until every bucket is reduced (reducing those never marked ready); afterwards every gradient
+    /// is the average over ranks and the buckets are ready for the next backward pass.
+    public func finish() {
+        guard !skipSync else { return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        condition.lock()
+        for b in bucketReady.indices { bucketReady[b] = true }
+        condition.broadcast()
+        if worker != nil {
+            while nextToReduce < layout.buckets.count { condition.wait() }
+            condition.unlock()
+        } else {
+            condition.unlock()
+            reduceReadyBuckets()
+        }
+        condition.lock()
+        nextToReduce = 0
+        for b in bucketReady.indices { bucketReady[b] = false }
+        for p in parameterReady.indices { parameterReady[p] = false }
+        pending = layout.buckets.map(\.parameters.count)
+        condition.unlock()
+        lastWaitSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    private func slice(_ b: Int) -> UnsafeMutableBufferPointer<Float> {
+        let e = layout.buckets[b].elements
+        return UnsafeMutableBufferPointer(start: arena.grads.baseAddress! + e.lowerBound, count: e.count)
+    }
+
+    /// Inline mode: reduces, on this thread, the ready buckets that come next in order.
+    private func reduceReadyBuckets() {
+        while true {
+            condition.lock()
+            let k = nextToReduce
+            guard k < layout.buckets.count && bucketReady[k] else { condition.unlock(); return }
+            condition.unlock()
+            reducer.reduce(slice(k), bucket: k)
+            condition.lock()
+            nextToReduce += 1
+            condition.unlock()
+        }
+    }
+
+    /// The communication thread: reduces buckets in order as they become ready.
+    private func work() {
+        condition.lock()
+        while true {
+            while !closing && !(nextToReduce < layout.buckets.count && bucketReady[nextToReduce]) { condition.wait() }
+            if closing { break }
+            let k = nextToReduce
+            condition.unlock()
+            reducer.reduce(slice(k), bucket: k)
+            condition.lock()
+            nextToReduce += 1
+            condition.broadcast()
+        }
+        condition.unlock()
+    }
+}

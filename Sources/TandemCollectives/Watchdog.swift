@@ -1,0 +1,117 @@
+import CMPI
+import Foundation
+
+/// A thread that aborts the whole job when this rank has waited in one collective longer than
+/// `limit = max(minimumSeconds, stepMultiple x median step time)`. Before `MPI_Abort` (so that mpirun
+/// exits non-zero) it prints the phase, the time waited and every rank that has not arrived, read from
+/// the ranks' status board (`CollectiveTracker`). A run never hangs silently.
+///
+/// Start it with `MPICommunicator.startWatchdog(_:)`; report each finished training step with
+/// `recordStep(seconds:)` so the limit follows the step time.
+public final class Watchdog {
+    /// How long a collective may wait.
+    public struct Configuration: Sendable {
+        /// The smallest limit, whatever the step time (60 s in training; tests use a second or two).
+        public var minimumSeconds: Double
+        /// The limit is at least this many median step times.
+        public var stepMultiple: Double
+        /// How often the thread looks.
+        public var pollSeconds: Double
+        /// Exit status passed to `MPI_Abort`.
+        public var exitCode: Int32
+
+        public init(minimumSeconds: Double = 60, stepMultiple: Double = 10, pollSeconds: Double = 0.1,
+                    exitCode: Int32 = 124) {
+            self.minimumSeconds = minimumSeconds; self.stepMultiple = stepMultiple
+            self.pollSeconds = pollSeconds; self.exitCode = exitCode
+        }
+    }
+
+    public let configuration: Configuration
+    private let tracker: CollectiveTracker
+    private let progressComm: MPI_Comm?
+    private let lock = NSLock()
+    private var stepTimes: [Double] = []
+    private var stopped = false
+    private var thread: Thread?
+
+    /// `progressComm`, when given, is probed on every tick: across nodes a passive-target get only
+    /// completes when the target process enters MPI, and this thread may be the only one that does.
+    init(configuration: Configuration, tracker: CollectiveTracker, progressComm: MPI_Comm?) {
+        self.configuration = configuration; self.tracker = tracker; self.progressComm = progressComm
+        let t = Thread { [unowned self] in self.run() }
+        t.name = "tandem-watchdog"
+        thread = t
+        t.start()
+    }
+
+    /// Records the duration of one training step; the limit becomes stepMultiple x the median of the
+    /// last 101 steps when that exceeds the minimum.
+    public func recordStep(seconds: Double) {
+        lock.lock(); defer { lock.unlock() }
+        stepTimes.append(seconds)
+        if stepTimes.count > 101 { stepTimes.removeFirst() }
+    }
+
+    /// The current limit in seconds.
+    public var limitSeconds: Double {
+        lock.lock(); defer { lock.unlock() }
+        guard !stepTimes.isEmpty else { return configuration.minimumSeconds }
+        let median = stepTimes.sorted()[stepTimes.count / 2]
+        return max(configuration.minimumSeconds, configuration.stepMultiple * median)
+    }
+
+    /// Stops the thread (before `MPI_Finalize`).
+    func stop() {
+        lock.lock(); stopped = true; lock.unlock()
+        while thread?.isFinished == false { usleep(1000) }
+    }
+
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+
+    private func run() {
+        let pollMicros = useconds_t(max(1000, configuration.pollSeconds * 1e6))
+        while !isStopped {
+            usleep(pollMicros)
+            if let comm = progressComm {
+                var flag: Int32 = 0
+                MPI_Iprobe(cmpi_any_source(), cmpi_any_tag(), comm, &flag, cmpi_status_ignore())
+            }
+            let limit = limitSeconds
+            for channel in CollectiveChannel.allCases {
+                let own = tracker.localRecord(channel)
+                guard own.inside else { continue }
+                let waited = Double(CollectiveTracker.now() &- own.startNanos) / 1e9
+                if waited > limit { fire(channel: channel, own: own, waited: waited, limit: limit) }
+            }
+        }
+    }
+
+    private func fire(channel: CollectiveChannel, own: CollectiveRecord, waited: Double, limit: Double) -> Never {
+        let phase = own.phase.map { "\($0)" } ?? "unknown"
+        var missing: [String] = []
+        var mismatched: [String] = []
+        for q in 0..<tracker.size where q != tracker.rank {
+            guard let r = tracker.record(of: q, channel: channel) else {
+                missing.append("\(q) (unreachable)")
+                continue
+            }
+            let last = r.phase.map { "\($0)" } ?? "none"
+            if r.sequence < own.sequence || (r.sequence == own.sequence && !r.inside) {
+                let state = r.inside ? "waiting in" : "finished"
+                missing.append("\(q) (\(state) collective #\(r.sequence) \(last))")
+            } else if r.sequence == own.sequence && r.phase != own.phase {
+                mismatched.append("\(q) (in \(last) instead)")
+            }
+        }
+        var message = "watchdog: waited \(String(format: "%.1f", waited)) s (limit \(String(format: "%.1f", limit)) s)"
+            + " in collective #\(own.sequence) \(phase) on the \(channel) channel"
+        if !missing.isEmpty { message += "; ranks not arrived: " + missing.joined(separator: ", ") }
+        if !mismatched.isEmpty { message += "; ranks in a different collective: " + mismatched.joined(separator: ", ") }
+        if missing.isEmpty && mismatched.isEmpty { message += "; every rank has arrived (slow network or deadlock)" }
+        fputs("tandem: rank \(tracker.rank): \(message); aborting the job\n", stderr)
+        fflush(stderr)
+        MPI_Abort(cmpi_comm_world(), configuration.exitCode)
+        exit(configuration.exitCode)
+    }
+}
