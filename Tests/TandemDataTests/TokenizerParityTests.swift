@@ -1,0 +1,42 @@
+import Foundation
+import XCTest
+@testable import TandemData
+
+/// Ids against HF tokenizers on real and adversarial lines (fixtures written by scripts/tokenizer/make_fixture.py).
+final class TokenizerParityTests: XCTestCase {
+    func testMiniLMVocabMatchesHFOnEveryFixtureLine() throws {
+        let uncased = try WordPieceTokenizer(vocabFile: Fixtures.path("minilm-vocab.txt"))
+        let cased = try WordPieceTokenizer(vocabFile: Fixtures.path("minilm-vocab.txt"), cased: true)
+        let records = try Fixtures.jsonLines("parity.jsonl")
+        XCTAssertGreaterThan(records.count, 250)
+        var mismatches: [String] = []
+        for (n, record) in records.enumerated() {
+            let bytes: [UInt8]
+            if let hex = record["hex"] as? String { bytes = Fixtures.bytes(fromHex: hex) } else { bytes = Array((record["text"] as! String).utf8) }
+            if uncased.encode(utf8: bytes) != Fixtures.ints(record["ids"]) { mismatches.append("uncased line \(n + 1)") }
+            if cased.encode(utf8: bytes) != Fixtures.ints(record["cased"]) { mismatches.append("cased line \(n + 1)") }
+            if let text = record["text"] as? String {
+                XCTAssertEqual(uncased.encode(text), uncased.encode(utf8: bytes), "String and byte entry points differ on line \(n + 1)")
+            }
+        }
+        XCTAssertEqual(mismatches, [])
+    }
+
+    func testTokenizerJSONReadsNormalizerAndVocabulary() throws {
+        let tokenizer = try WordPieceTokenizer(tokenizerJSON: Fixtures.path("tokenizer-small.json"))
+        XCTAssertEqual(tokenizer.normalization, WordPieceTokenizer.Normalization(stripAccents: false, lowercase: true))
+        XCTAssertEqual(tokenizer.maxInputCharsPerWord, 100)
+        XCTAssertEqual(tokenizer.vocabSize, 30522)
+        for (n, record) in try Fixtures.jsonLines("small.jsonl").enumerated() {
+            let text = record["text"] as! String
+            XCTAssertEqual(tokenizer.encode(text), Fixtures.ints(record["ids"]), "line \(n + 1)")
+            XCTAssertEqual(tokenizer.encodePair(text, "second segment").ids, Fixtures.ints(record["pair"]), "pair line \(n + 1)")
+        }
+    }
+
+    func testVocabHashIsTheSameFromVocabTxtAndItsBytes() throws {
+        let tokenizer = try WordPieceTokenizer(vocabFile: Fixtures.path("minilm-vocab.txt"))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("minilm-vocab.txt")))
+        XCTAssertEqual(tokenizer.vocabHash, SHA256.hex(bytes))
+    }
+}
