@@ -15,10 +15,6 @@ public enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
     case allToAll
     /// The all-reduce of gradient bucket n (bucket 0 holds the last-registered parameters).
     case gradientBucket(Int)
-    /// `DeterministicReducer.reduce`.
-    case deterministicReduce
-    /// A phase the caller names with a small code (shown as "custom n").
-    case custom(Int)
 
     public var description: String {
         switch self {
@@ -29,8 +25,6 @@ public enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
         case .allGather: "all-gather"
         case .allToAll: "all-to-all"
         case .gradientBucket(let k): "gradient all-reduce bucket \(k)"
-        case .deterministicReduce: "deterministic gradient reduction"
-        case .custom(let n): "custom \(n)"
         }
     }
 
@@ -43,8 +37,6 @@ public enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
         case .allGather: (5, 0)
         case .allToAll: (6, 0)
         case .gradientBucket(let k): (7, UInt64(k))
-        case .deterministicReduce: (8, 0)
-        case .custom(let n): (9, UInt64(n))
         }
     }
 
@@ -57,8 +49,6 @@ public enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
         case 5: self = .allGather
         case 6: self = .allToAll
         case 7: self = .gradientBucket(Int(argument))
-        case 8: self = .deterministicReduce
-        case 9: self = .custom(Int(argument))
         default: return nil
         }
     }

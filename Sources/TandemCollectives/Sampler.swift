@@ -1,0 +1,93 @@
+/// What the sampler does with the final batch of an epoch when `count` is not a multiple of the global
+/// batch.
+public enum LastBatchPolicy: String, Sendable, CaseIterable {
+    /// Skip the last `count mod G` samples of the epoch's permutation.
+    case drop
+    /// Fill the final partial batch with the first samples of the same epoch's permutation.
+    case wrap
+}
+
+/// The distributed sampler: one global permutation of the `count` samples per epoch, a pure function of
+/// (seed, epoch) and independent of the number of ranks. Global batch k of an epoch is positions
+/// [kG, (k+1)G) of the permutation, and rank r of W takes the contiguous part [rG/W, (r+1)G/W).
+///
+/// The training position is a global sample cursor: the number of samples consumed since the start of
+/// training over all ranks, always a multiple of G at a step boundary. Epoch e covers cursors
+/// [e x samplesPerEpoch, (e+1) x samplesPerEpoch), so a run resumes exactly from a saved cursor, also on
+/// another number of ranks. Within an epoch no sample is repeated or skipped, except in the final
+/// partial batch (`lastBatch`).
+///
+/// The permutation is Fisher–Yates (Durstenfeld's in-place form) driven by Philox counters: the swap
+/// partner of position i in epoch e is `Philox(seed).below(i + 1, stream: samplerStream, step: e,
+/// index: i)`. The last epoch's permutation is cached: one sampler per thread.
+public final class Sampler {
+    /// Philox stream reserved for the sampler ("SAMP"), so that other users of the same seed (dropout,
+    /// masking) draw unrelated numbers.
+    public static let samplerStream: UInt64 = 0x5341_4D50
+
+    public let count: Int
+    public let globalBatch: Int
+    public let seed: UInt64
+    public let lastBatch: LastBatchPolicy
+    /// Global batches per epoch.
+    public let batchesPerEpoch: Int
+    private var cachedEpoch = -1
+    private var cachedPermutation: [Int] = []
+
+    public init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop) {
+        precondition(count > 0 && globalBatch > 0, "sampler needs samples and a positive global batch")
+        precondition(lastBatch == .wrap || count >= globalBatch,
+                     "\(count) samples are fewer than one global batch of \(globalBatch) (use lastBatch: .wrap)")
+        self.count = count; self.globalBatch = globalBatch; self.seed = seed; self.lastBatch = lastBatch
+        batchesPerEpoch = lastBatch == .drop ? count / globalBatch : (count + globalBatch - 1) / globalBatch
+    }
+
+    /// Cursor advance per epoch.
+    public var samplesPerEpoch: Int { batchesPerEpoch * globalBatch }
+
+    /// The epoch a cursor falls in.
+    public func epoch(ofCursor cursor: Int) -> Int { cursor / samplesPerEpoch }
+
+    /// The index within its epoch of the global batch starting at `cursor`.
+    public func batchInEpoch(ofCursor cursor: Int) -> Int { (cursor % samplesPerEpoch) / globalBatch }
+
+    /// The cursor at which `epoch` starts.
+    public func cursor(atEpoch epoch: Int) -> Int { epoch * samplesPerEpoch }
+
+    /// The permutation of 0..<count for `epoch`.
+    public func permutation(epoch: Int) -> [Int] {
+        if epoch == cachedEpoch { return cachedPermutation }
+        var p = Array(0..<count)
+        let rng = Philox(seed: seed)
+        var i = count - 1
+        while i > 0 {
+            let j = rng.below(i + 1, stream: Self.samplerStream, step: UInt64(epoch), index: UInt64(i))
+            p.swapAt(i, j)
+            i -= 1
+        }
+        cachedEpoch = epoch
+        cachedPermutation = p
+        return p
+    }
+
+    /// The G sample indices of the global batch starting at `cursor` (a multiple of G).
+    public func globalBatch(at cursor: Int) -> [Int] {
+        indices(forBatchAt: cursor, rank: 0, worldSize: 1)
+    }
+
+    /// Rank `rank`'s G/worldSize sample indices of the global batch starting at `cursor` (a multiple of
+    /// G), in permutation order.
+    public func indices(forBatchAt cursor: Int, rank: Int, worldSize: Int) -> [Int] {
+        precondition(cursor >= 0 && cursor % globalBatch == 0,
+                     "cursor \(cursor) is not at a global batch boundary (multiple of \(globalBatch))")
+        precondition(globalBatch % worldSize == 0,
+                     "global batch \(globalBatch) cannot be split evenly over \(worldSize) ranks")
+        precondition((0..<worldSize).contains(rank), "rank \(rank) out of range for \(worldSize) ranks")
+        let perm = permutation(epoch: epoch(ofCursor: cursor))
+        let part = globalBatch / worldSize
+        let first = batchInEpoch(ofCursor: cursor) * globalBatch + rank * part
+        return (first..<(first + part)).map { position in
+            position < count ? perm[position] : perm[(position - count) % count]
+        }
+    }
+}
