@@ -96,7 +96,11 @@ public struct CheckpointWriter {
                 throw CheckpointError(path: FS.join(root, f.name), "given twice")
             }
         }
-        try FS.makeDirectories(root)
+        if !FS.isDirectory(root) {
+            try FS.makeDirectories(root)
+            // A new root's own directory entry must be durable too, or a crash can lose the whole tree.
+            try FS.fsyncPath(FS.parentDirectory(root), directory: true)
+        }
         var cleanupErrors = removeStaleTemporaries()
 
         let name = CheckpointStore.directoryName(step: step)

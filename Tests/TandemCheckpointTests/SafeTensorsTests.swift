@@ -313,3 +313,26 @@ func assertError<T>(_ expression: @autoclosure () throws -> T, contains fragment
         }
     }
 }
+
+/// A short deterministic stand-in for the libFuzzer run: every prefix of a real file and random byte
+/// mutations of it must either parse or throw, never trap.
+final class SafeTensorsMutationTests: XCTestCase {
+    func testPrefixesAndMutationsNeverTrap() throws {
+        let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: fixturesDirectory + "/python_dtypes.safetensors")))
+        func parses(_ bytes: [UInt8]) -> Bool {
+            (try? bytes.withUnsafeBytes { try SafeTensorsHeader.parse(bytes: $0, fileSize: bytes.count, path: "fuzz") }) != nil
+        }
+        XCTAssertTrue(parses(original))
+        for length in 0..<original.count { XCTAssertFalse(parses(Array(original.prefix(length))), "prefix \(length)") }
+        let headerEnd = 8 + Int(original[0]) + Int(original[1]) << 8
+        let rng = Philox(seed: 7)
+        var accepted = 0
+        for i in 0..<3000 {
+            var bytes = original
+            let position = Int(rng.next64(stream: 0, step: UInt64(i), index: 0) % UInt64(headerEnd))
+            bytes[position] = UInt8(truncatingIfNeeded: rng.next64(stream: 1, step: UInt64(i), index: 0))
+            if parses(bytes) { accepted += 1 }
+        }
+        XCTAssertLessThan(accepted, 3000, "some mutations must be rejected")
+    }
+}
