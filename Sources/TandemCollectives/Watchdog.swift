@@ -21,7 +21,7 @@ public final class Watchdog {
         public var exitCode: Int32
 
         public init(minimumSeconds: Double = 60, stepMultiple: Double = 10, pollSeconds: Double = 0.1,
-                    exitCode: Int32 = 124) {
+                    exitCode: Int32 = 70) {
             self.minimumSeconds = minimumSeconds; self.stepMultiple = stepMultiple
             self.pollSeconds = pollSeconds; self.exitCode = exitCode
         }

@@ -272,7 +272,7 @@ func rankExit() {
     for i in 0..<6 {
         if i == 2 && comm.rank == 1 {
             fputs("rank 1: exiting mid-run\n", stderr)
-            exit(3)
+            exit(0)
         }
         x.withUnsafeMutableBufferPointer { comm.allReduce($0, op: .sum) }
     }
