@@ -33,6 +33,7 @@ public struct CheckpointManifest: Equatable, Sendable {
     /// Files sorted by name.
     public let files: [Entry]
 
+    /// A manifest for checkpoint `step`; files are sorted by name.
     public init(step: Int, files: [Entry]) {
         self.step = step
         self.files = files.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }

@@ -11,6 +11,7 @@ public struct CheckpointFile {
     public let name: String
     public let write: (FileSink) throws -> Void
 
+    /// A file called `name` (a plain name, not MANIFEST.json) whose bytes `write` produces.
     public init(_ name: String, write: @escaping (FileSink) throws -> Void) {
         self.name = name
         self.write = write
@@ -38,6 +39,7 @@ public struct RetentionPolicy: Equatable, Sendable {
     public var keep: Int
     public var keepEvery: Int
 
+    /// `checkpoint.keep` and `checkpoint.keep_every` of the training config.
     public init(keep: Int = 0, keepEvery: Int = 0) {
         precondition(keep >= 0 && keepEvery >= 0, "keep and keepEvery must be >= 0")
         self.keep = keep
@@ -76,6 +78,7 @@ public struct CheckpointWriter {
     public let root: String
     public var retention: RetentionPolicy
 
+    /// A writer for checkpoints under `root` (created on the first save).
     public init(root: String, retention: RetentionPolicy = RetentionPolicy()) {
         self.root = root
         self.retention = retention

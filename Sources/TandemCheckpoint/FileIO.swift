@@ -29,6 +29,7 @@ public final class MappedFile {
     /// The file's bytes; empty for an empty file.
     public let bytes: UnsafeRawBufferPointer
 
+    /// Maps `path`; throws naming it when it cannot be opened or is not a regular file.
     public init(path: String) throws {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -88,8 +89,10 @@ public final class FileSink {
         }
     }
 
+    /// Appends an array's bytes.
     public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 
+    /// Appends a string as UTF-8.
     public func write(_ text: String) throws { try write(Array(text.utf8)) }
 
     /// Writes out buffered bytes.

@@ -33,7 +33,9 @@ public indirect enum JSONValue: Equatable, Sendable {
         return pairs.first { $0.key == key }?.value
     }
 
+    /// The string, when this is a string.
     public var stringValue: String? { if case let .string(s) = self { return s } else { return nil } }
+    /// The integer, when this is a number written as an integer that fits in `Int`.
     public var intValue: Int? { if case let .integer(i) = self { return i } else { return nil } }
 
     /// The value as a Double when it is any number.

@@ -23,6 +23,7 @@ public struct SHA256 {
     private var pendingCount = 0
     private var messageLength: UInt64 = 0
 
+    /// A hasher over the empty message.
     public init() {}
 
     /// Hashes more message bytes.

@@ -23,6 +23,7 @@ public struct SafeTensorsWriter {
     /// `__metadata__` entries, written in sorted key order.
     public var metadata: [String: String]
 
+    /// A writer with no tensors yet; `metadata` becomes `__metadata__` (none when empty).
     public init(metadata: [String: String] = ["format": "pt"]) { self.metadata = metadata }
 
     /// The tensors' names in the order they were added.
@@ -75,22 +76,27 @@ public struct SafeTensorsWriter {
         add(name, dtype: .bf16, shape: shape, bytes: Self.bytes(of: floats.map(bfloat16BitsFromFloat)))
     }
 
+    /// Adds an I64 tensor (token ids, labels), copied.
     public mutating func add(_ name: String, shape: [Int], int64s: [Int64]) {
         add(name, dtype: .i64, shape: shape, bytes: Self.bytes(of: int64s))
     }
 
+    /// Adds an I32 tensor, copied.
     public mutating func add(_ name: String, shape: [Int], int32s: [Int32]) {
         add(name, dtype: .i32, shape: shape, bytes: Self.bytes(of: int32s))
     }
 
+    /// Adds an I16 tensor, copied.
     public mutating func add(_ name: String, shape: [Int], int16s: [Int16]) {
         add(name, dtype: .i16, shape: shape, bytes: Self.bytes(of: int16s))
     }
 
+    /// Adds an I8 tensor, copied.
     public mutating func add(_ name: String, shape: [Int], int8s: [Int8]) {
         add(name, dtype: .i8, shape: shape, bytes: Self.bytes(of: int8s))
     }
 
+    /// Adds a U8 tensor (pixels), copied.
     public mutating func add(_ name: String, shape: [Int], uint8s: [UInt8]) {
         add(name, dtype: .u8, shape: shape, bytes: uint8s)
     }
