@@ -1,0 +1,189 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Scaled dot-product attention (Vaswani et al., "Attention Is All You Need", 2017) over heads that
+/// stay in place: q, k, v and out are (B, T, C) with head h in columns [h*HS, (h+1)*HS), so each
+/// (batch, head) is a strided (T, HS) view with row stride C that sgemm reads through its leading
+/// dimension, never a copy.
+
+// MARK: - Forward
+
+/// out = softmax(q kᵀ / √HS + mask) v per (batch, head); q, k, v, out (B, T, C) with C = NH HS,
+/// probs (B, NH, T, T) receives the probabilities for backward.
+///
+/// `keyMask` (B, T) or nil: 1 attends, 0 is padding. Masked keys (padding, and keys after the query when
+/// `causal`) get probability exactly 0, as adding `finfo.min` to the scores does in Hugging Face. A query
+/// with no key left gives a zero probability row and a zero output (Hugging Face would spread it
+/// uniformly; such rows are padding whose outputs are ignored, and zeros cannot leak NaN).
+public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                             q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                             keyMask: UnsafePointer<Float>?, B: Int, T: Int, NH: Int, HS: Int, causal: Bool) {
+    let C = NH * HS
+    let scale = 1 / Float(HS).squareRoot()
+    for b in 0..<B {
+        let mask = keyMask.map { $0 + b * T }
+        for h in 0..<NH {
+            let head = b * T * C + h * HS
+            let p = probs + (b * NH + h) * T * T  // (T, T)
+            gemm(.none, .transpose, m: T, n: T, k: HS, alpha: scale, a: q + head, lda: C, b: k + head, ldb: C,
+                 beta: 0, c: p, ldc: T)
+            for i in 0..<T { maskedSoftmaxRow(p + i * T, count: T, mask: mask, lastKey: causal ? i : T - 1) }
+            gemm(.none, .none, m: T, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: C,
+                 beta: 0, c: out + head, ldc: C)
+        }
+    }
+}
+
+/// In-place softmax of one row of scores over the keys j <= lastKey with mask[j] != 0 (all of them
+/// when `mask` is nil); every other entry becomes exactly 0, and a row with no such key becomes zeros.
+@inline(__always)
+func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: UnsafePointer<Float>?, lastKey: Int) {
+    let lanes0 = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+    @inline(__always)
+    func allowed(_ j: Int, _ lanes: Int) -> SIMDMask<SIMD16<Int32>> {
+        let inRange = (lanes0 &+ Int32(j)) .<= Int32(lastKey)
+        guard let mask else { return inRange }
+        return inRange .& (load(mask + j, lanes: lanes) .!= 0)
+    }
+    var m = Vector(repeating: -.infinity)
+    forEachChunk(count) { j, lanes in
+        m = FastMath.maximum(m, load(row + j, lanes: lanes).replacing(with: -.infinity, where: .!allowed(j, lanes)))
+    }
+    let rowMax = m.max()
+    if rowMax == -.infinity {
+        row.update(repeating: 0, count: count)
+        return
+    }
+    let shift = Vector(repeating: rowMax)
+    var s = Vector()
+    forEachChunk(count) { j, lanes in
+        let e = FastMath.exp(load(row + j, lanes: lanes) - shift).replacing(with: 0, where: .!allowed(j, lanes))
+        store(e, to: row + j, lanes: lanes)
+        s += e
+    }
+    let inv = Vector(repeating: 1 / s.sum())
+    forEachChunk(count) { j, lanes in store(load(row + j, lanes: lanes) * inv, to: row + j, lanes: lanes) }
+}
+
+// MARK: - Backward
+
+/// Gradients of `attentionForward`, accumulated into dq, dk, dv (B, T, C) (nil skips one), from the saved
+/// probs (B, NH, T, T). `dprobs` (B, NH, T, T) is scratch, overwritten (it ends holding the gradient of
+/// the pre-softmax scores). Per (batch, head), with P the probabilities and s = 1/√HS:
+/// dv += Pᵀ dout, dP = dout vᵀ, dS = P ⊙ (dP - rowsum(P ⊙ dP)), dq += s dS k, dk += s dSᵀ q.
+/// Masked entries have P = 0, so they pass no gradient.
+public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
+                              dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
+                              dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
+                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                              B: Int, T: Int, NH: Int, HS: Int) {
+    let C = NH * HS
+    let scale = 1 / Float(HS).squareRoot()
+    for b in 0..<B {
+        for h in 0..<NH {
+            let head = b * T * C + h * HS
+            let p = probs + (b * NH + h) * T * T, dp = dprobs + (b * NH + h) * T * T
+            if let dv {
+                gemm(.transpose, .none, m: T, n: HS, k: T, alpha: 1, a: p, lda: T, b: dout + head, ldb: C,
+                     beta: 1, c: dv + head, ldc: C)
+            }
+            if dq == nil && dk == nil { continue }
+            gemm(.none, .transpose, m: T, n: T, k: HS, alpha: 1, a: dout + head, lda: C, b: v + head, ldb: C,
+                 beta: 0, c: dp, ldc: T)
+            for i in 0..<T {
+                let pRow = p + i * T, dRow = dp + i * T
+                let dot = Vector(repeating: rowDot(pRow, dRow, T))
+                forEachChunk(T) { j, lanes in
+                    store(load(pRow + j, lanes: lanes) * (load(dRow + j, lanes: lanes) - dot), to: dRow + j, lanes: lanes)
+                }
+            }
+            if let dq {
+                gemm(.none, .none, m: T, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: C,
+                     beta: 1, c: dq + head, ldc: C)
+            }
+            if let dk {
+                gemm(.transpose, .none, m: T, n: HS, k: T, alpha: scale, a: dp, lda: T, b: q + head, ldb: C,
+                     beta: 1, c: dk + head, ldc: C)
+            }
+        }
+    }
+}
+
+// MARK: - Reference
+
+/// Naive `attentionForward`: explicit loops in Double, masking by skipping keys.
+public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                                      q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                      keyMask: UnsafePointer<Float>?, B: Int, T: Int, NH: Int, HS: Int,
+                                      causal: Bool) {
+    let C = NH * HS
+    let scale = 1 / Double(HS).squareRoot()
+    for b in 0..<B {
+        for h in 0..<NH {
+            for i in 0..<T {
+                let keys = (0..<T).filter { j in
+                    (keyMask == nil || keyMask![b * T + j] != 0) && (!causal || j <= i)
+                }
+                var scores = [Double](repeating: 0, count: T)
+                for j in keys {
+                    var dot = 0.0
+                    for d in 0..<HS { dot += Double(q[(b * T + i) * C + h * HS + d]) * Double(k[(b * T + j) * C + h * HS + d]) }
+                    scores[j] = dot * scale
+                }
+                let m = keys.map { scores[$0] }.max() ?? 0
+                let total = keys.reduce(0.0) { $0 + exp(scores[$1] - m) }
+                var p = [Double](repeating: 0, count: T)
+                for j in keys { p[j] = exp(scores[j] - m) / total }
+                for j in 0..<T { probs[((b * NH + h) * T + i) * T + j] = Float(p[j]) }
+                for d in 0..<HS {
+                    var acc = 0.0
+                    for j in 0..<T { acc += p[j] * Double(v[(b * T + j) * C + h * HS + d]) }
+                    out[(b * T + i) * C + h * HS + d] = Float(acc)
+                }
+            }
+        }
+    }
+}
+
+/// Naive `attentionBackward` in Double, element by element; `dprobs` receives dS as in the fast kernel.
+public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
+                                       dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
+                                       dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
+                                       q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                       B: Int, T: Int, NH: Int, HS: Int) {
+    let C = NH * HS
+    let scale = 1 / Double(HS).squareRoot()
+    func at(_ b: Int, _ t: Int, _ h: Int, _ d: Int) -> Int { (b * T + t) * C + h * HS + d }
+    for b in 0..<B {
+        for h in 0..<NH {
+            let base = (b * NH + h) * T * T
+            var dS = [Double](repeating: 0, count: T * T)
+            for i in 0..<T {
+                var dP = [Double](repeating: 0, count: T)
+                for j in 0..<T {
+                    for d in 0..<HS { dP[j] += Double(dout[at(b, i, h, d)]) * Double(v[at(b, j, h, d)]) }
+                }
+                var dot = 0.0
+                for j in 0..<T { dot += Double(probs[base + i * T + j]) * dP[j] }
+                for j in 0..<T { dS[i * T + j] = Double(probs[base + i * T + j]) * (dP[j] - dot) }
+            }
+            for i in 0..<T * T { dprobs[base + i] = Float(dS[i]) }
+            for t in 0..<T {
+                for d in 0..<HS {
+                    var gq = 0.0, gk = 0.0, gv = 0.0
+                    for j in 0..<T {
+                        gq += dS[t * T + j] * Double(k[at(b, j, h, d)]) * scale
+                        gk += dS[j * T + t] * Double(q[at(b, j, h, d)]) * scale
+                        gv += Double(probs[base + j * T + t]) * Double(dout[at(b, j, h, d)])
+                    }
+                    dq?[at(b, t, h, d)] += Float(gq)
+                    dk?[at(b, t, h, d)] += Float(gk)
+                    dv?[at(b, t, h, d)] += Float(gv)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CBLAS
+
+/// `tandem bench kernels`: how close the kernels come to the machine's limits. Matrix products are
+/// compared with raw `cblas_sgemm` (the goal is within 3%), memory-bound kernels with memcpy's bandwidth
+/// (the goal is at least 50%), bytes counted as read + written once each.
+///
+/// The two sides of every comparison run interleaved, one repeat of each in turn, so that frequency or
+/// load drift affects both alike; figures are the median (and best) of `repeats` runs.
+public enum KernelBenchmark {
+    /// Runs every benchmark `repeats` times (at least 1) and reports through `log`, a line at a time.
+    public static func run(repeats: Int, log: (String) -> Void) {
+        let repeats = max(1, repeats)
+        log("BLAS: \(BLAS.configuration), threads \(BLAS.threads)")
+        benchmarkGemm(repeats: repeats, log: log)
+        benchmarkMemoryBound(repeats: repeats, log: log)
+    }
+
+    // MARK: - Matrix products
+
+    static func benchmarkGemm(repeats: Int, log: (String) -> Void) {
+        log("")
+        log("sgemm, row-major, C (M,N) = op(A) op(B); GFLOP/s median (best) of \(repeats), ratio of medians")
+        log(pad("M x N x K", 18) + pad("op", 6) + pad("cblas_sgemm", 20) + pad("gemm", 20) + "ratio")
+        let shapes = [(4096, 768, 768), (4096, 3072, 768), (4096, 768, 3072)]
+        let combos: [(Transpose, Transpose)] = [(.none, .none), (.none, .transpose), (.transpose, .none), (.transpose, .transpose)]
+        for (m, n, k) in shapes {
+            let a = filled(m * k, seed: 1), b = filled(k * n, seed: 2), c = filled(m * n, seed: 3)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            let flops = 2 * Double(m) * Double(n) * Double(k)
+            for (ta, tb) in combos {
+                let lda = ta == .none ? k : m, ldb = tb == .none ? n : k
+                let (raw, ours) = interleaved(repeats: repeats, {
+                    cblas_sgemm(CblasRowMajor, ta == .none ? CblasNoTrans : CblasTrans,
+                                tb == .none ? CblasNoTrans : CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                                a, Int32(lda), b, Int32(ldb), 0, c, Int32(n))
+                }, {
+                    gemm(ta, tb, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: n)
+                })
+                log(pad("\(m)x\(n)x\(k)", 18) + pad(name(ta) + name(tb), 6)
+                    + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20)
+                    + format(raw.median / ours.median, 3))
+            }
+            // linearForward is the NT product (weight stored (OC, C)); with a bias it adds one write pass.
+            let bias = filled(n, seed: 4)
+            defer { bias.deallocate() }
+            for withBias in [false, true] {
+                let (raw, ours) = interleaved(repeats: repeats, {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                                a, Int32(k), b, Int32(k), 0, c, Int32(n))
+                }, {
+                    linearForward(out: c, inp: a, weight: b, bias: withBias ? UnsafePointer(bias) : nil, N: m, C: k, OC: n)
+                })
+                log(pad("\(m)x\(n)x\(k)", 18) + pad("NT", 6) + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20)
+                    + format(raw.median / ours.median, 3) + (withBias ? "  linearForward + bias" : "  linearForward"))
+            }
+        }
+    }
+
+    // MARK: - Memory-bound kernels
+
+    static func benchmarkMemoryBound(repeats: Int, log: (String) -> Void) {
+        log("")
+        log("memory-bound kernels: GB/s (read + written) median (best) of \(repeats), fraction of memcpy's median")
+        let N = 4096, C = 768, count = N * C
+        let x = filled(count, seed: 5, scale: 3), y = filled(count, seed: 6)
+        let weight = filled(C, seed: 7), bias = filled(C, seed: 8)
+        let mean = filled(N, seed: 9), rstd = filled(N, seed: 10)
+        defer { [x, y, weight, bias, mean, rstd].forEach { $0.deallocate() } }
+        let bytes = Double(2 * count * MemoryLayout<Float>.size)
+
+        var rows: [(String, Double, () -> Void)] = [
+            ("GELU erf forward \(N)x\(C)", bytes, { geluForward(out: y, inp: x, count: count, approximation: .erf) }),
+            ("GELU tanh forward \(N)x\(C)", bytes, { geluForward(out: y, inp: x, count: count, approximation: .tanh) }),
+            ("softmax forward \(N)x\(C)", bytes, { softmaxForward(out: y, inp: x, rows: N, cols: C) }),
+            ("softmax forward \(count / 128)x128", bytes, { softmaxForward(out: y, inp: x, rows: count / 128, cols: 128) }),
+            ("LayerNorm forward \(N)x\(C)", bytes + Double(2 * N * 4), {
+                layerNormForward(out: y, mean: mean, rstd: rstd, inp: x, weight: weight, bias: bias, N: N, C: C, eps: 1e-12)
+            }),
+        ]
+        let ceN = 512, ceV = 30522
+        let logits = filled(ceN * ceV, seed: 11, scale: 3), probs = filled(ceN * ceV, seed: 12)
+        let losses = filled(ceN, seed: 13)
+        let targets = UnsafeMutablePointer<Int32>.allocate(capacity: ceN)
+        defer { logits.deallocate(); probs.deallocate(); losses.deallocate(); targets.deallocate() }
+        for i in 0..<ceN { targets[i] = Int32((i * 7919) % ceV) }
+        rows.append(("cross-entropy forward \(ceN)x\(ceV)", Double(2 * ceN * ceV * 4 + ceN * 8), {
+            _ = crossEntropyForward(losses: losses, probs: probs, logits: logits, targets: targets, N: ceN, V: ceV,
+                                    ignoreIndex: -100, labelSmoothing: 0)
+        }))
+
+        let copy = { memcpy(y, x, count * MemoryLayout<Float>.size); return }
+        log(pad("kernel", 34) + pad("GB/s", 22) + pad("ms", 10) + "of memcpy")
+        var memcpyMedian = 0.0
+        for (label, kernelBytes, body) in rows {
+            let (m, k) = interleaved(repeats: repeats, copy, body)
+            if memcpyMedian == 0 {
+                memcpyMedian = bytes / m.median
+                log(pad("memcpy \(N)x\(C)", 34) + pad(bandwidth(bytes, m), 22) + pad(format(m.median * 1e3, 3), 10) + "1.00")
+            }
+            log(pad(label, 34) + pad(bandwidth(kernelBytes, k), 22) + pad(format(k.median * 1e3, 3), 10)
+                + format(kernelBytes / k.median / memcpyMedian, 2))
+        }
+    }
+
+    // MARK: - Timing
+
+    struct Timing {
+        var seconds: [Double]
+        var median: Double { let s = seconds.sorted(); return s[s.count / 2] }
+        var best: Double { seconds.min()! }
+    }
+
+    /// Runs `a` and `b` alternately `repeats` times each after one warm-up of each.
+    static func interleaved(repeats: Int, _ a: () -> Void, _ b: () -> Void) -> (Timing, Timing) {
+        a()
+        b()
+        var ta = Timing(seconds: []), tb = Timing(seconds: [])
+        for _ in 0..<repeats {
+            ta.seconds.append(time(a))
+            tb.seconds.append(time(b))
+        }
+        return (ta, tb)
+    }
+
+    static func time(_ body: () -> Void) -> Double {
+        var start = timespec(), end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        body()
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        return Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) * 1e-9
+    }
+
+    /// `count` Floats, uniform in [-scale, scale) from a xorshift generator (fast enough for 60 MB).
+    static func filled(_ count: Int, seed: UInt64, scale: Float = 1) -> UnsafeMutablePointer<Float> {
+        let p = AlignedMemory.allocate(Float.self, count: count)
+        var s = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        for i in 0..<count {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17
+            p[i] = scale * (Float(s >> 40) * (2.0 / 16_777_216.0) - 1)
+        }
+        return p
+    }
+
+    // MARK: - Formatting
+
+    static func name(_ t: Transpose) -> String { t == .none ? "N" : "T" }
+
+    static func rate(_ flops: Double, _ t: Timing) -> String {
+        format(flops / t.median * 1e-9, 1) + " (" + format(flops / t.best * 1e-9, 1) + ")"
+    }
+
+    static func bandwidth(_ bytes: Double, _ t: Timing) -> String {
+        format(bytes / t.median * 1e-9, 2) + " (" + format(bytes / t.best * 1e-9, 2) + ")"
+    }
+
+    static func format(_ value: Double, _ decimals: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let rounded = (value * scale).rounded() / scale
+        var text = "\(rounded)"
+        let fraction = text.split(separator: ".").last.map(\.count) ?? 0
+        if decimals > 0 && fraction < decimals { text += String(repeating: "0", count: decimals - fraction) }
+        return text
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+}

@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Row-wise softmax.
+
+/// out (rows, cols) = softmax of each row of inp (rows, cols): e^(x - max) / Σ e^(x - max).
+/// A row whose entries are all -inf (everything masked) gives zeros instead of NaN. `out` may be `inp`.
+public func softmaxForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        softmaxRow(out + r * cols, inp + r * cols, cols)
+    }
+}
+
+/// One row of `softmaxForward`: two passes over the input (max, then exp and sum into `out`) and one
+/// over the output (normalise), all on a row that stays in L1.
+@inline(__always)
+func softmaxRow(_ o: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ cols: Int) {
+    let m = rowMax(x, cols)
+    if m == -.infinity {
+        o.update(repeating: 0, count: cols)
+        return
+    }
+    let shift = Vector(repeating: m)
+    var s = Vector()
+    forEachChunk(cols) { i, lanes in
+        // Padding the tail with -inf makes its lanes contribute e^(-inf) = 0 to the sum.
+        let e = FastMath.exp(load(x + i, lanes: lanes, pad: -.infinity) - shift)
+        store(e, to: o + i, lanes: lanes)
+        s += e
+    }
+    let inv = Vector(repeating: 1 / s.sum())
+    forEachChunk(cols) { i, lanes in store(load(o + i, lanes: lanes) * inv, to: o + i, lanes: lanes) }
+}
+
+/// dinp (rows, cols) += out ⊙ (dout - Σ_j dout_j out_j) per row: the softmax Jacobian applied to dout,
+/// from the saved output `out`.
+public func softmaxBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+                            rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let y = out + r * cols, dy = dout + r * cols, dx = dinp + r * cols
+        let dot = Vector(repeating: rowDot(y, dy, cols))
+        forEachChunk(cols) { i, lanes in
+            accumulate(load(y + i, lanes: lanes) * (load(dy + i, lanes: lanes) - dot), into: dx + i, lanes: lanes)
+        }
+    }
+}
+
+// MARK: - Reference
+
+/// Naive `softmaxForward` in Double with libm exp.
+public func softmaxForwardReference(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let x = inp + r * cols, o = out + r * cols
+        var m = -Double.infinity
+        for j in 0..<cols { m = max(m, Double(x[j])) }
+        if m == -.infinity {
+            for j in 0..<cols { o[j] = 0 }
+            continue
+        }
+        var s = 0.0
+        for j in 0..<cols { s += exp(Double(x[j]) - m) }
+        for j in 0..<cols { o[j] = Float(exp(Double(x[j]) - m) / s) }
+    }
+}
+
+/// Naive `softmaxBackward`: the full Jacobian (diag(y) - y yᵀ) applied to dout, in Double.
+public func softmaxBackwardReference(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>,
+                                     dout: UnsafePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let y = out + r * cols, dy = dout + r * cols
+        for i in 0..<cols {
+            var acc = 0.0
+            for j in 0..<cols {
+                let jac = (i == j ? Double(y[i]) : 0) - Double(y[i]) * Double(y[j])
+                acc += jac * Double(dy[j])
+            }
+            dinp[r * cols + i] += Float(acc)
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import XCTest
+import TandemKernels
+import TandemTestSupport
+
+final class SoftmaxTests: KernelTestCase {
+    let rows = 4, cols = 19
+
+    func testForwardAndBackwardMatchReference() {
+        var x = GradCheck.random(count: rows * cols, seed: 1, scale: 3)
+        for j in 0..<cols { x[2 * cols + j] = -.infinity }          // a fully masked row
+        x[3 * cols + 5] = -.infinity                                // one masked entry
+        let inp = Buffer(x)
+        let fast = Buffer(zeros: rows * cols), reference = Buffer(zeros: rows * cols)
+        softmaxForward(out: fast.p, inp: inp.c, rows: rows, cols: cols)
+        softmaxForwardReference(out: reference.p, inp: inp.c, rows: rows, cols: cols)
+        assertClose(fast.array, reference.array, atol: 1e-7, rtol: 1e-6, "softmax")
+        XCTAssertEqual(Array(fast.array[2 * cols..<3 * cols]), [Float](repeating: 0, count: cols))
+        XCTAssertEqual(fast.array[3 * cols + 5], 0)
+
+        let dout = Buffer(random: rows * cols, seed: 2), d0 = GradCheck.random(count: rows * cols, seed: 3)
+        let dinp = Buffer(d0), dinpRef = Buffer(d0)
+        softmaxBackward(dinp: dinp.p, out: fast.c, dout: dout.c, rows: rows, cols: cols)
+        softmaxBackwardReference(dinp: dinpRef.p, out: fast.c, dout: dout.c, rows: rows, cols: cols)
+        assertClose(dinp.array, dinpRef.array, atol: 1e-6, rtol: 1e-5, "softmax backward")
+    }
+
+    func testGradients() {
+        gradCheck("softmax", x: GradCheck.random(count: rows * cols, seed: 4, scale: 2), outputCount: rows * cols,
+                  forward: { x in
+            let out = Buffer(zeros: self.rows * self.cols)
+            softmaxForward(out: out.p, inp: Buffer(x).c, rows: self.rows, cols: self.cols)
+            return out.array
+        }) { x, dout, dx in
+            let out = Buffer(zeros: self.rows * self.cols), g = Buffer(dx)
+            softmaxForward(out: out.p, inp: Buffer(x).c, rows: self.rows, cols: self.cols)
+            softmaxBackward(dinp: g.p, out: out.c, dout: Buffer(dout).c, rows: self.rows, cols: self.cols)
+            dx = g.array
+        }
+    }
+}
