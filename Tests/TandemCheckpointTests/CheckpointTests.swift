@@ -88,6 +88,34 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(FileManager.default.contents(atPath: path(1, "raw.bin"))?.count, 20)
     }
 
+    /// The trainer's pattern: copy the arena into a snapshot, save the snapshot on another thread and
+    /// keep updating the arena meanwhile; the checkpoint holds the snapshot's values.
+    func testSaveOfSnapshotOnBackgroundThread() throws {
+        let count = 4096
+        let arena = AlignedMemory.allocate(Float.self, count: count)
+        let snapshot = AlignedMemory.allocate(Float.self, count: count)
+        defer { AlignedMemory.deallocate(arena); AlignedMemory.deallocate(snapshot) }
+        for i in 0..<count { arena[i] = Float(i) }
+        snapshot.update(from: arena, count: count)
+        var model = SafeTensorsWriter()
+        model.add("w", shape: [count], borrowing: UnsafeBufferPointer(start: snapshot, count: count))
+        let writer = CheckpointWriter(root: root)
+        let files = [CheckpointFile.safetensors("model.safetensors", model)]
+        /// Hands the result back from the saving thread; the semaphore orders the accesses.
+        final class Outcome: @unchecked Sendable { var result: Result<CheckpointSaveResult, Error>? }
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            outcome.result = Result { try writer.save(step: 7, files: files) }
+            done.signal()
+        }.start()
+        for i in 0..<count { arena[i] = -1 }
+        done.wait()
+        let result = try XCTUnwrap(outcome.result).get()
+        try CheckpointStore.verify(result.directory)
+        XCTAssertEqual(try SafeTensorsFile(path: path(7, "model.safetensors")).floats("w"), (0..<count).map(Float.init))
+    }
+
     func testRejectsBadFileNames() {
         let w = CheckpointWriter(root: root)
         assertError(try w.save(step: 1, files: [.text("../escape", "x")]), contains: ["../escape", "not a valid"])
