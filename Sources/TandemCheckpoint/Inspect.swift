@@ -52,10 +52,12 @@ public func inspectCheckpoint(_ path: String) -> CheckpointInspection {
     do {
         let manifest = try CheckpointStore.readManifest(path)
         lines.append("  step \(manifest.step), \(manifest.files.count) files")
+        let nameWidth = manifest.files.map(\.name.count).max() ?? 0
         for entry in manifest.files {
             do {
                 try CheckpointStore.verify(entry, in: path)
-                lines.append("  ok    \(entry.name)  \(entry.size) bytes  sha256 \(entry.sha256)")
+                let padding = String(repeating: " ", count: nameWidth - entry.name.count)
+                lines.append("  ok    \(entry.name)\(padding)  \(entry.size) bytes  sha256 \(entry.sha256)")
             } catch let e as CheckpointError {
                 problem("\(entry.name): \(e.message)")
             } catch {
@@ -89,11 +91,13 @@ private func describeSafeTensors(_ path: String, problem: (String) -> Void) -> [
         let file = try SafeTensorsFile(path: path)
         var total = 0
         var byType: [SafeTensorsDType: Int] = [:]
+        let width = file.names.map(\.count).max() ?? 0
         for name in file.names {
             let t = file.tensors[name]!
             total += t.count
             byType[t.dtype, default: 0] += t.count
-            lines.append("  \(name)  \(t.dtype.rawValue) \(Shape(t.shape))  \(t.count)")
+            let padding = String(repeating: " ", count: width - name.count)
+            lines.append("  \(name)\(padding)  \(t.dtype.rawValue) \(Shape(t.shape))  \(t.count)")
         }
         let types = byType.keys.sorted { $0.rawValue < $1.rawValue }.map { "\($0.rawValue) \(byType[$0]!)" }
         let fileName = String(path.split(separator: "/").last ?? "")

@@ -286,9 +286,9 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(inspection.isValid, inspection.problems.joined(separator: "\n"))
         let report = inspectReport(path(1000))
         for fragment in ["checkpoint \(path(1000))", "trainer state: step 1000, epoch 0, sample_cursor 32000",
-                         "model_type: \"bert\"", "hidden_size: 8", "step 1000, 4 files", "ok    model.safetensors",
+                         "model_type: \"bert\"", "hidden_size: 8", "step 1000, 4 files", "ok    model.safetensors ",
                          "encoder.weight  F32 [64]  64", "model.safetensors: 1 tensors, 64 parameters",
-                         "step  I64 []  1", "metadata: format=pt"] {
+                         "step                    I64 []  1", "metadata: format=pt"] {
             XCTAssertTrue(report.contains(fragment), "missing \"\(fragment)\" in\n\(report)")
         }
         let single = inspectCheckpoint(path(1000, "model.safetensors"))
