@@ -243,6 +243,17 @@ public struct WordPieceTokenizer: @unchecked Sendable {
         encoder.run(bytes, into: &ids)
     }
 
+    /// Calls `body` with the UTF-8 bytes of each word of `bytes` after normalization and pre-tokenization,
+    /// before WordPiece: what the vocabulary trainer counts. Special tokens are matched as in `encode`.
+    func forEachWord(utf8 bytes: UnsafeRawBufferPointer, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var encoder = Encoder(tokenizer: self)
+            encoder.wordSink = body
+            var unused: [Int32] = []
+            encoder.run(bytes, into: &unused)
+        }
+    }
+
     /// The per-call state of one encoding: the bytes of the word being built and its length in scalars.
     private struct Encoder {
         let t: WordPieceTokenizer
@@ -250,6 +261,8 @@ public struct WordPieceTokenizer: @unchecked Sendable {
         let clean: Bool, chinese: Bool, strip: Bool, lower: Bool
         var word: [UInt8] = []
         var wordScalars = 0
+        /// When set, finished words go here instead of through WordPiece.
+        var wordSink: ((UnsafeBufferPointer<UInt8>) -> Void)?
 
         init(tokenizer: WordPieceTokenizer) {
             t = tokenizer
@@ -385,6 +398,10 @@ public struct WordPieceTokenizer: @unchecked Sendable {
         private mutating func flush(_ ids: inout [Int32]) {
             guard wordScalars > 0 else { return }
             defer { word.removeAll(keepingCapacity: true); wordScalars = 0 }
+            if let wordSink {
+                word.withUnsafeBufferPointer(wordSink)
+                return
+            }
             if wordScalars > t.maxInputCharsPerWord { ids.append(t.unkID); return }
             let mark = ids.count
             let matched: Bool = word.withUnsafeBufferPointer { w in

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Tokenizes every line of a corpus with HF tokenizers (the tokenizer.json, and the vocab.txt through
 BertWordPieceTokenizer) and with a Tandem command that reads stdin lines and prints one line of
-space-separated ids each (`tandem tokenize --vocab VOCAB`, or .build-data/swift-tokenize VOCAB), then
+space-separated ids each (`tandem tokenize --vocab VOCAB`, or `.build-data/data-tool tokenize VOCAB` from build_data_tool.sh), then
 counts the lines whose ids differ and prints the throughput of each.
 
 The corpus is read as bytes and split on b"\\n"; each line is decoded for the reference with
 errors="replace" (invalid UTF-8 becomes U+FFFD, which BertNormalizer's clean_text removes).
 
 Usage:
-  python3 scripts/tokenizer/compare.py --vocab V.txt --json T.json --corpus FILE --cmd ".build-data/swift-tokenize V.txt"
+  python3 scripts/tokenizer/compare.py --vocab V.txt --json T.json --corpus FILE --cmd ".build-data/data-tool tokenize V.txt"
 """
 import argparse
 import shlex

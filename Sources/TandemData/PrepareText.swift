@@ -1,0 +1,191 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One unit of `prepareText` work: a text file and the name of the shard it becomes. Ranks under mpirun
+/// take disjoint lists of jobs.
+public struct TextShardJob: Equatable, Sendable {
+    public var input: String
+    public var shard: String
+
+    public init(input: String, shard: String) {
+        self.input = input
+        self.shard = shard
+    }
+
+    /// One job per input, shards named `prefix-00000`, `prefix-00001`, ... in input order.
+    public static func plan(inputs: [String], prefix: String = "shard") -> [TextShardJob] {
+        inputs.enumerated().map { n, input in
+            let digits = String(n)
+            return TextShardJob(input: input, shard: prefix + "-" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits)
+        }
+    }
+}
+
+/// Where `prepareText` is, reported after each chunk of input.
+public struct PrepareTextProgress: Sendable {
+    public var bytesDone: Int
+    public var bytesTotal: Int
+    public var tokens: Int
+    public var sentences: Int
+    public var documents: Int
+    public var evalDocuments: Int
+    public var seconds: Double
+    public var megabytesPerSecond: Double { seconds > 0 ? Double(bytesDone) / 1e6 / seconds : 0 }
+}
+
+/// What `prepareText` wrote.
+public struct PrepareTextSummary: Sendable {
+    public var bytes: Int
+    public var seconds: Double
+    /// Training shards: tokens, sentences, documents.
+    public var tokens: Int, sentences: Int, documents: Int
+    /// Held-out shards.
+    public var evalTokens: Int, evalSentences: Int, evalDocuments: Int
+    public var trainDirectory: String
+    public var evalDirectory: String?
+    public var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / 1e6 / seconds : 0 }
+}
+
+/// Tokenizes text files into token shards, streaming: documents are separated by blank lines (lines of
+/// only spaces, tabs or CRs count as blank) and by the end of a file, each other line is a sentence.
+/// Invalid UTF-8 is read as U+FFFD (see `WordPieceTokenizer`); lines with no token are skipped.
+///
+/// With `evalFraction > 0`, each document goes to the held-out shards in `evalOut` (default: `out` + "-eval",
+/// the layout of the config's `data.train` / `data.eval`) with that probability, drawn from
+/// `Philox(seed)` at (stream: hash of the shard name, step: 0, index: document number in the file), so the
+/// split is deterministic and independent of how jobs are spread over ranks.
+///
+/// - Parameters:
+///   - writeManifest: write `manifest.json` of the listed shards; a multi-rank run writes it on rank 0 with
+///     `TokenShardManifest.build` once every rank is done.
+///   - progress: called after every few megabytes and at the end of each file.
+///   - log: receives the closing line with the throughput in MB/s.
+@discardableResult
+public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextShardJob], evalFraction: Double = 0,
+                        evalOut: String? = nil, seed: UInt64 = 0, writeManifest: Bool = true,
+                        progress: ((PrepareTextProgress) -> Void)? = nil,
+                        log: (String) -> Void = { print($0) }) throws -> PrepareTextSummary {
+    guard evalFraction >= 0 && evalFraction < 1 else { throw DataError.invalidArgument("--eval-fraction \(evalFraction) is not in [0, 1)") }
+    guard !inputs.isEmpty else { throw DataError.invalidArgument("no input files") }
+    let evalDirectory = evalFraction > 0 ? (evalOut ?? (out.hasSuffix("/") ? String(out.dropLast()) : out) + "-eval") : nil
+    for directory in [out] + (evalDirectory.map { [$0] } ?? []) {
+        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            throw DataError.io(path: directory, reason: "cannot create the directory: \(error.localizedDescription)")
+        }
+    }
+    var bytesTotal = 0
+    for job in inputs {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: job.input),
+              attributes[.type] as? FileAttributeType != .typeDirectory else {
+            throw DataError.io(path: job.input, reason: "no such file")
+        }
+        bytesTotal += (attributes[.size] as? Int) ?? 0
+    }
+
+    let start = Date()
+    var state = PrepareTextProgress(bytesDone: 0, bytesTotal: bytesTotal, tokens: 0, sentences: 0, documents: 0, evalDocuments: 0, seconds: 0)
+    var evalTokens = 0, evalSentences = 0
+    let philox = Philox(seed: seed)
+    var ids: [Int32] = []
+    ids.reserveCapacity(1024)
+    let chunkSize = 4 << 20
+    var chunk = [UInt8](repeating: 0, count: chunkSize)
+    var nextReport = 8 << 20
+
+    for job in inputs {
+        let train = try TokenShardWriter(directory: out, name: job.shard, vocabSize: vocab.vocabSize)
+        let held = try evalDirectory.map { try TokenShardWriter(directory: $0, name: job.shard, vocabSize: vocab.vocabSize) }
+        guard let file = fopen(job.input, "rb") else { throw DataError.io(path: job.input, reason: "cannot open: \(String(cString: strerror(errno)))") }
+        defer { fclose(file) }
+        let stream = fnv1a64(job.shard)
+        var documentIndex: UInt64 = 0
+        var current = train
+        var documentOpen = false
+        var carry: [UInt8] = []
+
+        // One line (without its "\n"): a blank line closes the document, another line is a sentence of it.
+        func handle(_ line: UnsafeRawBufferPointer) throws {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
+                documentOpen = false
+                return
+            }
+            ids.removeAll(keepingCapacity: true)
+            vocab.appendIDs(utf8: line, to: &ids)
+            if ids.isEmpty { return }
+            if !documentOpen {
+                documentOpen = true
+                let toEval = held != nil && Double(philox.uniform(stream: stream, step: 0, index: documentIndex)) < evalFraction
+                documentIndex += 1
+                current = toEval ? held! : train
+                current.beginDocument()
+                if toEval { state.evalDocuments += 1 } else { state.documents += 1 }
+            }
+            try current.addSentence(ids)
+            if current === train { state.tokens += ids.count; state.sentences += 1 } else { evalTokens += ids.count; evalSentences += 1 }
+        }
+
+        while true {
+            let n = fread(&chunk, 1, chunkSize, file)
+            if n == 0 {
+                if ferror(file) != 0 { throw DataError.io(path: job.input, reason: "cannot read: \(String(cString: strerror(errno)))") }
+                break
+            }
+            try chunk.withUnsafeBytes { all in
+                var lineStart = 0
+                for i in 0..<n where all[i] == 0x0A {
+                    if carry.isEmpty {
+                        try handle(UnsafeRawBufferPointer(rebasing: all[lineStart..<i]))
+                    } else {
+                        carry += all[lineStart..<i]
+                        try carry.withUnsafeBytes { try handle($0) }
+                        carry.removeAll(keepingCapacity: true)
+                    }
+                    lineStart = i + 1
+                }
+                carry += all[lineStart..<n]
+            }
+            state.bytesDone += n
+            if state.bytesDone >= nextReport {
+                nextReport = state.bytesDone + (8 << 20)
+                state.seconds = Date().timeIntervalSince(start)
+                progress?(state)
+            }
+        }
+        if !carry.isEmpty { try carry.withUnsafeBytes { try handle($0) } }
+        try train.finish()
+        try held?.finish()
+        state.seconds = Date().timeIntervalSince(start)
+        progress?(state)
+    }
+
+    guard state.tokens + evalTokens > 0 else {
+        throw DataError.invalidFormat(path: inputs.map(\.input).joined(separator: ", "), reason: "no tokens: the corpus is empty")
+    }
+    if writeManifest {
+        let names = inputs.map(\.shard)
+        try TokenShardManifest.build(directory: out, names: names, vocabSize: vocab.vocabSize, vocabHash: vocab.vocabHash).write(directory: out)
+        if let evalDirectory {
+            try TokenShardManifest.build(directory: evalDirectory, names: names, vocabSize: vocab.vocabSize, vocabHash: vocab.vocabHash)
+                .write(directory: evalDirectory)
+        }
+    }
+    let summary = PrepareTextSummary(bytes: state.bytesDone, seconds: Date().timeIntervalSince(start), tokens: state.tokens,
+                                     sentences: state.sentences, documents: state.documents, evalTokens: evalTokens,
+                                     evalSentences: evalSentences, evalDocuments: state.evalDocuments,
+                                     trainDirectory: out, evalDirectory: evalDirectory)
+    log(String(format: "prepare-text: %.1f MB in %.2f s (%.1f MB/s): ", Double(summary.bytes) / 1e6, summary.seconds, summary.megabytesPerSecond)
+        + "\(summary.tokens) tokens, \(summary.sentences) sentences, \(summary.documents) documents in \(out)"
+        + (evalDirectory.map { "; held out \(summary.evalDocuments) documents (\(evalTokens) tokens) in \($0)" } ?? ""))
+    return summary
+}
+
+/// FNV-1a of a string's UTF-8 bytes: the Philox stream of a shard's eval split.
+func fnv1a64(_ s: String) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+    return h
+}
