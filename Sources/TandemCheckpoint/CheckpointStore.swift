@@ -189,6 +189,16 @@ public enum CheckpointStore {
         }
         return ResumeSelection(directory: nil, manifest: nil, skipped: skipped)
     }
+
+    /// The checkpoint `--resume` asks for: `"auto"` is `latestValid(root:)` (no directory when none
+    /// verifies); anything else is a checkpoint directory that must verify, or this throws naming the
+    /// file that failed.
+    public static func resolveResume(_ spec: String, root: String) throws -> ResumeSelection {
+        if spec == "auto" { return try latestValid(root: root) }
+        guard FS.isDirectory(spec) else { throw CheckpointError(path: spec, "not a checkpoint directory") }
+        let manifest = try verify(spec)
+        return ResumeSelection(directory: spec, manifest: manifest, skipped: [])
+    }
 }
 
 extension String {

@@ -182,6 +182,15 @@ final class CheckpointTests: XCTestCase {
         try assertFallsBack(because: ["incomplete"], file: "MANIFEST.json")
     }
 
+    func testResolveResume() throws {
+        try saveTwo()
+        XCTAssertEqual(try CheckpointStore.resolveResume("auto", root: root).directory, path(200))
+        XCTAssertEqual(try CheckpointStore.resolveResume(path(100), root: root).manifest?.step, 100)
+        try FileManager.default.removeItem(atPath: path(100, "config.json"))
+        assertError(try CheckpointStore.resolveResume(path(100), root: root), contains: [path(100, "config.json"), "missing"])
+        assertError(try CheckpointStore.resolveResume(path(300), root: root), contains: [path(300), "not a checkpoint directory"])
+    }
+
     func testNoValidCheckpoint() throws {
         XCTAssertNil(try CheckpointStore.latestValid(root: root).directory, "missing root")
         try CheckpointWriter(root: root).save(step: 5, files: files(step: 5))
