@@ -19,7 +19,7 @@ final class TokenShardTests: XCTestCase {
             XCTAssertEqual(reader.tokenWidth, vocabSize <= 65536 ? 2 : 4)
             XCTAssertEqual(reader.documentCount, 3)
             XCTAssertEqual(reader.sentenceCount, 6)
-            XCTAssertEqual(reader.tokenCount, 11)
+            XCTAssertEqual(reader.tokenCount, 12)
             let back = (0..<reader.documentCount).map { d in reader.sentences(ofDocument: d).map { Array(reader.tokens(ofSentence: $0)) } }
             XCTAssertEqual(back, documents)
         }
