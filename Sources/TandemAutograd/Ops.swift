@@ -1,0 +1,147 @@
+import TandemKernels
+
+// The differentiable ops: each allocates its output on the tape and records a forward closure that calls
+// a kernel and a backward closure that calls the kernel's backward, which accumulates into the inputs'
+// gradients (skipped where an input needs none). Shapes follow llm.c: N rows of C channels, (B, T, C).
+
+extension Tape {
+    /// y = x · W^T + b, with W of shape (OC, C) as in PyTorch's Linear; x is (..., C), y is (..., OC).
+    public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?) -> Tensor {
+        let C = weight.shape[1], OC = weight.shape[0]
+        precondition(x.shape[-1] == C, "linear \(weight.name): input \(x.shape) does not end in \(C)")
+        let N = x.count / C
+        let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
+        let w = weight.value, dw = weight.grad
+        let b = bias?.value, db = bias?.grad
+        record(parameters: bias.map { [weight, $0] } ?? [weight], forward: {
+            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC)
+        }, backward: {
+            linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
+                           N: N, C: C, OC: OC)
+        })
+        return y
+    }
+
+    /// LayerNorm over the last dimension (Ba et al. 2016): y = (x - mean) * rstd * weight + bias.
+    public func layerNorm(_ x: Tensor, weight: Parameter, bias: Parameter, eps: Float) -> Tensor {
+        let C = weight.count, N = x.count / C
+        precondition(x.shape[-1] == C, "layer norm \(weight.name): input \(x.shape) does not end in \(C)")
+        let y = tensor(x.shape)
+        let mean = scratch(count: N), rstd = scratch(count: N)
+        let w = weight.value, b = bias.value, dw = weight.grad, db = bias.grad
+        record(parameters: [weight, bias], forward: {
+            layerNormForward(out: y.data, mean: mean, rstd: rstd, inp: x.data, weight: w, bias: b, N: N, C: C, eps: eps)
+        }, backward: {
+            layerNormBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
+                              mean: mean, rstd: rstd, N: N, C: C)
+        })
+        return y
+    }
+
+    /// GELU, exact (erf) or with the tanh approximation.
+    public func gelu(_ x: Tensor, approximation: GELUApproximation = .erf) -> Tensor {
+        let y = tensor(x.shape)
+        let n = x.count
+        record(forward: {
+            geluForward(out: y.data, inp: x.data, count: n, approximation: approximation)
+        }, backward: {
+            if let dx = x.grad { geluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, approximation: approximation) }
+        })
+        return y
+    }
+
+    /// tanh, elementwise.
+    public func tanh(_ x: Tensor) -> Tensor {
+        let y = tensor(x.shape)
+        let n = x.count
+        record(forward: { tanhForward(out: y.data, inp: x.data, count: n) },
+               backward: { if let dx = x.grad { tanhBackward(dinp: dx, out: y.data, dout: y.grad!, count: n) } })
+        return y
+    }
+
+    /// a + b, elementwise (residual connections).
+    public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
+        let y = tensor(a.shape)
+        let n = a.count
+        record(forward: { residualForward(out: y.data, a: a.data, b: b.data, count: n) },
+               backward: { residualBackward(da: a.grad, db: b.grad, dout: y.grad!, count: n) })
+        return y
+    }
+
+    /// Inverted dropout (PyTorch semantics): keeps each element with probability 1 - p and scales it by
+    /// 1/(1-p). The mask is a pure function of (rng, op stream, tape.step, element), so backward and any
+    /// replay recompute it instead of storing it. An identity while `training` is false or p is 0.
+    public func dropout(_ x: Tensor, p: Float) -> Tensor {
+        guard p > 0 else { return x }
+        let y = tensor(x.shape)
+        let n = x.count
+        let stream = newStream()
+        record(forward: { [unowned self] in
+            if training {
+                dropoutForward(out: y.data, inp: x.data, count: n, p: p, rng: rng, stream: stream, step: step)
+            } else {
+                y.data.update(from: x.data, count: n)
+            }
+        }, backward: { [unowned self] in
+            guard let dx = x.grad else { return }
+            if training {
+                dropoutBackward(dinp: dx, dout: y.grad!, count: n, p: p, rng: rng, stream: stream, step: step)
+            } else {
+                residualBackward(da: dx, db: nil, dout: y.grad!, count: n)
+            }
+        })
+        return y
+    }
+
+    /// Rows of `table` (V, C) picked by `ids` (N), giving (N, C); backward scatter-adds into the table.
+    public func embedding(_ ids: UnsafeMutablePointer<Int32>, count N: Int, table: Parameter) -> Tensor {
+        let C = table.shape[1]
+        let y = tensor(Shape(N, C))
+        let t = table.value, dt = table.grad
+        record(parameters: [table], forward: {
+            embeddingForward(out: y.data, ids: ids, table: t, N: N, C: C)
+        }, backward: {
+            embeddingBackward(dtable: dt, dout: y.grad!, ids: ids, N: N, C: C)
+        })
+        return y
+    }
+
+    /// Multi-head scaled dot-product attention (Vaswani et al. 2017) of q, k, v of shape (B, T, C) with
+    /// NH heads; `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
+    public func attention(q: Tensor, k: Tensor, v: Tensor, heads NH: Int, keyMask: Tensor?, causal: Bool) -> Tensor {
+        let B = q.shape[0], T = q.shape[1], C = q.shape[2]
+        precondition(C % NH == 0, "attention: \(C) channels do not split into \(NH) heads")
+        let HS = C / NH
+        let y = tensor(q.shape)
+        let probs = scratch(count: B * NH * T * T)
+        let dprobs = scratch(count: B * NH * T * T)
+        let mask = keyMask.map { UnsafePointer($0.data) }
+        record(forward: {
+            attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
+                             B: B, T: T, NH: NH, HS: HS, causal: causal)
+        }, backward: {
+            attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
+                              q: q.data, k: k.data, v: v.data, B: B, T: T, NH: NH, HS: HS)
+        })
+        return y
+    }
+
+    /// Mean softmax cross-entropy of `logits` (N, V) against `targets` (N), ignoring `ignoreIndex` and
+    /// with optional label smoothing (PyTorch's CrossEntropyLoss). Returns a scalar tensor.
+    public func crossEntropy(_ logits: Tensor, targets: UnsafeMutablePointer<Int32>, ignoreIndex: Int32 = -100,
+                             labelSmoothing: Float = 0) -> Tensor {
+        let V = logits.shape[-1], N = logits.count / V
+        let loss = tensor(Shape(1))
+        let losses = scratch(count: N)
+        let probs = scratch(count: N * V)
+        record(forward: {
+            loss.data[0] = crossEntropyForward(losses: losses, probs: probs, logits: logits.data, targets: targets,
+                                               N: N, V: V, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
+        }, backward: {
+            crossEntropyBackward(dlogits: logits.grad!, probs: probs, targets: targets, N: N, V: V,
+                                 ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing, dloss: loss.grad![0])
+        })
+        return loss
+    }
+}

@@ -1,0 +1,130 @@
+/// A tape over coarse kernels, in micrograd's spirit: every op records one closure that computes its
+/// output and one that accumulates into its inputs' gradients; `backward()` replays the second kind in
+/// reverse.
+///
+/// The graph of a training step has the same shape every step, so the tape is recorded once, when the
+/// model is applied to the tape's input tensors (which allocates every activation and records the ops
+/// without running them), and then replayed: the caller fills the inputs, `forward()` runs the recorded
+/// forward closures in order, `backward()` the backward ones in reverse. Nothing is allocated after recording, so steady-state training does
+/// no heap allocation (llm.c's fixed activation buffers, reached through a tape).
+///
+/// Parameter gradients live in the `ParameterArena`; the tape knows, for every parameter, the last
+/// backward op that writes its gradient and calls `onGradientFinal` right after that op, which is when
+/// a gradient bucket may start its all-reduce.
+public final class Tape {
+    /// Activation values.
+    public let values: ActivationArena
+    /// Activation gradients, zeroed at the start of every backward pass.
+    public let grads: ActivationArena
+    /// Whether dropout is active; read by dropout ops at replay time.
+    public var training = true
+    /// The number random ops (dropout) key their draws on: the caller sets it to the global micro-step
+    /// before `forward()`, so a step can be replayed exactly from its number after a resume.
+    public var step: UInt64 = 0
+    /// The generator random ops draw from; each op gets its own stream.
+    public var rng: Philox
+    /// Called with each parameter as soon as its gradient is final in a backward pass.
+    public var onGradientFinal: ((Parameter) -> Void)?
+
+    private var forwards: [() -> Void] = []
+    private var backwards: [() -> Void] = []
+    /// Parameters whose gradient is final after backward op i, flattened: `finalStart[i]..<finalStart[i+1]`.
+    private var finalParameters: [Parameter] = []
+    private var finalStart: [Int] = [0]
+    private var firstUse: [ObjectIdentifier: Int] = [:]
+    private var pendingParameters: [(Parameter, Int)] = []
+    private var gradientBuffers: [(UnsafeMutablePointer<Float>, Int)] = []
+    private var streams: UInt64 = 0
+    public private(set) var isSealed = false
+
+    public init(rng: Philox = Philox(seed: 0), minimumBlockBytes: Int = 16 << 20) {
+        self.rng = rng
+        values = ActivationArena(minimumBlockBytes: minimumBlockBytes)
+        grads = ActivationArena(minimumBlockBytes: minimumBlockBytes)
+    }
+
+    public var opCount: Int { forwards.count }
+
+    // MARK: - Recording
+
+    /// A new activation of `shape`, with a gradient buffer when `requiresGrad`.
+    public func tensor(_ shape: Shape, requiresGrad: Bool = true) -> Tensor {
+        precondition(!isSealed, "the tape is sealed: record the whole graph before replaying it")
+        let data = values.allocate(Float.self, count: shape.count)
+        var grad: UnsafeMutablePointer<Float>? = nil
+        if requiresGrad {
+            grad = grads.allocate(Float.self, count: shape.count)
+            gradientBuffers.append((grad!, shape.count))
+        }
+        return Tensor(shape: shape, data: data, grad: grad)
+    }
+
+    /// An input the caller fills before each `forward()`; it needs no gradient.
+    public func input(_ shape: Shape) -> Tensor { tensor(shape, requiresGrad: false) }
+
+    /// Integer inputs (token ids, labels) the caller fills before each `forward()`.
+    public func intInput(count: Int) -> UnsafeMutablePointer<Int32> {
+        precondition(!isSealed, "the tape is sealed")
+        return values.allocate(Int32.self, count: count)
+    }
+
+    /// Scratch memory an op keeps between its forward and backward (e.g. LayerNorm's mean and rstd).
+    public func scratch(count: Int) -> UnsafeMutablePointer<Float> {
+        precondition(!isSealed, "the tape is sealed")
+        return values.allocate(Float.self, count: count)
+    }
+
+    /// A fresh stream number for an op that draws random numbers.
+    public func newStream() -> UInt64 { streams += 1; return streams }
+
+    /// Records an op's two closures for replay (nothing runs yet). `parameters` are those whose
+    /// gradients `backward` accumulates into.
+    public func record(parameters: [Parameter] = [], forward: @escaping () -> Void, backward: @escaping () -> Void) {
+        precondition(!isSealed, "the tape is sealed")
+        let index = forwards.count
+        forwards.append(forward)
+        backwards.append(backward)
+        for p in parameters where firstUse[ObjectIdentifier(p)] == nil {
+            firstUse[ObjectIdentifier(p)] = index
+            pendingParameters.append((p, index))
+        }
+    }
+
+    /// Ends recording: from now on only `forward()` and `backward()` may run.
+    public func seal() {
+        guard !isSealed else { return }
+        var byOp = [[Parameter]](repeating: [], count: forwards.count)
+        for (p, i) in pendingParameters { byOp[i].append(p) }
+        finalParameters = []
+        finalStart = [0]
+        for ps in byOp { finalParameters += ps; finalStart.append(finalParameters.count) }
+        pendingParameters = []
+        isSealed = true
+    }
+
+    // MARK: - Replay
+
+    /// Runs every recorded forward closure in order.
+    public func forward() {
+        seal()
+        for f in forwards { f() }
+    }
+
+    /// Zeroes activation gradients, sets d(loss)/d(loss) = `seed` and runs every backward closure in
+    /// reverse, calling `onGradientFinal` for each parameter right after its last contribution. A seed
+    /// other than 1 scales every gradient (e.g. 1/micro-batches under gradient accumulation).
+    public func backward(from loss: Tensor, seed: Float = 1) {
+        seal()
+        for (g, n) in gradientBuffers { g.update(repeating: 0, count: n) }
+        guard let dloss = loss.grad else { preconditionFailure("the loss does not require a gradient") }
+        dloss.update(repeating: seed, count: loss.count)
+        var i = backwards.count - 1
+        while i >= 0 {
+            backwards[i]()
+            if let hook = onGradientFinal {
+                for j in finalStart[i]..<finalStart[i + 1] { hook(finalParameters[j]) }
+            }
+            i -= 1
+        }
+    }
+}
