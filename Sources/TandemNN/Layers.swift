@@ -1,0 +1,138 @@
+import TandemAutograd
+import TandemKernels
+
+/// How a model names and initialises its parameters: a prefix joined with dots (HF's module paths), the
+/// arena they are registered in, and the generator that draws their initial values.
+public struct ParameterScope {
+    public let arena: ParameterArena
+    public let prefix: String
+    public let rng: Philox
+
+    public init(arena: ParameterArena, prefix: String = "", rng: Philox) {
+        self.arena = arena; self.prefix = prefix; self.rng = rng
+    }
+
+    /// The scope of a sub-module: `encoder` -> `encoder.layer.0`.
+    public func callAsFunction(_ name: String) -> ParameterScope {
+        ParameterScope(arena: arena, prefix: prefix.isEmpty ? name : prefix + "." + name, rng: rng)
+    }
+
+    /// Registers `prefix.name`.
+    public func parameter(_ name: String, _ shape: Shape, _ initializer: ParameterInit, decays: Bool = true) -> Parameter {
+        arena.register(prefix.isEmpty ? name : prefix + "." + name, shape, initializer: initializer, decays: decays, rng: rng)
+    }
+}
+
+/// y = x W^T + b (PyTorch `nn.Linear`; weight (out, in)).
+public final class Linear {
+    public let weight: Parameter
+    public let bias: Parameter?
+
+    public init(_ scope: ParameterScope, inputs: Int, outputs: Int, bias: Bool = true, initializer: ParameterInit) {
+        weight = scope.parameter("weight", Shape(outputs, inputs), initializer)
+        self.bias = bias ? scope.parameter("bias", Shape(outputs), .zeros, decays: false) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor, on tape: Tape) -> Tensor {
+        tape.linear(x, weight: weight, bias: bias)
+    }
+}
+
+/// A lookup table of `count` vectors of `dimensions` (PyTorch `nn.Embedding`).
+public final class Embedding {
+    public let weight: Parameter
+
+    public init(_ scope: ParameterScope, count: Int, dimensions: Int, initializer: ParameterInit) {
+        weight = scope.parameter("weight", Shape(count, dimensions), initializer)
+    }
+
+    public func callAsFunction(_ ids: UnsafeMutablePointer<Int32>, count: Int, on tape: Tape) -> Tensor {
+        tape.embedding(ids, count: count, table: weight)
+    }
+}
+
+/// LayerNorm over the last dimension with learned scale and shift, excluded from weight decay.
+public final class LayerNorm {
+    public let weight: Parameter
+    public let bias: Parameter
+    public let eps: Float
+
+    public init(_ scope: ParameterScope, dimensions: Int, eps: Float) {
+        weight = scope.parameter("weight", Shape(dimensions), .ones, decays: false)
+        bias = scope.parameter("bias", Shape(dimensions), .zeros, decays: false)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor, on tape: Tape) -> Tensor {
+        tape.layerNorm(x, weight: weight, bias: bias, eps: eps)
+    }
+}
+
+/// Multi-head self-attention: separate query, key and value projections, scaled dot-product attention
+/// per head, and an output projection (Vaswani et al. 2017, §3.2.2).
+public final class MultiHeadAttention {
+    public let query: Linear, key: Linear, value: Linear, output: Linear
+    public let heads: Int
+
+    /// The model passes the four projections so that their parameter names follow its checkpoint layout.
+    public init(query: Linear, key: Linear, value: Linear, output: Linear, heads: Int) {
+        self.query = query; self.key = key; self.value = value; self.output = output
+        self.heads = heads
+    }
+
+    /// x (B, T, C) -> (B, T, C). There is no dropout on the attention probabilities (HF's
+    /// `attention_probs_dropout_prob`): the fused attention kernel does not store a mask for it.
+    public func callAsFunction(_ x: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
+        let q = query(x, on: tape), k = key(x, on: tape), v = value(x, on: tape)
+        let a = tape.attention(q: q, k: k, v: v, heads: heads, keyMask: keyMask, causal: causal)
+        return output(a, on: tape)
+    }
+}
+
+/// The position-wise feed-forward network: Linear, GELU, Linear.
+public final class FeedForward {
+    public let up: Linear, down: Linear
+    public let approximation: GELUApproximation
+
+    public init(up: Linear, down: Linear, approximation: GELUApproximation) {
+        self.up = up; self.down = down; self.approximation = approximation
+    }
+
+    public func callAsFunction(_ x: Tensor, on tape: Tape) -> Tensor {
+        down(tape.gelu(up(x, on: tape), approximation: approximation), on: tape)
+    }
+}
+
+/// A transformer block, post-LN as in BERT (x = LN(x + Drop(Attn(x))); x = LN(x + Drop(FFN(x)))) or pre-LN
+/// as in GPT-2 and ViT (x = x + Drop(Attn(LN(x))); x = x + Drop(FFN(LN(x)))).
+public final class TransformerBlock {
+    public enum Norm { case pre, post }
+    public let attention: MultiHeadAttention
+    public let attentionNorm: LayerNorm
+    public let feedForward: FeedForward
+    public let feedForwardNorm: LayerNorm
+    public let norm: Norm
+    public let dropout: Float
+
+    public init(attention: MultiHeadAttention, attentionNorm: LayerNorm, feedForward: FeedForward,
+                feedForwardNorm: LayerNorm, norm: Norm, dropout: Float) {
+        self.attention = attention; self.attentionNorm = attentionNorm
+        self.feedForward = feedForward; self.feedForwardNorm = feedForwardNorm
+        self.norm = norm; self.dropout = dropout
+    }
+
+    public func callAsFunction(_ x: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
+        switch norm {
+        case .post:
+            let a = tape.dropout(attention(x, keyMask: keyMask, causal: causal, on: tape), p: dropout)
+            let h = attentionNorm(tape.add(x, a), on: tape)
+            let f = tape.dropout(feedForward(h, on: tape), p: dropout)
+            return feedForwardNorm(tape.add(h, f), on: tape)
+        case .pre:
+            let a = tape.dropout(attention(attentionNorm(x, on: tape), keyMask: keyMask, causal: causal, on: tape), p: dropout)
+            let h = tape.add(x, a)
+            let f = tape.dropout(feedForward(feedForwardNorm(h, on: tape), on: tape), p: dropout)
+            return tape.add(h, f)
+        }
+    }
+}

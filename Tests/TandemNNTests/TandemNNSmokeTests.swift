@@ -1,6 +1,0 @@
-import XCTest
-import TandemNN
-
-final class TandemNNSmokeTests: XCTestCase {
-    func testModuleLinks() { XCTAssertEqual(Shape(2, 3).count, 6) }
-}
