@@ -46,9 +46,10 @@ let package = Package(
         .testTarget(name: "TandemKernelsTests", dependencies: ["TandemKernels", "TandemTestSupport"]),
         .testTarget(name: "TandemAutogradTests", dependencies: ["TandemAutograd", "TandemNN", "TandemTestSupport"]),
         .testTarget(name: "TandemNNTests", dependencies: ["TandemNN", "TandemTestSupport"]),
-        .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemTestSupport"]),
+        .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TandemCollectivesTests", dependencies: ["TandemCollectives", "TandemTestSupport"]),
-        .testTarget(name: "TandemCheckpointTests", dependencies: ["TandemCheckpoint", "TandemTestSupport"]),
-        .testTarget(name: "TandemTrainingTests", dependencies: ["TandemTraining", "TandemTestSupport"]),
+        .testTarget(name: "TandemCheckpointTests", dependencies: ["TandemCheckpoint", "TandemTestSupport"], exclude: ["Fixtures"]),
+        .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
+        .testTarget(name: "TandemTrainingTests", dependencies: ["TandemTraining", "TandemTestSupport", "CMallocCounter"]),
     ]
 )

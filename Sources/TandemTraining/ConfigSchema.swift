@@ -1,0 +1,45 @@
+/// Every key a training config may hold outside `model.*`, with its kind and default (DESIGN.md
+/// "Training config"; the keys there are a contract, the others are ours).
+public enum ConfigSchema {
+    public struct Entry {
+        public let kind: ConfigKind
+        public let `default`: ConfigValue?
+        public let help: String
+    }
+
+    public static let sections: Set<String> = ["model", "data", "train", "checkpoint", "distributed", "eval"]
+
+    public static let entries: [String: Entry] = [
+        "model.preset": .init(kind: .string, default: nil, help: "a preset name from configs/ (bert-base, vit-tiny, gpt-nano, ...)"),
+        "data.train": .init(kind: .string, default: nil, help: "training data: a shard directory (or a text file for byte-level models)"),
+        "data.eval": .init(kind: .string, default: nil, help: "held-out data, same format as data.train"),
+        "data.seq_len": .init(kind: .int(1...65536), default: .int(128), help: "tokens per sequence"),
+        "train.steps": .init(kind: .int(1...Int.max), default: nil, help: "optimizer steps"),
+        "train.global_batch": .init(kind: .int(1...Int.max), default: nil, help: "sequences per step over all ranks = micro_batch x accumulation x ranks"),
+        "train.micro_batch": .init(kind: .int(1...Int.max), default: nil, help: "sequences per forward pass on one rank"),
+        "train.seed": .init(kind: .int(0...Int.max), default: .int(0), help: "seed of every random draw"),
+        "train.lr": .init(kind: .float(1e-12...10), default: nil, help: "peak learning rate"),
+        "train.warmup": .init(kind: .int(0...Int.max), default: .int(0), help: "linear warm-up steps"),
+        "train.schedule": .init(kind: .choice(["linear", "cosine", "constant"]), default: .string("linear"), help: "decay after warm-up"),
+        "train.optimizer": .init(kind: .choice(["adamw", "lamb"]), default: .string("adamw"), help: "optimizer"),
+        "train.weight_decay": .init(kind: .float(0...1), default: .float(0.01), help: "decoupled weight decay (not on LayerNorm and biases)"),
+        "train.beta1": .init(kind: .float(0...0.999999), default: .float(0.9), help: "Adam beta1"),
+        "train.beta2": .init(kind: .float(0...0.999999999), default: .float(0.999), help: "Adam beta2"),
+        "train.eps": .init(kind: .float(1e-12...1), default: .float(1e-6), help: "Adam epsilon"),
+        "train.clip_grad_norm": .init(kind: .float(0...1e6), default: .float(1.0), help: "global gradient-norm clip after the all-reduce; 0 turns it off"),
+        "train.log_every": .init(kind: .int(1...Int.max), default: .int(10), help: "steps between progress lines"),
+        "train.threads": .init(kind: .int(1...4096), default: .int(1), help: "OpenBLAS threads per rank"),
+        "train.metrics": .init(kind: .string, default: nil, help: "JSONL metrics file (default: checkpoint.dir/metrics.jsonl)"),
+        "checkpoint.dir": .init(kind: .string, default: nil, help: "checkpoint root; step-%08d directories go in it"),
+        "checkpoint.every": .init(kind: .int(0...Int.max), default: .int(0), help: "steps between checkpoints; 0 saves only at the end"),
+        "checkpoint.keep": .init(kind: .int(1...Int.max), default: .int(3), help: "newest checkpoints kept"),
+        "checkpoint.keep_every": .init(kind: .int(0...Int.max), default: .int(0), help: "also keep steps divisible by this"),
+        "distributed.deterministic": .init(kind: .bool, default: .bool(false), help: "bit-identical results for any rank count"),
+        "distributed.reduce": .init(kind: .choice(["hierarchical", "mpi"]), default: .string("hierarchical"), help: "gradient reduction path"),
+        "distributed.bucket_mb": .init(kind: .float(0.001...4096), default: .float(25), help: "gradient bucket size in MB"),
+        "distributed.check_every": .init(kind: .int(0...Int.max), default: .int(100), help: "steps between replica checksum comparisons; 0 turns it off"),
+        "distributed.watchdog_s": .init(kind: .float(0.1...86400), default: .float(60), help: "minimum seconds a collective may wait before the job is aborted"),
+        "eval.every": .init(kind: .int(0...Int.max), default: .int(0), help: "steps between evaluations; 0 turns evaluation off"),
+        "eval.batches": .init(kind: .int(1...Int.max), default: .int(8), help: "micro-batches per evaluation"),
+    ]
+}

@@ -1,0 +1,117 @@
+import TandemKernels
+
+/// Hyper-parameters shared by AdamW and LAMB.
+public struct OptimizerSettings: Equatable, Sendable {
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-6
+    public var weightDecay: Float = 0.01
+    public init() {}
+}
+
+/// The optimizers work on the flat parameter and gradient arenas, parameter by parameter (for the decay
+/// exclusions and LAMB's per-tensor trust ratio), with first and second moments at the same offsets.
+public final class Optimizer {
+    public enum Kind: String, Sendable { case adamw, lamb }
+    public let kind: Kind
+    public let settings: OptimizerSettings
+    public let arena: ParameterArena
+    /// First moments, laid out like the arena.
+    public let m: UnsafeMutableBufferPointer<Float>
+    /// Second moments, laid out like the arena.
+    public let v: UnsafeMutableBufferPointer<Float>
+    /// Updates applied so far (the `t` of bias correction).
+    public var step = 0
+
+    public init(_ kind: Kind, settings: OptimizerSettings, arena: ParameterArena) {
+        precondition(arena.isSealed, "seal the parameter arena before creating the optimizer")
+        self.kind = kind; self.settings = settings; self.arena = arena
+        m = .init(start: AlignedMemory.allocate(Float.self, count: arena.count), count: arena.count)
+        v = .init(start: AlignedMemory.allocate(Float.self, count: arena.count), count: arena.count)
+    }
+
+    deinit {
+        AlignedMemory.deallocate(m.baseAddress!)
+        AlignedMemory.deallocate(v.baseAddress!)
+    }
+
+    /// Applies one update with learning rate `lr` from the gradients in the arena.
+    public func update(lr: Float) {
+        step += 1
+        let s = settings
+        let bc1 = 1 - pow(Double(s.beta1), Double(step))
+        let bc2 = 1 - pow(Double(s.beta2), Double(step))
+        for p in arena.parameters {
+            let w = p.value, g = p.grad
+            let mp = m.baseAddress! + p.offset, vp = v.baseAddress! + p.offset
+            let wd = p.decays ? s.weightDecay : 0
+            switch kind {
+            case .adamw:
+                // torch.optim.AdamW: decay first, then w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+                let stepSize = Float(Double(lr) / bc1)
+                let bc2Sqrt = Float(bc2.squareRoot())
+                let decay = 1 - lr * wd
+                for i in 0..<p.count {
+                    let gi = g[i]
+                    mp[i] += (gi - mp[i]) * (1 - s.beta1)
+                    vp[i] = vp[i] * s.beta2 + (1 - s.beta2) * gi * gi
+                    w[i] *= decay
+                    w[i] -= stepSize * mp[i] / (vp[i].squareRoot() / bc2Sqrt + s.eps)
+                }
+            case .lamb:
+                // You et al. 2020, Algorithm 2: r = m^/(sqrt(v^)+eps) + wd w; w -= lr * (||w|| / ||r||) r,
+                // with the ratio taken as 1 where either norm is zero.
+                var wNorm = 0.0, rNorm = 0.0
+                for i in 0..<p.count {
+                    let gi = g[i]
+                    mp[i] = s.beta1 * mp[i] + (1 - s.beta1) * gi
+                    vp[i] = s.beta2 * vp[i] + (1 - s.beta2) * gi * gi
+                    let r = Float(Double(mp[i]) / bc1) / (Float(Double(vp[i]) / bc2).squareRoot() + s.eps) + wd * w[i]
+                    wNorm += Double(w[i]) * Double(w[i]); rNorm += Double(r) * Double(r)
+                }
+                let trust = (wNorm > 0 && rNorm > 0) ? Float(wNorm.squareRoot() / rNorm.squareRoot()) : 1
+                for i in 0..<p.count {
+                    let r = Float(Double(mp[i]) / bc1) / (Float(Double(vp[i]) / bc2).squareRoot() + s.eps) + wd * w[i]
+                    w[i] -= lr * trust * r
+                }
+            }
+        }
+    }
+}
+
+/// Learning rate at a step: linear warm-up from 0, then linear decay to 0, cosine decay to 0, or constant
+/// (HF `get_linear_schedule_with_warmup` / `get_cosine_schedule_with_warmup`; `step` counts from 0).
+public struct LRSchedule: Sendable {
+    public enum Decay: String, Sendable { case linear, cosine, constant }
+    public let peak: Float, warmup: Int, total: Int, decay: Decay
+
+    public init(peak: Float, warmup: Int, total: Int, decay: Decay) {
+        self.peak = peak; self.warmup = warmup; self.total = total; self.decay = decay
+    }
+
+    public func callAsFunction(_ step: Int) -> Float {
+        // As HF: the update at step s uses s / warmup of the peak (so the very first update uses 0).
+        if step < warmup { return peak * Float(step) / Float(warmup) }
+        let progress = Double(step - warmup) / Double(max(1, total - warmup))
+        switch decay {
+        case .constant: return peak
+        case .linear: return peak * Float(max(0, 1 - progress))
+        case .cosine: return peak * Float(0.5 * (1 + cos(Double.pi * min(1, progress))))
+        }
+    }
+}
+
+/// Scales all gradients so that their global L2 norm is at most `maxNorm` (PyTorch's clip_grad_norm_:
+/// factor maxNorm / (norm + 1e-6)). Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ arena: ParameterArena, maxNorm: Float) -> Float {
+    let norm = Float(sumOfSquares(UnsafePointer(arena.grads.baseAddress!), count: arena.grads.count).squareRoot())
+    if maxNorm > 0 && norm > maxNorm {
+        scale(arena.grads.baseAddress!, count: arena.grads.count, by: maxNorm / (norm + 1e-6))
+    }
+    return norm
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,71 @@
+import Foundation
+
+/// Rank 0's progress: one line per log interval, and a bar redrawn in place when stdout is a terminal.
+public final class Progress {
+    let total: Int
+    let enabled: Bool
+    let isTerminal = isatty(STDOUT_FILENO) != 0
+
+    public init(total: Int, enabled: Bool) { self.total = total; self.enabled = enabled }
+
+    public func report(step: Int, loss: Double, lr: Float, gradNorm: Float, samplesPerSecond: Double,
+                       tokensPerSecond: Double, mfu: Double, elapsed: Double) {
+        guard enabled else { return }
+        let eta = Double(total - step) * elapsed / Double(max(step, 1))
+        let width = String(total).count
+        let line = String(format: "step %\(width)d/%d | loss %.4f | lr %.2e | grad %.3f | %.1f samples/s | %@ tok/s | MFU %.2f | ETA %@",
+                          step, total, loss, lr, gradNorm, samplesPerSecond, Self.si(tokensPerSecond), mfu,
+                          Self.duration(eta))
+        if isTerminal {
+            let filled = Int(Double(step) / Double(total) * 24)
+            print("\r\u{1B}[2K" + line + "  [" + String(repeating: "#", count: filled) + String(repeating: ".", count: 24 - filled) + "]")
+        } else {
+            print(line)
+        }
+        fflush(stdout)
+    }
+
+    public func finish() {
+        guard enabled else { return }
+        fflush(stdout)
+    }
+
+    static func si(_ x: Double) -> String {
+        x >= 1e6 ? String(format: "%.2fM", x / 1e6) : x >= 1e3 ? String(format: "%.1fk", x / 1e3) : String(format: "%.0f", x)
+    }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+    }
+}
+
+/// One JSON object per optimizer step, per rank, with the time breakdown (so stragglers show).
+public final class MetricsWriter {
+    let handle: FileHandle
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
+            throw ConfigError("\(path): cannot create the metrics file")
+        }
+        handle = h
+    }
+
+    deinit { try? handle.close() }
+
+    func write(_ results: [StepResult], rank: Int, samplesPerSecond: Double, tokensPerSecond: Double, mfu: Double) throws {
+        var text = ""
+        for r in results {
+            let t = r.times
+            text += String(format: #"{"step":%d,"rank":%d,"time":%.3f,"loss":%.6f,"lr":%.6e,"grad_norm":%.6f,"samples_per_s":%.3f,"tokens_per_s":%.1f,"mfu":%.4f,"t_data":%.6f,"t_forward":%.6f,"t_backward":%.6f,"t_grad_wait":%.6f,"t_optimizer":%.6f,"t_checkpoint":%.6f,"t_step":%.6f}"#,
+                           r.step + 1, rank, wallSeconds(), r.loss, r.learningRate, r.gradientNorm, samplesPerSecond,
+                           tokensPerSecond, mfu, t.data, t.forward, t.backward, t.gradientWait, t.optimizer, t.checkpoint, t.total)
+            text += "\n"
+        }
+        try handle.write(contentsOf: Data(text.utf8))
+    }
+}

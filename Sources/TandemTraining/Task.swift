@@ -1,0 +1,84 @@
+import TandemAutograd
+import TandemModels
+
+/// What the trainer needs from a model and its objective: parameters in an arena, a graph recorded on a
+/// tape for one micro-batch, a way to fill that graph's inputs from dataset samples, and FLOPs for MFU.
+public protocol TrainingTask: AnyObject {
+    var arena: ParameterArena { get }
+    /// Number of samples in the training set (the sampler permutes 0..<sampleCount).
+    var sampleCount: Int { get }
+    /// Tokens (or patches) per sample, for throughput figures.
+    var tokensPerSample: Int { get }
+    /// Records the training graph for `microBatch` samples and returns its scalar loss.
+    func record(on tape: Tape, microBatch: Int) -> Tensor
+    /// Writes the inputs of samples `indices` into the recorded graph.
+    func fill(samples indices: UnsafeBufferPointer<Int>)
+    /// Model FLOPs of one training step (forward + backward) per sample (DESIGN.md: 6 x parameters +
+    /// 12 x layers x hidden x sequence length per token).
+    var trainingFLOPsPerSample: Double { get }
+    /// The model's config as HF config.json fields.
+    var modelDescription: String { get }
+}
+
+/// Next-token prediction with a GPT over windows of T + 1 tokens cut from a token stream: sample i is
+/// tokens [i T, i T + T + 1).
+public final class CausalLanguageModelTask: TrainingTask {
+    public let arena = ParameterArena()
+    public let model: GPT
+    public let source: TokenSource
+    public let sequenceLength: Int
+    private var graph: GPT.Graph?
+    private var microBatch = 0
+    private let window: UnsafeMutablePointer<Int32>
+
+    public init(config: GPTConfig, source: TokenSource, sequenceLength T: Int, seed: UInt64) throws {
+        guard source.vocabSize <= config.vocabSize else {
+            throw ConfigError("\(source.origin): token ids go up to \(source.vocabSize - 1) but model.vocab_size is \(config.vocabSize)")
+        }
+        guard T <= config.nPositions else {
+            throw ConfigError("data.seq_len = \(T) exceeds the model's n_positions = \(config.nPositions)")
+        }
+        guard source.count > T else {
+            throw ConfigError("\(source.origin): \(source.count) tokens are fewer than one sequence of \(T + 1)")
+        }
+        model = GPT(config, arena: arena, rng: Philox(seed: seed))
+        arena.seal()
+        self.source = source
+        sequenceLength = T
+        window = AlignedMemory.allocate(Int32.self, count: T + 1)
+    }
+
+    deinit { AlignedMemory.deallocate(window) }
+
+    public var sampleCount: Int { (source.count - 1) / sequenceLength }
+    public var tokensPerSample: Int { sequenceLength }
+
+    public func record(on tape: Tape, microBatch B: Int) -> Tensor {
+        let g = model.record(on: tape, batch: B, sequence: sequenceLength)
+        graph = g
+        microBatch = B
+        return g.loss
+    }
+
+    public func fill(samples indices: UnsafeBufferPointer<Int>) {
+        guard let g = graph else { preconditionFailure("record the graph before filling it") }
+        precondition(indices.count == microBatch)
+        let T = sequenceLength
+        for (b, i) in indices.enumerated() {
+            source.copy(from: i * T, count: T + 1, into: window)
+            (g.inputIDs + b * T).update(from: window, count: T)
+            (g.targets + b * T).update(from: window + 1, count: T)
+        }
+    }
+
+    public var trainingFLOPsPerSample: Double {
+        let c = model.config
+        let perToken = 6.0 * Double(arena.parameterCount) + 12.0 * Double(c.nLayer * c.nEmbd * sequenceLength)
+        return perToken * Double(sequenceLength)
+    }
+
+    public var modelDescription: String {
+        let c = model.config
+        return "GPT layers=\(c.nLayer) hidden=\(c.nEmbd) heads=\(c.nHead) vocab=\(c.vocabSize) params=\(arena.parameterCount)"
+    }
+}

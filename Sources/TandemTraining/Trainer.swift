@@ -1,0 +1,173 @@
+import Foundation
+import Logging
+import TandemAutograd
+import TandemCollectives
+import TandemKernels
+
+/// The settings of a run, read from a validated `Config` and checked against the rank count.
+public struct RunSettings {
+    public let steps: Int
+    public let globalBatch: Int
+    public let microBatch: Int
+    /// Micro-batches each rank runs per step before reducing.
+    public let accumulation: Int
+    public let sequenceLength: Int
+    public let seed: UInt64
+    public let schedule: LRSchedule
+    public let optimizer: Optimizer.Kind
+    public let optimizerSettings: OptimizerSettings
+    public let clipGradNorm: Float
+    public let logEvery: Int
+    public let threads: Int
+    public let bucketBytes: Int
+    public let reduceMode: ReduceMode
+    public let deterministic: Bool
+    public let checkEvery: Int
+
+    public init(_ c: Config, worldSize: Int) throws {
+        for key in ["model.preset", "data.train", "train.steps", "train.global_batch", "train.micro_batch", "train.lr"]
+        where !c.isSet(key) {
+            throw ConfigError("\(c.file): \(key) is required")
+        }
+        steps = c.int("train.steps")
+        globalBatch = c.int("train.global_batch")
+        microBatch = c.int("train.micro_batch")
+        let perRank = microBatch * worldSize
+        guard globalBatch % perRank == 0 else {
+            throw ConfigError("\(c.file): train.global_batch = \(globalBatch) is not micro_batch (\(microBatch)) x accumulation x ranks (\(worldSize)): it must be a multiple of \(perRank)")
+        }
+        accumulation = globalBatch / perRank
+        sequenceLength = c.int("data.seq_len")
+        seed = UInt64(c.int("train.seed"))
+        schedule = LRSchedule(peak: Float(c.double("train.lr")), warmup: c.int("train.warmup"), total: steps,
+                              decay: LRSchedule.Decay(rawValue: c.string("train.schedule")!)!)
+        optimizer = Optimizer.Kind(rawValue: c.string("train.optimizer")!)!
+        var o = OptimizerSettings()
+        o.beta1 = Float(c.double("train.beta1")); o.beta2 = Float(c.double("train.beta2"))
+        o.eps = Float(c.double("train.eps")); o.weightDecay = Float(c.double("train.weight_decay"))
+        optimizerSettings = o
+        clipGradNorm = Float(c.double("train.clip_grad_norm"))
+        logEvery = c.int("train.log_every")
+        threads = c.int("train.threads")
+        bucketBytes = Int(c.double("distributed.bucket_mb") * 1_000_000)
+        reduceMode = c.string("distributed.reduce") == "mpi" ? .mpi : .hierarchical
+        deterministic = c.bool("distributed.deterministic")
+        checkEvery = c.int("distributed.check_every")
+    }
+}
+
+/// Seconds spent in each phase of a step, for the metrics file and stragglers.
+public struct StepTimes: Sendable {
+    public var data = 0.0, forward = 0.0, backward = 0.0, gradientWait = 0.0, optimizer = 0.0, checkpoint = 0.0
+    public var total: Double { data + forward + backward + gradientWait + optimizer + checkpoint }
+}
+
+/// What one optimizer step produced.
+public struct StepResult: Sendable {
+    public var step = 0
+    /// Mean training loss over the global batch.
+    public var loss = 0.0
+    public var learningRate: Float = 0
+    /// Global gradient norm before clipping (after the all-reduce).
+    public var gradientNorm: Float = 0
+    public var times = StepTimes()
+}
+
+/// Runs data-parallel training: every rank holds a replica, runs its part of each global batch, reduces
+/// gradients through `GradientBuckets`, and applies the same optimizer update.
+public final class Trainer {
+    public let settings: RunSettings
+    public let communicator: any Communicator
+    public let task: TrainingTask
+    public let tape: Tape
+    public let optimizer: Optimizer
+    public let sampler: Sampler
+    public let loss: Tensor
+    /// The next optimizer step to run (0-based); a resumed run starts past 0.
+    public var step = 0
+    private let buckets: GradientBuckets
+    private let indices: UnsafeMutableBufferPointer<Int>
+    private let lossBuffer: UnsafeMutableBufferPointer<Double>
+
+    public init(settings: RunSettings, task: TrainingTask, communicator: any Communicator) throws {
+        self.settings = settings
+        self.task = task
+        self.communicator = communicator
+        BLAS.threads = settings.threads
+        guard task.sampleCount >= settings.globalBatch else {
+            throw ConfigError("data.train: \(task.sampleCount) samples are fewer than one global batch of \(settings.globalBatch)")
+        }
+        tape = Tape(rng: Philox(seed: settings.seed ^ 0x5eed_d80f))
+        loss = task.record(on: tape, microBatch: settings.microBatch)
+        tape.seal()
+        optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
+        sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop)
+        buckets = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
+                                  mode: settings.reduceMode)
+        indices = .allocate(capacity: settings.microBatch)
+        lossBuffer = .allocate(capacity: 1)
+        let buckets = self.buckets
+        tape.onGradientFinal = { p in buckets.markReady(p) }
+    }
+
+    deinit {
+        indices.deallocate()
+        lossBuffer.deallocate()
+    }
+
+    /// Runs one optimizer step: `accumulation` micro-batches forward and backward, the gradient
+    /// all-reduce overlapped with the last backward pass, clipping and the update. Allocates nothing.
+    @discardableResult
+    public func trainStep() -> StepResult {
+        var r = StepResult()
+        r.step = step
+        let s = settings
+        let rank = communicator.rank, size = communicator.size
+        let perRank = s.globalBatch / size
+        let microPerStep = s.globalBatch / s.microBatch
+        var lossSum = 0.0
+        for j in 0..<s.accumulation {
+            var t = monotonicSeconds()
+            let first = rank * perRank + j * s.microBatch
+            for b in 0..<s.microBatch {
+                indices[b] = sampler.sample(atCursor: step * s.globalBatch + first + b)
+            }
+            task.fill(samples: UnsafeBufferPointer(indices))
+            r.times.data += monotonicSeconds() - t
+            t = monotonicSeconds()
+            tape.step = UInt64(step * microPerStep + first / s.microBatch)
+            tape.forward()
+            lossSum += Double(loss.data[0])
+            r.times.forward += monotonicSeconds() - t
+            t = monotonicSeconds()
+            buckets.skipSync = j != s.accumulation - 1
+            // Seeding with 1/accumulation makes the accumulated gradient the mean over micro-batches.
+            tape.backward(from: loss, seed: 1 / Float(s.accumulation))
+            r.times.backward += monotonicSeconds() - t
+        }
+        var t = monotonicSeconds()
+        buckets.finish()
+        lossBuffer[0] = lossSum / Double(s.accumulation)
+        communicator.allReduce(lossBuffer, op: .sum)
+        r.loss = lossBuffer[0] / Double(size)
+        r.times.gradientWait = monotonicSeconds() - t
+        t = monotonicSeconds()
+        r.gradientNorm = clipGradientNorm(task.arena, maxNorm: s.clipGradNorm)
+        r.learningRate = s.schedule(step)
+        optimizer.update(lr: r.learningRate)
+        task.arena.zeroGrads()
+        r.times.optimizer = monotonicSeconds() - t
+        step += 1
+        return r
+    }
+}
+
+extension Sampler {
+    /// The dataset index at a global sample cursor, without allocating (the epoch's permutation is cached).
+    func sample(atCursor cursor: Int) -> Int {
+        let e = epoch(ofCursor: cursor)
+        let position = cursor - self.cursor(atEpoch: e)
+        let perm = permutation(epoch: e)
+        return position < count ? perm[position] : perm[(position - count) % count]
+    }
+}

@@ -1,0 +1,75 @@
+import XCTest
+@testable import TandemTraining
+
+final class OptimizerTests: XCTestCase {
+    /// AdamW against torch.optim.AdamW's update written out in Double for three steps, with one decayed and
+    /// one non-decayed parameter.
+    func testAdamWMatchesPyTorchFormula() {
+        let arena = ParameterArena()
+        let w = arena.register("w", Shape(3), initializer: .zeros)
+        let b = arena.register("b", Shape(2), initializer: .zeros, decays: false)
+        arena.seal()
+        let w0: [Float] = [0.5, -1.0, 2.0], b0: [Float] = [0.1, -0.2]
+        for i in 0..<3 { w.value[i] = w0[i] }
+        for i in 0..<2 { b.value[i] = b0[i] }
+        var s = OptimizerSettings(); s.weightDecay = 0.1; s.eps = 1e-8
+        let opt = Optimizer(.adamw, settings: s, arena: arena)
+        var ref = (w0 + b0).map(Double.init), m = [Double](repeating: 0, count: 5), v = m
+        let lr = 0.01
+        for step in 1...3 {
+            let g: [Float] = (0..<5).map { Float($0 + step) * 0.1 - 0.25 }
+            for i in 0..<3 { w.grad[i] = g[i] }
+            for i in 0..<2 { b.grad[i] = g[3 + i] }
+            opt.update(lr: Float(lr))
+            for i in 0..<5 {
+                let wd = i < 3 ? 0.1 : 0
+                ref[i] *= 1 - lr * wd
+                m[i] = 0.9 * m[i] + 0.1 * Double(g[i])
+                v[i] = 0.999 * v[i] + 0.001 * Double(g[i]) * Double(g[i])
+                let mh = m[i] / (1 - pow(0.9, Double(step))), vh = v[i] / (1 - pow(0.999, Double(step)))
+                ref[i] -= lr * mh / (vh.squareRoot() + 1e-8)
+            }
+        }
+        let got = Array(w.values) + Array(b.values)
+        for i in 0..<5 { XCTAssertEqual(Double(got[i]), ref[i], accuracy: 1e-6) }
+    }
+
+    func testLAMBTrustRatioScalesTheStep() {
+        let arena = ParameterArena()
+        let w = arena.register("w", Shape(4), initializer: .ones)
+        arena.seal()
+        var s = OptimizerSettings(); s.weightDecay = 0
+        let opt = Optimizer(.lamb, settings: s, arena: arena)
+        for i in 0..<4 { w.grad[i] = [1, -1, 1, -1][i] }
+        opt.update(lr: 0.1)
+        // First step: m^ = g, v^ = g^2, so r = sign(g) (up to eps); ||w|| = 2, ||r|| = 2, ratio 1.
+        XCTAssertEqual(Array(w.values), [0.9, 1.1, 0.9, 1.1].map { Float($0) }, accuracy: 1e-5)
+    }
+
+    func testScheduleMatchesHF() {
+        let lin = LRSchedule(peak: 1, warmup: 10, total: 110, decay: .linear)
+        XCTAssertEqual(lin(0), 0)
+        XCTAssertEqual(lin(5), 0.5)
+        XCTAssertEqual(lin(10), 1)
+        XCTAssertEqual(lin(60), 0.5)
+        XCTAssertEqual(lin(110), 0)
+        let cos = LRSchedule(peak: 2, warmup: 0, total: 100, decay: .cosine)
+        XCTAssertEqual(cos(50), 1, accuracy: 1e-6)
+        XCTAssertEqual(cos(100), 0, accuracy: 1e-6)
+    }
+
+    func testClipping() {
+        let arena = ParameterArena()
+        let w = arena.register("w", Shape(2), initializer: .zeros)
+        arena.seal()
+        w.grad[0] = 3; w.grad[1] = 4
+        XCTAssertEqual(clipGradientNorm(arena, maxNorm: 1), 5)
+        XCTAssertEqual(Double(w.grad[0]), 0.6, accuracy: 1e-5)
+        XCTAssertEqual(Double(w.grad[1]), 0.8, accuracy: 1e-5)
+    }
+}
+
+func XCTAssertEqual(_ a: [Float], _ b: [Float], accuracy: Float, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, file: file, line: line)
+    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
+}
