@@ -99,17 +99,17 @@ public struct WordPieceTokenizer: @unchecked Sendable {
         maskID = ids["[MASK]"]
 
         let prefix = Array(continuingSubwordPrefix.utf8)
-        let starts = ByteSliceTable(expectedCount: ids.count)
-        let continued = ByteSliceTable(expectedCount: ids.count / 4)
+        var starts: [(key: [UInt8], value: Int32)] = []
+        var continued: [(key: [UInt8], value: Int32)] = []
         for (token, id) in ids {
             let bytes = Array(token.utf8)
-            starts.insert(bytes, value: id)
-            if !prefix.isEmpty, bytes.count >= prefix.count, Array(bytes[0..<prefix.count]) == prefix {
-                continued.insert(Array(bytes[prefix.count...]), value: id)
+            starts.append((bytes, id))
+            if !prefix.isEmpty, bytes.count >= prefix.count, bytes.starts(with: prefix) {
+                continued.append((Array(bytes[prefix.count...]), id))
             }
         }
-        wordStarts = starts
-        continuations = continued
+        wordStarts = ByteSliceTable(starts)
+        continuations = ByteSliceTable(continued)
         var specialList: [(bytes: [UInt8], id: Int32)] = []
         for token in specialTokens {
             guard let id = ids[token] else { throw DataError.invalidFormat(path: source, reason: "special token \(token) is not in the vocabulary") }

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .build-data
 sources=$(ls Sources/TandemData/*.swift Sources/TandemTensor/*.swift | grep -v -e Exports.swift -e BLAS.swift)
-swiftc -O -target-cpu native -module-name TandemDataTool -o .build-data/data-tool $sources scripts/tokenizer/data-tool/main.swift
+swiftc -O -wmo -target-cpu native -module-name TandemDataTool -o .build-data/data-tool $sources scripts/tokenizer/data-tool/main.swift
 echo .build-data/data-tool
