@@ -15,55 +15,64 @@ public enum GELUApproximation: Sendable {
 
 // MARK: - GELU
 
-@usableFromInline let sqrtHalf: Float = 0.707_106_781_186_547_5
-@usableFromInline let sqrtTwoOverPi: Float = 0.797_884_560_802_865_4
-@usableFromInline let invSqrtTwoPi: Float = 0.398_942_280_401_432_7
-@usableFromInline let geluCubic: Float = 0.044_715
-
-/// GELU of 16 lanes. The tanh form uses 0.5 (1 + tanh(u)) = 1 / (1 + e^(-2u)), one exp and one division.
-@inline(__always)
-func gelu(_ x: Vector, _ approximation: GELUApproximation) -> Vector {
-    switch approximation {
-    case .erf:
-        return 0.5 * x * (1 + FastMath.erf(x * sqrtHalf))
-    case .tanh:
-        let u = sqrtTwoOverPi * x.addingProduct(geluCubic * x * x, x)
-        return x / (1 + FastMath.exp(-2 * u))
-    }
+/// GELU of 16 lanes, exact form: 0.5 x (1 + erf(x / √2)).
+@_transparent
+func geluErf(_ x: Vector) -> Vector {
+    0.5 * x * (1 + FastMath.erf(x * 0.707_106_781_186_547_5))
 }
 
-/// d GELU(x) / dx for 16 lanes.
-/// erf: Φ(x) + x φ(x). tanh: with s = 1 / (1 + e^(-2u)), d(x s)/dx = s + x 2u' s (1 - s).
-@inline(__always)
-func geluDerivative(_ x: Vector, _ approximation: GELUApproximation) -> Vector {
-    switch approximation {
-    case .erf:
-        let cdf = 0.5 * (1 + FastMath.erf(x * sqrtHalf))
-        let pdf = invSqrtTwoPi * FastMath.exp(-0.5 * x * x)
-        return cdf.addingProduct(x, pdf)
-    case .tanh:
-        let x2 = x * x
-        let u = sqrtTwoOverPi * x.addingProduct(geluCubic * x2, x)
-        let du = sqrtTwoOverPi * (1 + 3 * geluCubic * x2)
-        let s = 1 / (1 + FastMath.exp(-2 * u))
-        return s.addingProduct(2 * x * du, s * (1 - s))
-    }
+/// GELU of 16 lanes, tanh form, through 0.5 (1 + tanh(u)) = 1 / (1 + e^(-2u)): one exp and one division.
+@_transparent
+func geluTanh(_ x: Vector) -> Vector {
+    let u = 0.797_884_560_802_865_4 * x.addingProduct(0.044_715 * x * x, x)
+    return x / (1 + FastMath.exp(-2 * u))
 }
+
+/// d GELU(x) / dx of the exact form: Φ(x) + x φ(x).
+@_transparent
+func geluErfDerivative(_ x: Vector) -> Vector {
+    let cdf = 0.5 * (1 + FastMath.erf(x * 0.707_106_781_186_547_5))
+    let pdf = 0.398_942_280_401_432_7 * FastMath.exp(-0.5 * x * x)
+    return cdf.addingProduct(x, pdf)
+}
+
+/// d GELU(x) / dx of the tanh form: with s = 1 / (1 + e^(-2u)), d(x s)/dx = s + x 2u' s (1 - s).
+@_transparent
+func geluTanhDerivative(_ x: Vector) -> Vector {
+    let x2 = x * x
+    let u = 0.797_884_560_802_865_4 * x.addingProduct(0.044_715 * x2, x)
+    let du = 0.797_884_560_802_865_4 * (1 + 3 * 0.044_715 * x2)
+    let s = 1 / (1 + FastMath.exp(-2 * u))
+    return s.addingProduct(2 * x * du, s * (1 - s))
+}
+
+// Each kernel picks the form once, outside its loop, so that the loop body is straight-line vector code.
+// The helpers above are `@_transparent` for the reason given in `FastMath`.
 
 /// out (count) = GELU(inp). `out` may be `inp`.
 public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int,
                         approximation: GELUApproximation) {
-    forEachChunk(count) { i, lanes in
-        store(gelu(load(inp + i, lanes: lanes), approximation), to: out + i, lanes: lanes)
+    switch approximation {
+    case .erf:
+        for (i, lanes) in chunks(count) { store(geluErf(load(inp + i, lanes: lanes)), to: out + i, lanes: lanes) }
+    case .tanh:
+        for (i, lanes) in chunks(count) { store(geluTanh(load(inp + i, lanes: lanes)), to: out + i, lanes: lanes) }
     }
 }
 
 /// dinp (count) += dout GELU'(inp), where `inp` is the pre-activation given to `geluForward`.
 public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          count: Int, approximation: GELUApproximation) {
-    forEachChunk(count) { i, lanes in
-        let g = geluDerivative(load(inp + i, lanes: lanes), approximation) * load(dout + i, lanes: lanes)
-        accumulate(g, into: dinp + i, lanes: lanes)
+    @inline(__always)
+    func run(_ derivative: (Vector) -> Vector) {
+        for (i, lanes) in chunks(count) {
+            let g = derivative(load(inp + i, lanes: lanes)) * load(dout + i, lanes: lanes)
+            accumulate(g, into: dinp + i, lanes: lanes)
+        }
+    }
+    switch approximation {
+    case .erf: run(geluErfDerivative)
+    case .tanh: run(geluTanhDerivative)
     }
 }
 
@@ -73,12 +82,18 @@ public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
 /// without bias) alive for backward.
 public func biasGeluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                             N: Int, C: Int, approximation: GELUApproximation) {
-    for n in 0..<N {
-        let o = out + n * C, x = inp + n * C
-        forEachChunk(C) { i, lanes in
-            let pre = load(x + i, lanes: lanes) + load(bias + i, lanes: lanes)
-            store(gelu(pre, approximation), to: o + i, lanes: lanes)
+    @inline(__always)
+    func run(_ activation: (Vector) -> Vector) {
+        for n in 0..<N {
+            let o = out + n * C, x = inp + n * C
+            for (i, lanes) in chunks(C) {
+                store(activation(load(x + i, lanes: lanes) + load(bias + i, lanes: lanes)), to: o + i, lanes: lanes)
+            }
         }
+    }
+    switch approximation {
+    case .erf: run(geluErf)
+    case .tanh: run(geluTanh)
     }
 }
 
@@ -87,14 +102,21 @@ public func biasGeluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer
 public func biasGeluBackward(dinp: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?,
                              inp: UnsafePointer<Float>, bias: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                              N: Int, C: Int, approximation: GELUApproximation) {
-    for n in 0..<N {
-        let x = inp + n * C, d = dout + n * C
-        forEachChunk(C) { i, lanes in
-            let pre = load(x + i, lanes: lanes) + load(bias + i, lanes: lanes)
-            let g = geluDerivative(pre, approximation) * load(d + i, lanes: lanes)
-            if let dinp { accumulate(g, into: dinp + n * C + i, lanes: lanes) }
-            if let dbias { accumulate(g, into: dbias + i, lanes: lanes) }
+    @inline(__always)
+    func run(_ derivative: (Vector) -> Vector) {
+        for n in 0..<N {
+            let x = inp + n * C, d = dout + n * C
+            for (i, lanes) in chunks(C) {
+                let pre = load(x + i, lanes: lanes) + load(bias + i, lanes: lanes)
+                let g = derivative(pre) * load(d + i, lanes: lanes)
+                if let dinp { accumulate(g, into: dinp + n * C + i, lanes: lanes) }
+                if let dbias { accumulate(g, into: dbias + i, lanes: lanes) }
+            }
         }
+    }
+    switch approximation {
+    case .erf: run(geluErfDerivative)
+    case .tanh: run(geluTanhDerivative)
     }
 }
 
@@ -102,13 +124,13 @@ public func biasGeluBackward(dinp: UnsafeMutablePointer<Float>?, dbias: UnsafeMu
 
 /// out (count) = tanh(inp). `out` may be `inp`.
 public func tanhForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
-    forEachChunk(count) { i, lanes in store(FastMath.tanh(load(inp + i, lanes: lanes)), to: out + i, lanes: lanes) }
+    for (i, lanes) in chunks(count) { store(FastMath.tanh(load(inp + i, lanes: lanes)), to: out + i, lanes: lanes) }
 }
 
 /// dinp (count) += dout (1 - out²), from the saved output of `tanhForward`.
 public func tanhBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          count: Int) {
-    forEachChunk(count) { i, lanes in
+    for (i, lanes) in chunks(count) {
         let y = load(out + i, lanes: lanes)
         accumulate((1 - y * y) * load(dout + i, lanes: lanes), into: dinp + i, lanes: lanes)
     }
@@ -116,13 +138,13 @@ public func tanhBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<F
 
 /// out (count) = 1 / (1 + e^(-inp)). `out` may be `inp`.
 public func sigmoidForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
-    forEachChunk(count) { i, lanes in store(FastMath.sigmoid(load(inp + i, lanes: lanes)), to: out + i, lanes: lanes) }
+    for (i, lanes) in chunks(count) { store(FastMath.sigmoid(load(inp + i, lanes: lanes)), to: out + i, lanes: lanes) }
 }
 
 /// dinp (count) += dout out (1 - out), from the saved output of `sigmoidForward`.
 public func sigmoidBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                             count: Int) {
-    forEachChunk(count) { i, lanes in
+    for (i, lanes) in chunks(count) {
         let y = load(out + i, lanes: lanes)
         accumulate(y * (1 - y) * load(dout + i, lanes: lanes), into: dinp + i, lanes: lanes)
     }

@@ -49,23 +49,23 @@ func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: Unsa
         return inRange .& (load(mask + j, lanes: lanes) .!= 0)
     }
     var m = Vector(repeating: -.infinity)
-    forEachChunk(count) { j, lanes in
+    for (j, lanes) in chunks(count) {
         m = FastMath.maximum(m, load(row + j, lanes: lanes).replacing(with: -.infinity, where: .!allowed(j, lanes)))
     }
-    let rowMax = m.max()
+    let rowMax = horizontalMax(m)
     if rowMax == -.infinity {
         row.update(repeating: 0, count: count)
         return
     }
     let shift = Vector(repeating: rowMax)
     var s = Vector()
-    forEachChunk(count) { j, lanes in
+    for (j, lanes) in chunks(count) {
         let e = FastMath.exp(load(row + j, lanes: lanes) - shift).replacing(with: 0, where: .!allowed(j, lanes))
         store(e, to: row + j, lanes: lanes)
         s += e
     }
-    let inv = Vector(repeating: 1 / s.sum())
-    forEachChunk(count) { j, lanes in store(load(row + j, lanes: lanes) * inv, to: row + j, lanes: lanes) }
+    let inv = Vector(repeating: 1 / horizontalSum(s))
+    for (j, lanes) in chunks(count) { store(load(row + j, lanes: lanes) * inv, to: row + j, lanes: lanes) }
 }
 
 // MARK: - Backward
@@ -96,7 +96,7 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
             for i in 0..<T {
                 let pRow = p + i * T, dRow = dp + i * T
                 let dot = Vector(repeating: rowDot(pRow, dRow, T))
-                forEachChunk(T) { j, lanes in
+                for (j, lanes) in chunks(T) {
                     store(load(pRow + j, lanes: lanes) * (load(dRow + j, lanes: lanes) - dot), to: dRow + j, lanes: lanes)
                 }
             }

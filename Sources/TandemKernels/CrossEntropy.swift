@@ -32,20 +32,20 @@ public func crossEntropyForward(losses: UnsafeMutablePointer<Float>, probs: Unsa
         let m = rowMax(x, V)
         let shift = Vector(repeating: m)
         var s = Vector(), xs = Vector()
-        forEachChunk(V) { i, lanes in
+        for (i, lanes) in chunks(V) {
             let xi = load(x + i, lanes: lanes, pad: -.infinity)
             let e = FastMath.exp(xi - shift)
             store(e, to: p + i, lanes: lanes)
             s += e
             xs += load(x + i, lanes: lanes)
         }
-        let sum = s.sum()
+        let sum = horizontalSum(s)
         let inv = Vector(repeating: 1 / sum)
-        forEachChunk(V) { i, lanes in store(load(p + i, lanes: lanes) * inv, to: p + i, lanes: lanes) }
+        for (i, lanes) in chunks(V) { store(load(p + i, lanes: lanes) * inv, to: p + i, lanes: lanes) }
         // log Z = m + log Σ e^(x - m); -log p_c = log Z - x_c.
         let logZ = Double(m) + log(Double(sum))
         let nll = logZ - Double(x[Int(target)])
-        let smooth = logZ - Double(xs.sum()) / Double(V)
+        let smooth = logZ - Double(horizontalSum(xs)) / Double(V)
         let loss = (1 - Double(labelSmoothing)) * nll + Double(labelSmoothing) * smooth
         losses[n] = Float(loss)
         total += loss
@@ -72,7 +72,7 @@ public func crossEntropyBackward(dlogits: UnsafeMutablePointer<Float>, probs: Un
         if target == ignoreIndex { continue }
         precondition(target >= 0 && Int(target) < V, "cross-entropy: target \(target) at row \(n) outside 0..<\(V)")
         let p = probs + n * V, d = dlogits + n * V
-        forEachChunk(V) { i, lanes in accumulate(load(p + i, lanes: lanes) * gV - offset, into: d + i, lanes: lanes) }
+        for (i, lanes) in chunks(V) { accumulate(load(p + i, lanes: lanes) * gV - offset, into: d + i, lanes: lanes) }
         d[Int(target)] -= g * (1 - labelSmoothing)
     }
 }

@@ -19,7 +19,7 @@ public func embeddingBackward(dtable: UnsafeMutablePointer<Float>, dout: UnsafeP
         let id = Int(ids[n])
         precondition(id >= 0, "embedding: negative id \(id) at \(n)")
         let row = dtable + id * C, d = dout + n * C
-        forEachChunk(C) { i, lanes in accumulate(load(d + i, lanes: lanes), into: row + i, lanes: lanes) }
+        for (i, lanes) in chunks(C) { accumulate(load(d + i, lanes: lanes), into: row + i, lanes: lanes) }
     }
 }
 

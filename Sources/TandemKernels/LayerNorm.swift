@@ -23,7 +23,7 @@ public func residualLayerNormForward(out: UnsafeMutablePointer<Float>, residualO
                                      N: Int, C: Int, eps: Float) {
     for n in 0..<N {
         let r = residualOut + n * C, a = inp + n * C, b = residual + n * C
-        forEachChunk(C) { i, lanes in store(load(a + i, lanes: lanes) + load(b + i, lanes: lanes), to: r + i, lanes: lanes) }
+        for (i, lanes) in chunks(C) { store(load(a + i, lanes: lanes) + load(b + i, lanes: lanes), to: r + i, lanes: lanes) }
         normalizeRow(out + n * C, mean + n, rstd + n, r, weight, bias, C, eps)
     }
 }
@@ -37,16 +37,16 @@ func normalizeRow(_ o: UnsafeMutablePointer<Float>, _ mean: UnsafeMutablePointer
     let mu = rowSum(x, C) / Float(C)
     let muV = Vector(repeating: mu)
     var sq = Vector()
-    forEachChunk(C) { i, lanes in
+    for (i, lanes) in chunks(C) {
         // Padding the tail with mu makes its lanes contribute 0.
         let d = load(x + i, lanes: lanes, pad: mu) - muV
         sq = sq.addingProduct(d, d)
     }
-    let r = 1 / (sq.sum() / Float(C) + eps).squareRoot()
+    let r = 1 / (horizontalSum(sq) / Float(C) + eps).squareRoot()
     mean.pointee = mu
     rstd.pointee = r
     let rV = Vector(repeating: r)
-    forEachChunk(C) { i, lanes in
+    for (i, lanes) in chunks(C) {
         let norm = (load(x + i, lanes: lanes) - muV) * rV
         store(load(bias + i, lanes: lanes).addingProduct(norm, load(weight + i, lanes: lanes)), to: o + i, lanes: lanes)
     }
@@ -66,23 +66,23 @@ public func layerNormBackward(dinp: UnsafeMutablePointer<Float>?, dweight: Unsaf
         let muV = Vector(repeating: mean[n]), rV = Vector(repeating: rstd[n])
         if let dinp {
             var gSum = Vector(), gNormSum = Vector()
-            forEachChunk(C) { i, lanes in
+            for (i, lanes) in chunks(C) {
                 let norm = (load(x + i, lanes: lanes) - muV) * rV
                 let g = load(dy + i, lanes: lanes) * load(weight + i, lanes: lanes)
                 gSum += g
                 gNormSum = gNormSum.addingProduct(g, norm)
             }
-            let gMean = Vector(repeating: gSum.sum() / Float(C))
-            let gNormMean = Vector(repeating: gNormSum.sum() / Float(C))
+            let gMean = Vector(repeating: horizontalSum(gSum) / Float(C))
+            let gNormMean = Vector(repeating: horizontalSum(gNormSum) / Float(C))
             let dx = dinp + n * C
-            forEachChunk(C) { i, lanes in
+            for (i, lanes) in chunks(C) {
                 let norm = (load(x + i, lanes: lanes) - muV) * rV
                 let g = load(dy + i, lanes: lanes) * load(weight + i, lanes: lanes)
                 accumulate((g - gMean - norm * gNormMean) * rV, into: dx + i, lanes: lanes)
             }
         }
         if dweight != nil || dbias != nil {
-            forEachChunk(C) { i, lanes in
+            for (i, lanes) in chunks(C) {
                 let d = load(dy + i, lanes: lanes)
                 if let dweight { accumulate(d * ((load(x + i, lanes: lanes) - muV) * rV), into: dweight + i, lanes: lanes) }
                 if let dbias { accumulate(d, into: dbias + i, lanes: lanes) }

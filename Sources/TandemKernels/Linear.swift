@@ -37,7 +37,7 @@ public func biasAddForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
                            bias: UnsafePointer<Float>, N: Int, C: Int) {
     for n in 0..<N {
         let o = out + n * C, x = inp + n * C
-        forEachChunk(C) { i, lanes in
+        for (i, lanes) in chunks(C) {
             store(load(x + i, lanes: lanes) + load(bias + i, lanes: lanes), to: o + i, lanes: lanes)
         }
     }

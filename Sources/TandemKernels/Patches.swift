@@ -17,7 +17,7 @@ public func patchesBackward(dpixels: UnsafeMutablePointer<Float>, dout: UnsafePo
                             B: Int, C: Int, H: Int, W: Int, P: Int) {
     precondition(P > 0 && H % P == 0 && W % P == 0, "patches: \(H)x\(W) image is not a multiple of P = \(P)")
     forEachPatchRow(B: B, C: C, H: H, W: W, P: P) { dst, src in
-        forEachChunk(P) { i, lanes in accumulate(load(dout + dst + i, lanes: lanes), into: dpixels + src + i, lanes: lanes) }
+        for (i, lanes) in chunks(P) { accumulate(load(dout + dst + i, lanes: lanes), into: dpixels + src + i, lanes: lanes) }
     }
 }
 

@@ -34,7 +34,7 @@ public func globalNorm(_ buffers: [UnsafeBufferPointer<Float>]) -> Float {
 /// x (count) *= factor, in place.
 public func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
     let f = Vector(repeating: factor)
-    forEachChunk(count) { i, lanes in store(load(x + i, lanes: lanes) * f, to: x + i, lanes: lanes) }
+    for (i, lanes) in chunks(count) { store(load(x + i, lanes: lanes) * f, to: x + i, lanes: lanes) }
 }
 
 @inline(__always)

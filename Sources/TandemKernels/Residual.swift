@@ -3,7 +3,7 @@
 /// out (count) = a + b. `out` may be `a` or `b`.
 public func residualForward(out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                             count: Int) {
-    forEachChunk(count) { i, lanes in
+    for (i, lanes) in chunks(count) {
         store(load(a + i, lanes: lanes) + load(b + i, lanes: lanes), to: out + i, lanes: lanes)
     }
 }
@@ -11,7 +11,7 @@ public func residualForward(out: UnsafeMutablePointer<Float>, a: UnsafePointer<F
 /// da (count) += dout and db (count) += dout; a nil gradient is skipped.
 public func residualBackward(da: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
                              dout: UnsafePointer<Float>, count: Int) {
-    forEachChunk(count) { i, lanes in
+    for (i, lanes) in chunks(count) {
         let d = load(dout + i, lanes: lanes)
         if let da { accumulate(d, into: da + i, lanes: lanes) }
         if let db { accumulate(d, into: db + i, lanes: lanes) }

@@ -25,14 +25,14 @@ func softmaxRow(_ o: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ c
     }
     let shift = Vector(repeating: m)
     var s = Vector()
-    forEachChunk(cols) { i, lanes in
+    for (i, lanes) in chunks(cols) {
         // Padding the tail with -inf makes its lanes contribute e^(-inf) = 0 to the sum.
         let e = FastMath.exp(load(x + i, lanes: lanes, pad: -.infinity) - shift)
         store(e, to: o + i, lanes: lanes)
         s += e
     }
-    let inv = Vector(repeating: 1 / s.sum())
-    forEachChunk(cols) { i, lanes in store(load(o + i, lanes: lanes) * inv, to: o + i, lanes: lanes) }
+    let inv = Vector(repeating: 1 / horizontalSum(s))
+    for (i, lanes) in chunks(cols) { store(load(o + i, lanes: lanes) * inv, to: o + i, lanes: lanes) }
 }
 
 /// dinp (rows, cols) += out ⊙ (dout - Σ_j dout_j out_j) per row: the softmax Jacobian applied to dout,
@@ -42,7 +42,7 @@ public func softmaxBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointe
     for r in 0..<rows {
         let y = out + r * cols, dy = dout + r * cols, dx = dinp + r * cols
         let dot = Vector(repeating: rowDot(y, dy, cols))
-        forEachChunk(cols) { i, lanes in
+        for (i, lanes) in chunks(cols) {
             accumulate(load(y + i, lanes: lanes) * (load(dy + i, lanes: lanes) - dot), into: dx + i, lanes: lanes)
         }
     }

@@ -3,7 +3,7 @@ import XCTest
 import TandemKernels
 
 /// Checks the error bounds stated in FastMath's doc comments against Double libm over dense sweeps
-/// (2^20 evenly spaced points per range) and the special values.
+/// (2^20 evenly spaced points per range, 2^16 for the small ranges near 0) and the special values.
 final class FastMathTests: KernelTestCase {
     /// (max relative error, max absolute error) of `f` against `reference` over `points` points in [lo, hi].
     private func sweep(_ lo: Float, _ hi: Float, points: Int = 1 << 20,
@@ -51,12 +51,12 @@ final class FastMathTests: KernelTestCase {
     }
 
     func testTanh() {
-        XCTAssertLessThan(sweep(-12, 12, FastMath.tanh, Foundation.tanh).0, 2.5e-7)
-        XCTAssertLessThan(sweep(-1e-3, 1e-3, points: 1 << 16, FastMath.tanh, Foundation.tanh).0, 2.5e-7)
+        XCTAssertLessThan(sweep(-12, 12, FastMath.tanh, Foundation.tanh).0, 4.5e-7)
+        XCTAssertLessThan(sweep(-1e-3, 1e-3, points: 1 << 16, FastMath.tanh, Foundation.tanh).0, 4.5e-7)
         let y = special([0, -0.0, 1e-30, 10, -10, 100, .infinity, -.infinity, .nan], FastMath.tanh)
         XCTAssertEqual(y[0], 0)
         XCTAssertEqual(y[1].sign, .minus)
-        XCTAssertEqual(y[2], 1e-30)
+        XCTAssertEqual(y[2], 1e-30, accuracy: 1e-37)
         XCTAssertEqual(y[3], 1)
         XCTAssertEqual(y[4], -1)
         XCTAssertEqual(y[5], 1)
@@ -67,9 +67,9 @@ final class FastMathTests: KernelTestCase {
 
     func testErf() {
         let (rel, abs) = sweep(-6, 6, FastMath.erf, Foundation.erf)
-        XCTAssertLessThan(rel, 2.5e-7)
-        XCTAssertLessThan(abs, 1.5e-7)
-        XCTAssertLessThan(sweep(-1e-3, 1e-3, points: 1 << 16, FastMath.erf, Foundation.erf).0, 2.5e-7)
+        XCTAssertLessThan(rel, 4.5e-7)
+        XCTAssertLessThan(abs, 4.5e-7)
+        XCTAssertLessThan(sweep(-1e-3, 1e-3, points: 1 << 16, FastMath.erf, Foundation.erf).0, 4.5e-7)
         let y = special([0, 1e-30, 4, -4, 50, .infinity, -.infinity, .nan], FastMath.erf)
         XCTAssertEqual(y[0], 0)
         XCTAssertEqual(y[1], Float(1e-30 * 2 / Double.pi.squareRoot()), accuracy: 1e-36)
