@@ -138,7 +138,7 @@ public struct WordPieceTokenizer: @unchecked Sendable {
         try self.init(tokens: lines, normalization: cased ? .cased : .uncased, source: path)
     }
 
-    /// Loads a HF `tokenizer.json` with a `BertNormalizer`, a `BertPreTokenizer` and a `WordPiece` model,
+    /// Loads a HF `tokenizer.json` with a `BertNormalizer` (or none), a `BertPreTokenizer` and a `WordPiece` model,
     /// reading the normalizer flags, the vocabulary, the unknown token, the continuing prefix, the word
     /// length limit and the special added tokens.
     public init(tokenizerJSON path: String) throws {
@@ -150,20 +150,21 @@ public struct WordPieceTokenizer: @unchecked Sendable {
         guard file.model.type == "WordPiece" else { throw DataError.invalidFormat(path: path, reason: "model.type is \(file.model.type ?? "missing"), expected WordPiece") }
         let n = file.normalizer
         guard n == nil || n?.type == "BertNormalizer" else { throw DataError.invalidFormat(path: path, reason: "normalizer.type is \(n?.type ?? "missing"), expected BertNormalizer") }
-        guard file.pre_tokenizer == nil || file.pre_tokenizer?.type == "BertPreTokenizer" else {
+        guard file.pre_tokenizer?.type == "BertPreTokenizer" else {
             throw DataError.invalidFormat(path: path, reason: "pre_tokenizer.type is \(file.pre_tokenizer?.type ?? "missing"), expected BertPreTokenizer")
         }
-        let normalization = Normalization(cleanText: n?.clean_text ?? true, handleChineseChars: n?.handle_chinese_chars ?? true,
-                                          stripAccents: n?.strip_accents, lowercase: n?.lowercase ?? true)
-        let vocab = file.model.vocab
-        guard let maxID = vocab.values.max(), vocab.values.min() ?? 0 >= 0 else { throw DataError.invalidFormat(path: path, reason: "model.vocab is empty") }
-        var tokens = [String](repeating: "", count: Int(maxID) + 1)
-        for (token, id) in vocab { tokens[Int(id)] = token }
-        for added in file.added_tokens ?? [] where Int(added.id) < tokens.count && vocab[added.content] == nil {
-            tokens[Int(added.id)] = added.content
-        }
-        var ids = vocab
+        // No normalizer means no normalization; a BertNormalizer's missing keys take the reference's defaults.
+        let normalization = n.map {
+            Normalization(cleanText: $0.clean_text ?? true, handleChineseChars: $0.handle_chinese_chars ?? true,
+                          stripAccents: $0.strip_accents, lowercase: $0.lowercase ?? true)
+        } ?? Normalization(cleanText: false, handleChineseChars: false, stripAccents: false, lowercase: false)
+        var ids = file.model.vocab
         for added in file.added_tokens ?? [] { ids[added.content] = added.id }
+        guard let maxID = ids.values.max(), ids.values.min()! >= 0 else {
+            throw DataError.invalidFormat(path: path, reason: "model.vocab is empty or has a negative id")
+        }
+        var tokens = [String](repeating: "", count: Int(maxID) + 1)
+        for (token, id) in ids { tokens[Int(id)] = token }
         let specials = (file.added_tokens ?? []).filter { $0.special ?? false }.map(\.content)
         try self.init(tokens: tokens, ids: ids, normalization: normalization, unkToken: file.model.unk_token ?? "[UNK]",
                       continuingSubwordPrefix: file.model.continuing_subword_prefix ?? "##",

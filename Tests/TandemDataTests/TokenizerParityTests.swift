@@ -40,3 +40,17 @@ final class TokenizerParityTests: XCTestCase {
         XCTAssertEqual(tokenizer.vocabHash, SHA256.hex(bytes))
     }
 }
+
+final class TokenizerJSONErrorTests: XCTestCase {
+    func testUnsupportedPipelinesAreErrorsNamingTheFile() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let good = try String(contentsOfFile: Fixtures.path("tokenizer-small.json"), encoding: .utf8)
+        for (name, text) in [("bpe.json", good.replacingOccurrences(of: "\"type\": \"WordPiece\", \"unk_token\"", with: "\"type\": \"BPE\", \"unk_token\"")),
+                             ("norm.json", good.replacingOccurrences(of: "\"BertNormalizer\"", with: "\"NFKC\"")),
+                             ("broken.json", String(good.prefix(100)))] {
+            XCTAssertNotEqual(text, good, name)
+            try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try WordPieceTokenizer(tokenizerJSON: dir + "/" + name)) { XCTAssertTrue("\($0)".contains(name), "\($0)") }
+        }
+    }
+}
