@@ -89,6 +89,8 @@ public final class ShardDataset {
     public let shards: [TokenShardReader]
     /// `documentOffsets[i]` is the global index of shard `i`'s first document; the last entry is the total.
     private let documentOffsets: [Int]
+    /// `tokenOffsets[i]` is the global index of shard `i`'s first token; the last entry is the total.
+    private let tokenOffsets: [Int]
 
     /// Opens every shard of the manifest in `directory`.
     /// - Parameters:
@@ -107,6 +109,7 @@ public final class ShardDataset {
         }
         var readers: [TokenShardReader] = []
         var offsets = [0]
+        var tokens = [0]
         for shard in manifest.shards {
             let reader = try TokenShardReader(directory: directory, name: shard.name)
             guard reader.tokenCount == shard.tokens, reader.sentenceCount == shard.sentences, reader.documentCount == shard.documents else {
@@ -122,10 +125,12 @@ public final class ShardDataset {
             }
             readers.append(reader)
             offsets.append(offsets.last! + reader.documentCount)
+            tokens.append(tokens.last! + reader.tokenCount)
         }
         self.manifest = manifest
         shards = readers
         documentOffsets = offsets
+        tokenOffsets = tokens
     }
 
     /// Opens `directory` for the vocabulary of `tokenizer`.
@@ -146,6 +151,23 @@ public final class ShardDataset {
             if documentOffsets[mid] <= d { lo = mid } else { hi = mid - 1 }
         }
         return (lo, d - documentOffsets[lo])
+    }
+
+    /// Copies global tokens [start, start + n), shards taken in manifest order as one stream, into `out`
+    /// (for training on contiguous windows rather than sentence pairs).
+    public func copyTokens(from start: Int, count n: Int, into out: UnsafeMutablePointer<Int32>) {
+        precondition(start >= 0 && n >= 0 && start + n <= tokenCount, "tokens \(start)..<\(start + n) out of 0..<\(tokenCount) in \(directory)")
+        var position = start, done = 0
+        var shard = 0
+        while shard + 1 < shards.count && tokenOffsets[shard + 1] <= position { shard += 1 }
+        while done < n {
+            let local = position - tokenOffsets[shard]
+            let take = min(n - done, shards[shard].tokenCount - local)
+            shards[shard].copyTokens(from: local, count: take, into: out + done)
+            done += take
+            position += take
+            shard += 1
+        }
     }
 
     /// The sentences of global document `d`, each a view of its tokens.

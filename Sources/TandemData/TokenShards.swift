@@ -277,6 +277,17 @@ public final class TokenShardReader {
     /// The tokens of sentence `s`.
     public func tokens(ofSentence s: Int) -> TokenSlice { tokens(in: tokenRange(ofSentence: s)) }
 
+    /// Widens tokens [start, start + n) of the shard into `out`, for consumers that want a flat stream.
+    public func copyTokens(from start: Int, count n: Int, into out: UnsafeMutablePointer<Int32>) {
+        precondition(start >= 0 && n >= 0 && start + n <= tokenCount, "tokens \(start)..<\(start + n) out of 0..<\(tokenCount) in \(binPath)")
+        let base = bin.base + TokenShardFormat.binHeaderSize + start * tokenWidth
+        if tokenWidth == 2 {
+            for i in 0..<n { out[i] = Int32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+        } else {
+            for i in 0..<n { out[i] = Int32(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+        }
+    }
+
     /// The tokens at indices `range` of the shard.
     public func tokens(in range: Range<Int>) -> TokenSlice {
         precondition(range.lowerBound >= 0 && range.upperBound <= tokenCount, "tokens \(range) out of 0..<\(tokenCount) in \(binPath)")

@@ -35,6 +35,13 @@ final class PrepareTextTests: XCTestCase {
         XCTAssertEqual(Array(third[0]), tokenizer.encode("hello world 2"))
         XCTAssertEqual(Array(third[1]), tokenizer.encode("unaffable, a b!"))
         XCTAssertEqual(Array(data.sentences(ofDocument: 11)[0]), tokenizer.encode("hello world 1"), "first of b.txt is global document 11")
+
+        let all = (0..<data.documentCount).flatMap { data.sentences(ofDocument: $0).flatMap { Array($0) } }
+        XCTAssertEqual(all.count, data.tokenCount)
+        var window = [Int32](repeating: -1, count: 40)
+        let start = data.shards[0].tokenCount - 15
+        data.copyTokens(from: start, count: 40, into: &window)
+        XCTAssertEqual(window, Array(all[start..<(start + 40)]), "a window across the shard boundary")
     }
 
     func testVocabularyMismatchIsAnErrorNamingTheManifest() throws {
