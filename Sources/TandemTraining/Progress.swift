@@ -1,10 +1,13 @@
 import Foundation
 
-/// Rank 0's progress: one line per log interval, and a bar redrawn in place when stdout is a terminal.
+/// Rank 0's progress: one line per log interval, ending in a bar when stdout is a terminal. Under mpirun
+/// every rank's stdout is a pseudo-terminal whatever the user's is, so there the bar needs
+/// `TANDEM_PROGRESS_BAR=1`.
 public final class Progress {
     let total: Int
     let enabled: Bool
-    let isTerminal = isatty(STDOUT_FILENO) != 0
+    let isTerminal = ProcessInfo.processInfo.environment["TANDEM_PROGRESS_BAR"] == "1"
+        || (isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil)
 
     public init(total: Int, enabled: Bool) { self.total = total; self.enabled = enabled }
 

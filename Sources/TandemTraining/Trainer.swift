@@ -85,7 +85,10 @@ public final class Trainer {
     public let loss: Tensor
     /// The next optimizer step to run (0-based); a resumed run starts past 0.
     public var step = 0
-    private let buckets: GradientBuckets
+    /// Overlapped, averaged reduction (the default mode); nil in deterministic mode.
+    private let buckets: GradientBuckets?
+    /// Fixed-order reduction over global micro-batch index (`distributed.deterministic`); nil otherwise.
+    private let deterministic: DeterministicReducer?
     private let indices: UnsafeMutableBufferPointer<Int>
     private let lossBuffer: UnsafeMutableBufferPointer<Double>
 
@@ -102,18 +105,28 @@ public final class Trainer {
         tape.seal()
         optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
         sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop)
-        buckets = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
-                                  mode: settings.reduceMode)
+        if settings.deterministic {
+            buckets = nil
+            deterministic = DeterministicReducer(communicator: communicator, count: task.arena.grads.count,
+                                                 microBatches: settings.globalBatch / settings.microBatch)
+        } else {
+            let b = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
+                                    mode: settings.reduceMode)
+            buckets = b
+            deterministic = nil
+            tape.onGradientFinal = { p in b.markReady(p) }
+        }
         indices = .allocate(capacity: settings.microBatch)
         lossBuffer = .allocate(capacity: 1)
-        let buckets = self.buckets
-        tape.onGradientFinal = { p in buckets.markReady(p) }
     }
 
     deinit {
         indices.deallocate()
         lossBuffer.deallocate()
     }
+
+    /// Stops the communication thread and frees the reduction's MPI resources. Collective.
+    public func close() { buckets?.close() }
 
     /// Runs one optimizer step: `accumulation` micro-batches forward and backward, the gradient
     /// all-reduce overlapped with the last backward pass, clipping and the update. Allocates nothing.
@@ -140,13 +153,24 @@ public final class Trainer {
             lossSum += Double(loss.data[0])
             r.times.forward += monotonicSeconds() - t
             t = monotonicSeconds()
-            buckets.skipSync = j != s.accumulation - 1
-            // Seeding with 1/accumulation makes the accumulated gradient the mean over micro-batches.
-            tape.backward(from: loss, seed: 1 / Float(s.accumulation))
+            if let deterministic {
+                // Each micro-batch's own gradient, folded later in global micro-batch order.
+                task.arena.zeroGrads()
+                tape.backward(from: loss)
+                deterministic.store(UnsafeBufferPointer(task.arena.grads), microBatch: first / s.microBatch)
+            } else {
+                buckets!.skipSync = j != s.accumulation - 1
+                // Seeding with 1/accumulation makes the accumulated gradient the mean over micro-batches.
+                tape.backward(from: loss, seed: 1 / Float(s.accumulation))
+            }
             r.times.backward += monotonicSeconds() - t
         }
         var t = monotonicSeconds()
-        buckets.finish()
+        if let deterministic {
+            deterministic.reduce(into: task.arena.grads)
+        } else {
+            buckets!.finish()
+        }
         lossBuffer[0] = lossSum / Double(s.accumulation)
         communicator.allReduce(lossBuffer, op: .sum)
         r.loss = lossBuffer[0] / Double(size)

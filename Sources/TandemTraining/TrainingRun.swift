@@ -19,6 +19,9 @@ public enum TrainingRun {
         try comm.verifyConsistency(configHash: config.hash, parameterCount: task.arena.parameterCount, version: version)
         comm.broadcastParameters(arena: task.arena)
         let trainer = try Trainer(settings: settings, task: task, communicator: comm)
+        defer { trainer.close() }
+        let watchdog = (comm as? MPICommunicator)?.startWatchdog(
+            Watchdog.Configuration(minimumSeconds: config.double("distributed.watchdog_s")))
 
         let peak = comm.rank == 0 ? measureSgemmPeak() : 0
         let perCorePeak = comm.broadcast(peak, root: 0)
@@ -34,6 +37,7 @@ public enum TrainingRun {
         let started = monotonicSeconds()
         while trainer.step < settings.steps {
             let r = trainer.trainStep()
+            watchdog?.recordStep(seconds: r.times.total)
             window.append(r)
             guard r.loss.isFinite else {
                 throw ConfigError("step \(r.step + 1): the loss is \(r.loss); lower train.lr or check the data")

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import TandemCollectives
+import TandemKernels
+import TandemTraining
+
+@main
+struct Tandem: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tandem",
+        abstract: "Data-parallel training of transformers on CPU clusters over MPI.",
+        discussion: """
+        Run under mpirun for several ranks (`mpirun -np 4 tandem train configs/bert-base.yaml`) or alone as a \
+        single rank. Exit status is 0 only on success.
+        """,
+        version: TrainingRun.version,
+        subcommands: [Train.self, PrepareText.self, PrepareImages.self, Vocab.self, Tokenize.self, Debug.self,
+                      Inspect.self, Bench.self, Plot.self])
+}
+
+/// Runs `body` with this process's communicator; any error is printed naming this rank and ends the job
+/// with a non-zero status on every rank (MPI_Abort under mpirun, so no rank is left waiting).
+func withCommunicator(_ body: (any Communicator) throws -> Void) throws {
+    let comm = Communicators.detect()
+    do {
+        try body(comm)
+        (comm as? MPICommunicator)?.shutdown()
+    } catch {
+        if comm.size > 1 { comm.abort(code: 1, message: "\(error)") }
+        FileHandle.standardError.write(Data("tandem: error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+/// Commands the design names that are not built yet: they say so and exit non-zero.
+func notBuiltYet(_ name: String, issue: Int) throws -> Never {
+    FileHandle.standardError.write(Data("tandem \(name): not built yet (tracked in issue \(issue))\n".utf8))
+    throw ExitCode(2)
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model from a YAML config.")
+
+    @Argument(help: "The training config (YAML).") var config: String
+    @Option(name: .customLong("set"), help: "Override a config key: --set train.steps=20 (repeatable).") var overrides: [String] = []
+    @Option(help: "Resume from `auto` (the newest valid checkpoint) or a checkpoint directory.") var resume: String?
+    @Option(name: .customLong("init-from"), help: "Start from a transformers checkpoint directory.") var initFrom: String?
+
+    func run() throws {
+        if resume != nil { try notBuiltYet("train --resume", issue: 6) }
+        if initFrom != nil { try notBuiltYet("train --init-from", issue: 6) }
+        try withCommunicator { try TrainingRun.run(configPath: config, overrides: overrides, communicator: $0) }
+    }
+}
+
+struct PrepareText: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prepare-text", abstract: "Text files -> token shards.")
+    @Option(help: "vocab.txt or tokenizer.json") var vocab: String
+    @Option(help: "Output shard directory.") var out: String
+    @Argument(help: "Input text files (documents separated by blank lines).") var inputs: [String]
+    func run() throws { try notBuiltYet("prepare-text", issue: 4) }
+}
+
+struct PrepareImages: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prepare-images",
+                                                    abstract: "A folder tree, CIFAR binary or MNIST IDX files -> image shards.")
+    @Option(help: "Output shard directory.") var out: String
+    @Argument(help: "Input folder or files.") var input: String
+    func run() throws { try notBuiltYet("prepare-images", issue: 5) }
+}
+
+struct Vocab: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a WordPiece vocabulary.")
+    @Option(help: "Vocabulary size.") var size: Int
+    @Option(help: "Output vocab.txt.") var out: String
+    @Argument(help: "Input text files.") var inputs: [String]
+    func run() throws { try notBuiltYet("vocab", issue: 4) }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stdin lines -> one line of space-separated token ids each.")
+    @Option(help: "vocab.txt or tokenizer.json") var vocab: String
+    @Flag(help: "Add [CLS] and [SEP].") var special = false
+    func run() throws { try notBuiltYet("tokenize", issue: 4) }
+}
+
+struct Debug: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reference outputs and gradients for parity checks.",
+                                                    subcommands: [Forward.self, Grads.self])
+
+    struct Forward: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a model's outputs for a batch file (HF output names).")
+        @Option(help: "A transformers model directory.") var model: String
+        @Option(help: "A batch file (safetensors).") var batch: String
+        @Option(help: "Output safetensors file.") var out: String
+        func run() throws { try notBuiltYet("debug forward", issue: 4) }
+    }
+
+    struct Grads: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write the loss and one gradient per parameter (dropout off).")
+        @Option(help: "A transformers model directory.") var model: String
+        @Option(help: "A batch file (safetensors).") var batch: String
+        @Option(help: "Output safetensors file.") var out: String
+        func run() throws { try notBuiltYet("debug grads", issue: 4) }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a checkpoint's tensors, step, config and manifest check.")
+    @Argument(help: "A checkpoint directory.") var checkpoint: String
+    func run() throws { try notBuiltYet("inspect", issue: 6) }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmarks that print figures and MFU.")
+    enum Kind: String, ExpressibleByArgument, CaseIterable { case kernels, allreduce, step }
+    @Argument(help: "kernels | allreduce | step") var kind: Kind
+    @Option(help: "Training config (for `step`).") var config: String?
+    @Option(help: "Repeats per measurement.") var repeats: Int = 5
+
+    func run() throws {
+        switch kind {
+        case .kernels:
+            KernelBenchmark.run(repeats: repeats) { print($0); fflush(stdout) }
+        case .allreduce, .step:
+            try notBuiltYet("bench \(kind.rawValue)", issue: kind == .allreduce ? 3 : 8)
+        }
+    }
+}
+
+struct Plot: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Loss, accuracy and throughput curves from a metrics file, as SVG.")
+    @Argument(help: "A metrics JSONL file.") var metrics: String
+    @Option(help: "Output SVG file.") var out: String
+    func run() throws { try notBuiltYet("plot", issue: 7) }
+}
