@@ -1,0 +1,48 @@
+# Shared by the launch scripts: system packages, the release build, and an mpirun that works as root and
+# on machines with fewer cores than ranks. Source it; do not run it.
+
+TANDEM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Debian packages the build, the tests and the quickstart need.
+TANDEM_PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev bible-kjv-text python3)
+
+tandem_log() { printf '\033[1m[tandem]\033[0m %s\n' "$*" >&2; }
+
+# Installs whatever of TANDEM_PACKAGES (plus any names given) is missing; idempotent.
+tandem_ensure_packages() {
+    local missing=() p
+    for p in "${TANDEM_PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    tandem_log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Release flags: AVX-512 and friends on this CPU (a binary built here may not run on an older one).
+TANDEM_RELEASE_FLAGS=(-c release -Xswiftc -target-cpu -Xswiftc native -Xcc -march=native)
+
+tandem_build_release() {
+    tandem_log "building release (swift build ${TANDEM_RELEASE_FLAGS[*]})"
+    (cd "$TANDEM_ROOT" && swift build "${TANDEM_RELEASE_FLAGS[@]}" "$@")
+}
+
+tandem_bin() { (cd "$TANDEM_ROOT" && swift build "${TANDEM_RELEASE_FLAGS[@]}" --show-bin-path); }
+
+# tandem_mpirun N THREADS PROGRAM ARGS...: runs N ranks with THREADS OpenBLAS threads each. Adds
+# --allow-run-as-root as root, --oversubscribe when N x THREADS exceeds the cores, and --bind-to none when
+# a rank should use more than one core or ranks share cores.
+tandem_mpirun() {
+    local n=$1 threads=$2; shift 2
+    local cores; cores=$(nproc)
+    local args=(-np "$n" -x OPENBLAS_NUM_THREADS="$threads" -x OMP_NUM_THREADS="$threads")
+    [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
+    if [ $((n * threads)) -gt "$cores" ] || [ "$threads" -gt 1 ]; then
+        args+=(--oversubscribe --bind-to none)
+    fi
+    # Shared-memory and loopback transports only: no network probing on a single machine.
+    args+=(--mca btl self,vader,tcp --mca btl_tcp_if_include lo)
+    mpirun "${args[@]}" "$@"
+}
