@@ -49,6 +49,8 @@ let package = Package(
         .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TandemCollectivesTests", dependencies: ["TandemCollectives", "TandemTestSupport"]),
         .testTarget(name: "TandemCheckpointTests", dependencies: ["TandemCheckpoint", "TandemTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "TandemModelsTests", dependencies: ["TandemModels", "TandemTraining", "TandemTestSupport"],
+                    exclude: ["Fixtures"]),
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
         .testTarget(name: "TandemTrainingTests", dependencies: ["TandemTraining", "TandemTestSupport", "CMallocCounter"]),
     ]
