@@ -29,24 +29,15 @@ public func crossEntropyForward(losses: UnsafeMutablePointer<Float>, probs: Unsa
             continue
         }
         precondition(target >= 0 && Int(target) < V, "cross-entropy: target \(target) at row \(n) outside 0..<\(V)")
-        let m = rowMax(x, V)
-        let shift = Vector(repeating: m)
-        var s = Vector(), xs = Vector()
-        for (i, lanes) in chunks(V) {
-            let xi = load(x + i, lanes: lanes, pad: -.infinity)
-            let e = FastMath.exp(xi - shift)
-            store(e, to: p + i, lanes: lanes)
-            s += e
-            xs += load(x + i, lanes: lanes)
-        }
-        let sum = horizontalSum(s)
-        let inv = Vector(repeating: 1 / sum)
-        for (i, lanes) in chunks(V) { store(load(p + i, lanes: lanes) * inv, to: p + i, lanes: lanes) }
+        let (m, sum) = softmaxRow(p, x, V)
         // log Z = m + log Σ e^(x - m); -log p_c = log Z - x_c.
         let logZ = Double(m) + log(Double(sum))
         let nll = logZ - Double(x[Int(target)])
-        let smooth = logZ - Double(horizontalSum(xs)) / Double(V)
-        let loss = (1 - Double(labelSmoothing)) * nll + Double(labelSmoothing) * smooth
+        var loss = nll
+        if labelSmoothing != 0 {
+            let smooth = logZ - Double(rowSum(x, V)) / Double(V)
+            loss = (1 - Double(labelSmoothing)) * nll + Double(labelSmoothing) * smooth
+        }
         losses[n] = Float(loss)
         total += loss
         counted += 1

@@ -15,13 +15,15 @@ public func softmaxForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
 }
 
 /// One row of `softmaxForward`: two passes over the input (max, then exp and sum into `out`) and one
-/// over the output (normalise), all on a row that stays in L1.
+/// over the output (normalise), all on a row that stays in L1 or L2. Returns the row's max and
+/// Σ e^(x - max), from which cross-entropy gets log Z; (-inf, 0) for a row of -inf, written as zeros.
 @inline(__always)
-func softmaxRow(_ o: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ cols: Int) {
+@discardableResult
+func softmaxRow(_ o: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ cols: Int) -> (max: Float, sum: Float) {
     let m = rowMax(x, cols)
     if m == -.infinity {
         o.update(repeating: 0, count: cols)
-        return
+        return (m, 0)
     }
     let shift = Vector(repeating: m)
     var s = Vector()
@@ -31,8 +33,10 @@ func softmaxRow(_ o: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ c
         store(e, to: o + i, lanes: lanes)
         s += e
     }
-    let inv = Vector(repeating: 1 / horizontalSum(s))
+    let sum = horizontalSum(s)
+    let inv = Vector(repeating: 1 / sum)
     for (i, lanes) in chunks(cols) { store(load(o + i, lanes: lanes) * inv, to: o + i, lanes: lanes) }
+    return (m, sum)
 }
 
 /// dinp (rows, cols) += out ⊙ (dout - Σ_j dout_j out_j) per row: the softmax Jacobian applied to dout,

@@ -49,8 +49,11 @@ func accumulate(_ v: Vector, into p: UnsafeMutablePointer<Float>, lanes: Int) {
     store(load(p, lanes: lanes) + v, to: p, lanes: lanes)
 }
 
+// The row reductions stay out of line: inlined into a larger kernel, LLVM's SLP vectoriser has split
+// their 16-lane accumulators into scalar shuffles, and a call per row costs nothing by comparison.
+
 /// The largest element of a row of `count` floats (-inf for an empty row).
-@inline(__always)
+@inline(never)
 func rowMax(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
     var m = Vector(repeating: -.infinity)
     for (i, lanes) in chunks(count) { m = FastMath.maximum(m, load(p + i, lanes: lanes, pad: -.infinity)) }
@@ -58,7 +61,7 @@ func rowMax(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
 }
 
 /// The sum of a row of `count` floats, in 16 Float lanes.
-@inline(__always)
+@inline(never)
 func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
     var s = Vector()
     for (i, lanes) in chunks(count) { s += load(p + i, lanes: lanes) }
@@ -66,7 +69,7 @@ func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
 }
 
 /// Σ a[i] * b[i] over a row of `count` floats, in 16 Float lanes.
-@inline(__always)
+@inline(never)
 func rowDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
     var s = Vector()
     for (i, lanes) in chunks(count) { s = s.addingProduct(load(a + i, lanes: lanes), load(b + i, lanes: lanes)) }
