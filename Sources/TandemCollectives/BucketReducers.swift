@@ -8,14 +8,15 @@ import Darwin
 /// Averages one bucket of gradients over all ranks, in place. Called for buckets in the same order on
 /// every rank, from one thread at a time.
 protocol BucketReducer: AnyObject {
-    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, bucket: Int)
+    /// `grads` is the bucket's slice of the gradient arena, starting at element `offset`.
+    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, offset: Int, bucket: Int)
     /// Frees MPI resources (collective).
     func close()
 }
 
 /// One rank: the average over one rank is the gradient itself.
 final class IdentityReducer: BucketReducer {
-    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, bucket: Int) {}
+    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, offset: Int, bucket: Int) {}
     func close() {}
 }
 
@@ -30,7 +31,7 @@ final class PlainMPIReducer: BucketReducer {
         MPICommunicator.check(MPI_Comm_dup(mpi.comm, &comm), "MPI_Comm_dup(gradients)", rank: mpi.rank)
     }
 
-    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, bucket: Int) {
+    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, offset: Int, bucket: Int) {
         mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
             var start = 0
             while start < grads.count {
@@ -49,21 +50,24 @@ final class PlainMPIReducer: BucketReducer {
 }
 
 /// The hierarchical path. The ranks of a node share one MPI-3 window (`MPI_Win_allocate_shared` on the
-/// node communicator): a slot per rank, a result area and a control block. For one bucket of n floats
+/// node communicator): a control block, a result area and, unless the gradient arenas themselves are
+/// shared (`SharedGradients`, for arenas of 34 MB and more), a slot per rank. For one bucket of n floats
 /// on a node of L ranks, local rank r owns the slice S_r (about n/L floats, 16-float aligned):
 ///
-/// 1. copy the bucket into my slot, except S_r (I read S_r from my own gradients);
-/// 2. node barrier;
-/// 3. sum S_r over the node's ranks in local-rank order, ((g_0 + g_1) + g_2) + ..., writing the result
-///    into the result area (and, on a single node, already x 1/size into my own gradients);
+/// 1. copying path only: copy the bucket into my slot, except S_r (I read S_r from my own gradients);
+/// 2. node barrier: every rank's bucket is final;
+/// 3. sum S_r over the node's ranks in local-rank order, ((g_0 + g_1) + g_2) + ..., reading the other
+///    ranks' slots or, when shared, their gradients. On a single node the sum x 1/size is the answer:
+///    it goes into every rank's gradients (shared) or into mine and the result area (copying). With
+///    several nodes the raw sum goes into the result area;
 /// 4. node barrier; with several nodes the node leader now `MPI_Allreduce`s the result area across
-///    leaders, and a third barrier follows;
-/// 5. copy the other ranks' slices (all of it, with several nodes) back from the result area, x 1/size.
+///    leaders, a third barrier follows, and every rank reads the whole bucket back x 1/size;
+/// 5. copying path on a single node: copy the other ranks' slices back from the result area.
 ///
-/// The node barriers are a counter and a generation word in the window, updated with atomics and waited
-/// on by spinning then yielding: an MPI barrier would busy-poll and steal the core from backward.
-/// Memory traffic per rank for a bucket of B bytes is about 2B read and 2B written, against MPI's
-/// shared-memory all-reduce which copies through its own fragments several times.
+/// Memory traffic per rank for a bucket of B bytes on one node: about B read and B written when the
+/// arenas are shared (one memcpy's worth), 2B and 2B with the copies. The node barriers are a counter and
+/// a generation word in the window, updated with atomics and waited on by spinning then yielding: an
+/// MPI barrier would busy-poll and steal the core from backward.
 final class SharedWindowReducer: BucketReducer {
     private let mpi: MPICommunicator
     private let capacity: Int
@@ -72,15 +76,23 @@ final class SharedWindowReducer: BucketReducer {
     private let control: UnsafeMutablePointer<UInt64>
     private let result: UnsafeMutablePointer<Float>
     private let slots: [UnsafeMutablePointer<Float>]
+    private let shared: SharedGradients?
+    /// (1024): the running sum of one block, private and in L1.
+    private let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1024)
     private static let controlBytes = 4096
 
-    /// Collective over the node: allocates room for buckets of up to `capacity` floats.
-    init(mpi: MPICommunicator, capacity: Int) {
+    /// Whether the gradient arenas are shared in place (no copies).
+    var sharesArenas: Bool { shared != nil }
+
+    /// Collective over the node: room for buckets of up to `capacity` floats of the arena `grads`.
+    init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>) {
         self.mpi = mpi
         let capacity = max(16, (capacity + 15) / 16 * 16)
         self.capacity = capacity
-        let slotBytes = capacity * 4
-        let mine = mpi.localRank == 0 ? Self.controlBytes + 2 * slotBytes : slotBytes
+        shared = SharedGradients.make(mpi: mpi, grads: grads)
+        let resultBytes = capacity * 4
+        let slotBytes = shared == nil ? capacity * 4 : 0
+        let mine = (mpi.localRank == 0 ? Self.controlBytes + resultBytes : 0) + slotBytes
         var pointer: UnsafeMutableRawPointer?
         var win: MPI_Win?
         let rc = withUnsafeMutablePointer(to: &pointer) { p in
@@ -88,7 +100,7 @@ final class SharedWindowReducer: BucketReducer {
         }
         mpi.check(rc, "MPI_Win_allocate_shared(\(mine) bytes)")
         window = win
-        var bases: [UnsafeMutableRawPointer] = []
+        var bases: [UnsafeMutableRawPointer?] = []
         for q in 0..<mpi.localSize {
             var size: MPI_Aint = 0
             var unit: Int32 = 0
@@ -97,13 +109,13 @@ final class SharedWindowReducer: BucketReducer {
                 MPI_Win_shared_query(win, Int32(q), &size, &unit, UnsafeMutableRawPointer(p))
             }
             mpi.check(rq, "MPI_Win_shared_query(local rank \(q))")
-            bases.append(base!)
+            bases.append(base)
         }
-        let leader = bases[0]
+        let leader = bases[0]!
         control = leader.bindMemory(to: UInt64.self, capacity: Self.controlBytes / 8)
         result = (leader + Self.controlBytes).bindMemory(to: Float.self, capacity: capacity)
-        slots = bases.indices.map { q in
-            (q == 0 ? leader + Self.controlBytes + slotBytes : bases[q]).bindMemory(to: Float.self, capacity: capacity)
+        slots = slotBytes == 0 ? [] : bases.indices.map { q in
+            (q == 0 ? leader + Self.controlBytes + resultBytes : bases[q]!).bindMemory(to: Float.self, capacity: capacity)
         }
         if mpi.localRank == 0 { control.update(repeating: 0, count: Self.controlBytes / 8) }
         if let leaders = mpi.leaderComm {
@@ -112,7 +124,10 @@ final class SharedWindowReducer: BucketReducer {
         mpi.check(MPI_Barrier(mpi.nodeComm), "MPI_Barrier(node)")
     }
 
+    deinit { scratch.deallocate() }
+
     func close() {
+        shared?.close()
         if leaderComm != nil { MPI_Comm_free(&leaderComm) }
         if window != nil { MPI_Win_free(&window) }
     }
@@ -123,23 +138,32 @@ final class SharedWindowReducer: BucketReducer {
         return min(count, r * chunk)..<min(count, (r + 1) * chunk)
     }
 
-    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, bucket: Int) {
+    func reduce(_ grads: UnsafeMutableBufferPointer<Float>, offset: Int, bucket: Int) {
         let n = grads.count
         precondition(n <= capacity, "bucket \(bucket) has \(n) floats, the window holds \(capacity)")
         let g = grads.baseAddress!
         let me = mpi.localRank
-        let local = mpi.localSize
         let own = slice(me, count: n)
         let single = mpi.nodeCount == 1
         let inverse = 1 / Float(mpi.size)
+        // Where rank q's bucket is read from, and where the averages go.
+        let sources: [UnsafeMutablePointer<Float>]
+        var targets: [UnsafeMutablePointer<Float>] = []
+        if let shared {
+            sources = shared.peers.map { $0 + offset }
+            if single { targets = sources }
+        } else {
+            sources = (0..<mpi.localSize).map { $0 == me ? g : slots[$0] }
+            if single { targets = [g, result] }
+        }
+        if !single { targets = [result] }
         mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
-            if local > 1 {
-                let slot = slots[me]
-                slot.update(from: g, count: own.lowerBound)
-                (slot + own.upperBound).update(from: g + own.upperBound, count: n - own.upperBound)
-                nodeBarrier()
+            if shared == nil && mpi.localSize > 1 {
+                slots[me].update(from: g, count: own.lowerBound)
+                (slots[me] + own.upperBound).update(from: g + own.upperBound, count: n - own.upperBound)
             }
-            sumSlice(own, gradients: g, scale: single ? inverse : nil)
+            nodeBarrier()
+            sumSlice(own, sources: sources, scale: single ? inverse : 1, targets: targets)
             nodeBarrier()
             if !single {
                 if let leaderComm {
@@ -149,43 +173,34 @@ final class SharedWindowReducer: BucketReducer {
                 nodeBarrier()
             }
         }
-        if single {
-            copyScaled(g, from: result, range: 0..<own.lowerBound, scale: inverse)
-            copyScaled(g, from: result, range: own.upperBound..<n, scale: inverse)
-        } else {
-            copyScaled(g, from: result, range: 0..<n, scale: inverse)
+        if !single {
+            for i in 0..<n { g[i] = result[i] * inverse }
+        } else if shared == nil {
+            g.update(from: result, count: own.lowerBound)
+            (g + own.upperBound).update(from: result + own.upperBound, count: n - own.upperBound)
         }
     }
 
-    /// result[i] = sum over local ranks q (in order) of rank q's gradient i, for i in `range`; with a
-    /// scale, also grads[i] = result[i] x scale. Blocks of 1024 floats keep the running sum in L1.
-    private func sumSlice(_ range: Range<Int>, gradients grads: UnsafeMutablePointer<Float>, scale: Float?) {
-        let me = mpi.localRank
-        let sources = (0..<mpi.localSize).map { q in q == me ? UnsafePointer(grads) : UnsafePointer(slots[q]) }
+    /// targets[t][i] = (sum over local ranks q, in order, of sources[q][i]) x scale for i in `range`,
+    /// summed a block of 1024 floats at a time in L1.
+    private func sumSlice(_ range: Range<Int>, sources: [UnsafeMutablePointer<Float>], scale: Float,
+                          targets: [UnsafeMutablePointer<Float>]) {
         var start = range.lowerBound
         while start < range.upperBound {
             let m = min(1024, range.upperBound - start)
-            let out = result + start
-            out.update(from: sources[0] + start, count: m)
+            scratch.update(from: sources[0] + start, count: m)
             for q in 1..<sources.count {
                 let s = sources[q] + start
-                for i in 0..<m { out[i] += s[i] }
+                for i in 0..<m { scratch[i] += s[i] }
             }
-            if let scale {
-                let g = grads + start
-                for i in 0..<m { g[i] = out[i] * scale }
-            }
+            if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
+            for t in targets { (t + start).update(from: scratch, count: m) }
             start += m
         }
     }
 
-    private func copyScaled(_ out: UnsafeMutablePointer<Float>, from src: UnsafeMutablePointer<Float>, range: Range<Int>,
-                            scale: Float) {
-        for i in range { out[i] = src[i] * scale }
-    }
-
-    /// A sense-counting barrier over the node's ranks in the window's control block: the last to arrive
-    /// resets the counter and bumps the generation the others wait on.
+    /// A counting barrier over the node's ranks in the window's control block: the last to arrive resets
+    /// the counter and bumps the generation the others wait on.
     private func nodeBarrier() {
         let local = UInt64(mpi.localSize)
         guard local > 1 else { return }

@@ -42,6 +42,9 @@ public final class GradientBuckets {
     public var skipSync = false {
         willSet { precondition(nextToReduce == 0 && !bucketReady.contains(true), "skipSync changed mid-backward") }
     }
+    /// True when the hierarchical reduction works on the ranks' gradient arenas in place (shared memory,
+    /// arenas of 34 MB and more) rather than through copies in the window.
+    public var reducesInPlace: Bool { (reducer as? SharedWindowReducer)?.sharesArenas ?? false }
     /// Seconds the last `finish()` waited for reductions still running.
     public private(set) var lastWaitSeconds = 0.0
 
@@ -71,7 +74,8 @@ public final class GradientBuckets {
             reducer = IdentityReducer()
         } else if let mpi = communicator as? MPICommunicator {
             switch mode {
-            case .hierarchical: reducer = SharedWindowReducer(mpi: mpi, capacity: layout.maxElements)
+            case .hierarchical:
+                reducer = SharedWindowReducer(mpi: mpi, capacity: layout.maxElements, grads: arena.grads)
             case .mpi: reducer = PlainMPIReducer(mpi: mpi)
             }
         } else {
@@ -156,7 +160,7 @@ public final class GradientBuckets {
             let k = nextToReduce
             guard k < layout.buckets.count && bucketReady[k] else { condition.unlock(); return }
             condition.unlock()
-            reducer.reduce(slice(k), bucket: k)
+            reducer.reduce(slice(k), offset: layout.buckets[k].elements.lowerBound, bucket: k)
             condition.lock()
             nextToReduce += 1
             condition.unlock()
@@ -171,7 +175,7 @@ public final class GradientBuckets {
             if closing { break }
             let k = nextToReduce
             condition.unlock()
-            reducer.reduce(slice(k), bucket: k)
+            reducer.reduce(slice(k), offset: layout.buckets[k].elements.lowerBound, bucket: k)
             condition.lock()
             nextToReduce += 1
             condition.broadcast()

@@ -177,6 +177,39 @@ func buckets() {
     }
 }
 
+/// A 36 MB arena, large enough for the hierarchical reduction to share the arenas in place. The
+/// gradients repeat with period 97 so that filling and checking are cheap table look-ups.
+func bucketsLarge() {
+    let arena = ParameterArena()
+    arena.register("embedding", Shape(10_001, 511), initializer: .zeros)
+    arena.register("bias", Shape(77), initializer: .zeros)
+    arena.register("matrix", Shape(4_099, 1_023), initializer: .zeros)
+    arena.register("scale", Shape(5), initializer: .zeros)
+    arena.seal()
+    let n = comm.size
+    let mine = (0..<97).map { integerGrad(rank: comm.rank, element: $0) }
+    let expected = (0..<97).map { e -> Float in
+        var sum: Float = 0
+        for q in 0..<n { sum += integerGrad(rank: q, element: e) }
+        return sum * (1 / Float(n))
+    }
+    for mode in ReduceMode.allCases {
+        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: 4 << 20, mode: mode)
+        let g = arena.grads
+        for i in 0..<g.count { g[i] = mine[i % 97] }
+        for p in arena.parameters.reversed() { b.markReady(p) }
+        b.finish()
+        let exact = arena.parameters.allSatisfy { p in
+            (p.offset..<(p.offset + p.count)).allSatisfy { g[$0] == expected[$0 % 97] }
+        }
+        let inPlace = b.reducesInPlace
+        b.close()
+        check("\(mode) over a \((arena.count * 4) >> 20) MB arena\(inPlace ? " (arenas shared in place)" : ""): "
+              + "average equals reference", exact)
+        if mode == .hierarchical { check("hierarchical shares large arenas in place", inPlace || n == 1) }
+    }
+}
+
 /// Gradient of global micro-batch m: values of very different magnitudes so that the summation order
 /// shows in the last bits.
 func microBatchGradient(_ m: Int, count: Int) -> [Float] {
@@ -304,6 +337,7 @@ func bench() {
 switch scenario {
 case "basics": basics()
 case "buckets": buckets()
+case "buckets-large": bucketsLarge()
 case "deterministic": deterministic()
 case "sampler": sampler()
 case "watchdog-skip": watchdogSkip()
