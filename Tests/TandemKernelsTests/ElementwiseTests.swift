@@ -59,12 +59,17 @@ final class ElementwiseTests: KernelTestCase {
 
     func testDropout() {
         let rng = Philox(seed: 42)
-        let n = 37  // not a multiple of 4: the last Philox block is used in part
+        let n = 150  // two groups of 64 elements (16 Philox blocks each) and a partial one
         let inp = Buffer(random: n, seed: 1)
         let out = Buffer(zeros: n), outRef = Buffer(zeros: n)
         dropoutForward(out: out.p, inp: inp.c, count: n, p: 0.3, rng: rng, stream: 5, step: 9)
         dropoutForwardReference(out: outRef.p, inp: inp.c, count: n, p: 0.3, rng: rng, stream: 5, step: 9)
-        XCTAssertEqual(out.array, outRef.array)
+        XCTAssertEqual(out.array, outRef.array, "vectorised Philox must match Philox.block bit for bit")
+        let stepped = Buffer(zeros: n), steppedRef = Buffer(zeros: n)
+        dropoutForward(out: stepped.p, inp: inp.c, count: n, p: 0.5, rng: rng, stream: 1 << 40, step: (1 << 35) + 3)
+        dropoutForwardReference(out: steppedRef.p, inp: inp.c, count: n, p: 0.5, rng: rng, stream: 1 << 40,
+                                step: (1 << 35) + 3)
+        XCTAssertEqual(stepped.array, steppedRef.array, "64-bit stream and step")
         for i in 0..<n { XCTAssertTrue(out.array[i] == 0 || abs(out.array[i] - inp.array[i] / 0.7) < 1e-6) }
 
         dropoutForward(out: out.p, inp: inp.c, count: n, p: 0, rng: rng, stream: 5, step: 9)
@@ -87,13 +92,13 @@ final class ElementwiseTests: KernelTestCase {
         XCTAssertEqual(d.array, dRef.array)
 
         for p: Float in [0, 0.3] {
-            gradCheck("dropout p \(p)", x: inp.array, outputCount: n, forward: { x in
-                let o = Buffer(zeros: n)
-                dropoutForward(out: o.p, inp: Buffer(x).c, count: n, p: p, rng: rng, stream: 5, step: 9)
+            gradCheck("dropout p \(p)", x: Array(inp.array[0..<37]), outputCount: 37, forward: { x in
+                let o = Buffer(zeros: 37)
+                dropoutForward(out: o.p, inp: Buffer(x).c, count: 37, p: p, rng: rng, stream: 5, step: 9)
                 return o.array
             }) { _, dout, dx in
                 let g = Buffer(dx)
-                dropoutBackward(dinp: g.p, dout: Buffer(dout).c, count: n, p: p, rng: rng, stream: 5, step: 9)
+                dropoutBackward(dinp: g.p, dout: Buffer(dout).c, count: 37, p: p, rng: rng, stream: 5, step: 9)
                 dx = g.array
             }
         }
