@@ -8,9 +8,12 @@ import Darwin
 /// One unit of `prepareText` work: a text file and the name of the shard it becomes. Ranks under mpirun
 /// take disjoint lists of jobs.
 public struct TextShardJob: Equatable, Sendable {
+    /// The text file to read.
     public var input: String
+    /// The shard name: the job writes `NAME.bin` and `NAME.idx`.
     public var shard: String
 
+    /// A job reading `input` into shard `shard`.
     public init(input: String, shard: String) {
         self.input = input
         self.shard = shard
@@ -27,24 +30,29 @@ public struct TextShardJob: Equatable, Sendable {
 
 /// Where `prepareText` is, reported after each chunk of input.
 public struct PrepareTextProgress: Sendable {
+    /// Bytes read so far, and in all the inputs.
     public var bytesDone: Int
     public var bytesTotal: Int
+    /// Training tokens, sentences and documents written, and held-out documents.
     public var tokens: Int
     public var sentences: Int
     public var documents: Int
     public var evalDocuments: Int
+    /// Time since the start, and input throughput.
     public var seconds: Double
     public var megabytesPerSecond: Double { seconds > 0 ? Double(bytesDone) / 1e6 / seconds : 0 }
 }
 
 /// What `prepareText` wrote.
 public struct PrepareTextSummary: Sendable {
+    /// Input bytes and the time taken.
     public var bytes: Int
     public var seconds: Double
     /// Training shards: tokens, sentences, documents.
     public var tokens: Int, sentences: Int, documents: Int
     /// Held-out shards.
     public var evalTokens: Int, evalSentences: Int, evalDocuments: Int
+    /// Where the training and held-out shards are (the latter nil without an eval fraction).
     public var trainDirectory: String
     public var evalDirectory: String?
     public var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / 1e6 / seconds : 0 }

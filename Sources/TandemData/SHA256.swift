@@ -18,6 +18,7 @@ public struct SHA256 {
     private var blockFill = 0
     private var totalBytes: UInt64 = 0
 
+    /// A hasher with nothing fed yet.
     public init() {}
 
     /// Hashes `bytes` in one call and returns the lowercase hex digest.

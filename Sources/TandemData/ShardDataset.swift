@@ -12,6 +12,7 @@ import Foundation
 /// followed by "\n" (the bytes of the canonical vocab.txt, whichever file the vocabulary came from).
 /// Shard `NAME` is the pair `NAME.bin` + `NAME.idx` of `TokenShardFormat`.
 public struct TokenShardManifest: Codable, Equatable {
+    /// One shard's entry: its name, counts and the SHA-256 of its two files.
     public struct Shard: Codable, Equatable {
         public var name: String
         public var tokens: Int
@@ -21,9 +22,11 @@ public struct TokenShardManifest: Codable, Equatable {
         public var idx_sha256: String
     }
 
+    /// The file name in a shard directory and the value of its "format" key.
     public static let fileName = "manifest.json"
     public static let formatName = "tandem-token-shards"
 
+    /// The keys of the contract above.
     public var format: String = TokenShardManifest.formatName
     public var version: Int = 1
     public var vocab_size: Int
@@ -84,6 +87,7 @@ public func sha256(ofFile path: String) throws -> String {
 /// The shards of a directory written by `prepareText`, checked against its manifest and against the
 /// vocabulary of the run, with documents numbered globally across shards (in manifest order).
 public final class ShardDataset {
+    /// The directory, its manifest and one reader per manifest shard, in manifest order.
     public let directory: String
     public let manifest: TokenShardManifest
     public let shards: [TokenShardReader]
@@ -138,6 +142,7 @@ public final class ShardDataset {
         try self.init(directory: directory, vocabHash: tokenizer.vocabHash, vocabSize: tokenizer.vocabSize, verifyChecksums: verifyChecksums)
     }
 
+    /// Totals over all shards.
     public var documentCount: Int { documentOffsets.last! }
     public var sentenceCount: Int { manifest.sentences }
     public var tokenCount: Int { manifest.tokens }

@@ -29,6 +29,7 @@ import Darwin
 /// ```
 /// Sentence starts come before document starts so that the writer can stream them; documents are few.
 public enum TokenShardFormat {
+    /// The first 8 bytes of each file, the version after them, and the header sizes.
     public static let binMagic = Array("TDTOKBIN".utf8)
     public static let idxMagic = Array("TDTOKIDX".utf8)
     public static let version: UInt32 = 1
@@ -44,9 +45,12 @@ public enum TokenShardFormat {
 /// Streams documents of tokenized sentences into `NAME.bin` + `NAME.idx` (see `TokenShardFormat`).
 /// Only the document starts stay in memory; tokens and sentence starts go to the files as they come.
 public final class TokenShardWriter {
+    /// The files being written.
     public let binPath: String
     public let idxPath: String
+    /// Bytes per token id: 2 or 4.
     public let tokenWidth: Int
+    /// What has been written so far.
     public private(set) var tokenCount = 0
     public private(set) var sentenceCount = 0
     public private(set) var documentCount = 0
@@ -182,6 +186,7 @@ public struct TokenSlice: RandomAccessCollection {
     let file: MappedFile
     let offset: Int       // byte offset of the first token in the .bin
     let width: Int
+    /// Number of tokens in the slice.
     public let count: Int
 
     public var startIndex: Int { 0 }
@@ -198,9 +203,12 @@ public struct TokenSlice: RandomAccessCollection {
 /// Reads a shard written by `TokenShardWriter` through mmap: validates both headers and sizes (a truncated
 /// or foreign file is an error naming it) and exposes documents -> sentences -> token slices without copying.
 public final class TokenShardReader {
+    /// The mapped files.
     public let binPath: String
     public let idxPath: String
+    /// Bytes per token id: 2 or 4.
     public let tokenWidth: Int
+    /// The counts of the index header, checked against the file sizes.
     public let tokenCount: Int
     public let sentenceCount: Int
     public let documentCount: Int
@@ -216,6 +224,7 @@ public final class TokenShardReader {
                       idxPath: (directory as NSString).appendingPathComponent(name + ".idx"))
     }
 
+    /// Opens a shard from its two paths.
     public init(binPath: String, idxPath: String) throws {
         self.binPath = binPath
         self.idxPath = idxPath

@@ -23,11 +23,16 @@ import Foundation
 public struct WordPieceTokenizer: @unchecked Sendable {
     /// The BertNormalizer settings of a `tokenizer.json`.
     public struct Normalization: Equatable, Sendable {
+        /// Drop NUL, U+FFFD and control characters; whitespace becomes a space.
         public var cleanText: Bool
+        /// Surround CJK ideographs with spaces, making each one a word.
         public var handleChineseChars: Bool
+        /// NFD, then remove nonspacing marks (Mn).
         public var stripAccents: Bool
+        /// Lowercase (after strip_accents, as the reference does).
         public var lowercase: Bool
 
+        /// `stripAccents` nil follows `lowercase`, as `strip_accents: null` does in HF.
         public init(cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool? = nil, lowercase: Bool = true) {
             self.cleanText = cleanText
             self.handleChineseChars = handleChineseChars
@@ -44,9 +49,13 @@ public struct WordPieceTokenizer: @unchecked Sendable {
     /// Token strings by id (a vocab.txt line, or a `tokenizer.json` vocab key).
     public let tokens: [String]
     public let normalization: Normalization
+    /// The token of a word that WordPiece cannot spell, "[UNK]" for BERT.
     public let unkToken: String
+    /// The mark of a piece that continues a word, "##" for BERT.
     public let continuingSubwordPrefix: String
+    /// Words with more scalars than this become `unkToken` (100 for BERT).
     public let maxInputCharsPerWord: Int
+    /// Ids of [UNK], [CLS], [SEP], and of [PAD] and [MASK] when the vocabulary has them.
     public let unkID: Int32
     public let clsID: Int32
     public let sepID: Int32

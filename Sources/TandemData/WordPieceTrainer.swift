@@ -21,18 +21,26 @@ import Darwin
 /// pairs of equal count, varies from run to run there; here words are taken in byte order, so a corpus always
 /// gives the same vocabulary. Tokens and counts otherwise follow the same rules.
 public struct WordPieceTrainer {
+    /// Merging stops when the vocabulary has this many tokens (specials, alphabet and `##` characters count).
     public var vocabSize: Int
+    /// Merging stops when the most frequent pair occurs fewer times than this.
     public var minFrequency: Int
+    /// Keep at most this many characters, the most frequent ones.
     public var limitAlphabet: Int?
+    /// Characters kept whatever their frequency.
     public var initialAlphabet: [Unicode.Scalar]
+    /// The first ids, in order.
     public var specialTokens: [String]
+    /// The mark of a word-continuing piece.
     public var continuingSubwordPrefix: String
+    /// The normalization applied before words are counted.
     public var normalization: WordPieceTokenizer.Normalization
 
     /// Word counts fed so far, keyed by the word's UTF-8 bytes.
     public private(set) var wordCounts: [[UInt8]: Int] = [:]
     private let splitter: WordPieceTokenizer
 
+    /// The defaults of HF's `BertWordPieceTokenizer.train`.
     public init(vocabSize: Int = 30000, minFrequency: Int = 2, limitAlphabet: Int? = 1000, initialAlphabet: [Unicode.Scalar] = [],
                 specialTokens: [String] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], continuingSubwordPrefix: String = "##",
                 normalization: WordPieceTokenizer.Normalization = .uncased) {
