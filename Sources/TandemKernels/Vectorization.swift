@@ -76,8 +76,8 @@ func rowDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) 
     return horizontalSum(s)
 }
 
-/// The sum of the 16 lanes, by halving (4 vector adds instead of the standard library's 15 dependent
-/// scalar ones, which show on short rows such as attention's).
+/// The sum of the 16 lanes, by halving: four adds on ever shorter vectors, which matters on short rows
+/// such as attention's.
 @inline(__always)
 func horizontalSum(_ v: Vector) -> Float {
     let a = v.lowHalf + v.highHalf
@@ -86,7 +86,7 @@ func horizontalSum(_ v: Vector) -> Float {
     return c[0] + c[1]
 }
 
-/// The largest of the 16 lanes, by halving; NaN lanes are ignored unless all are NaN.
+/// The largest of the 16 lanes, by halving.
 @inline(__always)
 func horizontalMax(_ v: Vector) -> Float {
     let a = v.lowHalf.replacing(with: v.highHalf, where: v.highHalf .> v.lowHalf)
