@@ -12,9 +12,9 @@ public final class Progress {
     public init(total: Int, enabled: Bool) { self.total = total; self.enabled = enabled }
 
     public func report(step: Int, loss: Double, lr: Float, gradNorm: Float, samplesPerSecond: Double,
-                       tokensPerSecond: Double, mfu: Double, elapsed: Double) {
+                       tokensPerSecond: Double, mfu: Double, elapsed: Double, stepsDone: Int) {
         guard enabled else { return }
-        let eta = Double(total - step) * elapsed / Double(max(step, 1))
+        let eta = Double(total - step) * elapsed / Double(max(stepsDone, 1))
         let width = String(total).count
         let line = String(format: "step %\(width)d/%d | loss %.4f | lr %.2e | grad %.3f | %.1f samples/s | %@ tok/s | MFU %.2f | ETA %@",
                           step, total, loss, lr, gradNorm, samplesPerSecond, Self.si(tokensPerSecond), mfu,
@@ -48,13 +48,18 @@ public final class MetricsWriter {
     let handle: FileHandle
     public let path: String
 
-    public init(path: String) throws {
+    /// Creates (or, when `append`, continues) the file.
+    public init(path: String, append: Bool = false) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
-            throw ConfigError("\(path): cannot create the metrics file")
+        if !(append && FileManager.default.fileExists(atPath: path)) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw ConfigError("\(path): cannot create the metrics file")
+            }
         }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw ConfigError("\(path): cannot open the metrics file") }
+        h.seekToEndOfFile()
         handle = h
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import TandemAutograd
 import TandemModels
 
@@ -16,8 +17,23 @@ public protocol TrainingTask: AnyObject {
     /// Model FLOPs of one training step (forward + backward) per sample (DESIGN.md: 6 x parameters +
     /// 12 x layers x hidden x sequence length per token).
     var trainingFLOPsPerSample: Double { get }
-    /// The model's config as HF config.json fields.
+    /// A one-line summary of the model for the log.
     var modelDescription: String { get }
+    /// The checkpoint's `config.json` (HF config fields and `architectures`).
+    var hfConfigJSON: String { get }
+    /// The tensors of `model.safetensors`, under their checkpoint names, in order.
+    var checkpointTensors: [(String, Parameter)] { get }
+}
+
+extension TrainingTask {
+    /// By default every parameter under its registration name.
+    public var checkpointTensors: [(String, Parameter)] { arena.parameters.map { ($0.name, $0) } }
+}
+
+/// `fields` as pretty-printed JSON with sorted keys, for config.json files.
+func jsonText(_ fields: [String: Any]) -> String {
+    let data = try! JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
+    return String(decoding: data, as: UTF8.self) + "\n"
 }
 
 /// Next-token prediction with a GPT over windows of T + 1 tokens cut from a token stream: sample i is
@@ -75,6 +91,15 @@ public final class CausalLanguageModelTask: TrainingTask {
         let c = model.config
         let perToken = 6.0 * Double(arena.parameterCount) + 12.0 * Double(c.nLayer * c.nEmbd * sequenceLength)
         return perToken * Double(sequenceLength)
+    }
+
+    /// Our own architecture name: the layout (separate q/k/v, (out, in) weights) is not HF GPT2's.
+    public var hfConfigJSON: String {
+        let data = try! JSONEncoder().encode(model.config)
+        var fields = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+        fields["architectures"] = ["TandemGPT"]
+        fields["model_type"] = "tandem-gpt"
+        return jsonText(fields)
     }
 
     public var modelDescription: String {

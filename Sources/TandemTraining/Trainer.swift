@@ -70,6 +70,9 @@ public struct StepResult: Sendable {
     public var learningRate: Float = 0
     /// Global gradient norm before clipping (after the all-reduce).
     public var gradientNorm: Float = 0
+    /// True when some rank received SIGTERM or SIGUSR1 before this step's reduction: every rank sees the
+    /// same value (it travels with the loss all-reduce), so all stop after the same step.
+    public var stopRequested = false
     public var times = StepTimes()
 }
 
@@ -117,7 +120,7 @@ public final class Trainer {
             tape.onGradientFinal = { p in b.markReady(p) }
         }
         indices = .allocate(capacity: settings.microBatch)
-        lossBuffer = .allocate(capacity: 1)
+        lossBuffer = .allocate(capacity: 2)
     }
 
     deinit {
@@ -172,8 +175,10 @@ public final class Trainer {
             buckets!.finish()
         }
         lossBuffer[0] = lossSum / Double(s.accumulation)
+        lossBuffer[1] = Preemption.requested ? 1 : 0
         communicator.allReduce(lossBuffer, op: .sum)
         r.loss = lossBuffer[0] / Double(size)
+        r.stopRequested = lossBuffer[1] > 0
         r.times.gradientWait = monotonicSeconds() - t
         t = monotonicSeconds()
         r.gradientNorm = clipGradientNorm(task.arena, maxNorm: s.clipGradNorm)

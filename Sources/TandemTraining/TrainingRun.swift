@@ -10,7 +10,10 @@ public enum TrainingRun {
     /// The version every rank checks against rank 0's.
     public static let version = "0.1.0"
 
-    public static func run(configPath: String, overrides: [String], communicator comm: any Communicator) throws {
+    /// `resume`: nil (fresh start), `auto` (the newest valid checkpoint in checkpoint.dir, or a fresh
+    /// start when there is none) or a checkpoint directory that must verify.
+    public static func run(configPath: String, overrides: [String], resume: String? = nil,
+                           communicator comm: any Communicator) throws {
         var log = Logger(label: "tandem")
         log.logLevel = comm.rank == 0 ? .info : .warning
         let config = try Config(file: configPath, overrides: overrides)
@@ -20,8 +23,20 @@ public enum TrainingRun {
         comm.broadcastParameters(arena: task.arena)
         let trainer = try Trainer(settings: settings, task: task, communicator: comm)
         defer { trainer.close() }
+        let checkpointRoot = config.string("checkpoint.dir")
+        if let resume {
+            if let dir = try Resumer.resume(resume, root: checkpointRoot, trainer: trainer, log: { log.warning("\($0)") }) {
+                log.info("resumed from \(dir) at step \(trainer.step)")
+            }
+        }
+        let checkpointer = comm.rank == 0 ? checkpointRoot.map {
+            Checkpointer(root: $0, keep: config.int("checkpoint.keep"), keepEvery: config.int("checkpoint.keep_every"))
+        } : nil
+        let checkpointEvery = config.int("checkpoint.every")
+        let stopAt = config.int("train.stop_at")
         let watchdog = (comm as? MPICommunicator)?.startWatchdog(
             Watchdog.Configuration(minimumSeconds: config.double("distributed.watchdog_s")))
+        Preemption.install()
 
         let peak = comm.rank == 0 ? measureSgemmPeak() : 0
         let perCorePeak = comm.broadcast(peak, root: 0)
@@ -30,35 +45,44 @@ public enum TrainingRun {
             log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s); global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples")
             log.info("\(String(format: "sgemm peak %.1f GFLOP/s per core (MFU denominator)", perCorePeak / 1e9))")
         }
-        let metrics = try MetricsWriter(path: metricsPath(config, rank: comm.rank))
+        let metrics = try MetricsWriter(path: metricsPath(config, rank: comm.rank), append: trainer.step > 0)
         let progress = Progress(total: settings.steps, enabled: comm.rank == 0)
         var window = [StepResult]()
         window.reserveCapacity(settings.logEvery)
-        let started = monotonicSeconds()
+        let started = monotonicSeconds(), firstStep = trainer.step
         while trainer.step < settings.steps {
-            let r = trainer.trainStep()
-            watchdog?.recordStep(seconds: r.times.total)
-            window.append(r)
+            var r = trainer.trainStep()
             guard r.loss.isFinite else {
                 throw ConfigError("step \(r.step + 1): the loss is \(r.loss); lower train.lr or check the data")
             }
             if settings.checkEvery > 0 && trainer.step % settings.checkEvery == 0 {
                 try comm.checkReplicasAgree(arena: task.arena, step: trainer.step)
             }
-            if trainer.step % settings.logEvery == 0 || trainer.step == settings.steps {
+            let last = trainer.step == settings.steps || r.stopRequested || trainer.step == stopAt
+            if let checkpointer, last || (checkpointEvery > 0 && trainer.step % checkpointEvery == 0) {
+                try checkpointer.save(trainer: trainer, config: config)
+                r.times.checkpoint = checkpointer.lastBlockingSeconds
+            }
+            watchdog?.recordStep(seconds: r.times.total)
+            window.append(r)
+            if trainer.step % settings.logEvery == 0 || last {
                 let seconds = window.reduce(0) { $0 + $1.times.total }
-                let samples = Double(window.count * settings.globalBatch)
-                let rate = samples / max(seconds, 1e-9)
+                let rate = Double(window.count * settings.globalBatch) / max(seconds, 1e-9)
                 let mfu = rate * task.trainingFLOPsPerSample / (cores * perCorePeak)
                 try metrics.write(window, rank: comm.rank, samplesPerSecond: rate,
                                   tokensPerSecond: rate * Double(task.tokensPerSample), mfu: mfu)
                 progress.report(step: trainer.step, loss: window.map(\.loss).reduce(0, +) / Double(window.count),
                                 lr: r.learningRate, gradNorm: r.gradientNorm, samplesPerSecond: rate,
                                 tokensPerSecond: rate * Double(task.tokensPerSample), mfu: mfu,
-                                elapsed: monotonicSeconds() - started)
+                                elapsed: monotonicSeconds() - started, stepsDone: trainer.step - firstStep)
                 window.removeAll(keepingCapacity: true)
             }
+            if r.stopRequested || trainer.step == stopAt {
+                log.warning("\(r.stopRequested ? "stop signal received" : "train.stop_at reached"): stopped after step \(trainer.step) with a checkpoint")
+                break
+            }
         }
+        try checkpointer?.wait()
         progress.finish()
         comm.barrier()
     }

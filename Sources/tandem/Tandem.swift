@@ -47,9 +47,10 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init-from"), help: "Start from a transformers checkpoint directory.") var initFrom: String?
 
     func run() throws {
-        if resume != nil { try notBuiltYet("train --resume", issue: 6) }
         if initFrom != nil { try notBuiltYet("train --init-from", issue: 6) }
-        try withCommunicator { try TrainingRun.run(configPath: config, overrides: overrides, communicator: $0) }
+        try withCommunicator {
+            try TrainingRun.run(configPath: config, overrides: overrides, resume: resume, communicator: $0)
+        }
     }
 }
 
@@ -93,7 +94,7 @@ struct Debug: ParsableCommand {
         @Option(help: "A transformers model directory.") var model: String
         @Option(help: "A batch file (safetensors).") var batch: String
         @Option(help: "Output safetensors file.") var out: String
-        func run() throws { try notBuiltYet("debug forward", issue: 4) }
+        func run() throws { try DebugCommands.forward(model: model, batch: batch, out: out) }
     }
 
     struct Grads: ParsableCommand {
@@ -101,14 +102,18 @@ struct Debug: ParsableCommand {
         @Option(help: "A transformers model directory.") var model: String
         @Option(help: "A batch file (safetensors).") var batch: String
         @Option(help: "Output safetensors file.") var out: String
-        func run() throws { try notBuiltYet("debug grads", issue: 4) }
+        func run() throws { try DebugCommands.grads(model: model, batch: batch, out: out) }
     }
 }
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a checkpoint's tensors, step, config and manifest check.")
     @Argument(help: "A checkpoint directory.") var checkpoint: String
-    func run() throws { try notBuiltYet("inspect", issue: 6) }
+    func run() throws {
+        let inspection = CheckpointInspector.inspect(checkpoint)
+        print(inspection.report, terminator: "")
+        if !inspection.isValid { throw ExitCode.failure }
+    }
 }
 
 struct Bench: ParsableCommand {

@@ -1,0 +1,187 @@
+import Foundation
+import TandemCheckpoint
+import TandemCollectives
+
+/// The coordinator's checkpoints (DESIGN.md "Checkpoint directory"): rank 0 copies the parameter arena
+/// and the optimizer moments into a snapshot, then writes `model.safetensors` (HF names), `config.json`,
+/// `optimizer.safetensors`, `trainer_state.json` and the manifest on a background thread while training
+/// goes on. A save waits only for the previous one. Every random draw is keyed by (seed, step), so the
+/// step and the sample cursor are all the state a resume needs besides the tensors.
+final class Checkpointer {
+    let writer: CheckpointWriter
+    private let queue = DispatchQueue(label: "tandem-checkpoint")
+    private let group = DispatchGroup()
+    private var failure: Error?
+    private let failureLock = NSLock()
+    private var snapshot: UnsafeMutableBufferPointer<Float>?
+    /// Seconds the last `save` kept the training thread (snapshot copy and waiting for the previous save).
+    private(set) var lastBlockingSeconds = 0.0
+
+    init(root: String, keep: Int, keepEvery: Int) {
+        writer = CheckpointWriter(root: root, retention: RetentionPolicy(keep: keep, keepEvery: keepEvery))
+    }
+
+    deinit { snapshot.map { AlignedMemory.deallocate($0.baseAddress!) } }
+
+    /// Snapshots the trainer's state and writes it in the background. Throws the error of an earlier
+    /// background save, if any (the previous checkpoint is intact in that case).
+    func save(trainer: Trainer, config: Config) throws {
+        let started = monotonicSeconds()
+        try wait()
+        let arena = trainer.task.arena, opt = trainer.optimizer
+        let n = arena.count
+        if snapshot == nil {
+            snapshot = .init(start: AlignedMemory.allocate(Float.self, count: 3 * n), count: 3 * n)
+        }
+        let snap = snapshot!.baseAddress!
+        snap.update(from: arena.values.baseAddress!, count: n)
+        (snap + n).update(from: opt.m.baseAddress!, count: n)
+        (snap + 2 * n).update(from: opt.v.baseAddress!, count: n)
+        let step = trainer.step
+        let state = trainerState(trainer, config: config)
+        let modelConfig = trainer.task.hfConfigJSON
+        let tensors = trainer.task.checkpointTensors
+        let optimizerStep = opt.step
+        lastBlockingSeconds = monotonicSeconds() - started
+        group.enter()
+        queue.async { [writer] in
+            defer { self.group.leave() }
+            do {
+                var model = SafeTensorsWriter()
+                var moments = SafeTensorsWriter(metadata: ["format": "pt", "optimizer": opt.kind.rawValue,
+                                                          "step": String(optimizerStep)])
+                for (name, p) in tensors {
+                    model.add(name, shape: p.shape.dims, borrowing: UnsafeBufferPointer(start: snap + p.offset, count: p.count))
+                }
+                for p in arena.parameters {
+                    moments.add("exp_avg." + p.name, shape: p.shape.dims,
+                                borrowing: UnsafeBufferPointer(start: snap + n + p.offset, count: p.count))
+                    moments.add("exp_avg_sq." + p.name, shape: p.shape.dims,
+                                borrowing: UnsafeBufferPointer(start: snap + 2 * n + p.offset, count: p.count))
+                }
+                _ = try writer.save(step: step, files: [
+                    .safetensors("model.safetensors", model),
+                    .text("config.json", modelConfig),
+                    .safetensors("optimizer.safetensors", moments),
+                    .text("trainer_state.json", state),
+                ])
+            } catch {
+                self.failureLock.lock(); self.failure = error; self.failureLock.unlock()
+            }
+        }
+    }
+
+    /// Waits for the save in flight; rethrows its error.
+    func wait() throws {
+        group.wait()
+        failureLock.lock(); defer { failureLock.unlock() }
+        if let f = failure { failure = nil; throw f }
+    }
+
+    private func trainerState(_ t: Trainer, config: Config) -> String {
+        let s = t.settings
+        let state: [String: Any] = [
+            "format": "tandem-trainer-state", "version": 1, "tandem_version": TrainingRun.version,
+            "step": t.step, "epoch": t.sampler.epoch(ofCursor: t.step * s.globalBatch),
+            "sample_cursor": t.step * s.globalBatch, "world_size": t.communicator.size,
+            "global_batch": s.globalBatch, "micro_batch": s.microBatch,
+            "optimizer": ["kind": s.optimizer.rawValue, "step": t.optimizer.step],
+            "scheduler": ["peak_lr": Double(s.schedule.peak), "warmup": s.schedule.warmup, "total": s.schedule.total,
+                          "decay": s.schedule.decay.rawValue, "next_lr": Double(s.schedule(t.step))],
+            "rng": ["generator": "philox4x32-10", "seed": Int(s.seed),
+                    "keys": "every draw is keyed by (seed, stream, step, index): no state to save"],
+            "config_file": config.file,
+            "config": Dictionary(uniqueKeysWithValues: config.values.map { ($0.key, $0.value.description) }
+                                 + config.modelFields.map { ("model." + $0.key, $0.value.description) }),
+        ]
+        let data = try! JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+/// Restores a trainer from a checkpoint directory: rank 0 reads and checks it, then broadcasts the
+/// parameters, the optimizer moments and the step, so ranks need no shared file system and any rank
+/// count can resume any checkpoint with the same global batch.
+enum Resumer {
+    /// Returns the checkpoint resumed from, or nil for a fresh start (`auto` with none found).
+    static func resume(_ spec: String, root: String?, trainer: Trainer, log: (String) -> Void) throws -> String? {
+        let comm = trainer.communicator
+        var chosen: String? = nil
+        var step = 0, optimizerStep = 0
+        let outcome: String
+        if comm.rank == 0 {
+            do {
+                guard spec != "auto" || root != nil else {
+                    throw ConfigError("--resume auto needs checkpoint.dir in the config")
+                }
+                let selection = try CheckpointStore.resolveResume(spec, root: root ?? ".")
+                for skipped in selection.skipped { log("\(skipped)") }
+                if let dir = selection.directory {
+                    (step, optimizerStep) = try load(dir, into: trainer)
+                    chosen = dir
+                } else {
+                    log("no valid checkpoint in \(root ?? spec): starting from step 0")
+                }
+                outcome = ""
+            } catch {
+                outcome = "\(error)"
+            }
+        } else {
+            outcome = ""
+        }
+        // Every rank learns rank 0's outcome before any tensor moves, so a bad checkpoint stops all ranks.
+        let message = comm.broadcast(outcome, root: 0)
+        if !message.isEmpty { throw ConfigError(message) }
+        let resumed = comm.broadcast(chosen ?? "", root: 0)
+        guard !resumed.isEmpty else { return nil }
+        comm.broadcast(trainer.task.arena.values, root: 0)
+        comm.broadcast(trainer.optimizer.m, root: 0)
+        comm.broadcast(trainer.optimizer.v, root: 0)
+        trainer.step = Int(comm.broadcast(Int64(step), root: 0))
+        trainer.optimizer.step = Int(comm.broadcast(Int64(optimizerStep), root: 0))
+        return resumed
+    }
+
+    /// Reads a verified checkpoint into the trainer on this rank; returns (step, optimizer step).
+    static func load(_ dir: String, into trainer: Trainer) throws -> (Int, Int) {
+        let stateData = try Data(contentsOf: URL(fileURLWithPath: dir + "/trainer_state.json"))
+        guard let state = try JSONSerialization.jsonObject(with: stateData) as? [String: Any],
+              let step = state["step"] as? Int, let globalBatch = state["global_batch"] as? Int,
+              let optimizer = state["optimizer"] as? [String: Any], let optimizerStep = optimizer["step"] as? Int,
+              let kind = optimizer["kind"] as? String
+        else { throw ConfigError("\(dir)/trainer_state.json: missing step, global_batch or optimizer fields") }
+        guard globalBatch == trainer.settings.globalBatch else {
+            throw ConfigError("\(dir): the checkpoint was trained with train.global_batch = \(globalBatch), this run has \(trainer.settings.globalBatch); the sample stream would change")
+        }
+        guard kind == trainer.settings.optimizer.rawValue else {
+            throw ConfigError("\(dir): the checkpoint's optimizer is \(kind), this run's train.optimizer is \(trainer.settings.optimizer.rawValue)")
+        }
+        let model = try SafeTensorsFile(path: dir + "/model.safetensors")
+        for (name, p) in trainer.task.checkpointTensors {
+            try copy(model, name, into: p, file: dir + "/model.safetensors")
+        }
+        let moments = try SafeTensorsFile(path: dir + "/optimizer.safetensors")
+        let arena = trainer.task.arena, opt = trainer.optimizer
+        for p in arena.parameters {
+            try moments.copyFloats("exp_avg." + p.name, into: UnsafeMutableBufferPointer(rebasing: opt.m[p.offset..<(p.offset + p.count)]))
+            try moments.copyFloats("exp_avg_sq." + p.name, into: UnsafeMutableBufferPointer(rebasing: opt.v[p.offset..<(p.offset + p.count)]))
+        }
+        return (step, optimizerStep)
+    }
+
+    static func copy(_ file: SafeTensorsFile, _ name: String, into p: Parameter, file path: String) throws {
+        guard let info = file.tensors[name] else { throw ConfigError("\(path): no tensor \(name)") }
+        guard info.shape == p.shape.dims else {
+            throw ConfigError("\(path): \(name) has shape \(info.shape), the model expects \(p.shape.dims)")
+        }
+        try file.copyFloats(name, into: p.values)
+    }
+}
+
+/// `tandem inspect`: the checkpoint module's report, reachable from the executable through Training.
+public enum CheckpointInspector {
+    public static func inspect(_ path: String) -> (report: String, isValid: Bool) {
+        let i = inspectCheckpoint(path)
+        return (i.report, i.isValid)
+    }
+}
