@@ -14,8 +14,9 @@ struct Chunks: Sequence, IteratorProtocol {
     @inline(__always)
     mutating func next() -> (i: Int, lanes: Int)? {
         guard i < count else { return nil }
-        defer { i += 16 }
-        return (i, Swift.min(16, count - i))
+        // Wrapping arithmetic: i < count rules out overflow, and it spares the loop two overflow checks.
+        defer { i &+= 16 }
+        return (i, Swift.min(16, count &- i))
     }
 }
 
