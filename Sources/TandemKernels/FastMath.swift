@@ -6,7 +6,7 @@
 /// `-target-cpu native` each call compiles to a straight run of AVX-512 instructions.
 ///
 /// The functions are `@_transparent` (mandatory inlining): with `@inline(__always)` the optimiser still
-/// left some of them as calls inside the kernels' loop closures, and a call passes a SIMD16 through four
+/// left some of them as calls inside the kernels' loops, and a call passes a SIMD16 through four
 /// XMM registers, which costs more than the function itself.
 ///
 /// Coefficients were fitted by us (weighted least squares on Chebyshev nodes, iterated for the
