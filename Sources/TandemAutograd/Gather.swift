@@ -1,0 +1,50 @@
+import TandemKernels
+
+// Ops that pick rows: the hidden states at masked positions (BERT's MLM head only scores those) and at
+// [CLS] (the pooler), and a token embedding whose padding row gets no gradient from the lookup.
+// Both reuse the embedding kernels, the source being viewed as a table of rows.
+
+extension Tape {
+    /// Rows `rows` (count) of `x` viewed as (N, C) with C = x.shape[-1], giving (count, C); backward
+    /// scatter-adds into x.grad, so a row picked twice gets both gradients. Every row must be in 0..<N
+    /// (the caller fills `rows`; padded slots may point at row 0 with an ignored label).
+    public func gatherRows(_ x: Tensor, rows: UnsafeMutablePointer<Int32>, count: Int) -> Tensor {
+        let C = x.shape[-1], N = x.count / C
+        let y = tensor(Shape(count, C))
+        record(forward: {
+            for i in 0..<count {
+                precondition(rows[i] < N, "gatherRows: row \(rows[i]) at \(i) outside 0..<\(N)")
+            }
+            embeddingForward(out: y.data, ids: rows, table: x.data, N: count, C: C)
+        }, backward: {
+            if let dx = x.grad { embeddingBackward(dtable: dx, dout: y.grad!, ids: rows, N: count, C: C) }
+        })
+        return y
+    }
+
+    /// Rows of `table` (V, C) picked by `ids` (N), giving (N, C), as `embedding`, except that rows looked
+    /// up with id `paddingIndex` add nothing to the table's gradient: PyTorch's
+    /// `nn.Embedding(padding_idx:)`, which BERT's word embedding uses with `pad_token_id`.
+    public func embedding(_ ids: UnsafeMutablePointer<Int32>, count N: Int, table: Parameter,
+                          paddingIndex: Int32) -> Tensor {
+        let C = table.shape[1]
+        let y = tensor(Shape(N, C))
+        let t = table.value, dt = table.grad
+        record(parameters: [table], forward: {
+            embeddingForward(out: y.data, ids: ids, table: t, N: N, C: C)
+        }, backward: {
+            let dy = y.grad!
+            // Scatter runs of non-padding ids in one call each.
+            var start = 0
+            while start < N {
+                var end = start
+                while end < N && ids[end] != paddingIndex { end += 1 }
+                if end > start {
+                    embeddingBackward(dtable: dt, dout: dy + start * C, ids: ids + start, N: end - start, C: C)
+                }
+                start = end + 1
+            }
+        })
+        return y
+    }
+}

@@ -1,0 +1,324 @@
+import TandemAutograd
+import TandemKernels
+import TandemNN
+
+/// An error in a BERT config or checkpoint, naming the file and the field or tensor concerned.
+public struct BertError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// BERT's hyper-parameters (Devlin et al. 2019) as HF `BertConfig`'s config.json fields.
+public struct BertConfig: Codable, Equatable, Sendable {
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var intermediateSize: Int
+    /// Only "gelu" (the exact, erf form) is supported.
+    public var hiddenAct: String
+    public var hiddenDropoutProb: Float
+    /// Read and written back for HF, but not applied: the fused attention kernel has no dropout on the
+    /// attention probabilities, so training runs as if it were 0 there.
+    public var attentionProbsDropoutProb: Float
+    public var maxPositionEmbeddings: Int
+    public var typeVocabSize: Int
+    public var initializerRange: Float
+    public var layerNormEps: Float
+    public var padTokenId: Int
+
+    /// The defaults are BertConfig's (BERT-base, uncased vocabulary).
+    public init(vocabSize: Int = 30522, hiddenSize: Int = 768, numHiddenLayers: Int = 12, numAttentionHeads: Int = 12,
+                intermediateSize: Int = 3072, hiddenAct: String = "gelu", hiddenDropoutProb: Float = 0.1,
+                attentionProbsDropoutProb: Float = 0.1, maxPositionEmbeddings: Int = 512, typeVocabSize: Int = 2,
+                initializerRange: Float = 0.02, layerNormEps: Float = 1e-12, padTokenId: Int = 0) {
+        self.vocabSize = vocabSize; self.hiddenSize = hiddenSize; self.numHiddenLayers = numHiddenLayers
+        self.numAttentionHeads = numAttentionHeads; self.intermediateSize = intermediateSize
+        self.hiddenAct = hiddenAct; self.hiddenDropoutProb = hiddenDropoutProb
+        self.attentionProbsDropoutProb = attentionProbsDropoutProb
+        self.maxPositionEmbeddings = maxPositionEmbeddings; self.typeVocabSize = typeVocabSize
+        self.initializerRange = initializerRange; self.layerNormEps = layerNormEps; self.padTokenId = padTokenId
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case vocabSize = "vocab_size", hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads", intermediateSize = "intermediate_size"
+        case hiddenAct = "hidden_act", hiddenDropoutProb = "hidden_dropout_prob"
+        case attentionProbsDropoutProb = "attention_probs_dropout_prob"
+        case maxPositionEmbeddings = "max_position_embeddings", typeVocabSize = "type_vocab_size"
+        case initializerRange = "initializer_range", layerNormEps = "layer_norm_eps", padTokenId = "pad_token_id"
+        case positionEmbeddingType = "position_embedding_type", modelType = "model_type"
+        case architectures
+    }
+
+    /// Missing fields take BertConfig's defaults, as `from_pretrained` does; unsupported settings
+    /// (an activation other than gelu, relative position embeddings, shapes that do not fit) are errors.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = BertConfig()
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        hiddenDropoutProb = try c.decodeIfPresent(Float.self, forKey: .hiddenDropoutProb) ?? d.hiddenDropoutProb
+        attentionProbsDropoutProb = try c.decodeIfPresent(Float.self, forKey: .attentionProbsDropoutProb)
+            ?? d.attentionProbsDropoutProb
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
+        typeVocabSize = try c.decodeIfPresent(Int.self, forKey: .typeVocabSize) ?? d.typeVocabSize
+        initializerRange = try c.decodeIfPresent(Float.self, forKey: .initializerRange) ?? d.initializerRange
+        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
+        padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId) ?? d.padTokenId
+        let positions = try c.decodeIfPresent(String.self, forKey: .positionEmbeddingType) ?? "absolute"
+        guard positions == "absolute" else {
+            throw BertError("position_embedding_type \"\(positions)\" is not supported (only absolute)")
+        }
+        try validate()
+    }
+
+    /// Writes a config.json that transformers loads as `BertForPreTraining`.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(["BertForPreTraining"], forKey: .architectures)
+        try c.encode("bert", forKey: .modelType)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(hiddenDropoutProb, forKey: .hiddenDropoutProb)
+        try c.encode(attentionProbsDropoutProb, forKey: .attentionProbsDropoutProb)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(typeVocabSize, forKey: .typeVocabSize)
+        try c.encode(initializerRange, forKey: .initializerRange)
+        try c.encode(layerNormEps, forKey: .layerNormEps)
+        try c.encode(padTokenId, forKey: .padTokenId)
+        try c.encode("absolute", forKey: .positionEmbeddingType)
+    }
+
+    /// Checks what the model relies on: the GELU flavour, heads dividing the width, positive sizes.
+    public func validate() throws {
+        guard hiddenAct == "gelu" else {
+            throw BertError("hidden_act \"\(hiddenAct)\" is not supported (only gelu, the erf form)")
+        }
+        for (key, value) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
+                             ("num_attention_heads", numAttentionHeads), ("intermediate_size", intermediateSize),
+                             ("max_position_embeddings", maxPositionEmbeddings), ("type_vocab_size", typeVocabSize)]
+        where value <= 0 {
+            throw BertError("\(key) must be positive, not \(value)")
+        }
+        guard hiddenSize % numAttentionHeads == 0 else {
+            throw BertError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        guard (0..<vocabSize).contains(padTokenId) else {
+            throw BertError("pad_token_id \(padTokenId) is outside the vocabulary 0..<\(vocabSize)")
+        }
+    }
+}
+
+/// BERT for pretraining (Devlin et al. 2019): word, position and token-type embeddings summed and
+/// normalised, post-LN transformer blocks with erf GELU, a tanh pooler over [CLS] with the next-sentence
+/// head, and the masked-LM head (dense, GELU, LayerNorm, then a decoder tied to the word embedding plus
+/// its own output bias).
+///
+/// Parameters are registered under HF `BertForPreTraining`'s names, in its `named_parameters()` order,
+/// with PyTorch layouts (Linear weights (out, in)). The tied decoder has no parameter of its own: its
+/// gradient accumulates into `bert.embeddings.word_embeddings.weight`, as in PyTorch.
+///
+/// Dropout (`hidden_dropout_prob`) follows the embeddings and the attention and feed-forward outputs of
+/// every block. `attention_probs_dropout_prob` is not applied: the fused attention kernel keeps no mask
+/// for the probabilities.
+public final class BERT {
+    public let config: BertConfig
+    public let wordEmbedding: Embedding
+    public let positionEmbedding: Embedding
+    public let tokenTypeEmbedding: Embedding
+    public let embeddingNorm: LayerNorm
+    public let blocks: [TransformerBlock]
+    public let pooler: Linear
+    /// `cls.predictions.bias`, the decoder's output bias (V).
+    public let decoderBias: Parameter
+    public let transform: Linear
+    public let transformNorm: LayerNorm
+    public let seqRelationship: Linear
+    /// This model's parameters in registration order (HF `named_parameters()` order).
+    public let parameters: [Parameter]
+
+    /// Registers every parameter in `arena` and draws BERT's init: normal(0, initializer_range) for
+    /// Linear and Embedding weights, zero biases, LayerNorm ones and zeros, and a zero padding row in
+    /// the word embedding (HF `BertPreTrainedModel._init_weights`).
+    public init(_ config: BertConfig, arena: ParameterArena, rng: Philox) {
+        self.config = config
+        let root = ParameterScope(arena: arena, rng: rng)
+        let firstIndex = arena.parameters.count
+        let bert = root("bert"), embeddings = bert("embeddings")
+        let C = config.hiddenSize, eps = config.layerNormEps
+        let init_ = ParameterInit.normal(std: config.initializerRange)
+        wordEmbedding = Embedding(embeddings("word_embeddings"), count: config.vocabSize, dimensions: C, initializer: init_)
+        (wordEmbedding.weight.value + config.padTokenId * C).update(repeating: 0, count: C)
+        positionEmbedding = Embedding(embeddings("position_embeddings"), count: config.maxPositionEmbeddings,
+                                      dimensions: C, initializer: init_)
+        tokenTypeEmbedding = Embedding(embeddings("token_type_embeddings"), count: config.typeVocabSize,
+                                       dimensions: C, initializer: init_)
+        embeddingNorm = LayerNorm(embeddings("LayerNorm"), dimensions: C, eps: eps)
+        blocks = (0..<config.numHiddenLayers).map { i in
+            let layer = bert("encoder")("layer")("\(i)")
+            let attention = layer("attention"), selfAttention = attention("self")
+            let heads = MultiHeadAttention(
+                query: Linear(selfAttention("query"), inputs: C, outputs: C, initializer: init_),
+                key: Linear(selfAttention("key"), inputs: C, outputs: C, initializer: init_),
+                value: Linear(selfAttention("value"), inputs: C, outputs: C, initializer: init_),
+                output: Linear(attention("output")("dense"), inputs: C, outputs: C, initializer: init_),
+                heads: config.numAttentionHeads)
+            let attentionNorm = LayerNorm(attention("output")("LayerNorm"), dimensions: C, eps: eps)
+            let up = Linear(layer("intermediate")("dense"), inputs: C, outputs: config.intermediateSize, initializer: init_)
+            let down = Linear(layer("output")("dense"), inputs: config.intermediateSize, outputs: C, initializer: init_)
+            let outputNorm = LayerNorm(layer("output")("LayerNorm"), dimensions: C, eps: eps)
+            return TransformerBlock(attention: heads, attentionNorm: attentionNorm,
+                                    feedForward: FeedForward(up: up, down: down, approximation: .erf),
+                                    feedForwardNorm: outputNorm, norm: .post, dropout: config.hiddenDropoutProb)
+        }
+        pooler = Linear(bert("pooler")("dense"), inputs: C, outputs: C, initializer: init_)
+        // PyTorch lists a module's own parameters before its children's: the bias of
+        // BertLMPredictionHead comes before its transform.
+        let predictions = root("cls")("predictions")
+        decoderBias = predictions.parameter("bias", Shape(config.vocabSize), .zeros, decays: false)
+        transform = Linear(predictions("transform")("dense"), inputs: C, outputs: C, initializer: init_)
+        transformNorm = LayerNorm(predictions("transform")("LayerNorm"), dimensions: C, eps: eps)
+        seqRelationship = Linear(root("cls")("seq_relationship"), inputs: C, outputs: 2, initializer: init_)
+        parameters = Array(arena.parameters[firstIndex...])
+    }
+
+    // MARK: - Graph
+
+    /// The tensors of one recorded graph for a (B, T) batch. Integer inputs are filled before
+    /// `tape.forward()`; labels equal to -100 are ignored by the losses.
+    public struct Graph {
+        public let batch: Int
+        public let sequence: Int
+        /// (B, T) token ids, each in 0..<vocab_size.
+        public let inputIDs: UnsafeMutablePointer<Int32>
+        /// (B, T) segment ids, each in 0..<type_vocab_size (0 for sentence A, 1 for B).
+        public let tokenTypeIDs: UnsafeMutablePointer<Int32>
+        /// (B, T) key mask: 1 for tokens to attend to, 0 for padding.
+        public let attentionMask: Tensor
+        /// (P) rows into the (B T) hidden states that the MLM head scores, when the graph was recorded
+        /// with `maskedPositions: P`; nil when it scores every position.
+        public let maskedPositions: UnsafeMutablePointer<Int32>?
+        /// MLM targets, (B, T) or (P) like the scored rows.
+        public let mlmLabels: UnsafeMutablePointer<Int32>
+        /// (B) next-sentence targets: 0 when B follows A, 1 when B is random.
+        public let nextSentenceLabels: UnsafeMutablePointer<Int32>
+        /// (B, T, C), the encoder's output.
+        public let lastHiddenState: Tensor
+        /// (B, C), tanh(dense(hidden state of [CLS])).
+        public let pooled: Tensor
+        /// (B, T, V), or (P, V) at the masked positions.
+        public let predictionLogits: Tensor
+        /// (B, 2)
+        public let seqRelationshipLogits: Tensor
+        /// Mean MLM cross-entropy over the labels that are not -100 (0 when there are none).
+        public let mlmLoss: Tensor
+        /// Mean NSP cross-entropy over the labels that are not -100.
+        public let nspLoss: Tensor
+        /// mlmLoss + nspLoss, HF BertForPreTraining's `loss`.
+        public let loss: Tensor
+    }
+
+    /// Records the forward pass for B sequences of T tokens on `tape`. With `maskedPositions: P` the MLM
+    /// head only scores the P rows the caller lists in `Graph.maskedPositions` (padded slots point at
+    /// row 0 with label -100), which saves the (B T, V) logits in training; with nil it scores every
+    /// position, as HF's `prediction_logits`.
+    public func record(on tape: Tape, batch B: Int, sequence T: Int, maskedPositions P: Int? = nil) -> Graph {
+        precondition(T <= config.maxPositionEmbeddings,
+                     "sequence length \(T) exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
+        let C = config.hiddenSize, N = B * T
+        let ids = tape.intInput(count: N)
+        let types = tape.intInput(count: N)
+        let positions = tape.intInput(count: N)
+        for b in 0..<B { for t in 0..<T { positions[b * T + t] = Int32(t) } }
+        let mask = tape.input(Shape(B, T))
+
+        let words = tape.embedding(ids, count: N, table: wordEmbedding.weight, paddingIndex: Int32(config.padTokenId))
+        let sum = tape.add(tape.add(words, positionEmbedding(positions, count: N, on: tape)),
+                           tokenTypeEmbedding(types, count: N, on: tape))
+        var x = tape.dropout(embeddingNorm(sum, on: tape), p: config.hiddenDropoutProb).reshaped(Shape(B, T, C))
+        for block in blocks { x = block(x, keyMask: mask, causal: false, on: tape) }
+
+        let first = tape.intInput(count: B)
+        for b in 0..<B { first[b] = Int32(b * T) }
+        let pooled = tape.tanh(pooler(tape.gatherRows(x, rows: first, count: B), on: tape))
+        let nspLogits = seqRelationship(pooled, on: tape)
+
+        var masked: UnsafeMutablePointer<Int32>? = nil
+        var scored = x
+        if let P {
+            let rows = tape.intInput(count: P)
+            rows.update(repeating: 0, count: P)
+            masked = rows
+            scored = tape.gatherRows(x, rows: rows, count: P)
+        }
+        let h = transformNorm(tape.gelu(transform(scored, on: tape), approximation: .erf), on: tape)
+        let logits = tape.linear(h, weight: wordEmbedding.weight, bias: decoderBias)
+        let mlmLabels = tape.intInput(count: P ?? N)
+        let nspLabels = tape.intInput(count: B)
+        mlmLabels.update(repeating: -100, count: P ?? N)
+        nspLabels.update(repeating: -100, count: B)
+        let mlmLoss = tape.crossEntropy(logits, targets: mlmLabels)
+        let nspLoss = tape.crossEntropy(nspLogits, targets: nspLabels)
+        return Graph(batch: B, sequence: T, inputIDs: ids, tokenTypeIDs: types, attentionMask: mask,
+                     maskedPositions: masked, mlmLabels: mlmLabels, nextSentenceLabels: nspLabels,
+                     lastHiddenState: x, pooled: pooled, predictionLogits: logits,
+                     seqRelationshipLogits: nspLogits, mlmLoss: mlmLoss, nspLoss: nspLoss,
+                     loss: tape.add(mlmLoss, nspLoss))
+    }
+
+    // MARK: - Loading transformers checkpoints
+
+    /// What `load(shapes:origin:copy:)` did besides copying: the parameters left at their init (heads absent from a
+    /// `BertModel` checkpoint) and the checkpoint tensors it did not use.
+    public struct LoadReport: Equatable, Sendable {
+        /// Whether the checkpoint's names carried the `bert.` prefix (BertForPreTraining and other heads).
+        public var prefixed: Bool
+        /// Our parameters that the checkpoint lacks and that keep their init (pooler and heads only).
+        public var keptInit: [String]
+        /// Checkpoint tensors that were not loaded (e.g. `embeddings.position_ids`, the tied decoder weight).
+        public var ignored: [String]
+    }
+
+    /// Fills the parameters from a transformers checkpoint, given its tensor shapes and a way to copy a
+    /// tensor as Float32. Names may carry the `bert.` prefix (BertForPreTraining) or not (BertModel, which
+    /// has no heads); `cls.predictions.bias` may also be stored as `cls.predictions.decoder.bias`, its alias
+    /// in HF. Embedding and encoder tensors must all be present; the pooler and the heads keep their init
+    /// when absent. A shape that differs is an error naming the tensor and `origin`.
+    public func load(shapes: [String: [Int]], origin: String,
+                     copy: (_ name: String, _ into: UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> LoadReport {
+        let prefixed = shapes.keys.contains { $0.hasPrefix("bert.") }
+        var used = Set<String>()
+        var keptInit: [String] = []
+        for p in parameters {
+            var candidates = [p.name]
+            if !prefixed, p.name.hasPrefix("bert.") { candidates = [String(p.name.dropFirst("bert.".count))] }
+            if p.name == "cls.predictions.bias" { candidates.append("cls.predictions.decoder.bias") }
+            guard let name = candidates.first(where: { shapes[$0] != nil }), let shape = shapes[name] else {
+                let optional = p.name.hasPrefix("cls.") || p.name.hasPrefix("bert.pooler.")
+                guard optional else {
+                    throw BertError("\(origin): missing tensor \(candidates[0]) (\(p.shape))")
+                }
+                keptInit.append(p.name)
+                continue
+            }
+            guard shape == p.shape.dims else {
+                throw BertError("\(origin): tensor \(name) has shape \(Shape(shape)) but the config needs \(p.shape)")
+            }
+            try copy(name, p.values)
+            used.insert(name)
+        }
+        // HF's decoder bias is the same tensor as cls.predictions.bias, whichever name was read.
+        if used.contains("cls.predictions.bias") { used.insert("cls.predictions.decoder.bias") }
+        return LoadReport(prefixed: prefixed, keptInit: keptInit, ignored: shapes.keys.filter { !used.contains($0) }.sorted())
+    }
+}
