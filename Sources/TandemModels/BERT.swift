@@ -49,11 +49,12 @@ public struct BertConfig: Codable, Equatable, Sendable {
         case maxPositionEmbeddings = "max_position_embeddings", typeVocabSize = "type_vocab_size"
         case initializerRange = "initializer_range", layerNormEps = "layer_norm_eps", padTokenId = "pad_token_id"
         case positionEmbeddingType = "position_embedding_type", modelType = "model_type"
-        case architectures
+        case architectures, tieWordEmbeddings = "tie_word_embeddings"
     }
 
     /// Missing fields take BertConfig's defaults, as `from_pretrained` does; unsupported settings
-    /// (an activation other than gelu, relative position embeddings, shapes that do not fit) are errors.
+    /// (an activation other than gelu, relative position embeddings, an untied decoder, shapes that do
+    /// not fit) are errors.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = BertConfig()
@@ -74,6 +75,9 @@ public struct BertConfig: Codable, Equatable, Sendable {
         let positions = try c.decodeIfPresent(String.self, forKey: .positionEmbeddingType) ?? "absolute"
         guard positions == "absolute" else {
             throw BertError("position_embedding_type \"\(positions)\" is not supported (only absolute)")
+        }
+        guard try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true else {
+            throw BertError("tie_word_embeddings false is not supported (the decoder is the word embedding)")
         }
         try validate()
     }
@@ -97,6 +101,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
         try c.encode(layerNormEps, forKey: .layerNormEps)
         try c.encode(padTokenId, forKey: .padTokenId)
         try c.encode("absolute", forKey: .positionEmbeddingType)
+        try c.encode(true, forKey: .tieWordEmbeddings)
     }
 
     /// Checks what the model relies on: the GELU flavour, heads dividing the width, positive sizes.

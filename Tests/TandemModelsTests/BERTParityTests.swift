@@ -32,8 +32,9 @@ final class BERTParityTests: XCTestCase {
         XCTAssertEqual(Set(ours.names), Set(reference.names))
         for name in ["last_hidden_state", "prediction_logits", "seq_relationship_logits"] {
             XCTAssertEqual(try ours.info(name).shape, try reference.info(name).shape, name)
-            let a = try ours.floats(name), b = try reference.floats(name)
-            XCTAssertLessThanOrEqual(maxAbsDifference(a, b), 1e-4, name)
+            let difference = maxAbsDifference(try ours.floats(name), try reference.floats(name))
+            print("BERT forward parity: \(name) max abs difference \(difference)")
+            XCTAssertLessThanOrEqual(difference, 1e-4, name)
         }
         let loss = try ours.floats("loss")[0], expected = try reference.floats("loss")[0]
         XCTAssertEqual(try ours.info("loss").shape, [])

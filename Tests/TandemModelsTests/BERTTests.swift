@@ -38,6 +38,7 @@ final class BERTTests: XCTestCase {
         for (json, expected) in [(#"{"hidden_act": "relu"}"#, "hidden_act \"relu\""),
                                  (#"{"hidden_size": 100, "num_attention_heads": 12}"#, "not a multiple"),
                                  (#"{"position_embedding_type": "relative_key"}"#, "relative_key"),
+                                 (#"{"tie_word_embeddings": false}"#, "tie_word_embeddings"),
                                  (#"{"vocab_size": 0}"#, "vocab_size must be positive")] {
             XCTAssertThrowsError(try JSONDecoder().decode(BertConfig.self, from: Data(json.utf8)), json) { error in
                 XCTAssertTrue("\(error)".contains(expected), "\(error)")
