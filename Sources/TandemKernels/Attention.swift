@@ -48,24 +48,27 @@ func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: Unsa
         guard let mask else { return inRange }
         return inRange .& (load(mask + j, lanes: lanes) .!= 0)
     }
+    // Keys after lastKey (the causal future) are never allowed: only the prefix is computed.
+    let keys = lastKey + 1
+    (row + keys).update(repeating: 0, count: count - keys)
     var m = Vector(repeating: -.infinity)
-    for (j, lanes) in chunks(count) {
+    for (j, lanes) in chunks(keys) {
         m = FastMath.maximum(m, load(row + j, lanes: lanes).replacing(with: -.infinity, where: .!allowed(j, lanes)))
     }
     let rowMax = horizontalMax(m)
     if rowMax == -.infinity {
-        row.update(repeating: 0, count: count)
+        row.update(repeating: 0, count: keys)
         return
     }
     let shift = Vector(repeating: rowMax)
     var s = Vector()
-    for (j, lanes) in chunks(count) {
+    for (j, lanes) in chunks(keys) {
         let e = FastMath.exp(load(row + j, lanes: lanes) - shift).replacing(with: 0, where: .!allowed(j, lanes))
         store(e, to: row + j, lanes: lanes)
         s += e
     }
     let inv = Vector(repeating: 1 / horizontalSum(s))
-    for (j, lanes) in chunks(count) { store(load(row + j, lanes: lanes) * inv, to: row + j, lanes: lanes) }
+    for (j, lanes) in chunks(keys) { store(load(row + j, lanes: lanes) * inv, to: row + j, lanes: lanes) }
 }
 
 // MARK: - Backward
