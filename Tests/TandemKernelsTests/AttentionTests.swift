@@ -10,7 +10,8 @@ final class AttentionTests: KernelTestCase {
 
     private func forward(_ q: [Float], _ k: [Float], _ v: [Float], mask: [Float]?, causal: Bool,
                          reference: Bool = false) -> (out: [Float], probs: [Float]) {
-        let out = Buffer([Float](repeating: .nan, count: B * T * C)), probs = Buffer(zeros: B * NH * T * T)
+        let out = Buffer([Float](repeating: .nan, count: B * T * C))
+        let probs = Buffer([Float](repeating: .nan, count: B * NH * T * T))  // every entry must be written
         let m = mask.map { Buffer($0) }
         if reference {
             attentionForwardReference(out: out.p, probs: probs.p, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c,
