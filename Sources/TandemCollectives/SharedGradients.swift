@@ -23,14 +23,24 @@ final class SharedGradients {
     /// header.
     static let minimumBytes = 34 << 20
     private static var instances = 0
+    /// Arenas already shared, by buffer address, with their number of users: a second `GradientBuckets`
+    /// over the same arena (the benchmark keeps several) reuses the mapping instead of remapping pages
+    /// the first one's peers still point at.
+    private static var active: [Int: (shared: SharedGradients, users: Int)] = [:]
 
     /// `peers[q]`: local rank q's gradient buffer as mapped in this process (peers[localRank] is ours).
     let peers: [UnsafeMutablePointer<Float>]
     private var mappings: [(UnsafeMutableRawPointer, Int)]
 
-    /// Collective over the node. Returns nil on every rank of the node when any rank could not share
-    /// its buffer (then every rank uses the copying path).
+    /// Collective over the node (every rank creates and closes its `GradientBuckets` in the same order).
+    /// Returns nil on every rank of the node when any rank could not share its buffer (then every rank
+    /// uses the copying path).
     static func make(mpi: MPICommunicator, grads: UnsafeMutableBufferPointer<Float>) -> SharedGradients? {
+        let key = Int(bitPattern: grads.baseAddress!)
+        if let entry = active[key] {
+            active[key] = (entry.shared, entry.users + 1)
+            return entry.shared
+        }
         instances += 1
         let bytes = grads.count * MemoryLayout<Float>.stride
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -71,15 +81,26 @@ final class SharedGradients {
             for (p, len) in mappings { munmap(p, len) }
             return nil
         }
-        return SharedGradients(peers: peers, mappings: mappings)
+        let made = SharedGradients(key: key, peers: peers, mappings: mappings)
+        active[key] = (made, 1)
+        return made
     }
 
-    private init(peers: [UnsafeMutablePointer<Float>], mappings: [(UnsafeMutableRawPointer, Int)]) {
-        self.peers = peers; self.mappings = mappings
+    private let key: Int
+
+    private init(key: Int, peers: [UnsafeMutablePointer<Float>], mappings: [(UnsafeMutableRawPointer, Int)]) {
+        self.key = key; self.peers = peers; self.mappings = mappings
     }
 
-    /// Unmaps the other ranks' buffers (ours stays: it is the arena's memory).
+    /// Called once per `make`; the last user unmaps the other ranks' buffers (ours stays: it is the
+    /// arena's memory).
     func close() {
+        guard let entry = Self.active[key] else { return }
+        guard entry.users == 1 else {
+            Self.active[key] = (entry.shared, entry.users - 1)
+            return
+        }
+        Self.active[key] = nil
         for (p, len) in mappings { munmap(p, len) }
         mappings = []
     }

@@ -1,6 +1,7 @@
 // Multi-rank scenarios of TandemCollectives, each run under a real `mpirun -np N` by `launch/mpi-tests`:
 //
 //     tandem-mpi-tests SCENARIO [--ranks-per-node N]
+//     tandem-mpi-tests bench [--sizes 1,4,440] [--overlap [--steps 3] [--tokens 128]]
 //
 // A scenario prints `PASS name` / `FAIL name: why` lines on rank 0 (every check is agreed over all ranks)
 // and exits non-zero when a check failed. The failure scenarios (watchdog-skip, watchdog-bucket,
@@ -331,7 +332,9 @@ func configMismatch() {
 func bench() {
     let sizes = arguments.firstIndex(of: "--sizes").map { arguments[$0 + 1].split(separator: ",").map { Int($0)! } }
     AllReduceBenchmark.run(communicator: comm, sizesMB: sizes ?? [1, 4, 16, 64, 256, 440])
-    if arguments.contains("--overlap") { AllReduceBenchmark.runOverlap(communicator: comm) }
+    let steps = arguments.firstIndex(of: "--steps").map { Int(arguments[$0 + 1])! } ?? 3
+    let tokens = arguments.firstIndex(of: "--tokens").map { Int(arguments[$0 + 1])! } ?? 128
+    if arguments.contains("--overlap") { AllReduceBenchmark.runOverlap(communicator: comm, tokens: tokens, steps: steps) }
 }
 
 switch scenario {
