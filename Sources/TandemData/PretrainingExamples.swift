@@ -1,0 +1,243 @@
+/// How BERT pretraining examples are cut and masked (Devlin et al. 2019; google-research/bert's
+/// `create_pretraining_data.py` defaults).
+public struct PretrainingOptions: Sendable, Equatable {
+    /// T: `[CLS] A [SEP] B [SEP]` plus padding.
+    public var maxSequence = 128
+    /// Masked positions per sequence at most (20 for T = 128, 80 for T = 512 in BERT).
+    public var maxPredictions = 20
+    public var maskProbability = 0.15
+    /// Probability that a document's chunks aim at a random shorter length (2 ... T - 3).
+    public var shortSequenceProbability = 0.1
+    /// Mask whole words: a `##` continuation is masked with the piece before it.
+    public var wholeWordMasking = false
+    public init() {}
+}
+
+/// The buffers one example is written into (the model's input tensors), all of length T except
+/// `maskedPositions`/`maskedLabels` (maxPredictions) and `nextSentenceLabel` (1).
+public struct PretrainingSlots {
+    public let inputIDs: UnsafeMutablePointer<Int32>
+    public let tokenTypeIDs: UnsafeMutablePointer<Int32>
+    /// 1 for tokens, 0 for padding.
+    public let attentionMask: UnsafeMutablePointer<Float>
+    /// Positions (0..<T) of masked tokens, ascending; unused slots are 0 with label -100.
+    public let maskedPositions: UnsafeMutablePointer<Int32>
+    /// The original token at each masked position, or -100.
+    public let maskedLabels: UnsafeMutablePointer<Int32>
+    /// 0 when B follows A in the document, 1 when B is a random segment (HF's `next_sentence_label`).
+    public let nextSentenceLabel: UnsafeMutablePointer<Int32>
+
+    public init(inputIDs: UnsafeMutablePointer<Int32>, tokenTypeIDs: UnsafeMutablePointer<Int32>,
+                attentionMask: UnsafeMutablePointer<Float>, maskedPositions: UnsafeMutablePointer<Int32>,
+                maskedLabels: UnsafeMutablePointer<Int32>, nextSentenceLabel: UnsafeMutablePointer<Int32>) {
+        self.inputIDs = inputIDs; self.tokenTypeIDs = tokenTypeIDs; self.attentionMask = attentionMask
+        self.maskedPositions = maskedPositions; self.maskedLabels = maskedLabels; self.nextSentenceLabel = nextSentenceLabel
+    }
+}
+
+/// BERT's MLM + NSP examples over token shards.
+///
+/// At start-up every document is cut, once, into chunks of whole sentences that reach a target length
+/// (T - 3, or with probability 0.1 a random shorter one, drawn per document): one chunk is one sample, so
+/// the sample count is fixed and the world-size-independent sampler can permute it. Everything else is
+/// drawn anew for every (epoch, sample) from Philox, so each epoch sees new pairs and new masks and any
+/// example can be rebuilt exactly after a resume on any rank: where A ends inside the chunk; with
+/// probability 0.5 (always for a one-sentence chunk) B is a random segment of another document instead
+/// of the chunk's rest; truncation of the longer side from a random end; dynamic masking of 15% of the
+/// tokens (at most maxPredictions; 80% `[MASK]`, 10% a random token, 10% unchanged).
+///
+/// Unlike `create_pretraining_data.py`, the sentences a random B displaces are not put back for the
+/// next example (chunks are fixed), and masking is redrawn every epoch (RoBERTa's dynamic masking).
+public final class PretrainingExamples {
+    public let dataset: ShardDataset
+    public let options: PretrainingOptions
+    public let seed: UInt64
+    private let cls: Int32, sep: Int32, mask: Int32, pad: Int32
+    private let vocabSize: Int
+    /// Whether a token id is a `##` continuation (for whole-word masking).
+    private let isContinuation: [Bool]
+    /// Tokens that are never masked nor drawn as random replacements: the special tokens.
+    private let isSpecial: [Bool]
+    /// Per chunk: shard, first sentence (shard-local), sentence count, target length, global document.
+    private var chunks: [(shard: Int32, first: Int32, count: Int32, target: Int32, document: Int32)] = []
+    // Scratch, reused by every `fill` (one PretrainingExamples per thread).
+    private var candidates: [Int32]
+    private var wordStarts: [Int32]
+    private var wordEnds: [Int32]
+
+    /// Philox streams of the draws (distinct from the sampler's and dropout's).
+    static let chunkStream: UInt64 = 0x4E53_5043, pairStream: UInt64 = 0x4E53_5050, maskStream: UInt64 = 0x4D4C_4D4D
+
+    public init(dataset: ShardDataset, tokenizer: WordPieceTokenizer, options: PretrainingOptions, seed: UInt64) throws {
+        guard let mask = tokenizer.maskID, let pad = tokenizer.padID else {
+            throw DataError.invalidArgument("the vocabulary has no [MASK] or [PAD] token, which BERT pretraining needs")
+        }
+        guard options.maxSequence >= 8 else { throw DataError.invalidArgument("data.seq_len \(options.maxSequence) is too short for sentence pairs") }
+        self.dataset = dataset; self.options = options; self.seed = seed
+        cls = tokenizer.clsID; sep = tokenizer.sepID; self.mask = mask; self.pad = pad
+        vocabSize = tokenizer.vocabSize
+        isContinuation = tokenizer.tokens.map { $0.hasPrefix(tokenizer.continuingSubwordPrefix) }
+        var special = [Bool](repeating: false, count: tokenizer.vocabSize)
+        for id in [tokenizer.clsID, tokenizer.sepID, tokenizer.unkID, mask, pad] { special[Int(id)] = true }
+        isSpecial = special
+        candidates = [Int32](repeating: 0, count: options.maxSequence)
+        wordStarts = [Int32](repeating: 0, count: options.maxSequence)
+        wordEnds = [Int32](repeating: 0, count: options.maxSequence)
+        cutChunks()
+        guard !chunks.isEmpty else { throw DataError.invalidArgument("\(dataset.directory): no sentences to make examples from") }
+    }
+
+    /// Number of examples per epoch.
+    public var count: Int { chunks.count }
+
+    private func cutChunks() {
+        let rng = Philox(seed: seed)
+        let maxTokens = options.maxSequence - 3
+        var globalDocument = 0
+        for (s, reader) in dataset.shards.enumerated() {
+            for d in 0..<reader.documentCount {
+                defer { globalDocument += 1 }
+                let sentences = reader.sentences(ofDocument: d)
+                guard !sentences.isEmpty else { continue }
+                var target = maxTokens
+                if Double(rng.uniform(stream: Self.chunkStream, step: 0, index: UInt64(globalDocument))) < options.shortSequenceProbability {
+                    target = 2 + rng.below(maxTokens - 1, stream: Self.chunkStream, step: 1, index: UInt64(globalDocument))
+                }
+                var first = sentences.lowerBound, length = 0
+                for sentence in sentences {
+                    length += reader.tokenRange(ofSentence: sentence).count
+                    if sentence == sentences.upperBound - 1 || length >= target {
+                        if length > 0 {
+                            chunks.append((Int32(s), Int32(first), Int32(sentence + 1 - first), Int32(target), Int32(globalDocument)))
+                        }
+                        first = sentence + 1; length = 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes example `index` of `epoch` into `slots`.
+    public func fill(example index: Int, epoch: Int, into slots: PretrainingSlots) {
+        let c = chunks[index]
+        let reader = dataset.shards[Int(c.shard)]
+        let rng = Philox(seed: seed)
+        let key = UInt64(epoch)
+        var draw: UInt64 = UInt64(index) << 16
+        func uniform() -> Double { draw += 1; return Double(rng.uniform(stream: Self.pairStream, step: key, index: draw)) }
+        func below(_ n: Int) -> Int { draw += 1; return rng.below(n, stream: Self.pairStream, step: key, index: draw) }
+
+        let n = Int(c.count), first = Int(c.first)
+        let aEnd = n >= 2 ? 1 + below(n - 1) : 1
+        var a = reader.tokenRange(ofSentence: first).lowerBound..<reader.tokenRange(ofSentence: first + aEnd - 1).upperBound
+        var bReader = reader
+        var b: Range<Int>
+        let randomNext = n == 1 || uniform() < 0.5
+        if randomNext {
+            // A segment of another document, starting at a random sentence, about as long as B should be.
+            let documents = dataset.documentCount
+            var other = below(documents)
+            for _ in 0..<10 where other == Int(c.document) && documents > 1 { other = below(documents) }
+            let (s, d) = dataset.locate(document: other)
+            bReader = dataset.shards[s]
+            let sentences = bReader.sentences(ofDocument: d)
+            let start = sentences.lowerBound + below(max(1, sentences.count))
+            let targetB = max(1, Int(c.target) - a.count)
+            var end = start
+            var length = 0
+            while end < sentences.upperBound && length < targetB { length += bReader.tokenRange(ofSentence: end).count; end += 1 }
+            b = bReader.tokenRange(ofSentence: start).lowerBound..<bReader.tokenRange(ofSentence: max(start, end - 1)).upperBound
+        } else {
+            b = reader.tokenRange(ofSentence: first + aEnd).lowerBound..<reader.tokenRange(ofSentence: first + n - 1).upperBound
+        }
+        // truncate_seq_pair: drop one token at a time from the longer side, at a random end.
+        let maxTokens = options.maxSequence - 3
+        while a.count + b.count > maxTokens {
+            let front = uniform() < 0.5
+            if a.count > b.count {
+                a = front ? (a.lowerBound + 1)..<a.upperBound : a.lowerBound..<(a.upperBound - 1)
+            } else {
+                b = front ? (b.lowerBound + 1)..<b.upperBound : b.lowerBound..<(b.upperBound - 1)
+            }
+        }
+
+        let T = options.maxSequence
+        let ids = slots.inputIDs, types = slots.tokenTypeIDs
+        ids[0] = cls; types[0] = 0
+        reader.copyTokens(from: a.lowerBound, count: a.count, into: ids + 1)
+        for i in 0...a.count { types[i] = 0 }
+        ids[a.count + 1] = sep; types[a.count + 1] = 0
+        let bStart = a.count + 2
+        bReader.copyTokens(from: b.lowerBound, count: b.count, into: ids + bStart)
+        let used = bStart + b.count + 1
+        ids[used - 1] = sep
+        for i in bStart..<used { types[i] = 1 }
+        for i in used..<T { ids[i] = pad; types[i] = 0 }
+        for i in 0..<T { slots.attentionMask[i] = i < used ? 1 : 0 }
+        slots.nextSentenceLabel[0] = randomNext ? 1 : 0
+        maskTokens(used: used, epoch: key, index: UInt64(index), slots: slots)
+    }
+
+    /// BERT's masked LM: shuffle the words (single pieces, or whole words with their `##` pieces), take
+    /// them until 15% of the tokens or maxPredictions are masked, replace 80/10/10, and list the positions
+    /// in ascending order.
+    private func maskTokens(used: Int, epoch: UInt64, index: UInt64, slots: PretrainingSlots) {
+        let ids = slots.inputIDs
+        let rng = Philox(seed: seed)
+        var draw = index << 16
+        var words = 0, i = 0
+        while i < used {
+            if isSpecial[Int(ids[i])] { i += 1; continue }
+            var end = i + 1
+            if options.wholeWordMasking {
+                while end < used && !isSpecial[Int(ids[end])] && isContinuation[Int(ids[end])] { end += 1 }
+            }
+            wordStarts[words] = Int32(i); wordEnds[words] = Int32(end); words += 1
+            i = end
+        }
+        let toPredict = min(options.maxPredictions, max(1, Int((Double(used) * options.maskProbability).rounded())))
+        for w in 0..<words { candidates[w] = Int32(w) }
+        var w = words - 1
+        while w > 0 {
+            draw += 1
+            candidates.swapAt(w, rng.below(w + 1, stream: Self.maskStream, step: epoch, index: draw))
+            w -= 1
+        }
+        var masked = 0
+        for k in 0..<words where masked < toPredict {
+            let start = Int(wordStarts[Int(candidates[k])]), end = Int(wordEnds[Int(candidates[k])])
+            guard masked + (end - start) <= toPredict else { continue }
+            for p in start..<end {
+                slots.maskedPositions[masked] = Int32(p)
+                slots.maskedLabels[masked] = ids[p]
+                masked += 1
+            }
+        }
+        sortPrefix(slots.maskedPositions, slots.maskedLabels, count: masked)
+        for m in 0..<masked {
+            draw += 1
+            let block = rng.block(stream: Self.maskStream, step: epoch, index: draw)
+            let u = Double(block.0 >> 8) / 16_777_216.0
+            let p = Int(slots.maskedPositions[m])
+            if u < 0.8 {
+                ids[p] = mask
+            } else if u >= 0.9 {
+                // A random token of the vocabulary (special tokens excepted: the original is kept instead).
+                let r = Int(UInt64(block.1) * UInt64(vocabSize) >> 32)
+                ids[p] = isSpecial[r] ? slots.maskedLabels[m] : Int32(r)
+            }
+        }
+        for m in masked..<options.maxPredictions { slots.maskedPositions[m] = 0; slots.maskedLabels[m] = -100 }
+    }
+
+    /// Insertion sort of positions (with their labels) — at most maxPredictions entries.
+    private func sortPrefix(_ positions: UnsafeMutablePointer<Int32>, _ labels: UnsafeMutablePointer<Int32>, count: Int) {
+        guard count > 1 else { return }
+        for i in 1..<count {
+            let p = positions[i], l = labels[i]
+            var j = i - 1
+            while j >= 0 && positions[j] > p { positions[j + 1] = positions[j]; labels[j + 1] = labels[j]; j -= 1 }
+            positions[j + 1] = p; labels[j + 1] = l
+        }
+    }
+}
