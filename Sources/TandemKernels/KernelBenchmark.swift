@@ -31,7 +31,7 @@ public enum KernelBenchmark {
         let combos: [(Transpose, Transpose)] = [(.none, .none), (.none, .transpose), (.transpose, .none), (.transpose, .transpose)]
         for (m, n, k) in shapes {
             let a = filled(m * k, seed: 1), b = filled(k * n, seed: 2), c = filled(m * n, seed: 3)
-            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            defer { [a, b, c].forEach(AlignedMemory.deallocate) }
             let flops = 2 * Double(m) * Double(n) * Double(k)
             for (ta, tb) in combos {
                 let lda = ta == .none ? k : m, ldb = tb == .none ? n : k
@@ -47,7 +47,7 @@ public enum KernelBenchmark {
             }
             // linearForward is the NT product (weight stored (OC, C)); with a bias it adds one write pass.
             let bias = filled(n, seed: 4)
-            defer { bias.deallocate() }
+            defer { AlignedMemory.deallocate(bias) }
             for withBias in [false, true] {
                 let (raw, ours) = interleaved(repeats: repeats, {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
@@ -71,7 +71,7 @@ public enum KernelBenchmark {
         let x = filled(count, seed: 5, scale: 3), y = filled(count, seed: 6)
         let weight = filled(C, seed: 7), bias = filled(C, seed: 8)
         let mean = filled(N, seed: 9), rstd = filled(N, seed: 10)
-        defer { [x, y, weight, bias, mean, rstd].forEach { $0.deallocate() } }
+        defer { [x, y, weight, bias, mean, rstd].forEach(AlignedMemory.deallocate) }
         let bytes = Double(2 * count * MemoryLayout<Float>.size)
 
         // A 512 x 30522 (BERT vocabulary) cross-entropy is 62 MB, past the L3 cache that holds the 12 MB
@@ -80,7 +80,10 @@ public enum KernelBenchmark {
         let logits = filled(ceCount, seed: 11, scale: 3), probs = filled(ceCount, seed: 12)
         let losses = filled(ceN, seed: 13)
         let targets = UnsafeMutablePointer<Int32>.allocate(capacity: ceN)
-        defer { logits.deallocate(); probs.deallocate(); losses.deallocate(); targets.deallocate() }
+        defer {
+            [logits, probs, losses].forEach(AlignedMemory.deallocate)
+            targets.deallocate()
+        }
         for i in 0..<ceN { targets[i] = Int32((i * 7919) % ceV) }
         let ceBytes = Double(2 * ceCount * MemoryLayout<Float>.size)
 
