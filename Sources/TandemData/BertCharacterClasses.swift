@@ -14,6 +14,10 @@ struct BertCharFlags: OptionSet {
     static let splitSpace = BertCharFlags(rawValue: 16)
     /// A nonspacing mark (Mn), removed by strip_accents after NFD.
     static let mark = BertCharFlags(rawValue: 32)
+    /// Has an entry in `BertCharacterData.stripAccents` (set for BMP scalars only, so the common case skips the lookup).
+    static let decomposes = BertCharFlags(rawValue: 64)
+    /// Has an entry in `BertCharacterData.lowercase` (BMP scalars only).
+    static let changesCase = BertCharFlags(rawValue: 128)
 }
 
 /// The parsed `BertUnicodeTables`: flags for every scalar (a direct table for the BMP, ranges above it),
@@ -47,10 +51,12 @@ final class BertCharacterData: @unchecked Sendable {
                 supplementary.append((0x10000, last, flags))
             }
         }
-        bmpFlags = bmp
-        supplementaryRanges = supplementary
         stripAccents = BertCharacterData.parseMap(BertUnicodeTables.stripAccentsMap)
         lowercase = BertCharacterData.parseMap(BertUnicodeTables.lowercaseMap)
+        for c in stripAccents.keys where c < 0x10000 { bmp[Int(c)] |= BertCharFlags.decomposes.rawValue }
+        for c in lowercase.keys where c < 0x10000 { bmp[Int(c)] |= BertCharFlags.changesCase.rawValue }
+        bmpFlags = bmp
+        supplementaryRanges = supplementary
     }
 
     private static func parseMap(_ text: String) -> [UInt32: [UInt32]] {

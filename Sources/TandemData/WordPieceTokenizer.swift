@@ -68,8 +68,8 @@ public struct WordPieceTokenizer: @unchecked Sendable {
     /// Number of ids (largest id + 1).
     public var vocabSize: Int { tokens.count }
 
-    private let wordStarts: ByteSliceTable        // every token, keyed by its bytes
-    private let continuations: ByteSliceTable     // tokens with the continuing prefix, keyed without it
+    private let wordStarts: ByteTrie        // every token, keyed by its bytes
+    private let continuations: ByteTrie     // tokens with the continuing prefix, keyed without it
     private let specials: [(bytes: [UInt8], id: Int32)]   // longest first: leftmost-longest matching
     private let specialIDs: Set<Int32>
     private let chars = BertCharacterData.shared
@@ -117,8 +117,8 @@ public struct WordPieceTokenizer: @unchecked Sendable {
                 continued.append((Array(bytes[prefix.count...]), id))
             }
         }
-        wordStarts = ByteSliceTable(starts)
-        continuations = ByteSliceTable(continued)
+        wordStarts = ByteTrie(starts)
+        continuations = ByteTrie(continued)
         var specialList: [(bytes: [UInt8], id: Int32)] = []
         for token in specialTokens {
             guard let id = ids[token] else { throw DataError.invalidFormat(path: source, reason: "special token \(token) is not in the vocabulary") }
@@ -349,7 +349,7 @@ public struct WordPieceTokenizer: @unchecked Sendable {
                     if let trailing { lowercase(trailing, &ids) }
                     return
                 }
-                if let decomposed = chars.stripAccents[c] {
+                if c >= 0x10000 || f.contains(.decomposes), let decomposed = chars.stripAccents[c] {
                     for d in decomposed { lowercase(d, &ids) }
                     return
                 }
@@ -363,7 +363,7 @@ public struct WordPieceTokenizer: @unchecked Sendable {
                     preTokenize(c >= 0x41 && c <= 0x5A ? c | 0x20 : c, &ids)
                     return
                 }
-                if let mapped = chars.lowercase[c] {
+                if c >= 0x10000 || chars.bmpFlags[Int(c)] & BertCharFlags.changesCase.rawValue != 0, let mapped = chars.lowercase[c] {
                     for m in mapped { preTokenize(m, &ids) }
                     return
                 }
@@ -419,20 +419,10 @@ public struct WordPieceTokenizer: @unchecked Sendable {
                 let n = w.count
                 var start = 0
                 while start < n {
-                    let table = start == 0 ? t.wordStarts : t.continuations
-                    var end = min(n, start + table.maxKeyLength)
-                    var found: Int32 = -1
-                    while end > start {
-                        // Candidates end on scalar boundaries: never before a UTF-8 continuation byte.
-                        if end == n || base[end] & 0xC0 != 0x80, let id = table.lookup(base + start, end - start) {
-                            found = id
-                            break
-                        }
-                        end -= 1
-                    }
-                    if found < 0 { return false }
-                    ids.append(found)
-                    start = end
+                    let piece = (start == 0 ? t.wordStarts : t.continuations).longestPrefix(base + start, n - start)
+                    if piece.value < 0 { return false }
+                    ids.append(piece.value)
+                    start += piece.length
                 }
                 return true
             }
