@@ -46,8 +46,6 @@ static inline int cmpi_lock_shared(void) { return MPI_LOCK_SHARED; }
 
 static inline int cmpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int cmpi_any_tag(void) { return MPI_ANY_TAG; }
-static inline int cmpi_mode_nosucceed(void) { return MPI_MODE_NOSUCCEED; }
-static inline int cmpi_lock_exclusive(void) { return MPI_LOCK_EXCLUSIVE; }
 
 // Atomics on memory that several processes map (an MPI shared-memory window): Swift's own atomics only
 // cover memory Swift allocated. Sequentially consistent, so a store before a flag is seen before the flag.
