@@ -19,7 +19,10 @@ import Darwin
 ///
 /// HF walks its word table in hash order, so which `##x` token gets which id, and with it the choice between
 /// pairs of equal count, varies from run to run there; here words are taken in byte order, so a corpus always
-/// gives the same vocabulary. Tokens and counts otherwise follow the same rules.
+/// gives the same vocabulary. Tokens and counts otherwise follow the same rules: on the KJV Bible the token
+/// sets are identical at 2000 tokens and share 11,998 of 12,000; on Bible + fortunes (20 MB) 29,980 of 30,000,
+/// the rest being pairs of equal count taken in another order. HF refuses a file with invalid UTF-8; here it
+/// reads as U+FFFD, which normalization removes.
 public struct WordPieceTrainer {
     /// Merging stops when the vocabulary has this many tokens (specials, alphabet and `##` characters count).
     public var vocabSize: Int
