@@ -435,25 +435,28 @@ public struct WordPieceTokenizer: @unchecked Sendable {
 
     // MARK: - Decoding
 
-    /// Text of `ids` as HF's WordPiece decoder writes it: pieces joined by spaces, `##` pieces glued to the
-    /// previous one, then the reference's cleanup of spaces before punctuation and contractions.
+    /// Text of `ids` as HF's WordPiece decoder writes it: a `##` piece is glued to the previous one, any
+    /// other piece gets a space before it, and each piece then gets the reference's cleanup (" ." -> ".",
+    /// " ," -> ",", ...), which works piece by piece, so "leah ' s" stays as it is.
     public func decode(_ ids: [Int32], skipSpecialTokens: Bool = true) -> String {
+        let cleanups = [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                        (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")]
         var out = ""
         var first = true
         for id in ids {
             if skipSpecialTokens && specialIDs.contains(id) { continue }
-            let token = id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : unkToken
-            if !first && token.hasPrefix(continuingSubwordPrefix) && !continuingSubwordPrefix.isEmpty {
-                out += token.dropFirst(continuingSubwordPrefix.count)
-            } else {
-                if !first { out += " " }
-                out += token
+            var piece = id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : unkToken
+            if !first {
+                if !continuingSubwordPrefix.isEmpty && piece.hasPrefix(continuingSubwordPrefix) {
+                    piece = String(piece.dropFirst(continuingSubwordPrefix.count))
+                } else {
+                    piece = " " + piece
+                }
             }
+            for (from, to) in cleanups where piece.contains(from) { piece = piece.replacingOccurrences(of: from, with: to) }
+            out += piece
             first = false
         }
-        let cleanups = [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                        (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")]
-        for (from, to) in cleanups { out = out.replacingOccurrences(of: from, with: to) }
         return out
     }
 }

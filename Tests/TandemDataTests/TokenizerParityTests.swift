@@ -31,6 +31,7 @@ final class TokenizerParityTests: XCTestCase {
             let text = record["text"] as! String
             XCTAssertEqual(tokenizer.encode(text), Fixtures.ints(record["ids"]), "line \(n + 1)")
             XCTAssertEqual(tokenizer.encodePair(text, "second segment").ids, Fixtures.ints(record["pair"]), "pair line \(n + 1)")
+            XCTAssertEqual(tokenizer.decode(Fixtures.ints(record["pair"])), record["decoded"] as? String, "decoded line \(n + 1)")
         }
     }
 

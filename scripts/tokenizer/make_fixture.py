@@ -7,7 +7,8 @@
                         same ids, checked here) and "cased" (BertWordPieceTokenizer(vocab.txt, lowercase=False)).
   tokenizer-small.json  MiniLM's tokenizer.json with only the tokens the first lines need (original ids) and
                         strip_accents=false, so that loading reads the normalizer flags from the file.
-  small.jsonl           those first lines with the ids of tokenizer-small.json.
+  small.jsonl           those first lines with the ids of tokenizer-small.json, alone and in a pair, and the
+                        pair decoded.
 
 Usage: python3 scripts/tokenizer/make_fixture.py VOCAB.txt TOKENIZER.json OUT_DIR
 The Bible lines come from Debian's bible-kjv-text (`bible -l100000 "gen1:1-rev22:21"`).
@@ -115,6 +116,7 @@ json.dump(spec, open(f"{out}/tokenizer-small.json", "w"), ensure_ascii=False)
 small = Tokenizer.from_file(f"{out}/tokenizer-small.json")
 with open(f"{out}/small.jsonl", "w") as f:
     for text in small_lines:
+        pair = small.encode(text, "second segment", add_special_tokens=True).ids
         f.write(json.dumps({"text": text, "ids": small.encode(text, add_special_tokens=False).ids,
-                            "pair": small.encode(text, "second segment", add_special_tokens=True).ids}) + "\n")
+                            "pair": pair, "decoded": small.decode(pair)}) + "\n")
 print(len(lines) + len(adversarial) + len(invalid), "parity lines,", len(small_lines), "small lines")
