@@ -3,13 +3,40 @@ import TandemModels
 
 /// Model presets: a family and its HF config.json fields. `model.<field>` keys override them.
 public enum ModelPresets {
-    public enum Family: String { case gpt }
+    public enum Family: String { case gpt, bert }
 
     public static let all: [String: (family: Family, fields: [String: Any])] = [
         // Byte-level GPTs for the quickstart and tests (nanoGPT's "baby" configs, scaled to 2 cores).
         "gpt-nano": (.gpt, ["vocab_size": 256, "n_positions": 256, "n_embd": 128, "n_layer": 4, "n_head": 4]),
         "gpt-micro": (.gpt, ["vocab_size": 256, "n_positions": 512, "n_embd": 192, "n_layer": 6, "n_head": 6]),
+        // google-research/bert's table of compact and full models (Turc et al. 2019; Devlin et al. 2019):
+        // L layers, H hidden, H/64 heads, 4H feed-forward.
+        "bert-tiny": (.bert, bert(layers: 2, hidden: 128)),
+        "bert-mini": (.bert, bert(layers: 4, hidden: 256)),
+        "bert-small": (.bert, bert(layers: 4, hidden: 512)),
+        "bert-medium": (.bert, bert(layers: 8, hidden: 512)),
+        "bert-base": (.bert, bert(layers: 12, hidden: 768)),
+        "bert-large": (.bert, bert(layers: 24, hidden: 1024)),
     ]
+
+    static func bert(layers: Int, hidden: Int) -> [String: Any] {
+        ["num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": hidden / 64,
+         "intermediate_size": 4 * hidden, "max_position_embeddings": 512, "vocab_size": 30522]
+    }
+
+    /// The preset's fields with `overrides` applied, as a BertConfig; `vocabSize` (the run's vocabulary)
+    /// replaces the preset's unless `model.vocab_size` is set.
+    public static func bertConfig(_ name: String, overrides: [String: ConfigValue], vocabSize: Int?, file: String) throws -> BertConfig {
+        var fields = try preset(name, file: file, family: .bert).fields
+        if let vocabSize { fields["vocab_size"] = vocabSize }
+        let known = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+                     "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id"]
+        try merge(&fields, overrides, known: known, file: file)
+        let c: BertConfig = try decode(fields, file: file)
+        do { try c.validate() } catch { throw ConfigError("\(file): \(error)") }
+        return c
+    }
 
     /// The preset's fields with `overrides` applied, decoded into the family's config type; an unknown
     /// field or a wrong type is an error naming `model.<field>` and the file.

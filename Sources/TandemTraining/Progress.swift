@@ -28,6 +28,13 @@ public final class Progress {
         fflush(stdout)
     }
 
+    /// One line of evaluation metrics.
+    public func reportEval(step: Int, _ results: [(String, Double)]) {
+        guard enabled else { return }
+        print("eval @ step \(step) | " + results.map { String(format: "%@ %.4f", $0.0, $0.1) }.joined(separator: " | "))
+        fflush(stdout)
+    }
+
     public func finish() {
         guard enabled else { return }
         fflush(stdout)
@@ -64,6 +71,11 @@ public final class MetricsWriter {
     }
 
     deinit { try? handle.close() }
+
+    func writeEval(_ results: [(String, Double)], step: Int, rank: Int) throws {
+        let fields = results.map { String(format: "\"%@\":%.6f", $0.0, $0.1) }.joined(separator: ",")
+        try handle.write(contentsOf: Data("{\"step\":\(step),\"rank\":\(rank),\"time\":\(String(format: "%.3f", wallSeconds())),\(fields)}\n".utf8))
+    }
 
     func write(_ results: [StepResult], rank: Int, samplesPerSecond: Double, tokensPerSecond: Double, mfu: Double) throws {
         var text = ""

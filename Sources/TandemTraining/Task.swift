@@ -12,8 +12,9 @@ public protocol TrainingTask: AnyObject {
     var tokensPerSample: Int { get }
     /// Records the training graph for `microBatch` samples and returns its scalar loss.
     func record(on tape: Tape, microBatch: Int) -> Tensor
-    /// Writes the inputs of samples `indices` into the recorded graph.
-    func fill(samples indices: UnsafeBufferPointer<Int>)
+    /// Writes the inputs of samples `indices` of `epoch` into the recorded graph (tasks with random
+    /// per-epoch views, such as BERT's masking, key them on the epoch).
+    func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int)
     /// Model FLOPs of one training step (forward + backward) per sample (DESIGN.md: 6 x parameters +
     /// 12 x layers x hidden x sequence length per token).
     var trainingFLOPsPerSample: Double { get }
@@ -23,6 +24,20 @@ public protocol TrainingTask: AnyObject {
     var hfConfigJSON: String { get }
     /// The tensors of `model.safetensors`, under their checkpoint names, in order.
     var checkpointTensors: [(String, Parameter)] { get }
+}
+
+/// Evaluation on held-out data: the trainer fills eval samples, runs forward with dropout off, and the
+/// task adds its statistics (sums, so ranks can all-reduce them) into a Double buffer.
+public protocol EvaluatingTask: TrainingTask {
+    /// Held-out samples (0: no evaluation data).
+    var evalSampleCount: Int { get }
+    func fill(evalSamples indices: UnsafeBufferPointer<Int>)
+    /// How many Doubles `accumulateEvalStatistics` adds to.
+    var evalStatisticsCount: Int { get }
+    /// Adds the statistics of the forward pass just run.
+    func accumulateEvalStatistics(into sums: UnsafeMutablePointer<Double>)
+    /// Named metrics from the summed statistics over all ranks.
+    func describeEval(_ sums: [Double]) -> [(String, Double)]
 }
 
 extension TrainingTask {
@@ -76,7 +91,7 @@ public final class CausalLanguageModelTask: TrainingTask {
         return g.loss
     }
 
-    public func fill(samples indices: UnsafeBufferPointer<Int>) {
+    public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int) {
         guard let g = graph else { preconditionFailure("record the graph before filling it") }
         precondition(indices.count == microBatch)
         let T = sequenceLength

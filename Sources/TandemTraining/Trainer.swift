@@ -148,7 +148,7 @@ public final class Trainer {
             for b in 0..<s.microBatch {
                 indices[b] = sampler.sample(atCursor: step * s.globalBatch + first + b)
             }
-            task.fill(samples: UnsafeBufferPointer(indices))
+            task.fill(samples: UnsafeBufferPointer(indices), epoch: sampler.epoch(ofCursor: step * s.globalBatch))
             r.times.data += monotonicSeconds() - t
             t = monotonicSeconds()
             tape.step = UInt64(step * microPerStep + first / s.microBatch)
@@ -188,6 +188,29 @@ public final class Trainer {
         r.times.optimizer = monotonicSeconds() - t
         step += 1
         return r
+    }
+}
+
+extension Trainer {
+    /// Mean metrics over `batches` micro-batches per rank of held-out data (dropout off); nil when the
+    /// task has no evaluation data. Collective. Uses the training graph's buffers, so it must run between
+    /// steps; it changes no parameter and no random stream.
+    public func evaluate(batches: Int) -> [(String, Double)]? {
+        guard let task = task as? EvaluatingTask, task.evalSampleCount > 0 else { return nil }
+        let m = settings.microBatch, rank = communicator.rank, size = communicator.size
+        let sums = UnsafeMutableBufferPointer<Double>.allocate(capacity: task.evalStatisticsCount)
+        defer { sums.deallocate() }
+        sums.update(repeating: 0)
+        tape.training = false
+        defer { tape.training = true }
+        for k in 0..<batches {
+            for b in 0..<m { indices[b] = ((k * size + rank) * m + b) % task.evalSampleCount }
+            task.fill(evalSamples: UnsafeBufferPointer(indices))
+            tape.forward()
+            task.accumulateEvalStatistics(into: sums.baseAddress!)
+        }
+        communicator.allReduce(sums, op: .sum)
+        return task.describeEval(Array(sums))
     }
 }
 

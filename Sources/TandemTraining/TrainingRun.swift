@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TandemCollectives
 import TandemKernels
+import TandemData
 import TandemModels
 
 /// `tandem train`: validates the config on every rank before any collective, builds the task, and runs
@@ -34,6 +35,7 @@ public enum TrainingRun {
         } : nil
         let checkpointEvery = config.int("checkpoint.every")
         let stopAt = config.int("train.stop_at")
+        let evalEvery = config.int("eval.every"), evalBatches = config.int("eval.batches")
         let watchdog = (comm as? MPICommunicator)?.startWatchdog(
             Watchdog.Configuration(minimumSeconds: config.double("distributed.watchdog_s")))
         Preemption.install()
@@ -77,6 +79,10 @@ public enum TrainingRun {
                                 elapsed: monotonicSeconds() - started, stepsDone: trainer.step - firstStep)
                 window.removeAll(keepingCapacity: true)
             }
+            if evalEvery > 0 && (trainer.step % evalEvery == 0 || last), let results = trainer.evaluate(batches: evalBatches) {
+                try metrics.writeEval(results, step: trainer.step, rank: comm.rank)
+                progress.reportEval(step: trainer.step, results)
+            }
             if r.stopRequested || trainer.step == stopAt {
                 log.warning("\(r.stopRequested ? "stop signal received" : "train.stop_at reached"): stopped after step \(trainer.step) with a checkpoint")
                 break
@@ -95,6 +101,27 @@ public enum TrainingRun {
             let source = try ByteTokens(path: config.string("data.train")!)
             return try CausalLanguageModelTask(config: gpt, source: source, sequenceLength: settings.sequenceLength,
                                                seed: settings.seed)
+        case .bert:
+            guard let vocabPath = config.string("data.vocab") else {
+                throw ConfigError("\(config.file): data.vocab is required for BERT (the vocab.txt the shards were made with)")
+            }
+            let tokenizer: WordPieceTokenizer
+            do { tokenizer = try WordPieceTokenizer(path: vocabPath, cased: config.bool("data.cased")) } catch {
+                throw ConfigError("data.vocab: \(error)")
+            }
+            let vocabSize = config.modelFields["vocab_size"] == nil ? tokenizer.vocabSize : nil
+            let bert = try ModelPresets.bertConfig(preset, overrides: config.modelFields, vocabSize: vocabSize, file: config.file)
+            let train = try ShardDataset(directory: config.string("data.train")!, tokenizer: tokenizer)
+            let eval = try config.string("data.eval").map { try ShardDataset(directory: $0, tokenizer: tokenizer) }
+            var options = PretrainingOptions()
+            options.maxSequence = settings.sequenceLength
+            options.maxPredictions = config.isSet("data.max_predictions") ? config.int("data.max_predictions")
+                : Int((Double(settings.sequenceLength) * config.double("data.mask_prob")).rounded(.up))
+            options.maskProbability = config.double("data.mask_prob")
+            options.shortSequenceProbability = config.double("data.short_seq_prob")
+            options.wholeWordMasking = config.bool("data.whole_word_masking")
+            return try BertPretrainingTask(config: bert, tokenizer: tokenizer, train: train, eval: eval,
+                                           options: options, seed: settings.seed)
         }
     }
 

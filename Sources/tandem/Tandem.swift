@@ -55,11 +55,21 @@ struct Train: ParsableCommand {
 }
 
 struct PrepareText: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prepare-text", abstract: "Text files -> token shards.")
+    static let configuration = CommandConfiguration(
+        commandName: "prepare-text", abstract: "Text files -> token shards.",
+        discussion: "Documents are separated by blank lines, one sentence per line. Under mpirun the files are dealt out to ranks.")
     @Option(help: "vocab.txt or tokenizer.json") var vocab: String
     @Option(help: "Output shard directory.") var out: String
-    @Argument(help: "Input text files (documents separated by blank lines).") var inputs: [String]
-    func run() throws { try notBuiltYet("prepare-text", issue: 4) }
+    @Option(name: .customLong("eval-fraction"), help: "Fraction of whole documents held out in OUT-eval.") var evalFraction: Double = 0
+    @Option(help: "Seed of the held-out split.") var seed: UInt64 = 0
+    @Flag(help: "Keep case and accents (a cased vocabulary).") var cased = false
+    @Argument(help: "Input text files.") var inputs: [String]
+    func run() throws {
+        try withCommunicator {
+            try TextCommands.prepare(vocab: vocab, cased: cased, out: out, inputs: inputs, evalFraction: evalFraction,
+                                     seed: seed, communicator: $0)
+        }
+    }
 }
 
 struct PrepareImages: ParsableCommand {
@@ -74,15 +84,24 @@ struct Vocab: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a WordPiece vocabulary.")
     @Option(help: "Vocabulary size.") var size: Int
     @Option(help: "Output vocab.txt.") var out: String
+    @Option(name: .customLong("min-frequency"), help: "Least count of a merged pair.") var minFrequency: Int = 2
+    @Flag(help: "Keep case and accents.") var cased = false
     @Argument(help: "Input text files.") var inputs: [String]
-    func run() throws { try notBuiltYet("vocab", issue: 4) }
+    func run() throws {
+        try withCommunicator { _ in
+            try TextCommands.vocab(size: size, minFrequency: minFrequency, cased: cased, out: out, inputs: inputs)
+        }
+    }
 }
 
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stdin lines -> one line of space-separated token ids each.")
     @Option(help: "vocab.txt or tokenizer.json") var vocab: String
     @Flag(help: "Add [CLS] and [SEP].") var special = false
-    func run() throws { try notBuiltYet("tokenize", issue: 4) }
+    @Flag(help: "Keep case and accents (a cased vocab.txt).") var cased = false
+    func run() throws {
+        try withCommunicator { _ in try TextCommands.tokenize(vocab: vocab, cased: cased, special: special) }
+    }
 }
 
 struct Debug: ParsableCommand {

@@ -1,0 +1,126 @@
+import Foundation
+import TandemAutograd
+import TandemData
+import TandemModels
+
+/// BERT pretraining (Devlin et al. 2019): masked LM at the masked positions only plus next-sentence
+/// prediction, on sentence pairs cut from token shards (`PretrainingExamples`).
+public final class BertPretrainingTask: EvaluatingTask {
+    public let arena = ParameterArena()
+    public let model: BERT
+    public let examples: PretrainingExamples
+    public let evalExamples: PretrainingExamples?
+    public let tokenizer: WordPieceTokenizer
+    private let options: PretrainingOptions
+    private var graph: BERT.Graph?
+    private var microBatch = 0
+
+    public init(config: BertConfig, tokenizer: WordPieceTokenizer, train: ShardDataset, eval: ShardDataset?,
+                options: PretrainingOptions, seed: UInt64) throws {
+        guard tokenizer.vocabSize <= config.vocabSize else {
+            throw ConfigError("data.vocab: the vocabulary has \(tokenizer.vocabSize) tokens but model.vocab_size is \(config.vocabSize): the embedding has no row for the extra ids")
+        }
+        guard options.maxSequence <= config.maxPositionEmbeddings else {
+            throw ConfigError("data.seq_len = \(options.maxSequence) exceeds the model's max_position_embeddings = \(config.maxPositionEmbeddings)")
+        }
+        try config.validate()
+        model = BERT(config, arena: arena, rng: Philox(seed: seed))
+        arena.seal()
+        self.tokenizer = tokenizer
+        self.options = options
+        examples = try PretrainingExamples(dataset: train, tokenizer: tokenizer, options: options, seed: seed)
+        evalExamples = try eval.map { try PretrainingExamples(dataset: $0, tokenizer: tokenizer, options: options, seed: seed) }
+    }
+
+    public var sampleCount: Int { examples.count }
+    public var tokensPerSample: Int { options.maxSequence }
+
+    public func record(on tape: Tape, microBatch B: Int) -> Tensor {
+        let g = model.record(on: tape, batch: B, sequence: options.maxSequence, maskedPositions: B * options.maxPredictions)
+        graph = g
+        microBatch = B
+        return g.loss
+    }
+
+    public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int) {
+        fill(indices, from: examples, epoch: epoch)
+    }
+
+    private func fill(_ indices: UnsafeBufferPointer<Int>, from source: PretrainingExamples, epoch: Int) {
+        guard let g = graph, let rows = g.maskedPositions else { preconditionFailure("record the graph before filling it") }
+        let T = options.maxSequence, P = options.maxPredictions
+        for (b, i) in indices.enumerated() {
+            source.fill(example: i, epoch: epoch, into: PretrainingSlots(
+                inputIDs: g.inputIDs + b * T, tokenTypeIDs: g.tokenTypeIDs + b * T,
+                attentionMask: g.attentionMask.data + b * T, maskedPositions: rows + b * P,
+                maskedLabels: g.mlmLabels + b * P, nextSentenceLabel: g.nextSentenceLabels + b))
+            // Example positions are within the sequence; the gathered rows index the (B T) hidden states.
+            for k in 0..<P { rows[b * P + k] += Int32(b * T) }
+        }
+    }
+
+    /// DESIGN.md's 6 x parameters + 12 x L x C x T per token, except that the embeddings are lookups
+    /// and the tied decoder (V x C) runs only at the P masked positions, so they are counted where the
+    /// work is: 6 x V x C per prediction. Counting the decoder at every token would overstate MFU.
+    public var trainingFLOPsPerSample: Double {
+        let c = model.config
+        let embeddings = Double((c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * c.hiddenSize)
+        let T = Double(options.maxSequence)
+        let perToken = 6.0 * (Double(arena.parameterCount) - embeddings) + 12.0 * Double(c.numHiddenLayers * c.hiddenSize) * T
+        return perToken * T + 6.0 * Double(c.vocabSize * c.hiddenSize) * Double(options.maxPredictions)
+    }
+
+    public var modelDescription: String {
+        let c = model.config
+        return "BERT layers=\(c.numHiddenLayers) hidden=\(c.hiddenSize) heads=\(c.numAttentionHeads) vocab=\(c.vocabSize) params=\(arena.parameterCount)"
+    }
+
+    public var hfConfigJSON: String {
+        let data = try! JSONEncoder().encode(model.config)
+        var fields = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+        fields["model_type"] = "bert"
+        return jsonText(fields)
+    }
+
+    // MARK: - Evaluation
+
+    public var evalSampleCount: Int { evalExamples?.count ?? 0 }
+
+    public func fill(evalSamples indices: UnsafeBufferPointer<Int>) {
+        guard let evalExamples else { return }
+        fill(indices, from: evalExamples, epoch: 0)
+    }
+
+    /// MLM loss sum, MLM correct, MLM count, NSP correct, NSP count.
+    public var evalStatisticsCount: Int { 5 }
+
+    public func accumulateEvalStatistics(into s: UnsafeMutablePointer<Double>) {
+        guard let g = graph else { return }
+        let V = model.config.vocabSize
+        let rows = microBatch * options.maxPredictions
+        var counted = 0
+        for r in 0..<rows where g.mlmLabels[r] != -100 {
+            counted += 1
+            if argmax(g.predictionLogits.data + r * V, V) == Int(g.mlmLabels[r]) { s[1] += 1 }
+        }
+        // mlmLoss is the mean over the counted rows.
+        s[0] += Double(g.mlmLoss.data[0]) * Double(counted)
+        s[2] += Double(counted)
+        for b in 0..<microBatch where g.nextSentenceLabels[b] != -100 {
+            if argmax(g.seqRelationshipLogits.data + b * 2, 2) == Int(g.nextSentenceLabels[b]) { s[3] += 1 }
+            s[4] += 1
+        }
+    }
+
+    public func describeEval(_ s: [Double]) -> [(String, Double)] {
+        let loss = s[0] / max(s[2], 1)
+        return [("eval_mlm_loss", loss), ("eval_mlm_accuracy", s[1] / max(s[2], 1)),
+                ("eval_perplexity", exp(loss)), ("eval_nsp_accuracy", s[3] / max(s[4], 1))]
+    }
+}
+
+func argmax(_ x: UnsafePointer<Float>, _ n: Int) -> Int {
+    var best = 0
+    for i in 1..<n where x[i] > x[best] { best = i }
+    return best
+}

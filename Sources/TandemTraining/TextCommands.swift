@@ -1,0 +1,72 @@
+import Foundation
+import TandemCollectives
+import TandemData
+
+/// `tandem prepare-text`, `tandem vocab` and `tandem tokenize`: the text side of the data pipeline.
+public enum TextCommands {
+    /// Tokenizes `inputs` into token shards in `out` (and `out-eval` with an eval fraction). Under mpirun
+    /// the files are dealt out round-robin to ranks; rank 0 writes the manifests once all are done.
+    public static func prepare(vocab: String, cased: Bool, out: String, inputs: [String], evalFraction: Double,
+                               seed: UInt64, communicator comm: any Communicator) throws {
+        let tokenizer = try WordPieceTokenizer(path: vocab, cased: cased)
+        let jobs = TextShardJob.plan(inputs: inputs)
+        let mine = jobs.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
+        let isTerminal = isatty(STDERR_FILENO) != 0
+        var outcome = ""
+        if !mine.isEmpty {
+            do {
+                try prepareText(vocab: tokenizer, out: out, inputs: mine, evalFraction: evalFraction, seed: seed,
+                                writeManifest: comm.size == 1, progress: { p in
+                                    guard comm.rank == 0 && isTerminal else { return }
+                                    let percent = p.bytesTotal > 0 ? 100 * Double(p.bytesDone) / Double(p.bytesTotal) : 100
+                                    FileHandle.standardError.write(Data(String(format: "\r%5.1f%% %.1f MB/s %d documents", percent,
+                                                                               p.megabytesPerSecond, p.documents).utf8))
+                                }, log: { print("rank \(comm.rank): \($0)") })
+                if isTerminal && comm.rank == 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+            } catch {
+                outcome = "\(error)"
+            }
+        }
+        // Every rank learns whether any failed before rank 0 writes manifests over the shards.
+        let failures = comm.allGather(outcome.isEmpty ? Int32(0) : Int32(1))
+        if !outcome.isEmpty { throw ConfigError(outcome) }
+        if let bad = failures.firstIndex(of: 1) { throw ConfigError("rank \(bad) failed to prepare its files (see its message)") }
+        guard comm.size > 1 else { return }
+        comm.barrier()
+        if comm.rank == 0 {
+            let names = jobs.map(\.shard)
+            try TokenShardManifest.build(directory: out, names: names, vocabSize: tokenizer.vocabSize,
+                                         vocabHash: tokenizer.vocabHash).write(directory: out)
+            if evalFraction > 0 {
+                let evalOut = (out.hasSuffix("/") ? String(out.dropLast()) : out) + "-eval"
+                try TokenShardManifest.build(directory: evalOut, names: names, vocabSize: tokenizer.vocabSize,
+                                             vocabHash: tokenizer.vocabHash).write(directory: evalOut)
+            }
+        }
+        comm.barrier()
+    }
+
+    /// Trains a WordPiece vocabulary of `size` tokens on `inputs` and writes it as vocab.txt.
+    public static func vocab(size: Int, minFrequency: Int, cased: Bool, out: String, inputs: [String]) throws {
+        var trainer = WordPieceTrainer(vocabSize: size, minFrequency: minFrequency,
+                                       normalization: cased ? .cased : .uncased)
+        for input in inputs { try trainer.feed(file: input) }
+        let tokens = trainer.train()
+        try (tokens.joined(separator: "\n") + "\n").write(toFile: out, atomically: true, encoding: .utf8)
+        print("vocab: \(tokens.count) tokens from \(inputs.count) file(s) written to \(out)")
+    }
+
+    /// Reads lines from stdin and prints each one's ids, space-separated.
+    public static func tokenize(vocab: String, cased: Bool, special: Bool) throws {
+        let tokenizer = try WordPieceTokenizer(path: vocab, cased: cased)
+        var out = ""
+        while let line = readLine(strippingNewline: true) {
+            out.removeAll(keepingCapacity: true)
+            for (i, id) in tokenizer.encode(line, addSpecialTokens: special).enumerated() {
+                if i > 0 { out += " " }
+                out += String(id)
+            }
+            print(out)
+        }
+    }
+}
