@@ -44,8 +44,9 @@ public struct PretrainedBERT {
             try file.copyFloats(name, into: into)
         }
         if !report.keptInit.isEmpty {
-            let heads = report.keptInit.contains { $0.hasPrefix("cls.") } ? " (a BertModel checkpoint: only the encoder was loaded)" : ""
-            log("\(weightsPath): \(report.keptInit.count) parameters keep their random init\(heads): "
+            let heads = model.parameters.filter { $0.name.hasPrefix("cls.") }.map(\.name)
+            let noHeads = heads.allSatisfy(report.keptInit.contains) ? " (a BertModel checkpoint: only the encoder was loaded)" : ""
+            log("\(weightsPath): \(report.keptInit.count) parameters keep their random init\(noHeads): "
                 + report.keptInit.joined(separator: ", "))
         }
         if !report.ignored.isEmpty {
@@ -158,7 +159,7 @@ public enum DebugCommands {
 
     /// Writes the scalar `loss` of the batch (which needs `labels`; NSP is added when
     /// `next_sentence_label` is present) and d(loss)/d(parameter) for every parameter under its HF
-    /// name to `outputPath`. The tied decoder's gradient is part of
+    /// BertForPreTraining name (also for a BertModel checkpoint) to `outputPath`. The tied decoder's gradient is part of
     /// `bert.embeddings.word_embeddings.weight`'s, as in PyTorch.
     public static func grads(model directory: String, batch batchPath: String, out outputPath: String,
                              log: (String) -> Void = standardErrorLog) throws {
