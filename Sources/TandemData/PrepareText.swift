@@ -1,9 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// One unit of `prepareText` work: a text file and the name of the shard it becomes. Ranks under mpirun
 /// take disjoint lists of jobs.
@@ -87,9 +82,11 @@ public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextSha
     }
     var bytesTotal = 0
     for job in inputs {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: job.input),
-              attributes[.type] as? FileAttributeType != .typeDirectory else {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: job.input) else {
             throw DataError.io(path: job.input, reason: "no such file")
+        }
+        if attributes[.type] as? FileAttributeType == .typeDirectory {
+            throw DataError.io(path: job.input, reason: "is a directory, not a text file")
         }
         bytesTotal += (attributes[.size] as? Int) ?? 0
     }
@@ -100,20 +97,15 @@ public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextSha
     let philox = Philox(seed: seed)
     var ids: [Int32] = []
     ids.reserveCapacity(1024)
-    let chunkSize = 4 << 20
-    var chunk = [UInt8](repeating: 0, count: chunkSize)
     var nextReport = 8 << 20
 
     for job in inputs {
         let train = try TokenShardWriter(directory: out, name: job.shard, vocabSize: vocab.vocabSize)
         let held = try evalDirectory.map { try TokenShardWriter(directory: $0, name: job.shard, vocabSize: vocab.vocabSize) }
-        guard let file = fopen(job.input, "rb") else { throw DataError.io(path: job.input, reason: "cannot open: \(String(cString: strerror(errno)))") }
-        defer { fclose(file) }
         let stream = fnv1a64(job.shard)
         var documentIndex: UInt64 = 0
         var current = train
         var documentOpen = false
-        var carry: [UInt8] = []
 
         // One line (without its "\n"): a blank line closes the document, another line is a sentence of it.
         func handle(_ line: UnsafeRawBufferPointer) throws {
@@ -136,34 +128,14 @@ public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextSha
             if current === train { state.tokens += ids.count; state.sentences += 1 } else { evalTokens += ids.count; evalSentences += 1 }
         }
 
-        while true {
-            let n = fread(&chunk, 1, chunkSize, file)
-            if n == 0 {
-                if ferror(file) != 0 { throw DataError.io(path: job.input, reason: "cannot read: \(String(cString: strerror(errno)))") }
-                break
-            }
-            try chunk.withUnsafeBytes { all in
-                var lineStart = 0
-                for i in 0..<n where all[i] == 0x0A {
-                    if carry.isEmpty {
-                        try handle(UnsafeRawBufferPointer(rebasing: all[lineStart..<i]))
-                    } else {
-                        carry += all[lineStart..<i]
-                        try carry.withUnsafeBytes { try handle($0) }
-                        carry.removeAll(keepingCapacity: true)
-                    }
-                    lineStart = i + 1
-                }
-                carry += all[lineStart..<n]
-            }
+        try readLines(path: job.input, chunk: { n in
             state.bytesDone += n
             if state.bytesDone >= nextReport {
                 nextReport = state.bytesDone + (8 << 20)
                 state.seconds = Date().timeIntervalSince(start)
                 progress?(state)
             }
-        }
-        if !carry.isEmpty { try carry.withUnsafeBytes { try handle($0) } }
+        }, line: handle)
         try train.finish()
         try held?.finish()
         state.seconds = Date().timeIntervalSince(start)

@@ -1,9 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Trains a WordPiece vocabulary the way HF tokenizers' `WordPieceTrainer` does (which runs its BPE trainer
 /// with a `##` continuing prefix and keeps the resulting vocabulary), with the defaults of
@@ -74,38 +69,12 @@ public struct WordPieceTrainer {
 
     /// Counts the words of a text file, streamed line by line (invalid UTF-8 reads as U+FFFD).
     public mutating func feed(file path: String) throws {
-        guard let file = fopen(path, "rb") else { throw DataError.io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
-        defer { fclose(file) }
         var counts = wordCounts
         wordCounts = [:]
         defer { wordCounts = counts }
-        let chunkSize = 4 << 20
-        var chunk = [UInt8](repeating: 0, count: chunkSize)
-        var carry: [UInt8] = []
-        let count: (UnsafeBufferPointer<UInt8>) -> Void = { counts[Array($0), default: 0] += 1 }
-        while true {
-            let n = fread(&chunk, 1, chunkSize, file)
-            if n == 0 {
-                if ferror(file) != 0 { throw DataError.io(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
-                break
-            }
-            chunk.withUnsafeBytes { all in
-                // Lines are cut at "\n" so that no word spans two chunks; the last partial line waits for the next.
-                var lineStart = 0
-                for i in 0..<n where all[i] == 0x0A {
-                    if carry.isEmpty {
-                        splitter.forEachWord(utf8: UnsafeRawBufferPointer(rebasing: all[lineStart..<i]), count)
-                    } else {
-                        carry += all[lineStart..<i]
-                        carry.withUnsafeBytes { splitter.forEachWord(utf8: $0, count) }
-                        carry.removeAll(keepingCapacity: true)
-                    }
-                    lineStart = i + 1
-                }
-                carry += all[lineStart..<n]
-            }
+        try readLines(path: path) { line in
+            splitter.forEachWord(utf8: line) { counts[Array($0), default: 0] += 1 }
         }
-        carry.withUnsafeBytes { splitter.forEachWord(utf8: $0, count) }
     }
 
     // MARK: - Training

@@ -92,3 +92,19 @@ final class BasicTokenizerTests: XCTestCase {
         XCTAssertThrowsError(try WordPieceTokenizer(vocabFile: dir + "/missing.txt")) { XCTAssertTrue("\($0)".contains("missing.txt")) }
     }
 }
+
+final class TokenizeLinesTests: XCTestCase {
+    func testOneLineOfIdsPerInputLine() throws {
+        let t = try WordPieceTokenizer(tokens: BasicTokenizerTests.vocab)
+        let dir = try Fixtures.temporaryDirectory()
+        try "hello world\n\nunaffable!\nhello".write(toFile: dir + "/in.txt", atomically: true, encoding: .utf8)
+        let input = open(dir + "/in.txt", O_RDONLY)
+        let output = open(dir + "/out.txt", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        defer { close(input) }
+        let counts = try t.tokenizeLines(input: input, output: output, addSpecialTokens: true)
+        close(output)
+        XCTAssertEqual(counts.lines, 4)
+        XCTAssertEqual(counts.bytes, 29)
+        XCTAssertEqual(try String(contentsOfFile: dir + "/out.txt", encoding: .utf8), "2 5 6 3\n2 3\n2 7 8 9 15 3\n2 5 3\n")
+    }
+}

@@ -18,34 +18,10 @@ do {
     case "tokenize":
         guard arguments.count >= 2 else { fail("usage: data-tool tokenize VOCAB [--cased] [--special]") }
         let tokenizer = try WordPieceTokenizer(path: arguments[1], cased: arguments.contains("--cased"))
-        let special = arguments.contains("--special")
-        let input = FileHandle.standardInput.readDataToEndOfFile()
-        var output = [UInt8]()
-        output.reserveCapacity(input.count * 2)
-        var ids = [Int32]()
-        var tokenizeSeconds = 0.0
-        input.withUnsafeBytes { (all: UnsafeRawBufferPointer) in
-            var lineStart = 0
-            while lineStart < all.count {
-                var end = lineStart
-                while end < all.count && all[end] != 0x0A { end += 1 }
-                ids.removeAll(keepingCapacity: true)
-                if special { ids.append(tokenizer.clsID) }
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                tokenizer.appendIDs(utf8: UnsafeRawBufferPointer(rebasing: all[lineStart..<end]), to: &ids)
-                tokenizeSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                if special { ids.append(tokenizer.sepID) }
-                for (k, id) in ids.enumerated() {
-                    if k > 0 { output.append(0x20) }
-                    output += String(id).utf8
-                }
-                output.append(0x0A)
-                lineStart = end + 1
-            }
-        }
-        FileHandle.standardOutput.write(Data(output))
-        FileHandle.standardError.write(String(format: "data-tool tokenize: %.1f MB, tokenizer alone %.1f MB/s\n",
-                                              Double(input.count) / 1e6, Double(input.count) / 1e6 / tokenizeSeconds).data(using: .utf8)!)
+        let start = Date()
+        let (bytes, _) = try tokenizer.tokenizeLines(addSpecialTokens: arguments.contains("--special"))
+        FileHandle.standardError.write(String(format: "data-tool tokenize: %.1f MB, %.1f MB/s\n", Double(bytes) / 1e6,
+                                              Double(bytes) / 1e6 / Date().timeIntervalSince(start)).data(using: .utf8)!)
     case "vocab":
         guard arguments.count >= 4, let size = Int(arguments[1]) else { fail("usage: data-tool vocab SIZE OUT INPUT...") }
         let start = Date()
