@@ -185,6 +185,29 @@ final class BERTTests: XCTestCase {
         }
     }
 
+    /// Dropout (hidden_dropout_prob 0.1 in the fixture) is keyed on the tape's step: a step replays
+    /// exactly, another step draws other masks, and `training = false` is the plain forward.
+    func testDropoutReplaysPerStepAndTurnsOff() throws {
+        let bert = try PretrainedBERT.load(directory: ModelFixtures.path("bert-random"), log: { _ in })
+        let batch = try BertBatch(path: ModelFixtures.path("bert-random-batch.safetensors"), config: bert.config)
+        let tape = Tape(rng: Philox(seed: 7))
+        let g = bert.model.record(on: tape, batch: batch.batch, sequence: batch.sequence)
+        batch.fill(g)
+        func loss(step: UInt64, training: Bool) -> Float {
+            tape.step = step
+            tape.training = training
+            tape.forward()
+            return g.loss.data[0]
+        }
+        let plain = loss(step: 0, training: false)
+        let first = loss(step: 1, training: true)
+        XCTAssertEqual(loss(step: 1, training: true), first)
+        XCTAssertNotEqual(loss(step: 2, training: true), first)
+        XCTAssertNotEqual(first, plain)
+        let reference = try SafeTensorsFile(path: ModelFixtures.path("bert-random-forward.safetensors")).floats("loss")[0]
+        XCTAssertEqual(plain, reference, accuracy: 1e-5 * reference)
+    }
+
     // MARK: - Ops
 
     /// gatherRows picks rows of a (B, T, C) activation and scatter-adds back, a repeated row getting the
