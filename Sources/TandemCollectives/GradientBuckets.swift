@@ -10,8 +10,10 @@ public enum ReduceMode: String, Sendable, CaseIterable {
 
 /// Where bucket reductions run while backward continues.
 public enum OverlapMode: String, Sendable, CaseIterable {
-    /// A communication thread reduces each bucket as soon as it is complete (the default: on this
-    /// machine it is faster, see `AllReduceBenchmark`).
+    /// A communication thread reduces each bucket as soon as it is complete. The default: in
+    /// `AllReduceBenchmark.runOverlap` on the 2-core machine (BERT-base-shaped gradients, one rank per
+    /// core) it added less to the step than `inline` in two runs of three; the machine was shared with
+    /// other builds (load 5-7), so repeat the comparison on a quiet one.
     case thread
     /// `markReady` reduces a completed bucket on the caller's thread before returning.
     case inline
