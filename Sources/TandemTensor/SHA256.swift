@@ -86,19 +86,8 @@ public struct SHA256 {
 
     public static func hash(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { hash($0) } }
 
-    /// The digest of a file, read through a memory map in 16 MB steps.
-    public static func hash(file path: String) throws -> [UInt8] {
-        let file = try MappedFile(path: path)
-        var s = SHA256()
-        var offset = 0
-        let step = 16 << 20
-        while offset < file.bytes.count {
-            let end = min(offset + step, file.bytes.count)
-            s.update(UnsafeRawBufferPointer(rebasing: file.bytes[offset..<end]))
-            offset = end
-        }
-        return s.finalize()
-    }
+    /// Pads the message and returns the digest as lower-case hexadecimal text.
+    public mutating func finalizeHex() -> String { Self.hex(finalize()) }
 
     /// Lower-case hexadecimal text of a digest.
     public static func hex(_ digest: [UInt8]) -> String {
