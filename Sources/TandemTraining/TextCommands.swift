@@ -50,23 +50,13 @@ public enum TextCommands {
     public static func vocab(size: Int, minFrequency: Int, cased: Bool, out: String, inputs: [String]) throws {
         var trainer = WordPieceTrainer(vocabSize: size, minFrequency: minFrequency,
                                        normalization: cased ? .cased : .uncased)
-        for input in inputs { try trainer.feed(file: input) }
-        let tokens = trainer.train()
-        try (tokens.joined(separator: "\n") + "\n").write(toFile: out, atomically: true, encoding: .utf8)
+        let tokens = try trainer.train(files: inputs, output: out)
         print("vocab: \(tokens.count) tokens from \(inputs.count) file(s) written to \(out)")
     }
 
     /// Reads lines from stdin and prints each one's ids, space-separated.
     public static func tokenize(vocab: String, cased: Bool, special: Bool) throws {
         let tokenizer = try WordPieceTokenizer(path: vocab, cased: cased)
-        var out = ""
-        while let line = readLine(strippingNewline: true) {
-            out.removeAll(keepingCapacity: true)
-            for (i, id) in tokenizer.encode(line, addSpecialTokens: special).enumerated() {
-                if i > 0 { out += " " }
-                out += String(id)
-            }
-            print(out)
-        }
+        try tokenizer.tokenizeLines(addSpecialTokens: special)
     }
 }
