@@ -8,6 +8,7 @@ public struct GradientBucket: Equatable, Sendable {
     /// (the alignment padding between them included: it is never written and stays zero).
     public let elements: Range<Int>
 
+    /// Bytes of gradients the bucket reduces.
     public var byteCount: Int { elements.count * MemoryLayout<Float>.stride }
 }
 

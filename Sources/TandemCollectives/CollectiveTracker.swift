@@ -6,7 +6,7 @@ import Darwin
 #endif
 
 /// What a rank is doing inside a collective, named in the watchdog's report.
-public enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
+enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
     case setup
     case barrier
     case broadcast
@@ -16,7 +16,7 @@ public enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
     /// The all-reduce of gradient bucket n (bucket 0 holds the last-registered parameters).
     case gradientBucket(Int)
 
-    public var description: String {
+    var description: String {
         switch self {
         case .setup: "setup"
         case .barrier: "barrier"
@@ -56,7 +56,7 @@ public enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
 
 /// The thread a collective runs on. Each keeps its own sequence, because the gradient thread reduces
 /// buckets while the main thread may be in another collective on its own communicator.
-public enum CollectiveChannel: Int, CaseIterable, Sendable {
+enum CollectiveChannel: Int, CaseIterable, Sendable {
     case main = 0
     case gradients = 1
 }

@@ -14,10 +14,10 @@ public enum ReduceMode: String, Sendable, CaseIterable {
 /// (BERT-base-shaped gradients, 2 ranks, one per core): over 512 tokens `inline` added 0.4% to the step
 /// and `thread` 9.5%; over 128 tokens 0.8% and 9.0% for `inline`, 5.3% and 10.1% for `thread`. Only
 /// under heavy load from other processes (load 6-7) did `thread` come out ahead, in figures that moved
-/// by 2x from run to run. The
-/// reason `thread` gains nothing when a rank owns one core: a bucket needs the communication threads of
-/// all ranks running at once to pass its barriers, which time-slicing against backward rarely gives, so
-/// most buckets wait for `finish()`; inline, each bucket is summed while it is still in the L3 cache.
+/// by 2x from run to run. Why `thread` gains nothing when a rank owns one core: a bucket needs the
+/// communication threads of all ranks running at once to pass its barriers, which time-slicing against
+/// backward rarely gives, so most buckets wait for `finish()`; inline, each bucket is summed while it is
+/// still in the L3 cache.
 public enum OverlapMode: String, Sendable, CaseIterable {
     /// `markReady` reduces a completed bucket (and any completed ones after it, in order) on the
     /// caller's thread before returning.
@@ -55,7 +55,7 @@ public final class GradientBuckets {
     /// True when the hierarchical reduction works on the ranks' gradient arenas in place (shared memory,
     /// arenas of 34 MB and more) rather than through copies in the window.
     public var reducesInPlace: Bool { (reducer as? SharedWindowReducer)?.sharesArenas ?? false }
-    /// Seconds the last `finish()` waited for reductions still running.
+    /// Seconds the last `finish()` took: the reductions backward did not hide.
     public private(set) var lastWaitSeconds = 0.0
 
     private let arena: ParameterArena
