@@ -34,6 +34,7 @@ final class Checkpointer {
             snapshot = .init(start: AlignedMemory.allocate(Float.self, count: 3 * n), count: 3 * n)
         }
         let snap = snapshot!.baseAddress!
+        let frozen = Snapshot(base: snap)
         snap.update(from: arena.values.baseAddress!, count: n)
         (snap + n).update(from: opt.m.baseAddress!, count: n)
         (snap + 2 * n).update(from: opt.v.baseAddress!, count: n)
@@ -46,6 +47,7 @@ final class Checkpointer {
         group.enter()
         queue.async { [writer] in
             defer { self.group.leave() }
+            let snap = frozen.base
             do {
                 var model = SafeTensorsWriter()
                 var moments = SafeTensorsWriter(metadata: ["format": "pt", "optimizer": opt.kind.rawValue,
@@ -98,6 +100,10 @@ final class Checkpointer {
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 }
+
+/// The snapshot buffer handed to the writer thread: the training thread does not touch it until the
+/// next `save`, which first waits for this write.
+private struct Snapshot: @unchecked Sendable { let base: UnsafeMutablePointer<Float> }
 
 /// Restores a trainer from a checkpoint directory: rank 0 reads and checks it, then broadcasts the
 /// parameters, the optimizer moments and the step, so ranks need no shared file system and any rank

@@ -21,11 +21,19 @@ public struct PretrainedBERT {
     /// `BERT.load(shapes:origin:copy:)`). `log` hears which parameters kept their init and which
     /// tensors were ignored.
     public static func load(directory: String, log: (String) -> Void) throws -> PretrainedBERT {
+        let config = try readConfig(directory: directory)
+        let arena = ParameterArena()
+        let model = BERT(config, arena: arena, rng: Philox(seed: 0))
+        arena.seal()
+        let report = try loadWeights(into: model, directory: directory, log: log)
+        return PretrainedBERT(config: config, arena: arena, model: model, report: report)
+    }
+
+    /// The BertConfig of a transformers directory's `config.json`.
+    public static func readConfig(directory: String) throws -> BertConfig {
         let configPath = (directory as NSString).appendingPathComponent("config.json")
-        let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
-        let config: BertConfig
         do {
-            config = try JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
+            return try JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
         } catch let e as BertError {
             throw BertError("\(configPath): \(e.message)")
         } catch let e as DecodingError {
@@ -33,13 +41,17 @@ public struct PretrainedBERT {
         } catch {
             throw BertError("\(configPath): cannot read (\(error.localizedDescription))")
         }
+    }
+
+    /// Copies a transformers directory's `model.safetensors` into `model`'s parameters and logs what kept
+    /// its init (the heads of a BertModel checkpoint) and what was ignored.
+    @discardableResult
+    public static func loadWeights(into model: BERT, directory: String, log: (String) -> Void) throws -> BERT.LoadReport {
+        let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw BertError("\(weightsPath): no such file (only safetensors weights are read)")
         }
         let file = try SafeTensorsFile(path: weightsPath)
-        let arena = ParameterArena()
-        let model = BERT(config, arena: arena, rng: Philox(seed: 0))
-        arena.seal()
         let report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: weightsPath) { name, into in
             try file.copyFloats(name, into: into)
         }
@@ -52,7 +64,7 @@ public struct PretrainedBERT {
         if !report.ignored.isEmpty {
             log("\(weightsPath): ignored \(report.ignored.joined(separator: ", "))")
         }
-        return PretrainedBERT(config: config, arena: arena, model: model, report: report)
+        return report
     }
 
     private static func describe(_ e: DecodingError) -> String {

@@ -29,10 +29,7 @@ public enum ModelPresets {
     public static func bertConfig(_ name: String, overrides: [String: ConfigValue], vocabSize: Int?, file: String) throws -> BertConfig {
         var fields = try preset(name, file: file, family: .bert).fields
         if let vocabSize { fields["vocab_size"] = vocabSize }
-        let known = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
-                     "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id"]
-        try merge(&fields, overrides, known: known, file: file)
+        try merge(&fields, overrides, known: bertFields, file: file)
         let c: BertConfig = try decode(fields, file: file)
         do { try c.validate() } catch { throw ConfigError("\(file): \(error)") }
         return c
@@ -54,6 +51,21 @@ public enum ModelPresets {
         }
         return c
     }
+
+    /// A BertConfig read from a transformers directory (`--init-from`) with `model.<field>` overrides.
+    public static func bertConfig(initFrom directory: String, overrides: [String: ConfigValue], file: String) throws -> BertConfig {
+        let base: BertConfig
+        do { base = try PretrainedBERT.readConfig(directory: directory) } catch { throw ConfigError("--init-from: \(error)") }
+        var fields = try JSONSerialization.jsonObject(with: JSONEncoder().encode(base)) as! [String: Any]
+        try merge(&fields, overrides, known: bertFields, file: file)
+        let c: BertConfig = try decode(fields, file: file)
+        do { try c.validate() } catch { throw ConfigError("\(file): \(error)") }
+        return c
+    }
+
+    static let bertFields = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                             "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+                             "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id"]
 
     public static func family(of name: String, file: String) throws -> Family {
         guard let p = all[name] else {

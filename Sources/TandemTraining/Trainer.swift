@@ -25,7 +25,7 @@ public struct RunSettings {
     public let checkEvery: Int
 
     public init(_ c: Config, worldSize: Int) throws {
-        for key in ["model.preset", "data.train", "train.steps", "train.global_batch", "train.micro_batch", "train.lr"]
+        for key in ["data.train", "train.steps", "train.global_batch", "train.micro_batch", "train.lr"]
         where !c.isSet(key) {
             throw ConfigError("\(c.file): \(key) is required")
         }

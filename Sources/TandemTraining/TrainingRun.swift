@@ -13,13 +13,22 @@ public enum TrainingRun {
 
     /// `resume`: nil (fresh start), `auto` (the newest valid checkpoint in checkpoint.dir, or a fresh
     /// start when there is none) or a checkpoint directory that must verify.
-    public static func run(configPath: String, overrides: [String], resume: String? = nil,
+    /// `initFrom`: a transformers directory whose config.json gives the architecture and whose weights
+    /// start the run (continued pretraining or fine-tuning); ignored when a checkpoint is resumed.
+    public static func run(configPath: String, overrides: [String], resume: String? = nil, initFrom: String? = nil,
                            communicator comm: any Communicator) throws {
         var log = Logger(label: "tandem")
         log.logLevel = comm.rank == 0 ? .info : .warning
         let config = try Config(file: configPath, overrides: overrides)
         let settings = try RunSettings(config, worldSize: comm.size)
-        let task = try makeTask(config, settings: settings)
+        let task = try makeTask(config, settings: settings, initFrom: initFrom)
+        if let initFrom, comm.rank == 0 {
+            guard let bert = task as? BertPretrainingTask else {
+                throw ConfigError("--init-from \(initFrom): only BERT models can start from a transformers checkpoint so far")
+            }
+            try PretrainedBERT.loadWeights(into: bert.model, directory: initFrom) { log.warning("\($0)") }
+            log.info("initialised from \(initFrom)")
+        }
         try comm.verifyConsistency(configHash: config.hash, parameterCount: task.arena.parameterCount, version: version)
         comm.broadcastParameters(arena: task.arena)
         let trainer = try Trainer(settings: settings, task: task, communicator: comm)
@@ -93,9 +102,12 @@ public enum TrainingRun {
         comm.barrier()
     }
 
-    static func makeTask(_ config: Config, settings: RunSettings) throws -> TrainingTask {
-        let preset = config.string("model.preset")!
-        switch try ModelPresets.family(of: preset, file: config.file) {
+    static func makeTask(_ config: Config, settings: RunSettings, initFrom: String? = nil) throws -> TrainingTask {
+        guard let preset = config.string("model.preset") ?? (initFrom == nil ? nil : "") else {
+            throw ConfigError("\(config.file): model.preset is required (or start from a transformers checkpoint with --init-from)")
+        }
+        let family = initFrom == nil ? try ModelPresets.family(of: preset, file: config.file) : .bert
+        switch family {
         case .gpt:
             let gpt = try ModelPresets.gptConfig(preset, overrides: config.modelFields, file: config.file)
             let source = try ByteTokens(path: config.string("data.train")!)
@@ -110,7 +122,8 @@ public enum TrainingRun {
                 throw ConfigError("data.vocab: \(error)")
             }
             let vocabSize = config.modelFields["vocab_size"] == nil ? tokenizer.vocabSize : nil
-            let bert = try ModelPresets.bertConfig(preset, overrides: config.modelFields, vocabSize: vocabSize, file: config.file)
+            let bert = try initFrom.map { try ModelPresets.bertConfig(initFrom: $0, overrides: config.modelFields, file: config.file) }
+                ?? ModelPresets.bertConfig(preset, overrides: config.modelFields, vocabSize: vocabSize, file: config.file)
             let train = try ShardDataset(directory: config.string("data.train")!, tokenizer: tokenizer)
             let eval = try config.string("data.eval").map { try ShardDataset(directory: $0, tokenizer: tokenizer) }
             var options = PretrainingOptions()

@@ -47,9 +47,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init-from"), help: "Start from a transformers checkpoint directory.") var initFrom: String?
 
     func run() throws {
-        if initFrom != nil { try notBuiltYet("train --init-from", issue: 6) }
         try withCommunicator {
-            try TrainingRun.run(configPath: config, overrides: overrides, resume: resume, communicator: $0)
+            try TrainingRun.run(configPath: config, overrides: overrides, resume: resume, initFrom: initFrom,
+                                communicator: $0)
         }
     }
 }
@@ -113,7 +113,13 @@ struct Debug: ParsableCommand {
         @Option(help: "A transformers model directory.") var model: String
         @Option(help: "A batch file (safetensors).") var batch: String
         @Option(help: "Output safetensors file.") var out: String
-        func run() throws { try DebugCommands.forward(model: model, batch: batch, out: out) }
+        func run() throws {
+            if PretrainedViT.isViT(directory: model) {
+                try ViTDebugCommands.forward(model: model, batch: batch, out: out)
+            } else {
+                try DebugCommands.forward(model: model, batch: batch, out: out)
+            }
+        }
     }
 
     struct Grads: ParsableCommand {
@@ -121,7 +127,13 @@ struct Debug: ParsableCommand {
         @Option(help: "A transformers model directory.") var model: String
         @Option(help: "A batch file (safetensors).") var batch: String
         @Option(help: "Output safetensors file.") var out: String
-        func run() throws { try DebugCommands.grads(model: model, batch: batch, out: out) }
+        func run() throws {
+            if PretrainedViT.isViT(directory: model) {
+                try ViTDebugCommands.grads(model: model, batch: batch, out: out)
+            } else {
+                try DebugCommands.grads(model: model, batch: batch, out: out)
+            }
+        }
     }
 }
 
@@ -156,5 +168,11 @@ struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Loss, accuracy and throughput curves from a metrics file, as SVG.")
     @Argument(help: "A metrics JSONL file.") var metrics: String
     @Option(help: "Output SVG file.") var out: String
-    func run() throws { try notBuiltYet("plot", issue: 7) }
+    func run() throws {
+        do { try MetricsPlot.write(metricsPath: metrics, out: out) } catch {
+            FileHandle.standardError.write(Data("tandem plot: error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        print("wrote \(out)")
+    }
 }
