@@ -153,7 +153,8 @@ public final class GradientBuckets {
         nextToReduce = 0
         for b in bucketReady.indices { bucketReady[b] = false }
         for p in parameterReady.indices { parameterReady[p] = false }
-        pending = layout.buckets.map(\.parameters.count)
+        // Reset in place: a new array here would be the only heap allocation of a training step.
+        for b in pending.indices { pending[b] = layout.buckets[b].parameters.count }
         condition.unlock()
         lastWaitSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
