@@ -64,6 +64,8 @@ final class PlainMPIReducer: BucketReducer {
 ///    leaders, a third barrier follows, and every rank reads the whole bucket back x 1/size;
 /// 5. copying path on a single node: copy the other ranks' slices back from the result area.
 ///
+/// A node of one rank skips all this: the leaders' all-reduce runs on its gradients directly.
+///
 /// Memory traffic per rank for a bucket of B bytes on one node: about B read and B written when the
 /// arenas are shared (one memcpy's worth), 2B and 2B with the copies. The node barriers are a counter and
 /// a generation word in the window, updated with atomics and waited on by spinning then yielding: an
@@ -89,9 +91,10 @@ final class SharedWindowReducer: BucketReducer {
         self.mpi = mpi
         let capacity = max(16, (capacity + 15) / 16 * 16)
         self.capacity = capacity
-        shared = SharedGradients.make(mpi: mpi, grads: grads)
-        let resultBytes = capacity * 4
-        let slotBytes = shared == nil ? capacity * 4 : 0
+        let alone = mpi.localSize == 1
+        shared = alone ? nil : SharedGradients.make(mpi: mpi, grads: grads)
+        let resultBytes = alone ? 0 : capacity * 4
+        let slotBytes = alone || shared != nil ? 0 : capacity * 4
         let mine = (mpi.localRank == 0 ? Self.controlBytes + resultBytes : 0) + slotBytes
         var pointer: UnsafeMutableRawPointer?
         var win: MPI_Win?
@@ -146,6 +149,15 @@ final class SharedWindowReducer: BucketReducer {
         let own = slice(me, count: n)
         let single = mpi.nodeCount == 1
         let inverse = 1 / Float(mpi.size)
+        if mpi.localSize == 1 {
+            // Alone on the node: nothing to share, the leaders' all-reduce works on the gradients directly.
+            mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
+                mpi.check(MPI_Allreduce(cmpi_in_place(), g, Int32(n), cmpi_float(), cmpi_op_sum(), leaderComm),
+                          "MPI_Allreduce(gradient bucket \(bucket) across nodes)")
+            }
+            scale(grads, by: inverse)
+            return
+        }
         // Where rank q's bucket is read from, and where the averages go.
         let sources: [UnsafeMutablePointer<Float>]
         var targets: [UnsafeMutablePointer<Float>] = []
@@ -158,7 +170,7 @@ final class SharedWindowReducer: BucketReducer {
         }
         if !single { targets = [result] }
         mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
-            if shared == nil && mpi.localSize > 1 {
+            if shared == nil {
                 slots[me].update(from: g, count: own.lowerBound)
                 (slots[me] + own.upperBound).update(from: g + own.upperBound, count: n - own.upperBound)
             }
