@@ -1,0 +1,383 @@
+import TandemAutograd
+import TandemKernels
+import TandemNN
+
+/// An error in a ViT config or checkpoint, naming the file and the field or tensor concerned.
+public struct ViTError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Which head sits on the ViT encoder, as HF's `architectures` entry names it.
+public enum ViTHead: String, Codable, Sendable {
+    /// `ViTForImageClassification`: a Linear on the final-LayerNorm'd [CLS] token, cross-entropy loss.
+    case imageClassification = "ViTForImageClassification"
+    /// `ViTForMaskedImageModeling` (SimMIM, Xie et al. 2022): a learned mask token, a 1x1 convolution to
+    /// encoder_stride² x num_channels channels and a pixel shuffle, L1 loss on the masked pixels.
+    case maskedImageModeling = "ViTForMaskedImageModeling"
+}
+
+/// The Vision Transformer's hyper-parameters (Dosovitskiy et al. 2021) as HF `ViTConfig`'s config.json
+/// fields, plus the head (`architectures`) and the classifier's labels (`id2label`).
+public struct ViTConfig: Codable, Equatable, Sendable {
+    public var hiddenSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var intermediateSize: Int
+    /// Only "gelu" (the exact, erf form) is supported.
+    public var hiddenAct: String
+    public var hiddenDropoutProb: Float
+    /// Read and written back for HF, but not applied: the fused attention kernel has no dropout on the
+    /// attention probabilities.
+    public var attentionProbsDropoutProb: Float
+    public var initializerRange: Float
+    public var layerNormEps: Float
+    /// Square images of image_size x image_size pixels.
+    public var imageSize: Int
+    public var patchSize: Int
+    public var numChannels: Int
+    public var qkvBias: Bool
+    /// The SimMIM decoder's upsampling factor; must equal patch_size for the masked-pixel loss.
+    public var encoderStride: Int
+    /// Class names by label index; num_labels is its count.
+    public var id2label: [Int: String]
+    public var head: ViTHead
+
+    /// The defaults are ViTConfig's (ViT-B/16 at 224 px, two labels, no dropout).
+    public init(hiddenSize: Int = 768, numHiddenLayers: Int = 12, numAttentionHeads: Int = 12,
+                intermediateSize: Int = 3072, hiddenAct: String = "gelu", hiddenDropoutProb: Float = 0,
+                attentionProbsDropoutProb: Float = 0, initializerRange: Float = 0.02, layerNormEps: Float = 1e-12,
+                imageSize: Int = 224, patchSize: Int = 16, numChannels: Int = 3, qkvBias: Bool = true,
+                encoderStride: Int = 16, id2label: [Int: String] = [0: "LABEL_0", 1: "LABEL_1"],
+                head: ViTHead = .imageClassification) {
+        self.hiddenSize = hiddenSize; self.numHiddenLayers = numHiddenLayers
+        self.numAttentionHeads = numAttentionHeads; self.intermediateSize = intermediateSize
+        self.hiddenAct = hiddenAct; self.hiddenDropoutProb = hiddenDropoutProb
+        self.attentionProbsDropoutProb = attentionProbsDropoutProb; self.initializerRange = initializerRange
+        self.layerNormEps = layerNormEps; self.imageSize = imageSize; self.patchSize = patchSize
+        self.numChannels = numChannels; self.qkvBias = qkvBias; self.encoderStride = encoderStride
+        self.id2label = id2label; self.head = head
+    }
+
+    /// The number of classes.
+    public var numLabels: Int { id2label.count }
+    /// Patches per side.
+    public var gridSize: Int { imageSize / patchSize }
+    /// Patches per image, NP.
+    public var numPatches: Int { gridSize * gridSize }
+    /// Tokens per image: the patches and [CLS].
+    public var sequenceLength: Int { numPatches + 1 }
+
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads", intermediateSize = "intermediate_size"
+        case hiddenAct = "hidden_act", hiddenDropoutProb = "hidden_dropout_prob"
+        case attentionProbsDropoutProb = "attention_probs_dropout_prob"
+        case initializerRange = "initializer_range", layerNormEps = "layer_norm_eps"
+        case imageSize = "image_size", patchSize = "patch_size", numChannels = "num_channels"
+        case qkvBias = "qkv_bias", encoderStride = "encoder_stride"
+        case id2label, label2id, numLabels = "num_labels", problemType = "problem_type"
+        case modelType = "model_type", architectures
+    }
+
+    /// Missing fields take ViTConfig's defaults, as `from_pretrained` does (labels from `id2label`, else
+    /// `num_labels` names LABEL_i, else two); the head is ViTForMaskedImageModeling when `architectures`
+    /// names it and image classification otherwise. Unsupported settings (an activation other than gelu,
+    /// non-square images or patches, a problem_type other than single-label classification) are errors.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ViTConfig()
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        hiddenDropoutProb = try c.decodeIfPresent(Float.self, forKey: .hiddenDropoutProb) ?? d.hiddenDropoutProb
+        attentionProbsDropoutProb = try c.decodeIfPresent(Float.self, forKey: .attentionProbsDropoutProb)
+            ?? d.attentionProbsDropoutProb
+        initializerRange = try c.decodeIfPresent(Float.self, forKey: .initializerRange) ?? d.initializerRange
+        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
+        imageSize = try Self.decodeSquare(c, .imageSize) ?? d.imageSize
+        patchSize = try Self.decodeSquare(c, .patchSize) ?? d.patchSize
+        numChannels = try c.decodeIfPresent(Int.self, forKey: .numChannels) ?? d.numChannels
+        qkvBias = try c.decodeIfPresent(Bool.self, forKey: .qkvBias) ?? d.qkvBias
+        encoderStride = try c.decodeIfPresent(Int.self, forKey: .encoderStride) ?? d.encoderStride
+        if let names = try c.decodeIfPresent([String: String].self, forKey: .id2label) {
+            var labels: [Int: String] = [:]
+            for (key, name) in names {
+                guard let i = Int(key) else {
+                    throw ViTError("id2label key \"\(key)\" is not an integer")
+                }
+                labels[i] = name
+            }
+            id2label = labels
+        } else if let n = try c.decodeIfPresent(Int.self, forKey: .numLabels) {
+            id2label = Dictionary(uniqueKeysWithValues: (0..<max(n, 0)).map { ($0, "LABEL_\($0)") })
+        } else {
+            id2label = d.id2label
+        }
+        let architectures = try c.decodeIfPresent([String].self, forKey: .architectures) ?? []
+        head = architectures.contains(ViTHead.maskedImageModeling.rawValue) ? .maskedImageModeling : .imageClassification
+        if let problem = try c.decodeIfPresent(String.self, forKey: .problemType), problem != "single_label_classification" {
+            throw ViTError("problem_type \"\(problem)\" is not supported (only single_label_classification)")
+        }
+        try validate()
+    }
+
+    /// image_size and patch_size may be an integer or a pair; a pair must be square.
+    private static func decodeSquare(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Int? {
+        if let n = try? c.decodeIfPresent(Int.self, forKey: key) { return n }
+        guard let pair = try c.decodeIfPresent([Int].self, forKey: key) else { return nil }
+        guard pair.count == 2, pair[0] == pair[1] else {
+            throw ViTError("\(key.stringValue) \(pair) is not supported (only square sizes)")
+        }
+        return pair[0]
+    }
+
+    /// Writes a config.json that transformers loads as the config's head (ViTForImageClassification or
+    /// ViTForMaskedImageModeling), with `id2label` and `label2id`.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode([head.rawValue], forKey: .architectures)
+        try c.encode("vit", forKey: .modelType)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(hiddenDropoutProb, forKey: .hiddenDropoutProb)
+        try c.encode(attentionProbsDropoutProb, forKey: .attentionProbsDropoutProb)
+        try c.encode(initializerRange, forKey: .initializerRange)
+        try c.encode(layerNormEps, forKey: .layerNormEps)
+        try c.encode(imageSize, forKey: .imageSize)
+        try c.encode(patchSize, forKey: .patchSize)
+        try c.encode(numChannels, forKey: .numChannels)
+        try c.encode(qkvBias, forKey: .qkvBias)
+        try c.encode(encoderStride, forKey: .encoderStride)
+        try c.encode(Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) }), forKey: .id2label)
+        try c.encode(Dictionary(id2label.map { ($0.value, $0.key) }, uniquingKeysWith: min), forKey: .label2id)
+    }
+
+    /// Checks what the model relies on: the GELU flavour, heads dividing the width, patches tiling the
+    /// image, labels numbered 0..<num_labels (at least two: one would be HF's regression), positive sizes.
+    public func validate() throws {
+        guard hiddenAct == "gelu" else {
+            throw ViTError("hidden_act \"\(hiddenAct)\" is not supported (only gelu, the erf form)")
+        }
+        for (key, value) in [("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
+                             ("num_attention_heads", numAttentionHeads), ("intermediate_size", intermediateSize),
+                             ("image_size", imageSize), ("patch_size", patchSize), ("num_channels", numChannels),
+                             ("encoder_stride", encoderStride)]
+        where value <= 0 {
+            throw ViTError("\(key) must be positive, not \(value)")
+        }
+        guard hiddenSize % numAttentionHeads == 0 else {
+            throw ViTError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        guard imageSize % patchSize == 0 else {
+            throw ViTError("image_size \(imageSize) is not a multiple of patch_size \(patchSize)")
+        }
+        guard numLabels >= 2, Set(id2label.keys) == Set(0..<numLabels) else {
+            throw ViTError("id2label must number at least two labels 0..<num_labels, not \(id2label.keys.sorted())")
+        }
+    }
+}
+
+/// The Vision Transformer (Dosovitskiy et al. 2021) with HF's heads: patches of P x P pixels embedded by
+/// one GEMM (HF's Conv2d with kernel = stride = P), a learned [CLS] token in front, learned position
+/// embeddings, pre-LN transformer blocks with erf GELU, a final LayerNorm, and either a classifier on the
+/// [CLS] token (ViTForImageClassification) or SimMIM's decoder (ViTForMaskedImageModeling: a mask token
+/// replacing masked patch embeddings, a 1x1 convolution from C to encoder_stride² x channels on the patch
+/// tokens, a pixel shuffle back to an image, L1 loss on masked pixels).
+///
+/// Parameters are registered under the names and PyTorch layouts of HF's checkpoints (conv weights
+/// (OC, C, kH, kW)), in the `named_parameters()` order of transformers 4 (transformers 5 renames the
+/// modules in memory but still reads and writes these names):
+/// `vit.embeddings.{cls_token, mask_token (MIM only), position_embeddings,
+/// patch_embeddings.projection.{weight, bias}}`, then per layer `attention.attention.{query, key, value}`,
+/// `attention.output.dense`, `intermediate.dense`, `output.dense`, `layernorm_before`, `layernorm_after`,
+/// then `vit.layernorm`, and `classifier` or `decoder.0`. There is no pooler (both heads build ViTModel
+/// with `add_pooling_layer=False`).
+///
+/// Dropout (`hidden_dropout_prob`) follows the embeddings and the attention and MLP outputs of every
+/// block; `attention_probs_dropout_prob` is not applied.
+public final class ViT {
+    public let config: ViTConfig
+    /// (1, 1, C)
+    public let classToken: Parameter
+    /// (1, 1, C), ViTForMaskedImageModeling only.
+    public let maskToken: Parameter?
+    /// (1, NP + 1, C)
+    public let positionEmbeddings: Parameter
+    /// (C, channels, P, P)
+    public let patchWeight: Parameter
+    /// (C)
+    public let patchBias: Parameter
+    public let blocks: [TransformerBlock]
+    public let finalNorm: LayerNorm
+    /// (num_labels, C) and (num_labels), ViTForImageClassification only.
+    public let classifier: Linear?
+    /// (encoder_stride² channels, C, 1, 1), ViTForMaskedImageModeling only.
+    public let decoderWeight: Parameter?
+    /// (encoder_stride² channels)
+    public let decoderBias: Parameter?
+    /// This model's parameters in registration order.
+    public let parameters: [Parameter]
+
+    /// Registers every parameter in `arena` and draws HF's init: normal(0, initializer_range) for Linear
+    /// and Conv2d weights, the [CLS] token and the positions (HF truncates those at ±2, which at this std
+    /// never happens), zero biases and mask token, LayerNorm ones and zeros. The tokens and positions are
+    /// excluded from weight decay, as in DeiT and timm.
+    public init(_ config: ViTConfig, arena: ParameterArena, rng: Philox) {
+        self.config = config
+        let root = ParameterScope(arena: arena, rng: rng)
+        let firstIndex = arena.parameters.count
+        let vit = root("vit"), embeddings = vit("embeddings")
+        let C = config.hiddenSize, eps = config.layerNormEps, P = config.patchSize
+        let init_ = ParameterInit.normal(std: config.initializerRange)
+        // PyTorch lists a module's own parameters (in assignment order) before its children's.
+        classToken = embeddings.parameter("cls_token", Shape(1, 1, C), init_, decays: false)
+        maskToken = config.head == .maskedImageModeling
+            ? embeddings.parameter("mask_token", Shape(1, 1, C), .zeros, decays: false) : nil
+        positionEmbeddings = embeddings.parameter("position_embeddings", Shape(1, config.sequenceLength, C), init_,
+                                                  decays: false)
+        let projection = embeddings("patch_embeddings")("projection")
+        patchWeight = projection.parameter("weight", Shape(C, config.numChannels, P, P), init_)
+        patchBias = projection.parameter("bias", Shape(C), .zeros, decays: false)
+        blocks = (0..<config.numHiddenLayers).map { i in
+            let layer = vit("encoder")("layer")("\(i)")
+            let attention = layer("attention"), selfAttention = attention("attention")
+            let heads = MultiHeadAttention(
+                query: Linear(selfAttention("query"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
+                key: Linear(selfAttention("key"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
+                value: Linear(selfAttention("value"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
+                output: Linear(attention("output")("dense"), inputs: C, outputs: C, initializer: init_),
+                heads: config.numAttentionHeads)
+            let up = Linear(layer("intermediate")("dense"), inputs: C, outputs: config.intermediateSize, initializer: init_)
+            let down = Linear(layer("output")("dense"), inputs: config.intermediateSize, outputs: C, initializer: init_)
+            let before = LayerNorm(layer("layernorm_before"), dimensions: C, eps: eps)
+            let after = LayerNorm(layer("layernorm_after"), dimensions: C, eps: eps)
+            return TransformerBlock(attention: heads, attentionNorm: before,
+                                    feedForward: FeedForward(up: up, down: down, approximation: .erf),
+                                    feedForwardNorm: after, norm: .pre, dropout: config.hiddenDropoutProb)
+        }
+        finalNorm = LayerNorm(vit("layernorm"), dimensions: C, eps: eps)
+        switch config.head {
+        case .imageClassification:
+            classifier = Linear(root("classifier"), inputs: C, outputs: config.numLabels, initializer: init_)
+            decoderWeight = nil
+            decoderBias = nil
+        case .maskedImageModeling:
+            classifier = nil
+            let r = config.encoderStride, decoder = root("decoder")("0")
+            decoderWeight = decoder.parameter("weight", Shape(r * r * config.numChannels, C, 1, 1), init_)
+            decoderBias = decoder.parameter("bias", Shape(r * r * config.numChannels), .zeros, decays: false)
+        }
+        parameters = Array(arena.parameters[firstIndex...])
+    }
+
+    // MARK: - Graph
+
+    /// The tensors of one recorded graph for B images. The caller fills the inputs before
+    /// `tape.forward()`.
+    public struct Graph {
+        public let batch: Int
+        /// (B, channels, H, W) input pixels, H = W = image_size.
+        public let pixelValues: Tensor
+        /// (B) class labels, -100 for none (classification only; -100 when recorded).
+        public let labels: UnsafeMutablePointer<Int32>?
+        /// (B, NP) patch mask, 1 for masked patches and 0 elsewhere (MIM only; zeros when recorded).
+        public let boolMaskedPos: Tensor?
+        /// (B, NP + 1, C), the final-LayerNorm'd encoder output, [CLS] first.
+        public let lastHiddenState: Tensor
+        /// (B, num_labels), classification only.
+        public let logits: Tensor?
+        /// (B, channels, G r, G r) with G = image_size / patch_size and r = encoder_stride, MIM only.
+        public let reconstruction: Tensor?
+        /// Classification: mean cross-entropy over the labels that are not -100. MIM: the masked-pixel L1
+        /// loss, present when encoder_stride equals patch_size (the reconstruction then has the input's
+        /// size, which HF also requires for the loss).
+        public let loss: Tensor?
+    }
+
+    /// Records the forward pass for B images on `tape`.
+    public func record(on tape: Tape, batch B: Int) -> Graph {
+        let C = config.hiddenSize, NP = config.numPatches, T = config.sequenceLength, S = config.imageSize
+        let pixels = tape.input(Shape(B, config.numChannels, S, S))
+        var x = tape.linear(tape.patches(pixels, size: config.patchSize), flattening: patchWeight, bias: patchBias)
+        var mask: Tensor? = nil
+        if let maskToken {
+            let m = tape.input(Shape(B, NP))
+            m.data.update(repeating: 0, count: B * NP)
+            x = tape.maskTokens(x, mask: m, token: maskToken)
+            mask = m
+        }
+        x = tape.dropout(tape.prependClassToken(x, token: classToken, positions: positionEmbeddings),
+                         p: config.hiddenDropoutProb)
+        for block in blocks { x = block(x, keyMask: nil, causal: false, on: tape) }
+        let hidden = finalNorm(x, on: tape)
+
+        if let classifier {
+            let first = tape.intInput(count: B)
+            for b in 0..<B { first[b] = Int32(b * T) }
+            let logits = classifier(tape.gatherRows(hidden, rows: first, count: B), on: tape)
+            let labels = tape.intInput(count: B)
+            labels.update(repeating: -100, count: B)
+            return Graph(batch: B, pixelValues: pixels, labels: labels, boolMaskedPos: nil, lastHiddenState: hidden,
+                         logits: logits, reconstruction: nil, loss: tape.crossEntropy(logits, targets: labels))
+        }
+        let rows = tape.intInput(count: B * NP)
+        for b in 0..<B { for i in 0..<NP { rows[b * NP + i] = Int32(b * T + 1 + i) } }
+        let tokens = tape.gatherRows(hidden, rows: rows, count: B * NP).reshaped(Shape(B, NP, C))
+        let r = config.encoderStride, side = config.gridSize * r
+        let channelsLast = tape.linear(tokens, flattening: decoderWeight!, bias: decoderBias)
+        let reconstruction = tape.unpatch(channelsLast, channels: config.numChannels, height: side, width: side, patch: r)
+        let loss = r == config.patchSize
+            ? tape.maskedL1Loss(reconstruction, target: pixels, mask: mask!, patch: config.patchSize) : nil
+        return Graph(batch: B, pixelValues: pixels, labels: nil, boolMaskedPos: mask, lastHiddenState: hidden,
+                     logits: nil, reconstruction: reconstruction, loss: loss)
+    }
+
+    // MARK: - Loading transformers checkpoints
+
+    /// What `load(shapes:origin:copy:)` did besides copying: the parameters left at their init and the
+    /// checkpoint tensors it did not use.
+    public struct LoadReport: Equatable, Sendable {
+        /// Whether the checkpoint's names carried the `vit.` prefix (a model with a head).
+        public var prefixed: Bool
+        /// Our parameters that the checkpoint lacks and that keep their init (mask token and heads only).
+        public var keptInit: [String]
+        /// Checkpoint tensors that were not loaded (e.g. a pooler, or the other head).
+        public var ignored: [String]
+    }
+
+    /// Fills the parameters from a transformers checkpoint, given its tensor shapes and a way to copy a
+    /// tensor as Float32. Names may carry the `vit.` prefix (a model with a head) or not (ViTModel).
+    /// Embedding and encoder tensors must all be present; the mask token and the head keep their init
+    /// when absent. A shape that differs is an error naming the tensor and `origin`.
+    public func load(shapes: [String: [Int]], origin: String,
+                     copy: (_ name: String, _ into: UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> LoadReport {
+        let prefixed = shapes.keys.contains { $0.hasPrefix("vit.") }
+        var used = Set<String>()
+        var keptInit: [String] = []
+        let optional = Set([maskToken, classifier?.weight, classifier?.bias, decoderWeight, decoderBias]
+            .compactMap { $0?.name })
+        for p in parameters {
+            let name = !prefixed && p.name.hasPrefix("vit.") ? String(p.name.dropFirst("vit.".count)) : p.name
+            guard let shape = shapes[name] else {
+                guard optional.contains(p.name) else {
+                    throw ViTError("\(origin): missing tensor \(name) (\(p.shape))")
+                }
+                keptInit.append(p.name)
+                continue
+            }
+            guard shape == p.shape.dims else {
+                throw ViTError("\(origin): tensor \(name) has shape \(Shape(shape)) but the config needs \(p.shape)")
+            }
+            try copy(name, p.values)
+            used.insert(name)
+        }
+        return LoadReport(prefixed: prefixed, keptInit: keptInit, ignored: shapes.keys.filter { !used.contains($0) }.sorted())
+    }
+}

@@ -1,0 +1,168 @@
+import XCTest
+import TandemAutograd
+import TandemTestSupport
+
+/// Finite-difference checks of the ViT tape ops (patches, flattened-weight linear, mask tokens, [CLS] and
+/// positions, unpatch / pixel shuffle, masked L1), and their forward values against direct formulas.
+final class ViTOpsTests: XCTestCase {
+    /// Checks d(Σ output R)/d(x) through the tape: the output is reduced by a Linear with weight R, so
+    /// that `backward(from:)` delivers dout = R to the op under test. `record` registers nothing new in
+    /// `arena` and returns the op's output, the tensor (a tape tensor or a parameter) under test, and a
+    /// check of the forward values that runs after the first forward pass.
+    private func check(_ name: String, outputCount: Int, arena: ParameterArena = ParameterArena(),
+                       step: Float = 1e-2, record: (Tape) -> (output: Tensor, x: Tensor, verify: () -> Void),
+                       file: StaticString = #filePath, line: UInt = #line) {
+        let r = arena.register("r", Shape(1, outputCount), initializer: .zeros)
+        arena.seal()
+        arena.reinitialize(rng: Philox(seed: 3))
+        let tape = Tape(minimumBlockBytes: 1 << 16)
+        tape.training = false
+        let (output, x, verify) = record(tape)
+        let loss = tape.linear(output.reshaped(Shape(1, outputCount)), weight: r, bias: nil)
+        tape.forward()
+        verify()
+        let start = Array(x.values)
+        gradCheck(name, x: start, outputCount: outputCount, step: step, forward: { values in
+            x.data.update(from: values, count: values.count)
+            tape.forward()
+            return Array(output.values)
+        }, backward: { values, dout, dx in
+            x.data.update(from: values, count: values.count)
+            r.values.baseAddress!.update(from: dout, count: outputCount)
+            arena.zeroGrads()
+            tape.forward()
+            tape.backward(from: loss)
+            for i in 0..<dx.count { dx[i] += x.grad![i] }
+        }, file: file, line: line)
+    }
+
+    private func fill(_ t: Tensor, seed: UInt64, scale: Float = 1) {
+        t.data.update(from: GradCheck.random(count: t.count, seed: seed, scale: scale), count: t.count)
+    }
+
+    func testPatchesMatchesIndexFormulaAndGradient() {
+        let B = 2, C = 3, H = 6, W = 9, P = 3
+        check("patches", outputCount: B * C * H * W) { tape in
+            let pixels = tape.tensor(Shape(B, C, H, W))
+            self.fill(pixels, seed: 1)
+            let y = tape.patches(pixels, size: P)
+            return (y, pixels, { XCTAssertEqual(y.shape, Shape(B, 6, C * P * P)) })
+        }
+    }
+
+    func testFlattenedLinearIsTheConvolutionOnPatches() {
+        // A Conv2d (OC, C, P, P) with stride P, computed directly, equals linear(patches, flattening:).
+        let B = 2, C = 2, S = 6, P = 3, OC = 5
+        let arena = ParameterArena()
+        let weight = arena.register("w", Shape(OC, C, P, P), initializer: .normal(std: 1))
+        let bias = arena.register("b", Shape(OC), initializer: .normal(std: 1))
+        arena.seal()
+        arena.reinitialize(rng: Philox(seed: 5))
+        let tape = Tape(minimumBlockBytes: 1 << 16)
+        let pixels = tape.input(Shape(B, C, S, S))
+        fill(pixels, seed: 2)
+        let y = tape.linear(tape.patches(pixels, size: P), flattening: weight, bias: bias)
+        tape.forward()
+        let G = S / P
+        for b in 0..<B { for o in 0..<OC { for gy in 0..<G { for gx in 0..<G {
+            var sum = bias.value[o]
+            for c in 0..<C { for ky in 0..<P { for kx in 0..<P {
+                sum += weight.value[((o * C + c) * P + ky) * P + kx] * pixels.data[((b * C + c) * S + gy * P + ky) * S + gx * P + kx]
+            } } }
+            XCTAssertEqual(y.data[(b * G * G + gy * G + gx) * OC + o], sum, accuracy: 1e-4)
+        } } } }
+    }
+
+    func testFlattenedLinearGradients() {
+        let arena = ParameterArena()
+        let weight = arena.register("w", Shape(4, 3, 2, 2), initializer: .normal(std: 1))
+        let bias = arena.register("b", Shape(4), initializer: .normal(std: 1))
+        check("linear(flattening:) weight", outputCount: 5 * 4, arena: arena) { tape in
+            let x = tape.tensor(Shape(5, 12))
+            self.fill(x, seed: 4)
+            return (tape.linear(x, flattening: weight, bias: bias), Tensor(weight), {})
+        }
+    }
+
+    func testMaskTokensReplaceMaskedRowsAndPassGradients() {
+        let N = 6, C = 5
+        let mask: [Float] = [0, 1, 0, 0, 1, 1]
+        for checked in ["input", "token"] {
+            let arena = ParameterArena()
+            let token = arena.register("token", Shape(1, 1, C), initializer: .normal(std: 1))
+            check("maskTokens \(checked)", outputCount: N * C, arena: arena) { tape in
+                let x = tape.tensor(Shape(2, 3, C))
+                self.fill(x, seed: 6)
+                let m = tape.input(Shape(2, 3))
+                m.data.update(from: mask, count: N)
+                let y = tape.maskTokens(x, mask: m, token: token)
+                return (y, checked == "input" ? x : Tensor(token), {
+                    for n in 0..<N { for c in 0..<C {
+                        XCTAssertEqual(y.data[n * C + c], mask[n] == 1 ? token.value[c] : x.data[n * C + c])
+                    } }
+                })
+            }
+        }
+    }
+
+    func testClassTokenAndPositions() {
+        let B = 3, NP = 4, C = 5
+        for checked in ["input", "token", "positions"] {
+            let arena = ParameterArena()
+            let token = arena.register("cls", Shape(1, 1, C), initializer: .normal(std: 1))
+            let positions = arena.register("pos", Shape(1, NP + 1, C), initializer: .normal(std: 1))
+            check("prependClassToken \(checked)", outputCount: B * (NP + 1) * C, arena: arena) { tape in
+                let x = tape.tensor(Shape(B, NP, C))
+                self.fill(x, seed: 8)
+                let y = tape.prependClassToken(x, token: token, positions: positions)
+                return (y, checked == "input" ? x : checked == "token" ? Tensor(token) : Tensor(positions), {
+                    for b in 0..<B { for t in 0...NP { for c in 0..<C {
+                        let source = t == 0 ? token.value[c] : x.data[(b * NP + t - 1) * C + c]
+                        XCTAssertEqual(y.data[(b * (NP + 1) + t) * C + c], source + positions.value[t * C + c])
+                    } } }
+                })
+            }
+        }
+    }
+
+    func testUnpatchIsPixelShuffleOfChannelsLastPositions() {
+        // PyTorch's PixelShuffle(r) on (B, C r², G, G): out[b, c, h r + i, w r + j] = in[b, c r² + i r + j, h, w].
+        let B = 2, C = 3, G = 2, r = 3, S = G * r
+        check("unpatch", outputCount: B * C * S * S) { tape in
+            let x = tape.tensor(Shape(B, G * G, C * r * r))
+            self.fill(x, seed: 10)
+            let y = tape.unpatch(x, channels: C, height: S, width: S, patch: r)
+            return (y, x, {
+                for b in 0..<B { for c in 0..<C { for h in 0..<G { for w in 0..<G { for i in 0..<r { for j in 0..<r {
+                    XCTAssertEqual(y.data[((b * C + c) * S + h * r + i) * S + w * r + j],
+                                   x.data[(b * G * G + h * G + w) * C * r * r + c * r * r + i * r + j])
+                } } } } } }
+            })
+        }
+    }
+
+    func testMaskedL1LossValueAndGradient() {
+        let B = 2, C = 3, S = 6, P = 3, NP = 4
+        let mask: [Float] = [1, 0, 0, 1, 0, 1, 1, 1]
+        check("maskedL1Loss", outputCount: 1) { tape in
+            let prediction = tape.tensor(Shape(B, C, S, S))
+            self.fill(prediction, seed: 12)
+            let target = tape.input(Shape(B, C, S, S))
+            // Targets at least 0.2 away from the prediction, so that no finite-difference step crosses a kink.
+            let offsets = GradCheck.random(count: target.count, seed: 13)
+            for i in 0..<target.count { target.data[i] = prediction.data[i] + (offsets[i] < 0 ? -0.2 : 0.2) + offsets[i] }
+            let m = tape.input(Shape(B, NP))
+            m.data.update(from: mask, count: B * NP)
+            let loss = tape.maskedL1Loss(prediction, target: target, mask: m, patch: P)
+            return (loss, prediction, {
+                var total = 0.0
+                for b in 0..<B { for c in 0..<C { for y in 0..<S { for x in 0..<S {
+                    let i = ((b * C + c) * S + y) * S + x
+                    total += Double(abs(prediction.data[i] - target.data[i])) * Double(mask[b * NP + (y / P) * 2 + x / P])
+                } } } }
+                let expected = total / (Double(mask.reduce(0, +)) * Double(P * P) + 1e-5) / Double(C)
+                XCTAssertEqual(Double(loss.data[0]), expected, accuracy: 1e-6 * expected)
+            })
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import XCTest
+import TandemAutograd
+import TandemCheckpoint
+import TandemModels
+import TandemTestSupport
+import TandemTraining
+
+/// `tandem debug forward|grads` against transformers' ViTForImageClassification and
+/// ViTForMaskedImageModeling on the fixtures written by scripts/fixtures/make_vit_fixtures.py (random
+/// models of 20 px images, patch 5, hidden 36 = 3 heads of 12, 2 layers, 7 labels, batch 3).
+final class ViTParityTests: XCTestCase {
+    private var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-vit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    private func out(_ name: String) -> String { scratch.appendingPathComponent(name).path }
+
+    func testClassificationForwardMatchesTransformers() throws {
+        try checkForward("classification", outputs: ["last_hidden_state", "logits"])
+    }
+
+    func testMaskedImageModelingForwardMatchesTransformers() throws {
+        try checkForward("mim", outputs: ["last_hidden_state", "reconstruction"])
+    }
+
+    func testClassificationGradsMatchTransformers() throws {
+        try checkGrads("classification")
+    }
+
+    func testMaskedImageModelingGradsMatchTransformers() throws {
+        try checkGrads("mim")
+    }
+
+    private func checkForward(_ name: String, outputs: [String]) throws {
+        let path = out("\(name)-forward.safetensors")
+        try ViTDebugCommands.forward(model: ViTFixtures.path(name), batch: ViTFixtures.path("\(name)-batch.safetensors"),
+                                     out: path, log: { _ in })
+        let ours = try SafeTensorsFile(path: path)
+        let reference = try SafeTensorsFile(path: ViTFixtures.path("\(name)-forward.safetensors"))
+        XCTAssertEqual(Set(ours.names), Set(reference.names))
+        for output in outputs {
+            XCTAssertEqual(try ours.info(output).shape, try reference.info(output).shape, output)
+            let difference = maxAbsDifference(try ours.floats(output), try reference.floats(output))
+            print("ViT \(name) forward parity: \(output) max abs difference \(difference)")
+            XCTAssertLessThanOrEqual(difference, 1e-4, output)
+        }
+        let loss = try ours.floats("loss")[0], expected = try reference.floats("loss")[0]
+        XCTAssertEqual(try ours.info("loss").shape, [])
+        print("ViT \(name) forward parity: loss \(loss) vs \(expected), relative difference \(abs(loss - expected) / abs(expected))")
+        XCTAssertLessThanOrEqual(abs(loss - expected) / abs(expected), 1e-5, "loss \(loss) vs \(expected)")
+    }
+
+    private func checkGrads(_ name: String) throws {
+        let path = out("\(name)-grads.safetensors")
+        try ViTDebugCommands.grads(model: ViTFixtures.path(name), batch: ViTFixtures.path("\(name)-batch.safetensors"),
+                                   out: path, log: { _ in })
+        let ours = try SafeTensorsFile(path: path)
+        let reference = try SafeTensorsFile(path: ViTFixtures.path("\(name)-grads.safetensors"))
+        XCTAssertEqual(Set(ours.names), Set(reference.names))
+        let loss = try ours.floats("loss")[0], expected = try reference.floats("loss")[0]
+        XCTAssertLessThanOrEqual(abs(loss - expected) / abs(expected), 1e-5, "loss \(loss) vs \(expected)")
+        var worst = (name: "", error: 0.0)
+        for tensor in reference.names where tensor != "loss" {
+            XCTAssertEqual(try ours.info(tensor).shape, try reference.info(tensor).shape, tensor)
+            if tensor.hasSuffix("attention.attention.key.bias") {
+                // Softmax over keys ignores q·b_k, the same for every key: the exact gradient is zero and
+                // both sides hold rounding noise, so no ratio is meaningful.
+                XCTAssertLessThanOrEqual(norm(try ours.floats(tensor)), 1e-6, tensor)
+                XCTAssertLessThanOrEqual(norm(try reference.floats(tensor)), 1e-6, tensor)
+                continue
+            }
+            let error = relativeError(try ours.floats(tensor), try reference.floats(tensor))
+            XCTAssertLessThanOrEqual(error, 1e-4, tensor)
+            if error > worst.error { worst = (tensor, error) }
+        }
+        print("ViT \(name) gradient parity: loss relative difference \(abs(loss - expected) / abs(expected)), "
+              + "worst relative gradient error \(worst.error) on \(worst.name)")
+    }
+
+    private func norm(_ a: [Float]) -> Double { a.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+
+    private func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count)
+        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+}
+
+enum ViTFixtures {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Fixtures").appendingPathComponent("vit")
+    static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+}
