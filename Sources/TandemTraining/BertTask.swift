@@ -1,11 +1,12 @@
 import Foundation
 import TandemAutograd
+import TandemCheckpoint
 import TandemData
 import TandemModels
 
 /// BERT pretraining (Devlin et al. 2019): masked LM at the masked positions only plus next-sentence
 /// prediction, on sentence pairs cut from token shards (`PretrainingExamples`).
-public final class BertPretrainingTask: EvaluatingTask {
+public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
     public let arena = ParameterArena()
     public let model: BERT
     public let examples: PretrainingExamples
@@ -80,6 +81,22 @@ public final class BertPretrainingTask: EvaluatingTask {
         var fields = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
         fields["model_type"] = "bert"
         return jsonText(fields)
+    }
+
+    /// The micro-batch in the graph as an HF batch file: `labels` (B, T) hold the original token at the
+    /// masked positions and -100 elsewhere, which is what BertForPreTraining's loss expects.
+    public func writeBatch(to path: String) throws {
+        guard let g = graph, let rows = g.maskedPositions else { return }
+        let B = microBatch, T = options.maxSequence, P = options.maxPredictions
+        var labels = [Int64](repeating: -100, count: B * T)
+        for r in 0..<(B * P) where g.mlmLabels[r] != -100 { labels[Int(rows[r])] = Int64(g.mlmLabels[r]) }
+        var w = SafeTensorsWriter()
+        w.add("input_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.inputIDs[$0]) })
+        w.add("token_type_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.tokenTypeIDs[$0]) })
+        w.add("attention_mask", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.attentionMask.data[$0]) })
+        w.add("labels", shape: [B, T], int64s: labels)
+        w.add("next_sentence_label", shape: [B], int64s: (0..<B).map { Int64(g.nextSentenceLabels[$0]) })
+        try w.write(toPath: path)
     }
 
     // MARK: - Evaluation

@@ -34,6 +34,7 @@ public enum ConfigSchema {
         "train.eps": .init(kind: .float(1e-12...1), default: .float(1e-6), help: "Adam epsilon"),
         "train.clip_grad_norm": .init(kind: .float(0...1e6), default: .float(1.0), help: "global gradient-norm clip after the all-reduce; 0 turns it off"),
         "train.stop_at": .init(kind: .int(0...Int.max), default: .int(0), help: "stop with a checkpoint once this step is reached (0: run to train.steps); the schedule still follows train.steps"),
+        "train.dump_batches": .init(kind: .string, default: nil, help: "debugging: write every micro-batch as an HF batch file (step-S-rank-R-micro-M.safetensors) and the initial weights into this directory"),
         "train.log_every": .init(kind: .int(1...Int.max), default: .int(10), help: "steps between progress lines"),
         "train.threads": .init(kind: .int(1...4096), default: .int(1), help: "OpenBLAS threads per rank"),
         "train.metrics": .init(kind: .string, default: nil, help: "JSONL metrics file (default: checkpoint.dir/metrics.jsonl)"),

@@ -40,6 +40,12 @@ public protocol EvaluatingTask: TrainingTask {
     func describeEval(_ sums: [Double]) -> [(String, Double)]
 }
 
+/// A task that can write the micro-batch in its graph as an HF batch file (`train.dump_batches`), so a
+/// reference framework can train on exactly the same batches and masks.
+public protocol BatchWriting: TrainingTask {
+    func writeBatch(to path: String) throws
+}
+
 extension TrainingTask {
     /// By default every parameter under its registration name.
     public var checkpointTensors: [(String, Parameter)] { arena.parameters.map { ($0.name, $0) } }

@@ -88,6 +88,8 @@ public final class Trainer {
     public let loss: Tensor
     /// The next optimizer step to run (0-based); a resumed run starts past 0.
     public var step = 0
+    /// Where every micro-batch is written as an HF batch file (`train.dump_batches`); nil in training.
+    public var batchDumpDirectory: String?
     /// Overlapped, averaged reduction (the default mode); nil in deterministic mode.
     private let buckets: GradientBuckets?
     /// Fixed-order reduction over global micro-batch index (`distributed.deterministic`); nil otherwise.
@@ -149,6 +151,14 @@ public final class Trainer {
                 indices[b] = sampler.sample(atCursor: step * s.globalBatch + first + b)
             }
             task.fill(samples: UnsafeBufferPointer(indices), epoch: sampler.epoch(ofCursor: step * s.globalBatch))
+            if let dir = batchDumpDirectory, let writer = task as? BatchWriting {
+                do {
+                    try writer.writeBatch(to: dir + String(format: "/step-%06d-rank-%d-micro-%d.safetensors", step, rank, j))
+                } catch {
+                    FileHandle.standardError.write(Data("train.dump_batches: \(error); no more batches are written\n".utf8))
+                    batchDumpDirectory = nil
+                }
+            }
             r.times.data += monotonicSeconds() - t
             t = monotonicSeconds()
             tape.step = UInt64(step * microPerStep + first / s.microBatch)

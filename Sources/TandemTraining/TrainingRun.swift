@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TandemCheckpoint
 import TandemCollectives
 import TandemKernels
 import TandemData
@@ -37,6 +38,16 @@ public enum TrainingRun {
         if let resume {
             if let dir = try Resumer.resume(resume, root: checkpointRoot, trainer: trainer, log: { log.warning("\($0)") }) {
                 log.info("resumed from \(dir) at step \(trainer.step)")
+            }
+        }
+        if let dump = config.string("train.dump_batches") {
+            try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
+            trainer.batchDumpDirectory = dump
+            if comm.rank == 0 {
+                var w = SafeTensorsWriter()
+                for (name, p) in task.checkpointTensors { w.add(name, shape: p.shape.dims, borrowing: UnsafeBufferPointer(p.values)) }
+                try w.write(toPath: dump + "/initial.safetensors")
+                try task.hfConfigJSON.write(toFile: dump + "/config.json", atomically: true, encoding: .utf8)
             }
         }
         let checkpointer = comm.rank == 0 ? checkpointRoot.map {
