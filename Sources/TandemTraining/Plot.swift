@@ -151,9 +151,7 @@ struct Figure {
         let ranks = run.training.keys.count
         let evalSteps = run.evaluation.keys.sorted()
         let first = steps.first ?? 0, last = steps.last ?? 0
-        var xs = steps.map(Double.init) + evalSteps.map(Double.init)
-        if xs.isEmpty { xs = [0] }
-        let xAxis = Axis(values: xs + [0], fromZero: true)
+        let xAxis = Axis(values: steps.map(Double.init) + evalSteps.map(Double.init), fromZero: false)
         let panels = [lossPanel(), evalLossPanel(), accuracyPanel(), throughputPanel(), spreadPanel(), phasePanel()]
 
         var s = """
@@ -185,24 +183,24 @@ struct Figure {
     func lossPanel() -> Panel {
         var p = Panel(title: "Training loss", yLabel: "loss", rightLabel: "learning rate")
         let loss = series("loss")
-        p.curves.append(Curve(name: "loss", color: "#9ecae1", points: thin(loss, mean), width: 1.1))
-        // Debiased exponential moving average (as TensorBoard's smoothing), with a time constant of about
-        // 1/25 of the run so a short run still shows its trend and a long one is not over-smoothed.
-        let tau = min(max(Double(loss.count) / 25, 1), 200)
-        if loss.count >= 10 {
-            let beta = 1 - 1 / tau
-            var average = 0.0, weight = 0.0
-            let smooth = loss.map { point -> (x: Double, y: Double) in
-                average = beta * average + (1 - beta) * point.y
-                weight = beta * weight + (1 - beta)
-                return (point.x, average / weight)
+        p.curves.append(Curve(name: "loss", color: "#9ecae1", points: thin(loss, Self.mean), width: 1.1))
+        // A centred moving average over about 1/20 of the run: unlike an exponential average it does not
+        // lag behind a falling loss (a plot is drawn after the fact, so it may look ahead). Near the ends
+        // the window narrows symmetrically, so the first steps' steep fall is not pulled down.
+        let window = min(max(loss.count / 40, 1), 250)
+        if loss.count >= 20 {
+            var prefix = [0.0]
+            for point in loss { prefix.append(prefix.last! + point.y) }
+            let smooth = loss.indices.map { i -> (x: Double, y: Double) in
+                let half = min(window, i, loss.count - 1 - i)
+                return (loss[i].x, (prefix[i + half + 1] - prefix[i - half]) / Double(2 * half + 1))
             }
-            p.curves.append(Curve(name: "smoothed (EMA, \(Int(tau.rounded())) steps)", color: "#08519c",
-                                  points: thin(smooth, mean), width: 2.4))
+            p.curves.append(Curve(name: "smoothed (mean of \(2 * window + 1) steps)", color: "#08519c",
+                                  points: thin(smooth, Self.mean), width: 2.4))
         }
         let lr = series("lr")
         if !lr.isEmpty {
-            p.curves.append(Curve(name: "learning rate (right)", color: "#888888", points: thin(lr, mean), width: 1.2,
+            p.curves.append(Curve(name: "learning rate (right)", color: "#888888", points: thin(lr, Self.mean), width: 1.2,
                                   dash: "5,3", right: true))
             p.rightFromZero = true
         }
@@ -250,10 +248,10 @@ struct Figure {
     func throughputPanel() -> Panel {
         var p = Panel(title: "Throughput (rank 0, per log interval)", yLabel: "samples / s", rightLabel: "MFU (%)",
                       fromZero: true, rightFromZero: true)
-        p.curves.append(Curve(name: "samples/s", color: "#2ca02c", points: thin(series("samples_per_s"), mean), width: 2))
+        p.curves.append(Curve(name: "samples/s", color: "#2ca02c", points: thin(series("samples_per_s"), Self.mean), width: 2))
         let mfu = series("mfu", scale: 100)
         if mfu.isEmpty { p.rightLabel = nil } else {
-            p.curves.append(Curve(name: "MFU % (right)", color: "#9467bd", points: thin(mfu, mean), width: 1.6,
+            p.curves.append(Curve(name: "MFU % (right)", color: "#9467bd", points: thin(mfu, Self.mean), width: 1.6,
                                   dash: "6,3", right: true))
         }
         return p
@@ -276,13 +274,13 @@ struct Figure {
             let t = r.times.sorted(), n = t.count
             return n % 2 == 1 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2
         }
-        let lower = thin(Array(zip(xs, lo)).map { (x: $0.0, y: $0.1) }, { $0.min()! })
-        let upper = thin(Array(zip(xs, hi)).map { (x: $0.0, y: $0.1) }, { $0.max()! })
+        let lower = thin(Self.points(xs, lo), { $0.min()! })
+        let upper = thin(Self.points(xs, hi), { $0.max()! })
         if ranks > 1 {
             p.bands.append(Band(name: "min–max", color: "#9ecae1", x: lower.map(\.x), lower: lower.map(\.y),
                                 upper: upper.map(\.y), opacity: 0.5))
             p.curves.append(Curve(name: "max (slowest rank)", color: "#d62728", points: upper, width: 1.2))
-            p.curves.append(Curve(name: "median", color: "#222222", points: thin(Array(zip(xs, median)).map { (x: $0.0, y: $0.1) }, mean), width: 2))
+            p.curves.append(Curve(name: "median", color: "#222222", points: thin(Self.points(xs, median), Self.mean), width: 2))
             p.curves.append(Curve(name: "min", color: "#1f77b4", points: lower, width: 1.2))
         } else {
             p.curves.append(Curve(name: "rank 0", color: "#222222", points: upper, width: 1.6))
@@ -310,8 +308,8 @@ struct Figure {
         var base = [Double](repeating: 0, count: steps.count)
         for (i, layer) in layers.enumerated() where layer.values.contains(where: { $0 > 0 }) {
             let top = zip(base, layer.values).map(+)
-            let lower = thin(zip(xs, base).map { (x: $0.0, y: $0.1) }, Self.mean)
-            let upper = thin(zip(xs, top).map { (x: $0.0, y: $0.1) }, Self.mean)
+            let lower = thin(Self.points(xs, base), Self.mean)
+            let upper = thin(Self.points(xs, top), Self.mean)
             p.bands.append(Band(name: layer.name, color: colors[i], x: lower.map(\.x), lower: lower.map(\.y), upper: upper.map(\.y)))
             base = top
         }
@@ -332,7 +330,8 @@ struct Figure {
     }
 
     static let mean: ([Double]) -> Double = { $0.reduce(0, +) / Double($0.count) }
-    var mean: ([Double]) -> Double { Self.mean }
+
+    static func points(_ xs: [Double], _ ys: [Double]) -> [(x: Double, y: Double)] { zip(xs, ys).map { (x: $0, y: $1) } }
 
     /// At most `maxPoints` points: consecutive points combined in equal buckets (x averaged).
     func thin(_ points: [(x: Double, y: Double)], _ combine: ([Double]) -> Double) -> [(x: Double, y: Double)] {
