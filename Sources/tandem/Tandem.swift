@@ -148,18 +148,36 @@ struct Inspect: ParsableCommand {
 }
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks that print figures and MFU.")
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks that print figures and MFU.",
+        discussion: """
+        kernels: matrix products next to raw cblas_sgemm and memory-bound kernels next to memcpy. \
+        allreduce: hierarchical and plain gradient reduction from 1 to 440 MB and the gradient wait of a \
+        BERT-base-sized backward (run under mpirun). step: median training step of --config (samples/s, \
+        tokens/s, MFU, peak memory, time breakdown; under mpirun the aggregate over ranks).
+        """)
     enum Kind: String, ExpressibleByArgument, CaseIterable { case kernels, allreduce, step }
     @Argument(help: "kernels | allreduce | step") var kind: Kind
     @Option(help: "Training config (for `step`).") var config: String?
-    @Option(help: "Repeats per measurement.") var repeats: Int = 5
+    @Option(name: .customLong("set"), help: "Override a config key (for `step`, repeatable).") var overrides: [String] = []
+    @Option(help: "Repeats per measurement (kernels) or timed steps (step).") var repeats: Int = 5
+    @Option(help: "Warm-up steps (step).") var warmup: Int = 3
+    @Option(help: "Sizes in MB, comma-separated (allreduce).") var sizes: String = "1,4,16,64,256,440"
 
     func run() throws {
         switch kind {
         case .kernels:
             KernelBenchmark.run(repeats: repeats) { print($0); fflush(stdout) }
-        case .allreduce, .step:
-            try notBuiltYet("bench \(kind.rawValue)", issue: kind == .allreduce ? 3 : 8)
+        case .allreduce:
+            let list = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !list.isEmpty, list.allSatisfy({ $0 > 0 }) else { throw ValidationError("--sizes: expected MB values such as 1,4,440") }
+            try withCommunicator { Benchmarks.allReduce(sizesMB: list, communicator: $0) { print($0); fflush(stdout) } }
+        case .step:
+            guard let config else { throw ValidationError("bench step needs --config CONFIG.yaml") }
+            try withCommunicator {
+                try Benchmarks.step(configPath: config, overrides: overrides, warmup: warmup, steps: repeats,
+                                    communicator: $0) { print($0); fflush(stdout) }
+            }
         }
     }
 }

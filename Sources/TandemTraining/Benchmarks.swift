@@ -1,0 +1,61 @@
+import Foundation
+import TandemCollectives
+
+/// `tandem bench step` and `tandem bench allreduce`.
+public enum Benchmarks {
+    /// Builds the training job of a config (no checkpoints, no evaluation), runs `warmup` steps, then
+    /// `steps` timed ones, and prints the median step of the slowest rank as samples/s, tokens/s and MFU,
+    /// the median time breakdown, and the peak resident memory of the largest rank. Collective.
+    public static func step(configPath: String, overrides: [String], warmup: Int, steps: Int,
+                            communicator comm: any Communicator, log: (String) -> Void) throws {
+        let config = try Config(file: configPath, overrides: overrides)
+        let settings = try RunSettings(config, worldSize: comm.size)
+        let task = try TrainingRun.makeTask(config, settings: settings)
+        try comm.verifyConsistency(configHash: config.hash, parameterCount: task.arena.parameterCount,
+                                   version: TrainingRun.version)
+        comm.broadcastParameters(arena: task.arena)
+        let trainer = try Trainer(settings: settings, task: task, communicator: comm)
+        defer { trainer.close() }
+        let peak = comm.broadcast(comm.rank == 0 ? TrainingRun.measureSgemmPeak() : 0, root: 0)
+        for _ in 0..<warmup { trainer.trainStep() }
+        var results: [StepResult] = []
+        let slowest = UnsafeMutableBufferPointer<Double>.allocate(capacity: 7)
+        defer { slowest.deallocate() }
+        for _ in 0..<steps {
+            var r = trainer.trainStep()
+            let t = r.times
+            for (i, v) in [t.total, t.data, t.forward, t.backward, t.gradientWait, t.optimizer, 0].enumerated() { slowest[i] = v }
+            comm.allReduce(slowest, op: .max)
+            r.times = StepTimes(data: slowest[1], forward: slowest[2], backward: slowest[3], gradientWait: slowest[4],
+                                optimizer: slowest[5], checkpoint: 0)
+            results.append(r)
+        }
+        let rss = comm.allReduce(peakResidentBytes(), op: .max)
+        guard comm.rank == 0 else { return }
+        func median(_ f: (StepTimes) -> Double) -> Double {
+            let v = results.map { f($0.times) }.sorted()
+            return v[v.count / 2]
+        }
+        let stepTime = median(\.total)
+        let rate = Double(settings.globalBatch) / stepTime
+        let cores = Double(comm.size * settings.threads)
+        let mfu = rate * task.trainingFLOPsPerSample / (cores * peak)
+        log("\(task.modelDescription)")
+        log("\(comm.size) rank(s) x \(settings.threads) thread(s), global batch \(settings.globalBatch) (micro \(settings.microBatch) x \(settings.accumulation) accumulation), sequence \(settings.sequenceLength); median of \(steps) steps after \(warmup) warm-up")
+        log(String(format: "%.2f samples/s", rate))
+        log(String(format: "%.0f tokens/s", rate * Double(task.tokensPerSample)))
+        log(String(format: "MFU %.3f (%.1f GFLOP/s model FLOPs over %d core(s) x %.1f GFLOP/s measured sgemm)",
+                   mfu, rate * task.trainingFLOPsPerSample / 1e9, Int(cores), peak / 1e9))
+        log(String(format: "step %.1f ms: data %.1f, forward %.1f, backward %.1f, gradient wait %.1f, optimizer %.1f",
+                   stepTime * 1e3, median(\.data) * 1e3, median(\.forward) * 1e3, median(\.backward) * 1e3,
+                   median(\.gradientWait) * 1e3, median(\.optimizer) * 1e3))
+        log(String(format: "peak resident memory %.1f MB (largest rank)", Double(rss) / 1e6))
+    }
+
+    /// The all-reduce sweep (hierarchical next to plain MPI_Allreduce) and the gradient-wait fraction of
+    /// a BERT-base-sized backward pass. Collective.
+    public static func allReduce(sizesMB: [Int], communicator comm: any Communicator, log: @escaping (String) -> Void) {
+        AllReduceBenchmark.run(communicator: comm, sizesMB: sizesMB, log: log)
+        AllReduceBenchmark.runOverlap(communicator: comm, log: log)
+    }
+}
