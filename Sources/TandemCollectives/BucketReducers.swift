@@ -81,6 +81,10 @@ final class SharedWindowReducer: BucketReducer {
     private let shared: SharedGradients?
     /// (1024): the running sum of one block, private and in L1.
     private let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1024)
+    /// (localSize): where each local rank's bucket is read from in the current reduction.
+    private let sources: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
+    /// (localSize + 1): where the sums go in the current reduction.
+    private let targets: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
     private static let controlBytes = 4096
 
     /// Whether the gradient arenas are shared in place (no copies).
@@ -91,6 +95,8 @@ final class SharedWindowReducer: BucketReducer {
         self.mpi = mpi
         let capacity = max(16, (capacity + 15) / 16 * 16)
         self.capacity = capacity
+        sources = .allocate(capacity: mpi.localSize)
+        targets = .allocate(capacity: mpi.localSize + 1)
         let alone = mpi.localSize == 1
         shared = alone ? nil : SharedGradients.make(mpi: mpi, grads: grads)
         let resultBytes = alone ? 0 : capacity * 4
@@ -127,7 +133,11 @@ final class SharedWindowReducer: BucketReducer {
         mpi.check(MPI_Barrier(mpi.nodeComm), "MPI_Barrier(node)")
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        sources.deallocate()
+        targets.deallocate()
+    }
 
     func close() {
         shared?.close()
@@ -158,24 +168,28 @@ final class SharedWindowReducer: BucketReducer {
             scale(grads, by: inverse)
             return
         }
-        // Where rank q's bucket is read from, and where the averages go.
-        let sources: [UnsafeMutablePointer<Float>]
-        var targets: [UnsafeMutablePointer<Float>] = []
-        if let shared {
-            sources = shared.peers.map { $0 + offset }
-            if single { targets = sources }
-        } else {
-            sources = (0..<mpi.localSize).map { $0 == me ? g : slots[$0] }
-            if single { targets = [g, result] }
+        // Where rank q's bucket is read from, and where the averages go (preallocated: no heap
+        // allocation in a training step).
+        let local = mpi.localSize
+        var targetCount = 0
+        for q in 0..<local {
+            sources[q] = shared.map { $0.peers[q] + offset } ?? (q == me ? g : slots[q])
         }
-        if !single { targets = [result] }
+        if !single {
+            targets[0] = result; targetCount = 1
+        } else if shared != nil {
+            for q in 0..<local { targets[q] = sources[q] }
+            targetCount = local
+        } else {
+            targets[0] = g; targets[1] = result; targetCount = 2
+        }
         mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
             if shared == nil {
                 slots[me].update(from: g, count: own.lowerBound)
                 (slots[me] + own.upperBound).update(from: g + own.upperBound, count: n - own.upperBound)
             }
             nodeBarrier()
-            sumSlice(own, sources: sources, scale: single ? inverse : 1, targets: targets)
+            sumSlice(own, scale: single ? inverse : 1, targetCount: targetCount)
             nodeBarrier()
             if !single {
                 if let leaderComm {
@@ -193,10 +207,9 @@ final class SharedWindowReducer: BucketReducer {
         }
     }
 
-    /// targets[t][i] = (sum over local ranks q, in order, of sources[q][i]) x scale for i in `range`,
-    /// summed a block of 1024 floats at a time in L1.
-    private func sumSlice(_ range: Range<Int>, sources: [UnsafeMutablePointer<Float>], scale: Float,
-                          targets: [UnsafeMutablePointer<Float>]) {
+    /// targets[t][i] = (sum over local ranks q, in order, of sources[q][i]) x scale for i in `range` and
+    /// t < targetCount, summed a block of 1024 floats at a time in L1.
+    private func sumSlice(_ range: Range<Int>, scale: Float, targetCount: Int) {
         var start = range.lowerBound
         while start < range.upperBound {
             let m = min(1024, range.upperBound - start)
@@ -206,7 +219,7 @@ final class SharedWindowReducer: BucketReducer {
                 for i in 0..<m { scratch[i] += s[i] }
             }
             if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
-            for t in targets { (t + start).update(from: scratch, count: m) }
+            for t in 0..<targetCount { (targets[t] + start).update(from: scratch, count: m) }
             start += m
         }
     }

@@ -202,15 +202,16 @@ public final class MPICommunicator: Communicator {
     }
 
     /// Aborts the job with a message naming this rank and the call when `rc` is not `MPI_SUCCESS`.
-    func check(_ rc: Int32, _ call: String) { Self.check(rc, call, rank: rank) }
+    /// `call` is only built on failure: no allocation on the hot path.
+    func check(_ rc: Int32, _ call: @autoclosure () -> String) { Self.check(rc, call(), rank: rank) }
 
-    static func check(_ rc: Int32, _ call: String, rank: Int) {
+    static func check(_ rc: Int32, _ call: @autoclosure () -> String, rank: Int) {
         guard rc != cmpi_success() else { return }
         var text = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
         var length: Int32 = 0
         MPI_Error_string(rc, &text, &length)
         let reason = String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        fputs("tandem: rank \(rank): \(call) failed: \(reason)\n", stderr)
+        fputs("tandem: rank \(rank): \(call()) failed: \(reason)\n", stderr)
         fflush(stderr)
         MPI_Abort(cmpi_comm_world(), 1)
         exit(1)
