@@ -283,16 +283,8 @@ public final class BERT {
 
     // MARK: - Loading transformers checkpoints
 
-    /// What `load(shapes:origin:copy:)` did besides copying: the parameters left at their init (heads absent from a
-    /// `BertModel` checkpoint) and the checkpoint tensors it did not use.
-    public struct LoadReport: Equatable, Sendable {
-        /// Whether the checkpoint's names carried the `bert.` prefix (BertForPreTraining and other heads).
-        public var prefixed: Bool
-        /// Our parameters that the checkpoint lacks and that keep their init (pooler and heads only).
-        public var keptInit: [String]
-        /// Checkpoint tensors that were not loaded (e.g. `embeddings.position_ids`, the tied decoder weight).
-        public var ignored: [String]
-    }
+    /// What `load(shapes:origin:copy:)` did besides copying.
+    public typealias LoadReport = CheckpointLoadReport
 
     /// Fills the parameters from a transformers checkpoint, given its tensor shapes and a way to copy a
     /// tensor as Float32. Names may carry the `bert.` prefix (BertForPreTraining) or not (BertModel, which
@@ -301,29 +293,8 @@ public final class BERT {
     /// when absent. A shape that differs is an error naming the tensor and `origin`.
     public func load(shapes: [String: [Int]], origin: String,
                      copy: (_ name: String, _ into: UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> LoadReport {
-        let prefixed = shapes.keys.contains { $0.hasPrefix("bert.") }
-        var used = Set<String>()
-        var keptInit: [String] = []
-        for p in parameters {
-            var candidates = [p.name]
-            if !prefixed, p.name.hasPrefix("bert.") { candidates = [String(p.name.dropFirst("bert.".count))] }
-            if p.name == "cls.predictions.bias" { candidates.append("cls.predictions.decoder.bias") }
-            guard let name = candidates.first(where: { shapes[$0] != nil }), let shape = shapes[name] else {
-                let optional = p.name.hasPrefix("cls.") || p.name.hasPrefix("bert.pooler.")
-                guard optional else {
-                    throw BertError("\(origin): missing tensor \(candidates[0]) (\(p.shape))")
-                }
-                keptInit.append(p.name)
-                continue
-            }
-            guard shape == p.shape.dims else {
-                throw BertError("\(origin): tensor \(name) has shape \(Shape(shape)) but the config needs \(p.shape)")
-            }
-            try copy(name, p.values)
-            used.insert(name)
-        }
-        // HF's decoder bias is the same tensor as cls.predictions.bias, whichever name was read.
-        if used.contains("cls.predictions.bias") { used.insert("cls.predictions.decoder.bias") }
-        return LoadReport(prefixed: prefixed, keptInit: keptInit, ignored: shapes.keys.filter { !used.contains($0) }.sorted())
+        try loadCheckpointTensors(parameters, prefix: "bert.", aliases: ["cls.predictions.bias": "cls.predictions.decoder.bias"],
+                                  isOptional: { $0.name.hasPrefix("cls.") || $0.name.hasPrefix("bert.pooler.") },
+                                  shapes: shapes, origin: origin, error: { BertError($0) }, copy: copy)
     }
 }

@@ -341,16 +341,8 @@ public final class ViT {
 
     // MARK: - Loading transformers checkpoints
 
-    /// What `load(shapes:origin:copy:)` did besides copying: the parameters left at their init and the
-    /// checkpoint tensors it did not use.
-    public struct LoadReport: Equatable, Sendable {
-        /// Whether the checkpoint's names carried the `vit.` prefix (a model with a head).
-        public var prefixed: Bool
-        /// Our parameters that the checkpoint lacks and that keep their init (mask token and heads only).
-        public var keptInit: [String]
-        /// Checkpoint tensors that were not loaded (e.g. a pooler, or the other head).
-        public var ignored: [String]
-    }
+    /// What `load(shapes:origin:copy:)` did besides copying.
+    public typealias LoadReport = CheckpointLoadReport
 
     /// Fills the parameters from a transformers checkpoint, given its tensor shapes and a way to copy a
     /// tensor as Float32. Names may carry the `vit.` prefix (a model with a head) or not (ViTModel).
@@ -358,26 +350,9 @@ public final class ViT {
     /// when absent. A shape that differs is an error naming the tensor and `origin`.
     public func load(shapes: [String: [Int]], origin: String,
                      copy: (_ name: String, _ into: UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> LoadReport {
-        let prefixed = shapes.keys.contains { $0.hasPrefix("vit.") }
-        var used = Set<String>()
-        var keptInit: [String] = []
         let optional = Set([maskToken, classifier?.weight, classifier?.bias, decoderWeight, decoderBias]
             .compactMap { $0?.name })
-        for p in parameters {
-            let name = !prefixed && p.name.hasPrefix("vit.") ? String(p.name.dropFirst("vit.".count)) : p.name
-            guard let shape = shapes[name] else {
-                guard optional.contains(p.name) else {
-                    throw ViTError("\(origin): missing tensor \(name) (\(p.shape))")
-                }
-                keptInit.append(p.name)
-                continue
-            }
-            guard shape == p.shape.dims else {
-                throw ViTError("\(origin): tensor \(name) has shape \(Shape(shape)) but the config needs \(p.shape)")
-            }
-            try copy(name, p.values)
-            used.insert(name)
-        }
-        return LoadReport(prefixed: prefixed, keptInit: keptInit, ignored: shapes.keys.filter { !used.contains($0) }.sorted())
+        return try loadCheckpointTensors(parameters, prefix: "vit.", isOptional: { optional.contains($0.name) },
+                                         shapes: shapes, origin: origin, error: { ViTError($0) }, copy: copy)
     }
 }
