@@ -43,6 +43,7 @@ tandem_mpirun() {
         args+=(--oversubscribe --bind-to none)
     fi
     # Shared-memory and loopback transports only: no network probing on a single machine.
+    # shellcheck disable=SC2054  # the commas are mpirun's list syntax, not array separators
     args+=(--mca btl self,vader,tcp --mca btl_tcp_if_include lo)
     mpirun "${args[@]}" "$@"
 }

@@ -29,6 +29,9 @@ final class TrainerTests: XCTestCase {
     /// At gpt-nano's width: OpenBLAS 0.3.21's small-matrix sgemm path (tiny products, e.g. 32 channels)
     /// mallocs a scratch buffer per call, which is the library's and not ours.
     func testSteadyStateStepsAllocateNothing() throws {
+        #if DEBUG
+        throw XCTSkip("unoptimised builds box values on the heap; launch/test runs this in release")
+        #endif
         let trainer = try makeTrainer(["model.n_embd=128", "model.n_positions=128", "data.seq_len=128"])
         for _ in 0..<3 { trainer.trainStep() }
         malloc_counter_start()
