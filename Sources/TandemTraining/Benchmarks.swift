@@ -53,9 +53,10 @@ public enum Benchmarks {
     }
 
     /// The all-reduce sweep (hierarchical next to plain MPI_Allreduce) and the gradient-wait fraction of
-    /// a BERT-base-sized backward pass. Collective.
-    public static func allReduce(sizesMB: [Int], communicator comm: any Communicator, log: @escaping (String) -> Void) {
+    /// a BERT-base-sized backward pass over `tokens` tokens per rank. Collective.
+    public static func allReduce(sizesMB: [Int], tokens: Int, communicator comm: any Communicator,
+                                 log: @escaping (String) -> Void) {
         AllReduceBenchmark.run(communicator: comm, sizesMB: sizesMB, log: log)
-        AllReduceBenchmark.runOverlap(communicator: comm, log: log)
+        AllReduceBenchmark.runOverlap(communicator: comm, tokens: tokens, log: log)
     }
 }

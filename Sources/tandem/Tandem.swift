@@ -163,6 +163,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Repeats per measurement (kernels) or timed steps (step).") var repeats: Int = 5
     @Option(help: "Warm-up steps (step).") var warmup: Int = 3
     @Option(help: "Sizes in MB, comma-separated (allreduce).") var sizes: String = "1,4,16,64,256,440"
+    @Option(help: "Tokens per rank of the simulated BERT-base backward (allreduce; 1024 = 8 sequences of 128).")
+    var tokens: Int = 1024
 
     func run() throws {
         switch kind {
@@ -171,7 +173,9 @@ struct Bench: ParsableCommand {
         case .allreduce:
             let list = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !list.isEmpty, list.allSatisfy({ $0 > 0 }) else { throw ValidationError("--sizes: expected MB values such as 1,4,440") }
-            try withCommunicator { Benchmarks.allReduce(sizesMB: list, communicator: $0) { print($0); fflush(stdout) } }
+            try withCommunicator {
+                Benchmarks.allReduce(sizesMB: list, tokens: tokens, communicator: $0) { print($0); fflush(stdout) }
+            }
         case .step:
             guard let config else { throw ValidationError("bench step needs --config CONFIG.yaml") }
             try withCommunicator {
