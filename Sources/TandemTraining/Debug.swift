@@ -37,7 +37,7 @@ public struct PretrainedBERT {
         } catch let e as BertError {
             throw BertError("\(configPath): \(e.message)")
         } catch let e as DecodingError {
-            throw BertError("\(configPath): not a valid BERT config.json (\(describe(e)))")
+            throw BertError("\(configPath): not a valid BERT config.json (\(describeDecodingError(e)))")
         } catch {
             throw BertError("\(configPath): cannot read (\(error.localizedDescription))")
         }
@@ -66,15 +66,16 @@ public struct PretrainedBERT {
         }
         return report
     }
+}
 
-    private static func describe(_ e: DecodingError) -> String {
-        switch e {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
-            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
-        @unknown default:
-            return "\(e)"
-        }
+/// A config.json decoding error as "field.path: what is wrong", for messages that name the file.
+func describeDecodingError(_ e: DecodingError) -> String {
+    switch e {
+    case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
+        let path = c.codingPath.map(\.stringValue).joined(separator: ".")
+        return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
+    @unknown default:
+        return "\(e)"
     }
 }
 

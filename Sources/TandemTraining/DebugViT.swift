@@ -36,7 +36,7 @@ public struct PretrainedViT {
         } catch let e as ViTError {
             throw ViTError("\(configPath): \(e.message)")
         } catch let e as DecodingError {
-            throw ViTError("\(configPath): not a valid ViT config.json (\(describe(e)))")
+            throw ViTError("\(configPath): not a valid ViT config.json (\(describeDecodingError(e)))")
         }
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw ViTError("\(weightsPath): no such file (only safetensors weights are read)")
@@ -69,16 +69,6 @@ public struct PretrainedViT {
         guard let data = FileManager.default.contents(atPath: configPath),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
         return object["model_type"] as? String == "vit"
-    }
-
-    private static func describe(_ e: DecodingError) -> String {
-        switch e {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
-            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
-        @unknown default:
-            return "\(e)"
-        }
     }
 }
 
