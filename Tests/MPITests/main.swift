@@ -229,9 +229,14 @@ func deterministic() {
             g.withUnsafeBufferPointer { reducer.store($0, microBatch: m) }
         }
         output.withUnsafeMutableBufferPointer { reducer.reduce(into: $0) }
-        let all = (0..<k).map { microBatchGradient($0 + step * k, count: count) }
-        let pointers = all.map { $0.withUnsafeBufferPointer { $0 } }
-        let reference = DeterministicReducer.reference(pointers, count: count)
+        // Buffers that outlive the closures (a pointer escaping withUnsafeBufferPointer dangles in release).
+        let all = (0..<k).map { m -> UnsafeMutableBufferPointer<Float> in
+            let p = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+            _ = p.initialize(from: microBatchGradient(m + step * k, count: count))
+            return p
+        }
+        defer { all.forEach { $0.deallocate() } }
+        let reference = DeterministicReducer.reference(all.map { UnsafeBufferPointer($0) }, count: count)
         let same = zip(output, reference).allSatisfy { $0.bitPattern == $1.bitPattern }
         check("deterministic step \(step): bit-identical to the global-order fold on one rank", same)
     }
