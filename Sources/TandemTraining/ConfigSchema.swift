@@ -10,7 +10,7 @@ public enum ConfigSchema {
     public static let sections: Set<String> = ["model", "data", "train", "checkpoint", "distributed", "eval"]
 
     public static let entries: [String: Entry] = [
-        "model.preset": .init(kind: .string, default: nil, help: "a preset name from configs/ (bert-base, vit-tiny, gpt-nano, ...)"),
+        "model.preset": .init(kind: .string, default: nil, help: "a model preset: bert-tiny, bert-mini, bert-small, bert-medium, bert-base, bert-large, gpt-nano, gpt-micro"),
         "data.train": .init(kind: .string, default: nil, help: "training data: a shard directory (or a text file for byte-level models)"),
         "data.eval": .init(kind: .string, default: nil, help: "held-out data, same format as data.train"),
         "data.vocab": .init(kind: .string, default: nil, help: "vocab.txt or tokenizer.json the shards were made with (BERT)"),
