@@ -14,8 +14,8 @@ public func fuzzShards(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let split = min(size - 4, Int(UInt32(data[0]) | UInt32(data[1]) << 8 | UInt32(data[2]) << 16 | UInt32(data[3]) << 24) % (size - 3))
     let bin = Data(bytes: data + 4, count: split), idx = Data(bytes: data + 4 + split, count: size - 4 - split)
     let binPath = directory + "/s.bin", idxPath = directory + "/s.idx"
-    FileManager.default.createFile(atPath: binPath, contents: bin)
-    FileManager.default.createFile(atPath: idxPath, contents: idx)
+    _ = FileManager.default.createFile(atPath: binPath, contents: bin)
+    _ = FileManager.default.createFile(atPath: idxPath, contents: idx)
     guard let reader = try? TokenShardReader(binPath: binPath, idxPath: idxPath) else { return 0 }
     var sum: Int32 = 0
     for d in 0..<reader.documentCount {
