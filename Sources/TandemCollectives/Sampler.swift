@@ -83,11 +83,17 @@ public final class Sampler {
         precondition(globalBatch % worldSize == 0,
                      "global batch \(globalBatch) cannot be split evenly over \(worldSize) ranks")
         precondition((0..<worldSize).contains(rank), "rank \(rank) out of range for \(worldSize) ranks")
-        let perm = permutation(epoch: epoch(ofCursor: cursor))
         let part = globalBatch / worldSize
-        let first = batchInEpoch(ofCursor: cursor) * globalBatch + rank * part
-        return (first..<(first + part)).map { position in
-            position < count ? perm[position] : perm[(position - count) % count]
-        }
+        return (0..<part).map { sample(atCursor: cursor + rank * part + $0) }
+    }
+
+    /// The dataset index at a global sample cursor (with `.wrap`, positions past the last sample of the
+    /// epoch take the epoch's first samples again). Allocates nothing once the epoch's permutation is
+    /// cached, so the trainer can call it every step.
+    public func sample(atCursor cursor: Int) -> Int {
+        let e = epoch(ofCursor: cursor)
+        let position = cursor - self.cursor(atEpoch: e)
+        let perm = permutation(epoch: e)
+        return position < count ? perm[position] : perm[(position - count) % count]
     }
 }

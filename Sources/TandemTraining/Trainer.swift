@@ -224,12 +224,3 @@ extension Trainer {
     }
 }
 
-extension Sampler {
-    /// The dataset index at a global sample cursor, without allocating (the epoch's permutation is cached).
-    func sample(atCursor cursor: Int) -> Int {
-        let e = epoch(ofCursor: cursor)
-        let position = cursor - self.cursor(atEpoch: e)
-        let perm = permutation(epoch: e)
-        return position < count ? perm[position] : perm[(position - count) % count]
-    }
-}
