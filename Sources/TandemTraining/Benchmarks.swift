@@ -16,7 +16,7 @@ public enum Benchmarks {
         comm.broadcastParameters(arena: task.arena)
         let trainer = try Trainer(settings: settings, task: task, communicator: comm)
         defer { trainer.close() }
-        let peak = comm.broadcast(comm.rank == 0 ? TrainingRun.measureSgemmPeak() : 0, root: 0)
+        let peak = TrainingRun.measureSgemmPeak(communicator: comm)
         for _ in 0..<warmup { trainer.trainStep() }
         var results: [StepResult] = []
         let slowest = UnsafeMutableBufferPointer<Double>.allocate(capacity: 7)

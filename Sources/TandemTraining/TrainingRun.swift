@@ -60,8 +60,7 @@ public enum TrainingRun {
             Watchdog.Configuration(minimumSeconds: config.double("distributed.watchdog_s")))
         Preemption.install()
 
-        let peak = comm.rank == 0 ? measureSgemmPeak() : 0
-        let perCorePeak = comm.broadcast(peak, root: 0)
+        let perCorePeak = measureSgemmPeak(communicator: comm)
         let cores = Double(comm.size * settings.threads)
         if comm.rank == 0 {
             log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s); global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples")
@@ -154,8 +153,10 @@ public enum TrainingRun {
         return rank == 0 ? base : base.replacingOccurrences(of: ".jsonl", with: "") + ".rank\(rank).jsonl"
     }
 
-    /// Best-of-five single-thread sgemm at a transformer shape, in FLOP/s: DESIGN.md's MFU denominator.
-    public static func measureSgemmPeak() -> Double {
+    /// Single-thread sgemm FLOP/s at a transformer shape, DESIGN.md's MFU denominator: the best of
+    /// repeated products over about half a second on every rank at once, then the best over ranks, so a
+    /// moment of load from other processes does not lower it (which would inflate MFU). Collective.
+    public static func measureSgemmPeak(communicator comm: any Communicator) -> Double {
         let saved = BLAS.threads
         BLAS.threads = 1
         defer { BLAS.threads = saved }
@@ -163,11 +164,14 @@ public enum TrainingRun {
         let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
         var c = [Float](repeating: 0, count: m * n)
         var best = Double.infinity
-        for _ in 0..<5 {
+        let start = monotonicSeconds()
+        var runs = 0
+        while runs < 5 || monotonicSeconds() - start < 0.5 {
             let t = monotonicSeconds()
             BLAS.sgemm(.none, .transpose, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
             best = min(best, monotonicSeconds() - t)
+            runs += 1
         }
-        return 2.0 * Double(m * n * k) / best
+        return comm.allReduce(2.0 * Double(m * n * k) / best, op: .max)
     }
 }
