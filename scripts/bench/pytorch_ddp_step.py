@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The PyTorch side of launch/compare-pytorch (issue 8): transformers' BertForPreTraining trained with
+DistributedDataParallel over gloo, N processes x 1 thread each, fp32 (or --bf16: CPU autocast to
+bfloat16), AdamW with gradient clipping at 1.0, on synthetic batches shaped like Tandem's: sequence 128,
+attention over every position, sentence A/B token types, MLM labels at `--max-predictions` positions per
+sequence (-100 elsewhere) and an NSP label.
+
+    /opt/tandem-ref/bin/python scripts/bench/pytorch_ddp_step.py --preset bert-base --global-batch 8
+
+Prints, like `tandem bench step`: samples/s from the median step of the slowest process after the
+warm-up steps, tokens/s, MFU with Tandem's FLOP count (BertPretrainingTask.trainingFLOPsPerSample:
+6 x non-embedding parameters + 12 x L x C x T per token, plus 6 x V x C per masked prediction) over
+(processes x single-core sgemm FLOP/s), the median time split (forward, backward with DDP's overlapped
+all-reduce, optimizer), and the peak resident memory of the largest process (getrusage maxrss).
+The single-core sgemm is torch.mm on one thread at 512x768x768, the best over half a second, unless
+--peak-gflops gives the figure to use (launch/compare-pytorch passes Tandem's, so both MFUs share it).
+"""
+import argparse
+import os
+import resource
+import statistics
+import time
+
+PRESETS = {  # google-research/bert's compact models and BERT-base: (layers, hidden)
+    "bert-tiny": (2, 128), "bert-mini": (4, 256), "bert-small": (4, 512),
+    "bert-medium": (8, 512), "bert-base": (12, 768), "bert-large": (24, 1024),
+}
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    ap.add_argument("--vocab-size", type=int, default=30522)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--max-predictions", type=int, default=20)
+    ap.add_argument("--global-batch", type=int, required=True)
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--bf16", action="store_true", help="torch.autocast('cpu', dtype=torch.bfloat16)")
+    ap.add_argument("--peak-gflops", type=float, default=None, help="single-core sgemm GFLOP/s for MFU")
+    ap.add_argument("--port", type=int, default=29517)
+    a = ap.parse_args()
+    if a.global_batch % a.procs:
+        ap.error(f"--global-batch {a.global_batch} is not a multiple of --procs {a.procs}")
+    return a
+
+
+def sgemm_peak(torch):
+    a = torch.full((512, 768), 0.5)
+    b = torch.full((768, 768), 0.25)
+    best, runs, start = float("inf"), 0, time.perf_counter()
+    while runs < 5 or time.perf_counter() - start < 0.5:
+        t = time.perf_counter()
+        torch.mm(a, b.t())
+        best = min(best, time.perf_counter() - t)
+        runs += 1
+    return 2.0 * 512 * 768 * 768 / best
+
+
+def training_flops_per_sample(model, cfg, a):
+    params = sum(p.numel() for p in model.parameters())  # unique: the tied decoder weight counts once
+    embeddings = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * cfg.hidden_size
+    per_token = 6.0 * (params - embeddings) + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * a.seq
+    return per_token * a.seq + 6.0 * cfg.vocab_size * cfg.hidden_size * a.max_predictions, params
+
+
+def batch(torch, cfg, a, B, g):
+    T, P = a.seq, a.max_predictions
+    ids = torch.randint(5, cfg.vocab_size, (B, T), generator=g)
+    ids[:, 0] = 2  # a [CLS]-like first token; the ids' values do not change the work
+    types = torch.zeros(B, T, dtype=torch.long)
+    types[:, T // 2:] = 1
+    labels = torch.full((B, T), -100, dtype=torch.long)
+    for b in range(B):
+        pos = torch.randperm(T - 1, generator=g)[:P] + 1
+        labels[b, pos] = ids[b, pos]
+    nsp = torch.randint(0, 2, (B,), generator=g)
+    return dict(input_ids=ids, token_type_ids=types, attention_mask=torch.ones(B, T, dtype=torch.long),
+                labels=labels, next_sentence_label=nsp)
+
+
+def worker(rank, a):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(a.port), OMP_NUM_THREADS=str(a.threads))
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from transformers import BertConfig, BertForPreTraining
+
+    torch.set_num_threads(a.threads)
+    dist.init_process_group("gloo", rank=rank, world_size=a.procs)
+    peak = a.peak_gflops * 1e9 if a.peak_gflops else sgemm_peak(torch)
+    peak_t = torch.tensor([peak], dtype=torch.float64)
+    dist.all_reduce(peak_t, op=dist.ReduceOp.MAX)
+    peak = peak_t.item()
+
+    layers, hidden = PRESETS[a.preset]
+    cfg = BertConfig(vocab_size=a.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=hidden // 64, intermediate_size=4 * hidden, max_position_embeddings=512)
+    torch.manual_seed(0)
+    model = BertForPreTraining(cfg)
+    model.train()
+    flops, params = training_flops_per_sample(model, cfg, a)
+    ddp = DDP(model)
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = [batch(torch, cfg, a, B, g) for _ in range(2)]
+
+    times = []  # (total, forward, backward, optimizer) of the slowest process, per timed step
+    for step in range(a.warmup + a.steps):
+        b = batches[step % 2]
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = ddp(**b).loss
+        t1 = time.perf_counter()
+        loss.backward()  # DDP all-reduces the gradient buckets as backward produces them
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        t3 = time.perf_counter()
+        if step >= a.warmup:
+            t = torch.tensor([t3 - t0, t1 - t0, t2 - t1, t3 - t2], dtype=torch.float64)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            times.append(t.tolist())
+    rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0], dtype=torch.float64)
+    dist.all_reduce(rss, op=dist.ReduceOp.MAX)
+    if rank == 0:
+        med = [statistics.median(t[i] for t in times) for i in range(4)]
+        rate = a.global_batch / med[0]
+        cores = a.procs * a.threads
+        print(f"PyTorch {torch.__version__} transformers BertForPreTraining layers={layers} hidden={hidden} "
+              f"heads={hidden // 64} vocab={a.vocab_size} params={params} "
+              f"({'bf16 autocast' if a.bf16 else 'fp32'}, attention {model.config._attn_implementation})")
+        print(f"{a.procs} process(es) x {a.threads} thread(s), DDP over gloo, global batch {a.global_batch}, "
+              f"sequence {a.seq}; median of {a.steps} steps after {a.warmup} warm-up")
+        print(f"{rate:.2f} samples/s")
+        print(f"{rate * a.seq:.0f} tokens/s")
+        print(f"MFU {rate * flops / (cores * peak):.3f} ({rate * flops / 1e9:.1f} GFLOP/s model FLOPs over {cores} "
+              f"core(s) x {peak / 1e9:.1f} GFLOP/s {'given' if a.peak_gflops else 'measured torch.mm'} sgemm)")
+        print(f"step {med[0] * 1e3:.1f} ms: forward {med[1] * 1e3:.1f}, backward+allreduce {med[2] * 1e3:.1f}, "
+              f"optimizer {med[3] * 1e3:.1f}")
+        print(f"peak resident memory {rss.item() / 1e6:.1f} MB (largest process)")
+    dist.destroy_process_group()
+
+
+def main():
+    a = parse()
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    import torch.multiprocessing as mp
+    mp.spawn(worker, args=(a,), nprocs=a.procs, join=True)
+
+
+if __name__ == "__main__":
+    main()
