@@ -21,12 +21,15 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // libpng/libjpeg report errors by longjmp, so their calls live in this C target (see its header).
+        .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg"), .linkedLibrary("z")]),
         .target(name: "TandemTensor", dependencies: ["CBLAS"]),
         .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS"]),
         .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
         .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),
-        .target(name: "TandemData", dependencies: ["TandemTensor"]),
+        .target(name: "TandemData", dependencies: ["TandemTensor", "CImageCodecs"]),
         .target(name: "TandemCollectives", dependencies: ["TandemTensor", "CMPI"]),
         .target(name: "TandemCheckpoint", dependencies: ["TandemTensor"]),
         .target(name: "TandemTraining", dependencies: [

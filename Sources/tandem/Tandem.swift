@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TandemCollectives
+import TandemData
 import TandemKernels
 import TandemTraining
 
@@ -73,11 +74,65 @@ struct PrepareText: ParsableCommand {
 }
 
 struct PrepareImages: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prepare-images",
-                                                    abstract: "A folder tree, CIFAR binary or MNIST IDX files -> image shards.")
+    static let configuration = CommandConfiguration(
+        commandName: "prepare-images", abstract: "A folder tree, CIFAR binary or MNIST IDX files -> image shards.",
+        discussion: """
+        INPUT is an IDX images file (the labels file beside it by the standard name, or --labels), a CIFAR-10/100 \
+        binary batch file or extracted directory (--split picks the batches), or a folder tree ROOT/<class>/<image> \
+        of PNG/JPEG files: those are converted to RGB, their shorter side resized to --size with Pillow's BILINEAR \
+        filter (antialiased), then centre-cropped to --size x --size (torchvision Resize + CenterCrop). \
+        Unreadable images are reported, listed in the manifest and skipped. Under mpirun ranks write \
+        alternate shards; the output is identical for any rank count. See docs/prepare-images.md.
+        """)
     @Option(help: "Output shard directory.") var out: String
-    @Argument(help: "Input folder or files.") var input: String
-    func run() throws { try notBuiltYet("prepare-images", issue: 5) }
+    @Option(help: "Side of the square images of a folder tree (required there).") var size: Int?
+    @Option(name: .customLong("shard-size"), help: "Images per shard.") var shardSize: Int = 10_000
+    @Option(help: "CIFAR directory: train or test batches.") var split: String = "train"
+    @Option(help: "IDX labels file, when not beside the images under the standard name.") var labels: String?
+    @Option(help: "Comma-separated class names for IDX labels (default: Fashion-MNIST's names or 0..9).") var classes: String?
+    @Argument(help: "Input file or folder.") var input: String
+
+    func run() throws {
+        let options = PrepareImagesOptions(size: size, shardSize: shardSize, split: split, labels: labels,
+                                           classes: classes.map { $0.split(separator: ",").map(String.init) })
+        try withCommunicator { comm in
+            let stderr = FileHandle.standardError
+            let source = try openImageSource(input, options: options)
+            var outcome = ""
+            var json = ""
+            do {
+                let reports = try writeImageShards(source: source, out: out, shardSize: shardSize, rank: comm.rank, ranks: comm.size,
+                                                   progress: { p in
+                    guard comm.rank == 0 else { return }
+                    let share = comm.size > 1 ? " (rank 0's share)" : ""
+                    stderr.write(Data(String(format: "prepare-images: %d/%d images%@, %.0f images/s\n",
+                                             p.done, p.total, share, p.imagesPerSecond).utf8))
+                }, skipped: { stderr.write(Data("prepare-images: skipped \($0)\n".utf8)) })
+                json = try ImageShardReport.encode(reports)
+            } catch {
+                outcome = "\(error)"
+            }
+            // Every rank learns whether any failed before rank 0 gathers the reports and writes the manifest.
+            let failures = comm.allGather(outcome.isEmpty ? Int32(0) : Int32(1))
+            if !outcome.isEmpty { throw ValidationError(outcome) }
+            if let bad = failures.firstIndex(of: 1) { throw ValidationError("rank \(bad) failed to write its shards (see its message)") }
+            var reports: [ImageShardReport] = []
+            for q in 0..<comm.size {
+                let theirs = comm.broadcast(q == comm.rank ? json : "", root: q)
+                if comm.rank == 0 { reports += try ImageShardReport.decode(theirs) }
+            }
+            if comm.rank == 0 {
+                let manifest = try ImageShardManifest.build(directory: out, source: source, reports: reports)
+                guard manifest.count > 0 else { throw ValidationError("\(input): no image could be read") }
+                try manifest.write(directory: out)
+                let stats = zip(manifest.mean, manifest.std).map { String(format: "%.4f/%.4f", $0, $1) }.joined(separator: " ")
+                print("prepare-images: \(manifest.count) images of \(manifest.height)x\(manifest.width)x\(manifest.channels) "
+                      + "in \(manifest.shards.count) shards, \(manifest.classes.count) classes, \(manifest.skipped) skipped, "
+                      + "mean/std \(stats), written to \(out)")
+            }
+            comm.barrier()
+        }
+    }
 }
 
 struct Vocab: ParsableCommand {
