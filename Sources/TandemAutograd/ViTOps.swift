@@ -1,3 +1,4 @@
+import Foundation
 import TandemKernels
 
 // The ops a Vision Transformer (Dosovitskiy et al. 2021) needs around its transformer blocks: patches as
@@ -61,17 +62,56 @@ extension Tape {
     /// HF `ViTEmbeddings` after the patches: the class token (1, 1, C) put in front of every image's
     /// patch embeddings x (B, NP, C), and the learned positions (1, NP + 1, C) added, giving (B, NP + 1, C).
     public func prependClassToken(_ x: Tensor, token: Parameter, positions: Parameter) -> Tensor {
-        let B = x.shape[0], NP = x.shape[1], C = x.shape[2]
-        precondition(token.count == C && positions.count == (NP + 1) * C,
-                     "prependClassToken: \(x.shape) with token \(token.shape) and positions \(positions.shape)")
-        let y = tensor(Shape(B, NP + 1, C))
-        let t = token.value, p = positions.value, dt = token.grad, dp = positions.grad
-        record(parameters: [token, positions], forward: {
-            classTokenForward(out: y.data, inp: x.data, token: t, positions: p, B: B, NP: NP, C: C)
+        prependTokens(x, tokens: [token], positions: positions)
+    }
+
+    /// `prependClassToken` for K leading tokens (DeiT's `DeiTEmbeddings`: [CLS] then the distillation
+    /// token): each (1, 1, C) token in order in front of the patch embeddings x (B, NP, C), and the learned
+    /// positions (1, NP + K, C) added, giving (B, NP + K, C).
+    public func prependTokens(_ x: Tensor, tokens: [Parameter], positions: Parameter) -> Tensor {
+        let B = x.shape[0], NP = x.shape[1], C = x.shape[2], K = tokens.count
+        precondition(K > 0 && tokens.allSatisfy { $0.count == C } && positions.count == (NP + K) * C,
+                     "prependTokens: \(x.shape) with tokens \(tokens.map(\.shape)) and positions \(positions.shape)")
+        let y = tensor(Shape(B, NP + K, C))
+        let t = tokens.map(\.value), dt = tokens.map(\.grad), p = positions.value, dp = positions.grad
+        record(parameters: tokens + [positions], forward: {
+            leadingTokensForward(out: y.data, inp: x.data, tokens: t, positions: p, B: B, NP: NP, C: C)
         }, backward: {
-            classTokenBackward(dinp: x.grad, dtoken: dt, dpositions: dp, dout: y.grad!, B: B, NP: NP, C: C)
+            leadingTokensBackward(dinp: x.grad, dtokens: dt, dpositions: dp, dout: y.grad!, B: B, NP: NP, C: C)
         })
         return y
+    }
+
+    /// Σ w_i x_i over scalar tensors (DeiT's 0.5 cross-entropy + 0.5 distillation). Returns a scalar tensor.
+    public func weightedSum(_ terms: [(Tensor, Float)]) -> Tensor {
+        precondition(terms.allSatisfy { $0.0.count == 1 }, "weightedSum: terms must be scalars")
+        let y = tensor(Shape(1))
+        record(forward: {
+            var total: Float = 0
+            for (x, w) in terms { total += w * x.data[0] }
+            y.data[0] = total
+        }, backward: {
+            for (x, w) in terms { if let dx = x.grad { dx[0] += w * y.grad![0] } }
+        })
+        return y
+    }
+
+    /// Mean cross-entropy of `logits` (N, V) against soft targets (N, V), each row a distribution (mixup,
+    /// cutmix, label smoothing): loss = -(1/N) Σ_n Σ_v t[n, v] log softmax(logits[n])[v] (timm's
+    /// SoftTargetCrossEntropy). The targets get no gradient. Returns a scalar tensor.
+    public func softTargetCrossEntropy(_ logits: Tensor, targets: Tensor) -> Tensor {
+        let V = logits.shape[-1], N = logits.count / V
+        precondition(targets.count == N * V, "softTargetCrossEntropy: logits \(logits.shape), targets \(targets.shape)")
+        let loss = tensor(Shape(1))
+        let probs = scratch(count: N * V)
+        record(forward: {
+            loss.data[0] = softTargetCrossEntropyForward(probs: probs, logits: logits.data, targets: targets.data, N: N, V: V)
+        }, backward: {
+            guard let dl = logits.grad else { return }
+            softTargetCrossEntropyBackward(dlogits: dl, probs: probs, targets: targets.data, N: N, V: V,
+                                           dloss: loss.grad![0])
+        })
+        return loss
     }
 
     /// Rows of P x P-pixel patches back into images: x (B, NP, C*P*P) with NP = (H/P)(W/P), each row in
@@ -141,26 +181,55 @@ func maskTokensBackward(dinp: UnsafeMutablePointer<Float>?, dtoken: UnsafeMutabl
     }
 }
 
-/// out (B, NP + 1, C): row 0 = token + positions[0], row 1 + i = inp (B, NP, C)[i] + positions[1 + i].
-func classTokenForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, token: UnsafePointer<Float>,
-                       positions: UnsafePointer<Float>, B: Int, NP: Int, C: Int) {
-    let T = NP + 1
+/// out (B, NP + K, C): row k < K = tokens[k] + positions[k], row K + i = inp (B, NP, C)[i] + positions[K + i].
+func leadingTokensForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, tokens: [UnsafeMutablePointer<Float>],
+                          positions: UnsafePointer<Float>, B: Int, NP: Int, C: Int) {
+    let K = tokens.count, T = NP + K
     for b in 0..<B {
         let y = out + b * T * C
-        residualForward(out: y, a: token, b: positions, count: C)
-        residualForward(out: y + C, a: inp + b * NP * C, b: positions + C, count: NP * C)
+        for k in 0..<K { residualForward(out: y + k * C, a: tokens[k], b: positions + k * C, count: C) }
+        residualForward(out: y + K * C, a: inp + b * NP * C, b: positions + K * C, count: NP * C)
     }
 }
 
-/// Gradients of `classTokenForward`, accumulated: dtoken (C) += Σ_b dout[b, 0], dpositions (NP + 1, C)
-/// += Σ_b dout[b], dinp[b, i] += dout[b, 1 + i]. A nil gradient is skipped.
-func classTokenBackward(dinp: UnsafeMutablePointer<Float>?, dtoken: UnsafeMutablePointer<Float>?,
-                        dpositions: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, B: Int, NP: Int, C: Int) {
-    let T = NP + 1
+/// Gradients of `leadingTokensForward`, accumulated: dtokens[k] (C) += Σ_b dout[b, k], dpositions
+/// (NP + K, C) += Σ_b dout[b], dinp[b, i] += dout[b, K + i]. A nil gradient is skipped.
+func leadingTokensBackward(dinp: UnsafeMutablePointer<Float>?, dtokens: [UnsafeMutablePointer<Float>?],
+                           dpositions: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, B: Int, NP: Int, C: Int) {
+    let K = dtokens.count, T = NP + K
     for b in 0..<B {
         let dy = dout + b * T * C
-        residualBackward(da: dtoken, db: dpositions, dout: dy, count: C)
-        residualBackward(da: dinp.map { $0 + b * NP * C }, db: dpositions.map { $0 + C }, dout: dy + C, count: NP * C)
+        for k in 0..<K { residualBackward(da: dtokens[k], db: dpositions.map { $0 + k * C }, dout: dy + k * C, count: C) }
+        residualBackward(da: dinp.map { $0 + b * NP * C }, db: dpositions.map { $0 + K * C }, dout: dy + K * C, count: NP * C)
+    }
+}
+
+/// Returns -(1/N) Σ t log softmax(logits) over rows of V and writes the softmax to `probs`; sums in Double.
+func softTargetCrossEntropyForward(probs: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
+                                   targets: UnsafePointer<Float>, N: Int, V: Int) -> Float {
+    softmaxForward(out: probs, inp: logits, rows: N, cols: V)
+    var total = 0.0
+    for n in 0..<N {
+        let x = logits + n * V, t = targets + n * V
+        var m = -Float.infinity
+        for v in 0..<V { m = max(m, x[v]) }
+        var z = 0.0
+        for v in 0..<V { z += Double(expf(x[v] - m)) }
+        let logZ = Double(m) + log(z)
+        for v in 0..<V where t[v] != 0 { total -= Double(t[v]) * (Double(x[v]) - logZ) }
+    }
+    return Float(total / Double(N))
+}
+
+/// dlogits += dloss (probs - t Σ_v t) / N: the gradient of `softTargetCrossEntropyForward`.
+func softTargetCrossEntropyBackward(dlogits: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
+                                    targets: UnsafePointer<Float>, N: Int, V: Int, dloss: Float) {
+    let scale = dloss / Float(N)
+    for n in 0..<N {
+        let p = probs + n * V, t = targets + n * V, d = dlogits + n * V
+        var mass: Float = 0
+        for v in 0..<V { mass += t[v] }
+        for v in 0..<V { d[v] += scale * (p[v] * mass - t[v]) }
     }
 }
 

@@ -16,6 +16,16 @@ public enum ViTHead: String, Codable, Sendable {
     /// `ViTForMaskedImageModeling` (SimMIM, Xie et al. 2022): a learned mask token, a 1x1 convolution to
     /// encoder_stride² x num_channels channels and a pixel shuffle, L1 loss on the masked pixels.
     case maskedImageModeling = "ViTForMaskedImageModeling"
+    /// `DeiTForImageClassificationWithTeacher` (Touvron et al. 2021): a distillation token after [CLS],
+    /// a classifier on each (`cls_classifier`, `distillation_classifier`); the loss is DeiT's hard
+    /// distillation, half cross-entropy of the [CLS] logits with the labels and half of the distillation
+    /// logits with a teacher's predicted classes; inference averages the two heads' logits.
+    case distillation = "DeiTForImageClassificationWithTeacher"
+
+    /// HF's `model_type` and the encoder's name prefix.
+    public var modelType: String { self == .distillation ? "deit" : "vit" }
+    /// Tokens in front of the patches: [CLS], and the distillation token for DeiT.
+    public var leadingTokens: Int { self == .distillation ? 2 : 1 }
 }
 
 /// The Vision Transformer's hyper-parameters (Dosovitskiy et al. 2021) as HF `ViTConfig`'s config.json
@@ -66,8 +76,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public var gridSize: Int { imageSize / patchSize }
     /// Patches per image, NP.
     public var numPatches: Int { gridSize * gridSize }
-    /// Tokens per image: the patches and [CLS].
-    public var sequenceLength: Int { numPatches + 1 }
+    /// Tokens per image: the patches, [CLS] and, for DeiT, the distillation token.
+    public var sequenceLength: Int { numPatches + head.leadingTokens }
 
     enum CodingKeys: String, CodingKey {
         case hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
@@ -118,7 +128,10 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             id2label = d.id2label
         }
         let architectures = try c.decodeIfPresent([String].self, forKey: .architectures) ?? []
-        head = architectures.contains(ViTHead.maskedImageModeling.rawValue) ? .maskedImageModeling : .imageClassification
+        let modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
+        head = architectures.contains(ViTHead.maskedImageModeling.rawValue) ? .maskedImageModeling
+            : architectures.contains(ViTHead.distillation.rawValue) || modelType == "deit" ? .distillation
+            : .imageClassification
         if let problem = try c.decodeIfPresent(String.self, forKey: .problemType), problem != "single_label_classification" {
             throw ViTError("problem_type \"\(problem)\" is not supported (only single_label_classification)")
         }
@@ -140,7 +153,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode([head.rawValue], forKey: .architectures)
-        try c.encode("vit", forKey: .modelType)
+        try c.encode(head.modelType, forKey: .modelType)
         try c.encode(hiddenSize, forKey: .hiddenSize)
         try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
         try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
@@ -208,6 +221,10 @@ public final class ViT {
     public let classToken: Parameter
     /// (1, 1, C), ViTForMaskedImageModeling only.
     public let maskToken: Parameter?
+    /// (1, 1, C), DeiT only.
+    public let distillationToken: Parameter?
+    /// (num_labels, C) and (num_labels), DeiT only (`distillation_classifier`).
+    public let distillationClassifier: Linear?
     /// (1, NP + 1, C)
     public let positionEmbeddings: Parameter
     /// (C, channels, P, P)
@@ -216,7 +233,7 @@ public final class ViT {
     public let patchBias: Parameter
     public let blocks: [TransformerBlock]
     public let finalNorm: LayerNorm
-    /// (num_labels, C) and (num_labels), ViTForImageClassification only.
+    /// (num_labels, C) and (num_labels): ViTForImageClassification's `classifier`, DeiT's `cls_classifier`.
     public let classifier: Linear?
     /// (encoder_stride² channels, C, 1, 1), ViTForMaskedImageModeling only.
     public let decoderWeight: Parameter?
@@ -233,11 +250,13 @@ public final class ViT {
         self.config = config
         let root = ParameterScope(arena: arena, rng: rng)
         let firstIndex = arena.parameters.count
-        let vit = root("vit"), embeddings = vit("embeddings")
+        let vit = root(config.head.modelType), embeddings = vit("embeddings")
         let C = config.hiddenSize, eps = config.layerNormEps, P = config.patchSize
         let init_ = ParameterInit.normal(std: config.initializerRange)
         // PyTorch lists a module's own parameters (in assignment order) before its children's.
         classToken = embeddings.parameter("cls_token", Shape(1, 1, C), init_, decays: false)
+        distillationToken = config.head == .distillation
+            ? embeddings.parameter("distillation_token", Shape(1, 1, C), init_, decays: false) : nil
         maskToken = config.head == .maskedImageModeling
             ? embeddings.parameter("mask_token", Shape(1, 1, C), .zeros, decays: false) : nil
         positionEmbeddings = embeddings.parameter("position_embeddings", Shape(1, config.sequenceLength, C), init_,
@@ -266,10 +285,18 @@ public final class ViT {
         switch config.head {
         case .imageClassification:
             classifier = Linear(root("classifier"), inputs: C, outputs: config.numLabels, initializer: init_)
+            distillationClassifier = nil
+            decoderWeight = nil
+            decoderBias = nil
+        case .distillation:
+            classifier = Linear(root("cls_classifier"), inputs: C, outputs: config.numLabels, initializer: init_)
+            distillationClassifier = Linear(root("distillation_classifier"), inputs: C, outputs: config.numLabels,
+                                            initializer: init_)
             decoderWeight = nil
             decoderBias = nil
         case .maskedImageModeling:
             classifier = nil
+            distillationClassifier = nil
             let r = config.encoderStride, decoder = root("decoder")("0")
             decoderWeight = decoder.parameter("weight", Shape(r * r * config.numChannels, C, 1, 1), init_)
             decoderBias = decoder.parameter("bias", Shape(r * r * config.numChannels), .zeros, decays: false)
@@ -279,30 +306,50 @@ public final class ViT {
 
     // MARK: - Graph
 
+    /// How the classification loss is taken.
+    public struct Objective: Equatable, Sendable {
+        /// Label smoothing of the hard-label cross-entropy (PyTorch's `label_smoothing`).
+        public var labelSmoothing: Float
+        /// Soft targets (B, num_labels) instead of hard labels: mixup and cutmix write them (with any
+        /// smoothing already applied), and `labels` then only serve evaluation.
+        public var softTargets: Bool
+        public init(labelSmoothing: Float = 0, softTargets: Bool = false) {
+            self.labelSmoothing = labelSmoothing
+            self.softTargets = softTargets
+        }
+    }
+
     /// The tensors of one recorded graph for B images. The caller fills the inputs before
     /// `tape.forward()`.
     public struct Graph {
         public let batch: Int
         /// (B, channels, H, W) input pixels, H = W = image_size.
         public let pixelValues: Tensor
-        /// (B) class labels, -100 for none (classification only; -100 when recorded).
+        /// (B) class labels, -100 for none (classification and DeiT; -100 when recorded).
         public let labels: UnsafeMutablePointer<Int32>?
+        /// (B, num_labels) soft targets, when the objective asks for them (zeros when recorded).
+        public let softTargets: Tensor?
+        /// (B) the teacher's predicted classes, DeiT's hard-distillation targets (-100 when recorded).
+        public let teacherLabels: UnsafeMutablePointer<Int32>?
         /// (B, NP) patch mask, 1 for masked patches and 0 elsewhere (MIM only; zeros when recorded).
         public let boolMaskedPos: Tensor?
-        /// (B, NP + 1, C), the final-LayerNorm'd encoder output, [CLS] first.
+        /// (B, T, C), the final-LayerNorm'd encoder output, [CLS] first (then DeiT's distillation token).
         public let lastHiddenState: Tensor
-        /// (B, num_labels), classification only.
+        /// (B, num_labels): the classifier's logits (DeiT: `cls_logits`, the [CLS] head's).
         public let logits: Tensor?
+        /// (B, num_labels), DeiT's distillation head's logits; HF's `logits` are the mean of the two heads.
+        public let distillationLogits: Tensor?
         /// (B, channels, G r, G r) with G = image_size / patch_size and r = encoder_stride, MIM only.
         public let reconstruction: Tensor?
-        /// Classification: mean cross-entropy over the labels that are not -100. MIM: the masked-pixel L1
-        /// loss, present when encoder_stride equals patch_size (the reconstruction then has the input's
-        /// size, which HF also requires for the loss).
+        /// Classification: mean cross-entropy over the labels that are not -100 (or against the soft
+        /// targets). DeiT: half that plus half the cross-entropy of the distillation logits with the
+        /// teacher's classes. MIM: the masked-pixel L1 loss, present when encoder_stride equals patch_size
+        /// (the reconstruction then has the input's size, which HF also requires for the loss).
         public let loss: Tensor?
     }
 
     /// Records the forward pass for B images on `tape`.
-    public func record(on tape: Tape, batch B: Int) -> Graph {
+    public func record(on tape: Tape, batch B: Int, objective: Objective = Objective()) -> Graph {
         let C = config.hiddenSize, NP = config.numPatches, T = config.sequenceLength, S = config.imageSize
         let pixels = tape.input(Shape(B, config.numChannels, S, S))
         var x = tape.linear(tape.patches(pixels, size: config.patchSize), flattening: patchWeight, bias: patchBias)
@@ -313,19 +360,44 @@ public final class ViT {
             x = tape.maskTokens(x, mask: m, token: maskToken)
             mask = m
         }
-        x = tape.dropout(tape.prependClassToken(x, token: classToken, positions: positionEmbeddings),
+        x = tape.dropout(tape.prependTokens(x, tokens: [classToken] + (distillationToken.map { [$0] } ?? []),
+                                            positions: positionEmbeddings),
                          p: config.hiddenDropoutProb)
         for block in blocks { x = block(x, keyMask: nil, causal: false, on: tape) }
         let hidden = finalNorm(x, on: tape)
 
+        /// Row `offset` of every image's hidden states, (B, C).
+        func token(_ offset: Int) -> Tensor {
+            let rows = tape.intInput(count: B)
+            for b in 0..<B { rows[b] = Int32(b * T + offset) }
+            return tape.gatherRows(hidden, rows: rows, count: B)
+        }
         if let classifier {
-            let first = tape.intInput(count: B)
-            for b in 0..<B { first[b] = Int32(b * T) }
-            let logits = classifier(tape.gatherRows(hidden, rows: first, count: B), on: tape)
+            let logits = classifier(token(0), on: tape)
             let labels = tape.intInput(count: B)
             labels.update(repeating: -100, count: B)
-            return Graph(batch: B, pixelValues: pixels, labels: labels, boolMaskedPos: nil, lastHiddenState: hidden,
-                         logits: logits, reconstruction: nil, loss: tape.crossEntropy(logits, targets: labels))
+            var targets: Tensor? = nil
+            var loss: Tensor
+            if objective.softTargets {
+                let t = tape.input(Shape(B, config.numLabels))
+                t.data.update(repeating: 0, count: t.count)
+                loss = tape.softTargetCrossEntropy(logits, targets: t)
+                targets = t
+            } else {
+                loss = tape.crossEntropy(logits, targets: labels, labelSmoothing: objective.labelSmoothing)
+            }
+            var distillationLogits: Tensor? = nil, teacherLabels: UnsafeMutablePointer<Int32>? = nil
+            if let distillationClassifier {
+                let d = distillationClassifier(token(1), on: tape)
+                let teacher = tape.intInput(count: B)
+                teacher.update(repeating: -100, count: B)
+                loss = tape.weightedSum([(loss, 0.5), (tape.crossEntropy(d, targets: teacher), 0.5)])
+                distillationLogits = d
+                teacherLabels = teacher
+            }
+            return Graph(batch: B, pixelValues: pixels, labels: labels, softTargets: targets, teacherLabels: teacherLabels,
+                         boolMaskedPos: nil, lastHiddenState: hidden, logits: logits,
+                         distillationLogits: distillationLogits, reconstruction: nil, loss: loss)
         }
         let rows = tape.intInput(count: B * NP)
         for b in 0..<B { for i in 0..<NP { rows[b * NP + i] = Int32(b * T + 1 + i) } }
@@ -335,8 +407,9 @@ public final class ViT {
         let reconstruction = tape.unpatch(channelsLast, channels: config.numChannels, height: side, width: side, patch: r)
         let loss = r == config.patchSize
             ? tape.maskedL1Loss(reconstruction, target: pixels, mask: mask!, patch: config.patchSize) : nil
-        return Graph(batch: B, pixelValues: pixels, labels: nil, boolMaskedPos: mask, lastHiddenState: hidden,
-                     logits: nil, reconstruction: reconstruction, loss: loss)
+        return Graph(batch: B, pixelValues: pixels, labels: nil, softTargets: nil, teacherLabels: nil,
+                     boolMaskedPos: mask, lastHiddenState: hidden, logits: nil, distillationLogits: nil,
+                     reconstruction: reconstruction, loss: loss)
     }
 
     // MARK: - Loading transformers checkpoints
@@ -350,9 +423,10 @@ public final class ViT {
     /// when absent. A shape that differs is an error naming the tensor and `origin`.
     public func load(shapes: [String: [Int]], origin: String,
                      copy: (_ name: String, _ into: UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> LoadReport {
-        let optional = Set([maskToken, classifier?.weight, classifier?.bias, decoderWeight, decoderBias]
+        let optional = Set([maskToken, classifier?.weight, classifier?.bias, distillationClassifier?.weight,
+                            distillationClassifier?.bias, decoderWeight, decoderBias]
             .compactMap { $0?.name })
-        return try loadCheckpointTensors(parameters, prefix: "vit.", isOptional: { optional.contains($0.name) },
+        return try loadCheckpointTensors(parameters, prefix: config.head.modelType + ".", isOptional: { optional.contains($0.name) },
                                          shapes: shapes, origin: origin, error: { ViTError($0) }, copy: copy)
     }
 }

@@ -68,7 +68,7 @@ public struct PretrainedViT {
         let configPath = (directory as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: configPath),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
-        return object["model_type"] as? String == "vit"
+        return ["vit", "deit"].contains(object["model_type"] as? String ?? "")
     }
 }
 

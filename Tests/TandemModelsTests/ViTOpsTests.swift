@@ -165,4 +165,79 @@ final class ViTOpsTests: XCTestCase {
             })
         }
     }
+
+    func testDistillationAndClassTokensWithPositions() {
+        // DeiT: [CLS] then the distillation token in front of the patches.
+        let B = 2, NP = 3, C = 4
+        for checked in ["input", "cls", "distillation", "positions"] {
+            let arena = ParameterArena()
+            let cls = arena.register("cls", Shape(1, 1, C), initializer: .normal(std: 1))
+            let dist = arena.register("dist", Shape(1, 1, C), initializer: .normal(std: 1))
+            let positions = arena.register("pos", Shape(1, NP + 2, C), initializer: .normal(std: 1))
+            check("prependTokens \(checked)", outputCount: B * (NP + 2) * C, arena: arena) { tape in
+                let x = tape.tensor(Shape(B, NP, C))
+                self.fill(x, seed: 18)
+                let y = tape.prependTokens(x, tokens: [cls, dist], positions: positions)
+                let tested = checked == "input" ? x : checked == "cls" ? Tensor(cls)
+                    : checked == "distillation" ? Tensor(dist) : Tensor(positions)
+                return (y, tested, {
+                    for b in 0..<B { for t in 0..<(NP + 2) { for c in 0..<C {
+                        let source = t == 0 ? cls.value[c] : t == 1 ? dist.value[c] : x.data[(b * NP + t - 2) * C + c]
+                        XCTAssertEqual(y.data[(b * (NP + 2) + t) * C + c], source + positions.value[t * C + c])
+                    } } }
+                })
+            }
+        }
+    }
+
+    func testSoftTargetCrossEntropyValueAndGradient() {
+        let N = 3, V = 5
+        // Rows of mixed, smoothed targets (each sums to 1) and one that sums to 0.7 (the formula holds for any mass).
+        let targets: [Float] = [0.7, 0.3, 0, 0, 0,  0.02, 0.02, 0.42, 0.52, 0.02,  0, 0, 0.7, 0, 0]
+        check("softTargetCrossEntropy", outputCount: 1) { tape in
+            let logits = tape.tensor(Shape(N, V))
+            self.fill(logits, seed: 21, scale: 2)
+            let t = tape.input(Shape(N, V))
+            t.data.update(from: targets, count: N * V)
+            let loss = tape.softTargetCrossEntropy(logits, targets: t)
+            return (loss, logits, {
+                var expected = 0.0
+                for n in 0..<N {
+                    let row = (0..<V).map { Double(logits.data[n * V + $0]) }
+                    let logZ = log(row.map { exp($0) }.reduce(0, +))
+                    for v in 0..<V { expected -= Double(targets[n * V + v]) * (row[v] - logZ) }
+                }
+                XCTAssertEqual(Double(loss.data[0]), expected / Double(N), accuracy: 1e-5)
+            })
+        }
+    }
+
+    func testSoftTargetsOfOneHotRowsEqualHardCrossEntropy() {
+        let N = 4, V = 6
+        let labels: [Int32] = [2, 0, 5, 3]
+        let tape = Tape(minimumBlockBytes: 1 << 16)
+        let logits = tape.tensor(Shape(N, V))
+        fill(logits, seed: 22, scale: 3)
+        let t = tape.input(Shape(N, V))
+        t.data.update(repeating: 0, count: N * V)
+        for n in 0..<N { t.data[n * V + Int(labels[n])] = 1 }
+        let hardTargets = tape.intInput(count: N)
+        hardTargets.update(from: labels, count: N)
+        let soft = tape.softTargetCrossEntropy(logits, targets: t)
+        let hard = tape.crossEntropy(logits, targets: hardTargets)
+        tape.forward()
+        XCTAssertEqual(soft.data[0], hard.data[0], accuracy: 1e-5)
+    }
+
+    func testWeightedSumOfScalars() {
+        for checked in 0..<2 {
+            check("weightedSum term \(checked)", outputCount: 1) { tape in
+                let a = tape.tensor(Shape(1)), b = tape.tensor(Shape(1))
+                a.data[0] = 1.5
+                b.data[0] = -0.25
+                let y = tape.weightedSum([(a, 0.5), (b, 0.25)])
+                return (y, checked == 0 ? a : b, { XCTAssertEqual(y.data[0], 0.5 * 1.5 + 0.25 * -0.25) })
+            }
+        }
+    }
 }
