@@ -292,15 +292,15 @@ public final class ImageShardReader {
         guard (1...ImageShardFormat.maxSide).contains(h), (1...ImageShardFormat.maxSide).contains(w),
               (1...ImageShardFormat.maxChannels).contains(c) else { throw bad(binPath, "image size \(h)x\(w)x\(c) is out of range") }
         let n = bin.u64(at: 24)
-        guard labels.size >= ImageShardFormat.labelsHeaderSize else { throw bad(labelsPath, "truncated: \(labels.size) bytes, shorter than the header") }
-        guard Array(UnsafeRawBufferPointer(start: labels.base, count: 8)) == ImageShardFormat.labelsMagic else { throw bad(labelsPath, "not an image label file (bad magic)") }
-        guard labels.u32(at: 8) == ImageShardFormat.version else { throw bad(labelsPath, "unsupported version \(labels.u32(at: 8))") }
-        guard labels.u64(at: 16) == n else { throw bad(labelsPath, "\(labels.u64(at: 16)) labels, \(binPath) holds \(n) images") }
         imageBytes = h * w * c
         // Sizes from the header only count if the file really has them (the product cannot overflow: n is capped first).
         guard n <= UInt64(bin.size / imageBytes) else {
             throw bad(binPath, "truncated: \(bin.size) bytes, the header's \(n) images of \(h)x\(w)x\(c) need more")
         }
+        guard labels.size >= ImageShardFormat.labelsHeaderSize else { throw bad(labelsPath, "truncated: \(labels.size) bytes, shorter than the header") }
+        guard Array(UnsafeRawBufferPointer(start: labels.base, count: 8)) == ImageShardFormat.labelsMagic else { throw bad(labelsPath, "not an image label file (bad magic)") }
+        guard labels.u32(at: 8) == ImageShardFormat.version else { throw bad(labelsPath, "unsupported version \(labels.u32(at: 8))") }
+        guard labels.u64(at: 16) == n else { throw bad(labelsPath, "\(labels.u64(at: 16)) labels, \(binPath) holds \(n) images") }
         count = Int(n)
         let expectedBin = ImageShardFormat.binHeaderSize + count * imageBytes
         guard bin.size == expectedBin else {
