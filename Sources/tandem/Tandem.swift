@@ -90,6 +90,7 @@ struct PrepareImages: ParsableCommand {
     @Option(help: "CIFAR directory: train or test batches.") var split: String = "train"
     @Option(help: "IDX labels file, when not beside the images under the standard name.") var labels: String?
     @Option(help: "Comma-separated class names for IDX labels (default: Fashion-MNIST's names or 0..9).") var classes: String?
+    @Option(help: "Decoding threads per rank (default: this node's cores / its ranks).") var threads: Int?
     @Argument(help: "Input file or folder.") var input: String
 
     func run() throws {
@@ -97,11 +98,13 @@ struct PrepareImages: ParsableCommand {
                                            classes: classes.map { $0.split(separator: ",").map(String.init) })
         try withCommunicator { comm in
             let stderr = FileHandle.standardError
+            let threads = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.localSize)
             let source = try openImageSource(input, options: options)
             var outcome = ""
             var json = ""
             do {
                 let reports = try writeImageShards(source: source, out: out, shardSize: shardSize, rank: comm.rank, ranks: comm.size,
+                                                   threads: threads,
                                                    progress: { p in
                     guard comm.rank == 0 else { return }
                     let share = comm.size > 1 ? " (rank 0's share)" : ""

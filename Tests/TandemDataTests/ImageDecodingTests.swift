@@ -18,7 +18,7 @@ final class ImageDecodingTests: XCTestCase {
     /// (16-bit grey: the high byte).
     func testPNGMatchesPillow() throws {
         for name in ["rgb-13x7", "grey-13x7", "grey1-9x5", "grey2-11x6", "greyalpha-13x7", "rgba-13x7", "palette-13x7",
-                     "palette-trns-13x7", "grey16-5x3", "rgb16-6x4", "interlaced-17x9"] {
+                     "palette-trns-13x7", "grey-trns-13x7", "rgb-trns-13x7", "grey16-5x3", "rgb16-6x4", "interlaced-17x9"] {
             let image = try decodeImage(path: Self.image(name + ".png"))
             let size = name.split(separator: "-").last!.split(separator: "x").map { Int($0)! }
             XCTAssertEqual([image.width, image.height], size, name)

@@ -259,7 +259,7 @@ final class ImageShardTests: XCTestCase {
         }
         try write(Array("not an image".utf8), path(path(root, "cat"), "notes.txt"))
         var lines: [String] = []
-        let manifest = try prepareImages(input: root, out: path(dir, "out"), options: PrepareImagesOptions(size: 6, shardSize: 2),
+        let manifest = try prepareImages(input: root, out: path(dir, "out"), options: PrepareImagesOptions(size: 6, shardSize: 2, threads: 3),
                                          skipped: { lines.append($0) })
         XCTAssertEqual(manifest.source, "folder")
         XCTAssertEqual(manifest.classes, ["cat", "dog", "emu"])
@@ -285,7 +285,7 @@ final class ImageShardTests: XCTestCase {
 
     // MARK: - Ranks
 
-    /// Shards written by two ranks are byte-identical to those of one rank, and so is the manifest.
+    /// Shards written by two ranks of 3 threads are byte-identical to those of one rank of one thread, and so is the manifest.
     func testOutputIndependentOfRankCount() throws {
         let dir = try Fixtures.temporaryDirectory()
         let source = MemorySource(count: 23, h: 5, w: 4, c: 1, classes: 3)
@@ -293,7 +293,7 @@ final class ImageShardTests: XCTestCase {
         let reports = try writeImageShards(source: source, out: one, shardSize: 5)
         try ImageShardManifest.build(directory: one, source: source, reports: reports).write(directory: one)
         var gathered: [ImageShardReport] = []
-        for rank in [1, 0] { gathered += try writeImageShards(source: source, out: two, shardSize: 5, rank: rank, ranks: 2) }
+        for rank in [1, 0] { gathered += try writeImageShards(source: source, out: two, shardSize: 5, rank: rank, ranks: 2, threads: 3) }
         XCTAssertEqual(gathered.map(\.shard), [1, 3, 0, 2, 4])
         let decoded = try ImageShardReport.decode(try ImageShardReport.encode(gathered))
         XCTAssertEqual(decoded, gathered)

@@ -31,7 +31,7 @@ public protocol ImageSource: AnyObject {
     /// The label of image `i`.
     func label(_ i: Int) -> Int32
     /// Writes image `i` (height x width x channels bytes, HWC) into `pixels`. Throws `ImageDecodingError`
-    /// for an image that must be skipped, other errors for a failed run.
+    /// for an image that must be skipped, other errors for a failed run. Called from several threads at once.
     func read(_ i: Int, into pixels: UnsafeMutablePointer<UInt8>) throws
 }
 
@@ -48,13 +48,17 @@ public struct PrepareImagesOptions: Sendable {
     public var labels: String?
     /// Class names overriding the defaults of IDX inputs.
     public var classes: [String]?
+    /// Threads decoding images at once (per rank).
+    public var threads: Int = 1
 
-    public init(size: Int? = nil, shardSize: Int = 10_000, split: String = "train", labels: String? = nil, classes: [String]? = nil) {
+    public init(size: Int? = nil, shardSize: Int = 10_000, split: String = "train", labels: String? = nil, classes: [String]? = nil,
+                threads: Int = 1) {
         self.size = size
         self.shardSize = shardSize
         self.split = split
         self.labels = labels
         self.classes = classes
+        self.threads = threads
     }
 }
 

@@ -38,7 +38,8 @@ public func imageShardCount(images: Int, shardSize: Int) -> Int { (images + shar
 
 /// Writes the shards `k` of `source` with `k % ranks == rank` into `out` and returns their reports.
 /// Undecodable images are skipped: `skipped` gets one line each (path and reason) as it happens.
-public func writeImageShards(source: any ImageSource, out: String, shardSize: Int, rank: Int = 0, ranks: Int = 1,
+/// `threads` threads decode batches of images at once; the files do not depend on it.
+public func writeImageShards(source: any ImageSource, out: String, shardSize: Int, rank: Int = 0, ranks: Int = 1, threads: Int = 1,
                              progress: ((PrepareImagesProgress) -> Void)? = nil,
                              skipped: (String) -> Void = { _ in }) throws -> [ImageShardReport] {
     guard shardSize > 0 else { throw DataError.invalidArgument("--shard-size \(shardSize) must be positive") }
@@ -48,8 +49,15 @@ public func writeImageShards(source: any ImageSource, out: String, shardSize: In
     let shards = Array(stride(from: rank, to: imageShardCount(images: source.count, shardSize: shardSize), by: ranks))
     let total = shards.reduce(0) { $0 + min(shardSize, source.count - $1 * shardSize) }
     let (h, w, c) = (source.height, source.width, source.channels)
-    let pixels = UnsafeMutablePointer<UInt8>.allocate(capacity: h * w * c)
+    let imageBytes = h * w * c
+    // A batch is decoded in parallel into `pixels`, then written in order.
+    let threads = max(1, threads)
+    let batch = threads == 1 ? 1 : 16 * threads
+    let pixels = UnsafeMutablePointer<UInt8>.allocate(capacity: batch * imageBytes)
     defer { pixels.deallocate() }
+    var failures = [ImageDecodingError?](repeating: nil, count: batch)
+    var fatal: Error?
+    let lock = NSLock()
     let start = Date()
     var nextReport = 2.0
     var done = 0
@@ -59,21 +67,39 @@ public func writeImageShards(source: any ImageSource, out: String, shardSize: In
         let writer = try ImageShardWriter(directory: out, name: name, height: h, width: w, channels: c)
         var report = ImageShardReport(shard: k, name: name, count: 0, class_counts: [Int](repeating: 0, count: source.classes.count),
                                       sum: [UInt64](repeating: 0, count: c), sum_squares: [UInt64](repeating: 0, count: c), skipped: [])
-        for i in (k * shardSize)..<min((k + 1) * shardSize, source.count) {
-            do {
-                try source.read(i, into: pixels)
-            } catch let error as ImageDecodingError {
-                report.skipped.append(.init(path: error.path, error: error.reason))
-                skipped("\(error.path): \(error.reason)")
-                continue
+        let end = min((k + 1) * shardSize, source.count)
+        for first in stride(from: k * shardSize, to: end, by: batch) {
+            let n = min(batch, end - first)
+            failures.withUnsafeMutableBufferPointer { failed in
+                func decode(_ j: Int) {
+                    do {
+                        try source.read(first + j, into: pixels + j * imageBytes)
+                        failed[j] = nil
+                    } catch let error as ImageDecodingError {
+                        failed[j] = error
+                    } catch {
+                        lock.lock()
+                        fatal = fatal ?? error
+                        lock.unlock()
+                    }
+                }
+                if n == 1 { decode(0) } else { DispatchQueue.concurrentPerform(iterations: n, execute: decode) }
             }
-            let label = source.label(i)
-            try writer.append(pixels: pixels, label: label)
-            report.count += 1
-            report.class_counts[Int(label)] += 1
-            accumulatePixelSums(pixels, count: h * w, channels: c, sum: &report.sum, sumSquares: &report.sum_squares)
-            done += 1
-            if let progress, done & 255 == 0 {
+            if let fatal { throw fatal }
+            for j in 0..<n {
+                if let error = failures[j] {
+                    report.skipped.append(.init(path: error.path, error: error.reason))
+                    skipped("\(error.path): \(error.reason)")
+                    continue
+                }
+                let label = source.label(first + j)
+                try writer.append(pixels: pixels + j * imageBytes, label: label)
+                report.count += 1
+                report.class_counts[Int(label)] += 1
+                accumulatePixelSums(pixels + j * imageBytes, count: h * w, channels: c, sum: &report.sum, sumSquares: &report.sum_squares)
+                done += 1
+            }
+            if let progress {
                 let seconds = Date().timeIntervalSince(start)
                 if seconds >= nextReport {
                     nextReport = seconds + 2
@@ -150,7 +176,8 @@ public func prepareImages(input: String, out: String, options: PrepareImagesOpti
                           progress: ((PrepareImagesProgress) -> Void)? = nil,
                           skipped: (String) -> Void = { _ in }) throws -> ImageShardManifest {
     let source = try openImageSource(input, options: options)
-    let reports = try writeImageShards(source: source, out: out, shardSize: options.shardSize, progress: progress, skipped: skipped)
+    let reports = try writeImageShards(source: source, out: out, shardSize: options.shardSize, threads: options.threads,
+                                       progress: progress, skipped: skipped)
     let manifest = try ImageShardManifest.build(directory: out, source: source, reports: reports)
     guard manifest.count > 0 else { throw DataError.invalidFormat(path: input, reason: "no image could be read") }
     try manifest.write(directory: out)
