@@ -197,6 +197,26 @@ final class AugmentationTests: XCTestCase {
         }
     }
 
+    func testTrainWithoutCropIsTheEvalViewOrItsMirror() {
+        let (mean, std) = identity(3)
+        let aug = ImageAugmenter(options: AugmentationOptions(outputSize: 5, randomResizedCrop: false, mean: mean, std: std),
+                                 inputHeight: 9, inputWidth: 7, channels: 3, seed: 2)
+        let pixels = pattern(height: 9, width: 7, channels: 3)
+        var evalView = [Float](repeating: .nan, count: 3 * 25)
+        aug.eval(pixels, into: &evalView)
+        var seen = Set<Bool>()
+        for s in 0..<16 {
+            var view = [Float](repeating: .nan, count: 3 * 25)
+            aug.train(pixels, epoch: 0, sample: s, into: &view)
+            let flip = aug.flips(epoch: 0, sample: s)
+            seen.insert(flip)
+            for c in 0..<3 { for y in 0..<5 { for x in 0..<5 {
+                XCTAssertEqual(view[(c * 5 + y) * 5 + x], evalView[(c * 5 + y) * 5 + (flip ? 4 - x : x)])
+            } } }
+        }
+        XCTAssertEqual(seen, [false, true])
+    }
+
     // MARK: - Mixing
 
     func testBetaAndGammaMoments() {
