@@ -45,33 +45,57 @@ public enum PillowResample {
                                       outWidth: Int, outHeight: Int) -> [UInt8] {
         precondition(pixels.count == width * height * channels && outWidth > 0 && outHeight > 0)
         var current = pixels
-        var w = width
         let half = 1 << (precisionBits - 1)
+        let C = channels
         if outWidth != width {
             let coeffs = coefficients(inSize: width, outSize: outWidth)
-            var next = [UInt8](repeating: 0, count: outWidth * height * channels)
-            for y in 0..<height {
-                let row = y * width * channels
-                for (x, (first, weights)) in coeffs.enumerated() {
-                    for c in 0..<channels {
-                        var s = half
-                        for (j, k) in weights.enumerated() { s += Int(current[row + (first + j) * channels + c]) * Int(k) }
-                        next[(y * outWidth + x) * channels + c] = clip8(s)
+            var next = [UInt8](repeating: 0, count: outWidth * height * C)
+            var acc = [Int](repeating: 0, count: C)
+            current.withUnsafeBufferPointer { src in
+                next.withUnsafeMutableBufferPointer { dst in
+                    acc.withUnsafeMutableBufferPointer { acc in
+                        for y in 0..<height {
+                            let row = src.baseAddress! + y * width * C            // (W, C)
+                            let out = dst.baseAddress! + y * outWidth * C          // (outW, C)
+                            for x in 0..<outWidth {
+                                let (first, weights) = coeffs[x]
+                                for c in 0..<C { acc[c] = half }
+                                weights.withUnsafeBufferPointer { k in
+                                    var p = row + first * C
+                                    for j in 0..<k.count {
+                                        let kj = Int(k[j])
+                                        for c in 0..<C { acc[c] += Int(p[c]) * kj }
+                                        p += C
+                                    }
+                                }
+                                for c in 0..<C { out[x * C + c] = clip8(acc[c]) }
+                            }
+                        }
                     }
                 }
             }
             current = next
-            w = outWidth
         }
         if outHeight != height {
             let coeffs = coefficients(inSize: height, outSize: outHeight)
-            var next = [UInt8](repeating: 0, count: w * outHeight * channels)
-            let rowBytes = w * channels
-            for (y, (first, weights)) in coeffs.enumerated() {
-                for i in 0..<rowBytes {
-                    var s = half
-                    for (j, k) in weights.enumerated() { s += Int(current[(first + j) * rowBytes + i]) * Int(k) }
-                    next[y * rowBytes + i] = clip8(s)
+            let rowBytes = outWidth * C
+            var next = [UInt8](repeating: 0, count: outHeight * rowBytes)
+            var acc = [Int](repeating: 0, count: rowBytes)
+            current.withUnsafeBufferPointer { src in
+                next.withUnsafeMutableBufferPointer { dst in
+                    acc.withUnsafeMutableBufferPointer { acc in
+                        for y in 0..<outHeight {
+                            let (first, weights) = coeffs[y]
+                            for i in 0..<rowBytes { acc[i] = half }
+                            for (j, k) in weights.enumerated() {
+                                let row = src.baseAddress! + (first + j) * rowBytes
+                                let kj = Int(k)
+                                for i in 0..<rowBytes { acc[i] += Int(row[i]) * kj }
+                            }
+                            let out = dst.baseAddress! + y * rowBytes
+                            for i in 0..<rowBytes { out[i] = clip8(acc[i]) }
+                        }
+                    }
                 }
             }
             current = next
