@@ -1,8 +1,9 @@
 // swift-tools-version:5.9
 // Tandem: distributed data-parallel training of transformers on CPU clusters over MPI.
 // Module graph (one way): TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels;
-// TandemData, TandemCollectives and TandemCheckpoint depend only on TandemTensor; TandemTraining ties
-// them together; the `tandem` executable parses arguments and calls TandemTraining.
+// TandemData (with the CImageCodecs C shim), TandemCollectives and TandemCheckpoint depend only on
+// TandemTensor; TandemTraining ties them together; the `tandem` executable parses arguments and calls
+// TandemTraining.
 import PackageDescription
 
 let package = Package(

@@ -318,7 +318,6 @@ final class MemorySource: ImageSource {
         channels = c
         self.classes = (0..<classes).map { "c\($0)" }
     }
-    func location(_ i: Int) -> String { "memory \(i)" }
     func label(_ i: Int) -> Int32 { Int32(i % classes.count) }
     func read(_ i: Int, into pixels: UnsafeMutablePointer<UInt8>) throws {
         for p in 0..<(height * width * channels) { pixels[p] = UInt8((i * 31 + p * 7) % 256) }

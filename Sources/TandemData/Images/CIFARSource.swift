@@ -82,12 +82,6 @@ public final class CIFARSource: ImageSource {
         return (maps[f], (i - starts[f]) * recordSize)
     }
 
-    public func location(_ i: Int) -> String {
-        var f = 0
-        while starts[f + 1] <= i { f += 1 }
-        return "\(files[f]) record \(i - starts[f])"
-    }
-
     public func label(_ i: Int) -> Int32 {
         let (file, offset) = record(i)
         return Int32(file.base.load(fromByteOffset: offset + labelBytes - 1, as: UInt8.self))

@@ -54,7 +54,6 @@ public final class FolderSource: ImageSource {
         self.files = files
     }
 
-    public func location(_ i: Int) -> String { files[i].path }
     public func label(_ i: Int) -> Int32 { files[i].label }
     public func read(_ i: Int, into pixels: UnsafeMutablePointer<UInt8>) throws {
         let image = try decodeImage(path: files[i].path)

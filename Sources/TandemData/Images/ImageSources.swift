@@ -26,8 +26,6 @@ public protocol ImageSource: AnyObject {
     var classes: [String] { get }
     /// How images are brought to height x width ("none" when they are that size already).
     var resize: String { get }
-    /// The file (and record) image `i` comes from, for messages.
-    func location(_ i: Int) -> String
     /// The label of image `i`.
     func label(_ i: Int) -> Int32
     /// Writes image `i` (height x width x channels bytes, HWC) into `pixels`. Throws `ImageDecodingError`
@@ -172,7 +170,6 @@ public final class IDXSource: ImageSource {
         width = w
     }
 
-    public func location(_ i: Int) -> String { "\(imagesPath) image \(i)" }
     public func label(_ i: Int) -> Int32 { Int32(labels[8 + i]) }
     public func read(_ i: Int, into pixels: UnsafeMutablePointer<UInt8>) throws {
         let n = height * width
