@@ -43,7 +43,7 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
         return g.loss
     }
 
-    public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int) {
+    public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int, microBatchIndex: Int) {
         fill(indices, from: examples, epoch: epoch)
     }
 

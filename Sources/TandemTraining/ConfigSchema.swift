@@ -10,7 +10,7 @@ public enum ConfigSchema {
     public static let sections: Set<String> = ["model", "data", "train", "checkpoint", "distributed", "eval"]
 
     public static let entries: [String: Entry] = [
-        "model.preset": .init(kind: .string, default: nil, help: "a model preset: bert-tiny, bert-mini, bert-small, bert-medium, bert-base, bert-large, gpt-nano, gpt-micro"),
+        "model.preset": .init(kind: .string, default: nil, help: "a model preset: bert-tiny, bert-mini, bert-small, bert-medium, bert-base, bert-large, vit-tiny, vit-small, vit-base, vit-tiny-28, vit-tiny-32, vit-mini-28, vit-mini-32, gpt-nano, gpt-micro"),
         "data.train": .init(kind: .string, default: nil, help: "training data: a shard directory (or a text file for byte-level models)"),
         "data.eval": .init(kind: .string, default: nil, help: "held-out data, same format as data.train"),
         "data.vocab": .init(kind: .string, default: nil, help: "vocab.txt or tokenizer.json the shards were made with (BERT)"),
@@ -20,6 +20,17 @@ public enum ConfigSchema {
         "data.short_seq_prob": .init(kind: .float(0...1), default: .float(0.1), help: "probability of a shorter target length per document"),
         "data.whole_word_masking": .init(kind: .bool, default: .bool(false), help: "mask ## pieces with their word"),
         "data.seq_len": .init(kind: .int(1...65536), default: .int(128), help: "tokens per sequence"),
+        "data.augment": .init(kind: .bool, default: .bool(true), help: "images: random resized crop and flip in training (false: resize only)"),
+        "data.crop_scale": .init(kind: .float(0.01...1), default: .float(0.08), help: "images: smallest area fraction of the random resized crop"),
+        "data.hflip": .init(kind: .bool, default: .bool(true), help: "images: random horizontal flips in training"),
+        "data.mixup": .init(kind: .float(0...100), default: .float(0), help: "images: mixup Beta(alpha, alpha); 0 turns it off"),
+        "data.cutmix": .init(kind: .float(0...100), default: .float(0), help: "images: cutmix Beta(alpha, alpha); 0 turns it off"),
+        "data.mix_switch_prob": .init(kind: .float(0...1), default: .float(0.5), help: "images: probability of cutmix when both mixup and cutmix are on"),
+        "data.mask_ratio": .init(kind: .float(0.01...0.99), default: .float(0.6), help: "masked image modelling: fraction of mask patches masked"),
+        "data.mask_patch_size": .init(kind: .int(1...4096), default: nil, help: "masked image modelling: side of a mask patch in pixels (default 32 when it tiles the image, else the model's patch)"),
+        "train.objective": .init(kind: .choice(["classification", "masked_image_modeling", "distillation"]), default: nil, help: "ViT objective: classification (default), masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher)"),
+        "train.teacher": .init(kind: .string, default: nil, help: "distillation: a ViTForImageClassification checkpoint directory whose predictions are the distillation targets"),
+        "train.label_smoothing": .init(kind: .float(0...0.99), default: .float(0), help: "classification: label smoothing"),
         "train.steps": .init(kind: .int(1...Int.max), default: nil, help: "optimizer steps"),
         "train.global_batch": .init(kind: .int(1...Int.max), default: nil, help: "sequences per step over all ranks = micro_batch x accumulation x ranks"),
         "train.micro_batch": .init(kind: .int(1...Int.max), default: nil, help: "sequences per forward pass on one rank"),
@@ -48,6 +59,6 @@ public enum ConfigSchema {
         "distributed.check_every": .init(kind: .int(0...Int.max), default: .int(100), help: "steps between replica checksum comparisons; 0 turns it off"),
         "distributed.watchdog_s": .init(kind: .float(0.1...86400), default: .float(60), help: "minimum seconds a collective may wait before the job is aborted"),
         "eval.every": .init(kind: .int(0...Int.max), default: .int(0), help: "steps between evaluations; 0 turns evaluation off"),
-        "eval.batches": .init(kind: .int(1...Int.max), default: .int(8), help: "micro-batches per evaluation"),
+        "eval.batches": .init(kind: .int(0...Int.max), default: .int(8), help: "micro-batches per rank per evaluation; 0: the whole held-out set"),
     ]
 }

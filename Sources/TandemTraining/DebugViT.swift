@@ -81,6 +81,8 @@ public struct ViTBatch {
     public let pixelValues: [Float]
     public let labels: [Int32]?
     public let boolMaskedPos: [Int32]?
+    /// DeiT's hard-distillation targets (a Tandem extension of the batch format).
+    public let teacherLabels: [Int32]?
 
     /// Reads and checks `path` against `config`: the image shape must be the config's, labels must be in
     /// 0..<num_labels (or -100) and the mask 0/1; errors name the file and the tensor.
@@ -106,6 +108,7 @@ public struct ViTBatch {
         pixelValues = try file.floats("pixel_values")
         labels = try read("labels", shape: [B], range: 0...Int32(config.numLabels - 1), alsoAllowed: -100)
         boolMaskedPos = try read("bool_masked_pos", shape: [B, config.numPatches], range: 0...1)
+        teacherLabels = try read("teacher_labels", shape: [B], range: 0...Int32(config.numLabels - 1), alsoAllowed: -100)
     }
 
     /// Copies the batch into a graph recorded for B images; absent labels become -100 and an absent
@@ -118,6 +121,9 @@ public struct ViTBatch {
         }
         if let m = g.boolMaskedPos {
             for i in 0..<m.count { m.data[i] = boolMaskedPos.map { Float($0[i]) } ?? 0 }
+        }
+        if let t = g.teacherLabels {
+            if let teacherLabels { t.update(from: teacherLabels, count: batch) } else { t.update(repeating: -100, count: batch) }
         }
     }
 }
@@ -139,7 +145,13 @@ public enum ViTDebugCommands {
         var writer = SafeTensorsWriter()
         writer.add("last_hidden_state", shape: graph.lastHiddenState.shape.dims,
                    borrowing: UnsafeBufferPointer(graph.lastHiddenState.values))
-        if let logits = graph.logits {
+        if let logits = graph.logits, let distillation = graph.distillationLogits {
+            // DeiTForImageClassificationWithTeacher: logits are the mean of the two heads'.
+            let mean = zip(logits.values, distillation.values).map { ($0 + $1) / 2 }
+            writer.add("logits", shape: logits.shape.dims, floats: mean)
+            writer.add("cls_logits", shape: logits.shape.dims, borrowing: UnsafeBufferPointer(logits.values))
+            writer.add("distillation_logits", shape: logits.shape.dims, borrowing: UnsafeBufferPointer(distillation.values))
+        } else if let logits = graph.logits {
             writer.add("logits", shape: logits.shape.dims, borrowing: UnsafeBufferPointer(logits.values))
         }
         if let reconstruction = graph.reconstruction {
@@ -156,7 +168,8 @@ public enum ViTDebugCommands {
         let vit = try PretrainedViT.load(directory: directory, log: log)
         let batch = try ViTBatch(path: batchPath, config: vit.config)
         guard hasTargets(vit, batch) else {
-            let needed = vit.config.head == .imageClassification ? "labels" : "bool_masked_pos"
+            let needed = vit.config.head == .imageClassification ? "labels"
+                : vit.config.head == .distillation ? "labels and teacher_labels" : "bool_masked_pos"
             throw ViTError("\(batchPath): no \(needed) tensor, so there is no loss to differentiate")
         }
         let g = try record(vit, batch, batchPath)
@@ -173,7 +186,11 @@ public enum ViTDebugCommands {
     }
 
     private static func hasTargets(_ vit: PretrainedViT, _ batch: ViTBatch) -> Bool {
-        vit.config.head == .imageClassification ? batch.labels != nil : batch.boolMaskedPos != nil
+        switch vit.config.head {
+        case .imageClassification: return batch.labels != nil
+        case .distillation: return batch.labels != nil && batch.teacherLabels != nil
+        case .maskedImageModeling: return batch.boolMaskedPos != nil
+        }
     }
 
     /// Records the model on a tape with dropout off and fills the batch; a mask with encoder_stride

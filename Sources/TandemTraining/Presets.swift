@@ -3,7 +3,7 @@ import TandemModels
 
 /// Model presets: a family and its HF config.json fields. `model.<field>` keys override them.
 public enum ModelPresets {
-    public enum Family: String { case gpt, bert }
+    public enum Family: String { case gpt, bert, vit }
 
     public static let all: [String: (family: Family, fields: [String: Any])] = [
         // Byte-level GPTs for the quickstart and tests (nanoGPT's "baby" configs, scaled to 2 cores).
@@ -17,7 +17,60 @@ public enum ModelPresets {
         "bert-medium": (.bert, bert(layers: 8, hidden: 512)),
         "bert-base": (.bert, bert(layers: 12, hidden: 768)),
         "bert-large": (.bert, bert(layers: 24, hidden: 1024)),
+        // DeiT's table (Touvron et al. 2021, Table 1): ViT-Ti/S/B at 224 px with 16-pixel patches, 64-wide
+        // heads, 4x MLPs. Channels and labels come from the image shards.
+        "vit-tiny": (.vit, vit(hidden: 192, layers: 12, image: 224, patch: 16)),
+        "vit-small": (.vit, vit(hidden: 384, layers: 12, image: 224, patch: 16)),
+        "vit-base": (.vit, vit(hidden: 768, layers: 12, image: 224, patch: 16)),
+        // Small-image ViTs with 4-pixel patches: 7x7 patches of 28 px images (MNIST, Fashion-MNIST), 8x8 of
+        // 32 px ones (CIFAR); vit-tiny-32 is issue 8's throughput model. vit-mini is narrower and shallower,
+        // sized to train Fashion-MNIST on 2 cores in minutes.
+        "vit-tiny-28": (.vit, vit(hidden: 192, layers: 12, image: 28, patch: 4)),
+        "vit-tiny-32": (.vit, vit(hidden: 192, layers: 12, image: 32, patch: 4)),
+        "vit-mini-28": (.vit, vit(hidden: 128, layers: 6, image: 28, patch: 4, heads: 4)),
+        "vit-mini-32": (.vit, vit(hidden: 128, layers: 6, image: 32, patch: 4, heads: 4)),
     ]
+
+    static func vit(hidden: Int, layers: Int, image: Int, patch: Int, heads: Int? = nil) -> [String: Any] {
+        ["hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads ?? hidden / 64,
+         "intermediate_size": 4 * hidden, "image_size": image, "patch_size": patch, "encoder_stride": patch,
+         "layer_norm_eps": 1e-6, "qkv_bias": true]
+    }
+
+    /// The preset's (or `--init-from` directory's) ViTConfig with `model.<field>` overrides, the head of
+    /// `head`, and the shards' channels and class names unless the overrides set them.
+    public static func vitConfig(_ name: String?, initFrom: String?, overrides: [String: ConfigValue], head: ViTHead,
+                                 channels: Int, classes: [String], file: String) throws -> ViTConfig {
+        var fields: [String: Any]
+        if let initFrom {
+            let path = (initFrom as NSString).appendingPathComponent("config.json")
+            guard let data = FileManager.default.contents(atPath: path),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw ConfigError("--init-from: \(path) cannot be read as JSON")
+            }
+            fields = object
+            for k in ["architectures", "id2label", "label2id", "num_labels", "model_type"] { fields[k] = nil }
+        } else {
+            fields = try preset(name ?? "", file: file, family: .vit).fields
+        }
+        fields["num_channels"] = channels
+        fields["id2label"] = Dictionary(uniqueKeysWithValues: classes.enumerated().map { (String($0.offset), $0.element) })
+        try merge(&fields, overrides, known: vitFields, file: file)
+        fields["architectures"] = [head.rawValue]
+        if head == .distillation { fields["model_type"] = "deit" }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: fields)
+            return try JSONDecoder().decode(ViTConfig.self, from: data)
+        } catch let e as ViTError {
+            throw ConfigError("\(file): model: \(e.message)")
+        } catch {
+            throw ConfigError("\(file): invalid model fields: \(error)")
+        }
+    }
+
+    static let vitFields = ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+                            "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
+                            "image_size", "patch_size", "num_channels", "qkv_bias", "encoder_stride"]
 
     static func bert(layers: Int, hidden: Int) -> [String: Any] {
         ["num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": hidden / 64,

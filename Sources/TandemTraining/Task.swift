@@ -13,8 +13,9 @@ public protocol TrainingTask: AnyObject {
     /// Records the training graph for `microBatch` samples and returns its scalar loss.
     func record(on tape: Tape, microBatch: Int) -> Tensor
     /// Writes the inputs of samples `indices` of `epoch` into the recorded graph (tasks with random
-    /// per-epoch views, such as BERT's masking, key them on the epoch).
-    func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int)
+    /// per-epoch views, such as BERT's masking, key them on the epoch; batch-level draws such as mixup
+    /// key on `microBatchIndex`, the global index of this micro-batch in the run).
+    func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int, microBatchIndex: Int)
     /// Model FLOPs of one training step (forward + backward) per sample (DESIGN.md: 6 x parameters +
     /// 12 x layers x hidden x sequence length per token).
     var trainingFLOPsPerSample: Double { get }
@@ -32,6 +33,9 @@ public protocol EvaluatingTask: TrainingTask {
     /// Held-out samples (0: no evaluation data).
     var evalSampleCount: Int { get }
     func fill(evalSamples indices: UnsafeBufferPointer<Int>)
+    /// Whether `fill(evalSamples:)` takes -1 for a padding slot, so that an evaluation over the whole
+    /// held-out set (`eval.batches: 0`) counts every sample exactly once; otherwise indices wrap around.
+    var padsEvaluation: Bool { get }
     /// How many Doubles `accumulateEvalStatistics` adds to.
     var evalStatisticsCount: Int { get }
     /// Adds the statistics of the forward pass just run.
@@ -44,6 +48,10 @@ public protocol EvaluatingTask: TrainingTask {
 /// reference framework can train on exactly the same batches and masks.
 public protocol BatchWriting: TrainingTask {
     func writeBatch(to path: String) throws
+}
+
+extension EvaluatingTask {
+    public var padsEvaluation: Bool { false }
 }
 
 extension TrainingTask {
@@ -97,7 +105,7 @@ public final class CausalLanguageModelTask: TrainingTask {
         return g.loss
     }
 
-    public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int) {
+    public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int, microBatchIndex: Int) {
         guard let g = graph else { preconditionFailure("record the graph before filling it") }
         precondition(indices.count == microBatch)
         let T = sequenceLength

@@ -150,7 +150,8 @@ public final class Trainer {
             for b in 0..<s.microBatch {
                 indices[b] = sampler.sample(atCursor: step * s.globalBatch + first + b)
             }
-            task.fill(samples: UnsafeBufferPointer(indices), epoch: sampler.epoch(ofCursor: step * s.globalBatch))
+            task.fill(samples: UnsafeBufferPointer(indices), epoch: sampler.epoch(ofCursor: step * s.globalBatch),
+                      microBatchIndex: step * microPerStep + first / s.microBatch)
             if let dir = batchDumpDirectory, let writer = task as? BatchWriting {
                 do {
                     try writer.writeBatch(to: dir + String(format: "/step-%06d-rank-%d-micro-%d.safetensors", step, rank, j))
@@ -205,16 +206,24 @@ extension Trainer {
     /// Mean metrics over `batches` micro-batches per rank of held-out data (dropout off); nil when the
     /// task has no evaluation data. Collective. Uses the training graph's buffers, so it must run between
     /// steps; it changes no parameter and no random stream.
-    public func evaluate(batches: Int) -> [(String, Double)]? {
+    /// `batches` 0 means the whole held-out set: enough batches to cover it, the last one padded when
+    /// the task can pad (`padsEvaluation`), else wrapping around to its start.
+    public func evaluate(batches requested: Int) -> [(String, Double)]? {
         guard let task = task as? EvaluatingTask, task.evalSampleCount > 0 else { return nil }
         let m = settings.microBatch, rank = communicator.rank, size = communicator.size
+        let count = task.evalSampleCount
+        let batches = requested > 0 ? requested : (count + m * size - 1) / (m * size)
+        let pad = requested == 0 && task.padsEvaluation
         let sums = UnsafeMutableBufferPointer<Double>.allocate(capacity: task.evalStatisticsCount)
         defer { sums.deallocate() }
         sums.update(repeating: 0)
         tape.training = false
         defer { tape.training = true }
         for k in 0..<batches {
-            for b in 0..<m { indices[b] = ((k * size + rank) * m + b) % task.evalSampleCount }
+            for b in 0..<m {
+                let i = (k * size + rank) * m + b
+                indices[b] = pad && i >= count ? -1 : i % count
+            }
             task.fill(evalSamples: UnsafeBufferPointer(indices))
             tape.forward()
             task.accumulateEvalStatistics(into: sums.baseAddress!)

@@ -24,10 +24,13 @@ public enum TrainingRun {
         let settings = try RunSettings(config, worldSize: comm.size)
         let task = try makeTask(config, settings: settings, initFrom: initFrom)
         if let initFrom, comm.rank == 0 {
-            guard let bert = task as? BertPretrainingTask else {
-                throw ConfigError("--init-from \(initFrom): only BERT models can start from a transformers checkpoint so far")
+            if let bert = task as? BertPretrainingTask {
+                try PretrainedBERT.loadWeights(into: bert.model, directory: initFrom) { log.warning("\($0)") }
+            } else if let vision = task as? VisionTask {
+                try vision.loadPretrained(directory: initFrom) { log.warning("\($0)") }
+            } else {
+                throw ConfigError("--init-from \(initFrom): only BERT and ViT models can start from a transformers checkpoint")
             }
-            try PretrainedBERT.loadWeights(into: bert.model, directory: initFrom) { log.warning("\($0)") }
             log.info("initialised from \(initFrom)")
         }
         try comm.verifyConsistency(configHash: config.hash, parameterCount: task.arena.parameterCount, version: version)
@@ -116,8 +119,16 @@ public enum TrainingRun {
         guard let preset = config.string("model.preset") ?? (initFrom == nil ? nil : "") else {
             throw ConfigError("\(config.file): model.preset is required (or start from a transformers checkpoint with --init-from)")
         }
-        let family = initFrom == nil ? try ModelPresets.family(of: preset, file: config.file) : .bert
+        let family = try initFrom.map { PretrainedViT.isViT(directory: $0) ? .vit : .bert }
+            ?? ModelPresets.family(of: preset, file: config.file)
+        if family != .vit {
+            for key in ["train.objective", "train.teacher"] where config.isSet(key) {
+                throw ConfigError("\(config.file): \(key) applies to ViT models only (model.preset = \(preset))")
+            }
+        }
         switch family {
+        case .vit:
+            return try makeVisionTask(config, settings: settings, preset: initFrom == nil ? preset : nil, initFrom: initFrom)
         case .gpt:
             let gpt = try ModelPresets.gptConfig(preset, overrides: config.modelFields, file: config.file)
             let source = try ByteTokens(path: config.string("data.train")!)
@@ -145,6 +156,43 @@ public enum TrainingRun {
             options.wholeWordMasking = config.bool("data.whole_word_masking")
             return try BertPretrainingTask(config: bert, tokenizer: tokenizer, train: train, eval: eval,
                                            options: options, seed: settings.seed)
+        }
+    }
+
+    static func makeVisionTask(_ config: Config, settings: RunSettings, preset: String?, initFrom: String?) throws -> VisionTask {
+        func dataset(_ key: String) throws -> ImageDataset? {
+            guard let path = config.string(key) else { return nil }
+            do { return try ImageDataset(directory: path) } catch { throw ConfigError("\(key): \(error)") }
+        }
+        let train = try dataset("data.train")!
+        let eval = try dataset("data.eval")
+        let objective = config.string("train.objective") ?? "classification"
+        let head: ViTHead = objective == "masked_image_modeling" ? .maskedImageModeling
+            : objective == "distillation" ? .distillation : .imageClassification
+        var teacher: PretrainedViT? = nil
+        if head == .distillation {
+            guard let path = config.string("train.teacher") else {
+                throw ConfigError("\(config.file): train.objective = distillation needs train.teacher (a ViT classifier checkpoint directory)")
+            }
+            do { teacher = try PretrainedViT.load(directory: path) { _ in } } catch { throw ConfigError("train.teacher: \(error)") }
+        } else if config.isSet("train.teacher") {
+            throw ConfigError("\(config.file): train.teacher is only used with train.objective = distillation")
+        }
+        let vit = try ModelPresets.vitConfig(preset, initFrom: initFrom, overrides: config.modelFields, head: head,
+                                             channels: train.channels, classes: train.classNames, file: config.file)
+        var options = VisionOptions()
+        options.augment = config.bool("data.augment")
+        options.cropScale = Float(config.double("data.crop_scale"))
+        options.horizontalFlip = config.bool("data.hflip")
+        options.mixing = MixingOptions(mixupAlpha: Float(config.double("data.mixup")), cutmixAlpha: Float(config.double("data.cutmix")),
+                                       switchProbability: Float(config.double("data.mix_switch_prob")),
+                                       labelSmoothing: Float(config.double("train.label_smoothing")))
+        options.maskRatio = Float(config.double("data.mask_ratio"))
+        options.maskPatchSize = config.isSet("data.mask_patch_size") ? config.int("data.mask_patch_size") : nil
+        do {
+            return try VisionTask(config: vit, train: train, eval: eval, options: options, teacher: teacher, seed: settings.seed)
+        } catch let e as DataError {
+            throw ConfigError("\(config.file): \(e)")
         }
     }
 

@@ -31,6 +31,14 @@ final class ViTParityTests: XCTestCase {
         try checkForward("mim", outputs: ["last_hidden_state", "reconstruction"])
     }
 
+    func testDeiTForwardMatchesTransformers() throws {
+        try checkForward("deit", outputs: ["last_hidden_state", "logits", "cls_logits", "distillation_logits"])
+    }
+
+    func testDeiTDistillationGradsMatchTransformers() throws {
+        try checkGrads("deit")
+    }
+
     func testClassificationGradsMatchTransformers() throws {
         try checkGrads("classification")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TandemModels
 @testable import TandemTraining
 
 /// Every YAML file in configs/ must stay a valid training config, so a preset cannot rot when a key or a
@@ -28,6 +29,14 @@ final class PresetConfigTests: XCTestCase {
             case .gpt:
                 let gpt = try ModelPresets.gptConfig(preset, overrides: c.modelFields, file: file)
                 XCTAssertLessThanOrEqual(settings.sequenceLength, gpt.nPositions, file)
+            case .vit:
+                let objective = c.string("train.objective") ?? "classification"
+                let head: ViTHead = objective == "masked_image_modeling" ? .maskedImageModeling
+                    : objective == "distillation" ? .distillation : .imageClassification
+                let vit = try ModelPresets.vitConfig(preset, initFrom: nil, overrides: c.modelFields, head: head,
+                                                     channels: 3, classes: (0..<10).map(String.init), file: file)
+                XCTAssertEqual(vit.head, head, file)
+                if head == .distillation { XCTAssertNotNil(c.string("train.teacher"), file) }
             }
             // The header comment names the batch and learning rate the preset was tuned for.
             let header = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")

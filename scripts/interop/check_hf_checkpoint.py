@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem BERT checkpoint directory is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, ViT, SimMIM or DeiT) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
-Loads CKPT_DIR with BertForPreTraining.from_pretrained (reporting missing, unexpected and mismatched
-keys, which must all be empty), runs it on a padded batch of random ids, runs `tandem debug forward`
-on the same directory and batch, and prints the largest differences. Needs torch, transformers and
+Loads CKPT_DIR with the class its config.json names (BertForPreTraining, ViTForImageClassification,
+ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher) through from_pretrained, reporting
+missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids with
+padding for BERT, random pixels and a random patch mask for ViT), runs `tandem debug forward` on the same
+directory and batch, and prints the largest differences. Needs torch, transformers and
 safetensors (pip install them in a virtual environment); Tandem itself never needs Python.
 """
 import json
@@ -17,11 +19,61 @@ import tempfile
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
+import transformers
 from transformers import BertForPreTraining
+
+
+def run_tandem(binary, ckpt, batch_arrays):
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = os.path.join(tmp, "batch.safetensors")
+        out = os.path.join(tmp, "out.safetensors")
+        save_file(batch_arrays, batch)
+        subprocess.run([binary, "debug", "forward", "--model", ckpt, "--batch", batch, "--out", out], check=True)
+        return load_file(out)
+
+
+def report(problems, pairs):
+    worst = 0.0
+    for name, ours, theirs in pairs:
+        diff = float(np.abs(ours - theirs).max())
+        worst = max(worst, diff)
+        print(f"{name}: max abs difference {diff:.3g}")
+    if problems or worst > 1e-4:
+        print("FAIL", problems)
+        sys.exit(1)
+    print("OK: transformers loads the checkpoint with no missing, unexpected or mismatched keys, and its outputs match")
+
+
+def check_vision(binary, ckpt, architecture):
+    model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
+    model.eval()
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    B, S = 3, cfg.image_size
+    pixels = rng.standard_normal((B, cfg.num_channels, S, S)).astype(np.float32)
+    batch = {"pixel_values": pixels}
+    args = {"pixel_values": torch.from_numpy(pixels)}
+    if architecture == "ViTForMaskedImageModeling":
+        patches = (S // cfg.patch_size) ** 2
+        mask = rng.random((B, patches)) < 0.6
+        batch["bool_masked_pos"] = mask
+        args["bool_masked_pos"] = torch.from_numpy(mask)
+    ours = run_tandem(binary, ckpt, batch)
+    with torch.no_grad():
+        ref = model(**args)
+    names = {"ViTForImageClassification": ["logits"], "ViTForMaskedImageModeling": ["reconstruction"],
+             "DeiTForImageClassificationWithTeacher": ["logits", "cls_logits", "distillation_logits"]}[architecture]
+    report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in names])
 
 
 def main():
     binary, ckpt = sys.argv[1], sys.argv[2]
+    with open(os.path.join(ckpt, "config.json")) as f:
+        architecture = json.load(f).get("architectures", ["BertForPreTraining"])[0]
+    if architecture != "BertForPreTraining":
+        return check_vision(binary, ckpt, architecture)
     model, info = BertForPreTraining.from_pretrained(ckpt, output_loading_info=True)
     problems = {k: v for k, v in info.items() if v}
     print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
@@ -35,25 +87,11 @@ def main():
     mask[2, 11:] = 0
     types = np.zeros((B, T), dtype=np.int64)
     types[:, 15:] = 1
-    with tempfile.TemporaryDirectory() as tmp:
-        batch = os.path.join(tmp, "batch.safetensors")
-        out = os.path.join(tmp, "out.safetensors")
-        save_file({"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, batch)
-        subprocess.run([binary, "debug", "forward", "--model", ckpt, "--batch", batch, "--out", out], check=True)
-        ours = load_file(out)
+    ours = run_tandem(binary, ckpt, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
     with torch.no_grad():
         ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                     token_type_ids=torch.from_numpy(types))
-    worst = 0.0
-    for name, theirs in [("prediction_logits", ref.prediction_logits), ("seq_relationship_logits", ref.seq_relationship_logits)]:
-        diff = float(np.abs(ours[name] - theirs.numpy()).max())
-        worst = max(worst, diff)
-        print(f"{name}: max abs difference {diff:.3g}")
-    if problems or worst > 1e-4:
-        print("FAIL", problems)
-        sys.exit(1)
-    print("OK: transformers loads the checkpoint with no missing, unexpected or mismatched keys, and its outputs match")
-
+    report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in ("prediction_logits", "seq_relationship_logits")])
 
 if __name__ == "__main__":
     main()

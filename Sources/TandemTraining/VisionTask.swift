@@ -1,0 +1,271 @@
+import Foundation
+import TandemAutograd
+import TandemCheckpoint
+import TandemData
+import TandemModels
+
+/// What a ViT run does with its images besides the model: augmentation, batch mixing, label smoothing
+/// and SimMIM masking (config keys `data.augment`, `data.crop_scale`, `data.hflip`, `data.mixup`,
+/// `data.cutmix`, `data.mix_switch_prob`, `train.label_smoothing`, `data.mask_ratio`,
+/// `data.mask_patch_size`).
+public struct VisionOptions {
+    public var augment = true
+    public var cropScale: Float = 0.08
+    public var horizontalFlip = true
+    public var mixing = MixingOptions()
+    public var maskRatio: Float = 0.6
+    /// nil: 32 pixels when that tiles the image and is a multiple of the patch, else the patch.
+    public var maskPatchSize: Int?
+    public init() {}
+}
+
+/// ViT training on image shards (`prepare-images`) with one of three objectives, chosen by the model's
+/// head: supervised classification (ViTForImageClassification; top-1 evaluation), SimMIM masked image
+/// modelling (ViTForMaskedImageModeling; masked-pixel L1, evaluated on held-out images with fixed masks)
+/// and DeiT hard distillation (DeiTForImageClassificationWithTeacher; the teacher, a ViT classifier from a
+/// checkpoint, labels every augmented image with its predicted class).
+///
+/// Every random choice (crop, flip, mix, mask) is a function of (seed, epoch, sample) or (seed, epoch,
+/// global micro-batch), so a resumed run sees the same views.
+public final class VisionTask: EvaluatingTask, BatchWriting {
+    public let arena = ParameterArena()
+    public let model: ViT
+    public let train: ImageDataset
+    public let eval: ImageDataset?
+    public let options: VisionOptions
+    private let augmenter: ImageAugmenter
+    private let evalAugmenter: ImageAugmenter?
+    private let mixer: BatchMixer?
+    private let masking: PatchMasking?
+    private let maskScratch: UnsafeMutablePointer<Int>
+    private let teacher: PretrainedViT?
+    private var teacherGraph: (tape: Tape, graph: ViT.Graph)?
+    private var graph: ViT.Graph?
+    private var microBatch = 0
+    /// Whether the graph's slot b holds a real eval sample (the last eval batch may be padded).
+    private var slotValid: [Bool] = []
+
+    public init(config: ViTConfig, train: ImageDataset, eval: ImageDataset?, options: VisionOptions,
+                teacher: PretrainedViT?, seed: UInt64) throws {
+        try config.validate()
+        for (name, data) in [("data.train", train)] + (eval.map { [("data.eval", $0)] } ?? []) {
+            guard data.channels == config.numChannels else {
+                throw ConfigError("\(name): \(data.directory) holds \(data.channels)-channel images but model.num_channels is \(config.numChannels)")
+            }
+            if config.head != .maskedImageModeling, data.classNames.count != config.numLabels {
+                throw ConfigError("\(name): \(data.directory) has \(data.classNames.count) classes but the model has \(config.numLabels) labels")
+            }
+        }
+        if let eval, eval.classNames != train.classNames {
+            throw ConfigError("data.eval: \(eval.directory) names its classes differently from data.train (\(train.directory))")
+        }
+        if let teacher {
+            let t = teacher.config
+            guard t.head == .imageClassification, t.imageSize == config.imageSize, t.numChannels == config.numChannels,
+                  t.numLabels == config.numLabels else {
+                throw ConfigError("train.teacher: the teacher must be a ViTForImageClassification for \(config.imageSize) px, \(config.numChannels)-channel images and \(config.numLabels) classes (it is \(t.head.rawValue), \(t.imageSize) px, \(t.numChannels) channels, \(t.numLabels) classes)")
+            }
+        }
+        var objective = ViT.Objective(labelSmoothing: options.mixing.labelSmoothing)
+        objective.softTargets = options.mixing.isActive
+        self.objective = objective
+        model = ViT(config, arena: arena, rng: Philox(seed: seed))
+        arena.seal()
+        self.train = train
+        self.eval = eval
+        self.options = options
+        self.teacher = teacher
+        let S = config.imageSize
+        let augmentation = AugmentationOptions(outputSize: S, randomResizedCrop: options.augment,
+                                               scaleMin: options.cropScale, horizontalFlip: options.augment && options.horizontalFlip,
+                                               mean: train.mean, std: train.std)
+        augmenter = ImageAugmenter(options: augmentation, inputHeight: train.height, inputWidth: train.width,
+                                   channels: train.channels, seed: seed)
+        evalAugmenter = eval.map {
+            ImageAugmenter(options: augmentation, inputHeight: $0.height, inputWidth: $0.width, channels: $0.channels, seed: seed)
+        }
+        mixer = options.mixing.isActive && config.head != .maskedImageModeling
+            ? BatchMixer(options: options.mixing, classes: config.numLabels, channels: config.numChannels, size: S, seed: seed)
+            : nil
+        if config.head == .maskedImageModeling {
+            let P = config.patchSize
+            let size = options.maskPatchSize ?? (S % 32 == 0 && 32 % P == 0 ? 32 : P)
+            masking = try PatchMasking(imageSize: S, patchSize: P, maskPatchSize: size, ratio: options.maskRatio, seed: seed)
+        } else {
+            masking = nil
+        }
+        maskScratch = .allocate(capacity: max(config.numPatches, 1))
+    }
+
+    deinit { maskScratch.deallocate() }
+
+    private let objective: ViT.Objective
+
+    public var sampleCount: Int { train.count }
+    public var tokensPerSample: Int { model.config.sequenceLength }
+
+    public func record(on tape: Tape, microBatch B: Int) -> Tensor {
+        let g = model.record(on: tape, batch: B, objective: objective)
+        graph = g
+        microBatch = B
+        slotValid = Array(repeating: true, count: B)
+        if let teacher {
+            let t = Tape()
+            t.training = false
+            teacherGraph = (t, teacher.model.record(on: t, batch: B))
+            t.seal()
+        }
+        guard let loss = g.loss else { preconditionFailure("ViT graphs for training have a loss (encoder_stride = patch_size)") }
+        return loss
+    }
+
+    private var imageFloats: Int { model.config.numChannels * model.config.imageSize * model.config.imageSize }
+
+    public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int, microBatchIndex: Int) {
+        guard let g = graph else { preconditionFailure("record the graph before filling it") }
+        let n = imageFloats
+        for (b, i) in indices.enumerated() {
+            augmenter.train(train.pixels(i), epoch: epoch, sample: i, into: g.pixelValues.data + b * n)
+            g.labels?[b] = train.label(i)
+            if let masking, let m = g.boolMaskedPos {
+                masking.fill(epoch: epoch, sample: i, into: m.data + b * model.config.numPatches, scratch: maskScratch)
+            }
+        }
+        if let mixer, let labels = g.labels, let targets = g.softTargets {
+            mixer.mix(pixels: g.pixelValues.data, labels: labels, batch: microBatch, epoch: epoch,
+                      batchIndex: microBatchIndex, targets: targets.data)
+        }
+        labelByTeacher(g)
+    }
+
+    /// DeiT's hard distillation: the teacher's predicted class of each (augmented, mixed) image.
+    private func labelByTeacher(_ g: ViT.Graph) {
+        guard let (tape, t) = teacherGraph, let targets = g.teacherLabels, let logits = t.logits else { return }
+        t.pixelValues.data.update(from: g.pixelValues.data, count: g.pixelValues.count)
+        tape.forward()
+        let K = model.config.numLabels
+        for b in 0..<microBatch { targets[b] = Int32(argmax(logits.data + b * K, K)) }
+    }
+
+    /// 6 x (parameters - the embeddings' tokens and positions) + 12 x L x C x T per token, T tokens per
+    /// image (DESIGN.md's formula; the patch embedding is a matrix product and counts as parameters).
+    public var trainingFLOPsPerSample: Double {
+        let c = model.config, T = Double(c.sequenceLength)
+        let lookups = Double(c.sequenceLength * c.hiddenSize + c.head.leadingTokens * c.hiddenSize)
+        let perToken = 6.0 * (Double(arena.parameterCount) - lookups) + 12.0 * Double(c.numHiddenLayers * c.hiddenSize) * T
+        return perToken * T
+    }
+
+    public var modelDescription: String {
+        let c = model.config
+        return "\(c.head.rawValue) layers=\(c.numHiddenLayers) hidden=\(c.hiddenSize) heads=\(c.numAttentionHeads) image=\(c.imageSize)px patch=\(c.patchSize) channels=\(c.numChannels) labels=\(c.numLabels) params=\(arena.parameterCount)"
+    }
+
+    public var hfConfigJSON: String {
+        let data = try! JSONEncoder().encode(model.config)
+        return jsonText(try! JSONSerialization.jsonObject(with: data) as! [String: Any])
+    }
+
+    /// The micro-batch in the graph as an HF batch file: `pixel_values` (after augmentation and mixing),
+    /// `labels` (the hard labels; for DeiT the ground truth) and, for MIM, `bool_masked_pos`.
+    public func writeBatch(to path: String) throws {
+        guard let g = graph else { return }
+        var w = SafeTensorsWriter()
+        w.add("pixel_values", shape: g.pixelValues.shape.dims, borrowing: UnsafeBufferPointer(g.pixelValues.values))
+        if let labels = g.labels { w.add("labels", shape: [microBatch], int64s: (0..<microBatch).map { Int64(labels[$0]) }) }
+        if let m = g.boolMaskedPos {
+            w.add("bool_masked_pos", shape: m.shape.dims, int64s: (0..<m.count).map { Int64(m.data[$0]) })
+        }
+        try w.write(toPath: path)
+    }
+
+    /// Fills the model from a transformers ViT directory (`--init-from`): the encoder must match; a head
+    /// or mask token the checkpoint lacks keeps its init, and tensors this head has no use for (a SimMIM
+    /// decoder when fine-tuning) are ignored; `log` hears both.
+    public func loadPretrained(directory: String, log: (String) -> Void) throws {
+        let path = (directory as NSString).appendingPathComponent("model.safetensors")
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch { throw ConfigError("--init-from: \(error)") }
+        let report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in
+            try file.copyFloats(name, into: into)
+        }
+        if !report.keptInit.isEmpty { log("\(path): \(report.keptInit.count) parameters keep their init: \(report.keptInit.joined(separator: ", "))") }
+        if !report.ignored.isEmpty { log("\(path): ignored \(report.ignored.joined(separator: ", "))") }
+    }
+
+    // MARK: - Evaluation
+
+    public var evalSampleCount: Int { eval?.count ?? 0 }
+    public var padsEvaluation: Bool { true }
+
+    /// Eval views are deterministic: a plain resize and normalisation, and for MIM masks drawn with
+    /// epoch -1 (never a training epoch). An index of -1 pads the last batch and is not counted.
+    public func fill(evalSamples indices: UnsafeBufferPointer<Int>) {
+        guard let g = graph, let eval, let evalAugmenter else { return }
+        let n = imageFloats, K = model.config.numLabels
+        for (b, i) in indices.enumerated() {
+            slotValid[b] = i >= 0
+            let index = max(i, 0)
+            evalAugmenter.eval(eval.pixels(index), into: g.pixelValues.data + b * n)
+            g.labels?[b] = i >= 0 ? eval.label(index) : -100
+            if let t = g.softTargets {
+                let row = t.data + b * K
+                row.update(repeating: 0, count: K)
+                if i >= 0 { row[Int(eval.label(index))] = 1 }
+            }
+            if let masking, let m = g.boolMaskedPos {
+                let row = m.data + b * model.config.numPatches
+                masking.fill(epoch: -1, sample: index, into: row, scratch: maskScratch)
+                if i < 0 { row.update(repeating: 0, count: model.config.numPatches) }
+            }
+        }
+        labelByTeacher(g)
+    }
+
+    /// Classification: loss sum, correct, count (and for DeiT the [CLS]-head and distillation-head
+    /// correct counts, the reported top-1 being HF's averaged logits). MIM: loss x batches, batches.
+    public var evalStatisticsCount: Int { 5 }
+
+    public func accumulateEvalStatistics(into s: UnsafeMutablePointer<Double>) {
+        guard let g = graph else { return }
+        guard let logits = g.logits, let labels = g.labels else {
+            // Padded slots have empty masks, so the batch's loss is the mean over its real masked pixels.
+            if let loss = g.loss { s[0] += Double(loss.data[0]); s[2] += 1 }
+            return
+        }
+        let K = model.config.numLabels
+        for b in 0..<microBatch where slotValid[b] && labels[b] >= 0 {
+            let row = logits.data + b * K, y = Int(labels[b])
+            var predicted = argmax(row, K)
+            if let d = g.distillationLogits {
+                let dRow = d.data + b * K
+                var best = 0
+                for k in 1..<K where row[k] + dRow[k] > row[best] + dRow[best] { best = k }
+                predicted = best
+                if argmax(row, K) == y { s[3] += 1 }
+                if argmax(dRow, K) == y { s[4] += 1 }
+            }
+            // Cross-entropy of the [CLS] head with the true label, in Double.
+            var m = -Float.infinity
+            for k in 0..<K { m = max(m, row[k]) }
+            var z = 0.0
+            for k in 0..<K { z += Double(expf(row[k] - m)) }
+            s[0] += Double(m) + log(z) - Double(row[y])
+            if predicted == y { s[1] += 1 }
+            s[2] += 1
+        }
+    }
+
+    public func describeEval(_ s: [Double]) -> [(String, Double)] {
+        let n = max(s[2], 1)
+        switch model.config.head {
+        case .maskedImageModeling:
+            return [("eval_reconstruction_loss", s[0] / n)]
+        case .imageClassification:
+            return [("eval_loss", s[0] / n), ("eval_top1", s[1] / n)]
+        case .distillation:
+            return [("eval_loss", s[0] / n), ("eval_top1", s[1] / n), ("eval_top1_cls", s[3] / n),
+                    ("eval_top1_distillation", s[4] / n)]
+        }
+    }
+}
