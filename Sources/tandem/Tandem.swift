@@ -212,10 +212,14 @@ struct Bench: ParsableCommand {
         kernels: matrix products next to raw cblas_sgemm and memory-bound kernels next to memcpy. \
         allreduce: hierarchical and plain gradient reduction from 1 to 440 MB and the gradient wait of a \
         BERT-base-sized backward (run under mpirun). step: median training step of --config (samples/s, \
-        tokens/s, MFU, peak memory, time breakdown; under mpirun the aggregate over ranks).
+        tokens/s, MFU, peak memory, time breakdown; under mpirun the aggregate over ranks). images: the \
+        image pipeline per core: decoding and resizing the PNG/JPEG files of --input, then the training \
+        augmentation and the evaluation view.
         """)
-    enum Kind: String, ExpressibleByArgument, CaseIterable { case kernels, allreduce, step }
-    @Argument(help: "kernels | allreduce | step") var kind: Kind
+    enum Kind: String, ExpressibleByArgument, CaseIterable { case kernels, allreduce, step, images }
+    @Argument(help: "kernels | allreduce | step | images") var kind: Kind
+    @Option(help: "Image files or folders to decode (images, repeatable).") var input: [String] = []
+    @Option(help: "Side images are resized to (images).") var size: Int = 224
     @Option(help: "Training config (for `step`).") var config: String?
     @Option(name: .customLong("set"), help: "Override a config key (for `step`, repeatable).") var overrides: [String] = []
     @Option(help: "Repeats per measurement (kernels) or timed steps (step).") var repeats: Int = 5
@@ -234,6 +238,8 @@ struct Bench: ParsableCommand {
             try withCommunicator {
                 Benchmarks.allReduce(sizesMB: list, tokens: tokens, communicator: $0) { print($0); fflush(stdout) }
             }
+        case .images:
+            try ImageBenchmark.run(inputs: input, size: size, seconds: 1) { print($0); fflush(stdout) }
         case .step:
             guard let config else { throw ValidationError("bench step needs --config CONFIG.yaml") }
             try withCommunicator {
