@@ -63,3 +63,27 @@ tandem_fetch_minilm() {
     fi
     echo "$model"
 }
+
+# Prints the folder holding scikit-learn's two bundled photos (china.jpg, flower.jpg), the real JPEGs the
+# decoder is checked on against Pillow; fetched once from PyPI (the scikit-learn wheel, no dependencies)
+# into the cache. Fails (non-zero) when PyPI cannot be reached.
+tandem_fetch_sklearn_images() {
+    local cache=${TANDEM_CACHE:-$HOME/.cache/tandem}/sklearn-images
+    if [ ! -s "$cache/china.jpg" ] || [ ! -s "$cache/flower.jpg" ]; then
+        python3 -m pip --version >/dev/null 2>&1 || tandem_ensure_packages python3-pip
+        local tmp; tmp=$(mktemp -d)
+        tandem_log "fetching scikit-learn's sample photos from PyPI (pip download --no-deps scikit-learn) into $cache"
+        python3 -m pip download -q --no-deps --only-binary=:all: --disable-pip-version-check scikit-learn -d "$tmp" >&2 \
+            && mkdir -p "$cache" \
+            && python3 - "$tmp" "$cache" <<'PY' || { rm -rf "$tmp"; return 1; }
+import glob, os, sys, zipfile
+wheel = glob.glob(os.path.join(sys.argv[1], "scikit_learn-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("china.jpg", "flower.jpg"):
+        with open(os.path.join(sys.argv[2], name), "wb") as f:
+            f.write(z.read("sklearn/datasets/images/" + name))
+PY
+        rm -rf "$tmp"
+    fi
+    echo "$cache"
+}
