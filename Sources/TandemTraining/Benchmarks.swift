@@ -41,7 +41,7 @@ public enum Benchmarks {
         let cores = Double(comm.size * settings.threads)
         let mfu = rate * task.trainingFLOPsPerSample / (cores * peak)
         log("\(task.modelDescription)")
-        log("\(comm.size) rank(s) x \(settings.threads) thread(s), global batch \(settings.globalBatch) (micro \(settings.microBatch) x \(settings.accumulation) accumulation), sequence \(settings.sequenceLength); median of \(steps) steps after \(warmup) warm-up")
+        log("\(comm.size) rank(s) x \(settings.threads) thread(s), global batch \(settings.globalBatch) (micro \(settings.microBatch) x \(settings.accumulation) accumulation), \(task.tokensPerSample) tokens per sample; median of \(steps) steps after \(warmup) warm-up")
         log(String(format: "%.2f samples/s", rate))
         log(String(format: "%.0f tokens/s", rate * Double(task.tokensPerSample)))
         log(String(format: "MFU %.3f (%.1f GFLOP/s model FLOPs over %d core(s) x %.1f GFLOP/s measured sgemm)",

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""The PyTorch side of launch/compare-pytorch (issue 8): transformers' BertForPreTraining trained with
-DistributedDataParallel over gloo, N processes x 1 thread each, fp32 (or --bf16: CPU autocast to
-bfloat16), AdamW with gradient clipping at 1.0, on synthetic batches shaped like Tandem's: sequence 128,
-attention over every position, sentence A/B token types, MLM labels at `--max-predictions` positions per
-sequence (-100 elsewhere) and an NSP label.
+"""The PyTorch side of launch/compare-pytorch (issue 8): transformers' BertForPreTraining (or
+ViTForImageClassification) trained with DistributedDataParallel over gloo, N processes x 1 thread each,
+fp32 (or --bf16: CPU autocast to bfloat16), AdamW with gradient clipping at 1.0, on synthetic batches
+shaped like Tandem's. BERT: sequence 128, attention over every position, sentence A/B token types, MLM
+labels at `--max-predictions` positions per sequence (-100 elsewhere) and an NSP label; hidden dropout
+0.1 and no attention-probability dropout, as in Tandem. ViT: random pixels and labels over 10 classes,
+no dropout (ViT's default), cross-entropy.
 
     /opt/tandem-ref/bin/python scripts/bench/pytorch_ddp_step.py --preset bert-base --global-batch 8
 
 Prints, like `tandem bench step`: samples/s from the median step of the slowest process after the
 warm-up steps, tokens/s, MFU with Tandem's FLOP count (BertPretrainingTask.trainingFLOPsPerSample:
-6 x non-embedding parameters + 12 x L x C x T per token, plus 6 x V x C per masked prediction) over
+6 x non-embedding parameters + 12 x L x C x T per token, plus 6 x V x C per masked prediction;
+VisionTask's: 6 x (parameters - position embeddings - [CLS]) + 12 x L x C x T per token) over
 (processes x single-core sgemm FLOP/s), the median time split (forward, backward with DDP's overlapped
 all-reduce, optimizer), and the peak resident memory of the largest process (getrusage maxrss).
 The single-core sgemm is torch.mm on one thread at 512x768x768, the best over half a second, unless
@@ -25,11 +28,16 @@ PRESETS = {  # google-research/bert's compact models and BERT-base: (layers, hid
     "bert-tiny": (2, 128), "bert-mini": (4, 256), "bert-small": (4, 512),
     "bert-medium": (8, 512), "bert-base": (12, 768), "bert-large": (24, 1024),
 }
+VIT_PRESETS = {  # Tandem's ViT presets: (layers, hidden, image, patch)
+    "vit-tiny-32": (12, 192, 32, 4), "vit-tiny": (12, 192, 224, 16), "vit-small": (12, 384, 224, 16),
+    "vit-base": (12, 768, 224, 16),
+}
+VIT_LABELS = 10
 
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-predictions", type=int, default=20)
@@ -86,7 +94,6 @@ def worker(rank, a):
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from transformers import BertConfig, BertForPreTraining
 
     torch.set_num_threads(a.threads)
     dist.init_process_group("gloo", rank=rank, world_size=a.procs)
@@ -95,22 +102,61 @@ def worker(rank, a):
     dist.all_reduce(peak_t, op=dist.ReduceOp.MAX)
     peak = peak_t.item()
 
+    (vit_worker if a.preset in VIT_PRESETS else bert_worker)(rank, a, torch, dist, DDP, peak)
+    dist.destroy_process_group()
+
+
+def bert_worker(rank, a, torch, dist, DDP, peak):
+    from transformers import BertConfig, BertForPreTraining
     layers, hidden = PRESETS[a.preset]
+    # Tandem's attention has no dropout on the probabilities (its hidden dropout, 0.1, matches HF's):
+    # the same work on both sides.
     cfg = BertConfig(vocab_size=a.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=hidden // 64, intermediate_size=4 * hidden, max_position_embeddings=512)
+                     num_attention_heads=hidden // 64, intermediate_size=4 * hidden, max_position_embeddings=512,
+                     attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
     model = BertForPreTraining(cfg)
     model.train()
     flops, params = training_flops_per_sample(model, cfg, a)
     ddp = DDP(model)
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
     B = a.global_batch // a.procs
     g = torch.Generator().manual_seed(rank)
     batches = [batch(torch, cfg, a, B, g) for _ in range(2)]
+    describe = (f"transformers BertForPreTraining layers={layers} hidden={hidden} heads={hidden // 64} "
+                f"vocab={a.vocab_size} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, a.seq, describe)
 
+
+def vit_worker(rank, a, torch, dist, DDP, peak):
+    from transformers import ViTConfig, ViTForImageClassification
+    layers, hidden, image, patch = VIT_PRESETS[a.preset]
+    cfg = ViTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                    intermediate_size=4 * hidden, image_size=image, patch_size=patch, layer_norm_eps=1e-6,
+                    qkv_bias=True, num_labels=VIT_LABELS)
+    torch.manual_seed(0)
+    model = ViTForImageClassification(cfg)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    T = (image // patch) ** 2 + 1
+    per_token = 6.0 * (params - T * hidden - hidden) + 12.0 * layers * hidden * T
+    flops = per_token * T
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = [dict(pixel_values=torch.randn(B, 3, image, image, generator=g),
+                    labels=torch.randint(0, VIT_LABELS, (B,), generator=g)) for _ in range(2)]
+    describe = (f"transformers ViTForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
+                f"image={image}px patch={patch} labels={VIT_LABELS} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+
+
+def run(rank, a, torch, dist, model, ddp, batches, flops, peak, tokens, describe):
+    """The timed loop: AdamW (decay off for biases and LayerNorm), clipping at 1.0, DDP all-reduce."""
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n or "layernorm" in n]
+    decay = [p for n, p in model.named_parameters()
+             if not (n.endswith("bias") or "LayerNorm" in n or "layernorm" in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
     times = []  # (total, forward, backward, optimizer) of the slowest process, per timed step
     for step in range(a.warmup + a.steps):
         b = batches[step % 2]
@@ -134,19 +180,17 @@ def worker(rank, a):
         med = [statistics.median(t[i] for t in times) for i in range(4)]
         rate = a.global_batch / med[0]
         cores = a.procs * a.threads
-        print(f"PyTorch {torch.__version__} transformers BertForPreTraining layers={layers} hidden={hidden} "
-              f"heads={hidden // 64} vocab={a.vocab_size} params={params} "
+        print(f"PyTorch {torch.__version__} {describe} "
               f"({'bf16 autocast' if a.bf16 else 'fp32'}, attention {model.config._attn_implementation})")
         print(f"{a.procs} process(es) x {a.threads} thread(s), DDP over gloo, global batch {a.global_batch}, "
-              f"sequence {a.seq}; median of {a.steps} steps after {a.warmup} warm-up")
+              f"{tokens} tokens per sample; median of {a.steps} steps after {a.warmup} warm-up")
         print(f"{rate:.2f} samples/s")
-        print(f"{rate * a.seq:.0f} tokens/s")
+        print(f"{rate * tokens:.0f} tokens/s")
         print(f"MFU {rate * flops / (cores * peak):.3f} ({rate * flops / 1e9:.1f} GFLOP/s model FLOPs over {cores} "
               f"core(s) x {peak / 1e9:.1f} GFLOP/s {'given' if a.peak_gflops else 'measured torch.mm'} sgemm)")
         print(f"step {med[0] * 1e3:.1f} ms: forward {med[1] * 1e3:.1f}, backward+allreduce {med[2] * 1e3:.1f}, "
               f"optimizer {med[3] * 1e3:.1f}")
         print(f"peak resident memory {rss.item() / 1e6:.1f} MB (largest process)")
-    dist.destroy_process_group()
 
 
 def main():
