@@ -192,10 +192,11 @@ public final class Trainer {
         r.stopRequested = lossBuffer[1] > 0
         r.times.gradientWait = monotonicSeconds() - t
         t = monotonicSeconds()
-        r.gradientNorm = clipGradientNorm(task.arena, maxNorm: s.clipGradNorm)
+        // Clipping's factor, the update and the zeroing of the gradients in one pass over the arena.
+        let (norm, factor) = gradientClipFactor(task.arena, maxNorm: s.clipGradNorm)
+        r.gradientNorm = norm
         r.learningRate = s.schedule(step)
-        optimizer.update(lr: r.learningRate)
-        task.arena.zeroGrads()
+        optimizer.update(lr: r.learningRate, gradScale: factor, zeroingGrads: true)
         r.times.optimizer = monotonicSeconds() - t
         step += 1
         return r

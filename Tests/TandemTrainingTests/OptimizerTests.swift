@@ -72,4 +72,36 @@ final class OptimizerTests: XCTestCase {
 func XCTAssertEqual(_ a: [Float], _ b: [Float], accuracy: Float, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.count, b.count, file: file, line: line)
     for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
+
+}
+
+extension OptimizerTests {
+    /// The trainer's fused path (clip factor, update and zeroing in one pass) gives the same bits as
+    /// clipping the arena, updating and zeroing one after the other, for AdamW and LAMB.
+    func testFusedClipUpdateZeroEqualsSeparatePasses() {
+        for kind in [Optimizer.Kind.adamw, .lamb] {
+            func make() -> (ParameterArena, Optimizer) {
+                let arena = ParameterArena()
+                _ = arena.register("a", Shape(37), initializer: .normal(std: 1))
+                _ = arena.register("b", Shape(5), initializer: .normal(std: 1), decays: false)
+                arena.seal()
+                arena.reinitialize(rng: Philox(seed: 9))
+                for p in arena.parameters { for i in 0..<p.count { p.grad[i] = Float(i % 7) - 3 } }
+                return (arena, Optimizer(kind, settings: OptimizerSettings(), arena: arena))
+            }
+            let (a1, o1) = make(), (a2, o2) = make()
+            for _ in 0..<3 {
+                let norm = clipGradientNorm(a1, maxNorm: 1)
+                o1.update(lr: 1e-2)
+                a1.zeroGrads()
+                let (norm2, factor) = gradientClipFactor(a2, maxNorm: 1)
+                o2.update(lr: 1e-2, gradScale: factor, zeroingGrads: true)
+                XCTAssertEqual(norm, norm2)
+                XCTAssertEqual(Array(a1.values), Array(a2.values), "\(kind)")
+                // Padding between parameters is never written, so only the parameters' gradients are looked at.
+                XCTAssertTrue(a2.parameters.allSatisfy { p in (0..<p.count).allSatisfy { p.grad[$0] == 0 } })
+                for a in [a1, a2] { for p in a.parameters { for i in 0..<p.count { p.grad[i] = Float(i % 5) - 2 } } }
+            }
+        }
+    }
 }
