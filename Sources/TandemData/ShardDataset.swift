@@ -52,19 +52,11 @@ public struct TokenShardManifest: Codable, Equatable {
     }
 
     /// Writes `directory/manifest.json` atomically.
-    public func write(directory: String) throws {
-        let path = (directory as NSString).appendingPathComponent(TokenShardManifest.fileName)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        do { try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw DataError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
-        }
-    }
+    public func write(directory: String) throws { try ManifestFile.write(self, directory: directory) }
 
     /// Reads `directory/manifest.json`.
     public static func read(directory: String) throws -> TokenShardManifest {
-        let path = (directory as NSString).appendingPathComponent(fileName)
-        guard let data = FileManager.default.contents(atPath: path) else { throw DataError.io(path: path, reason: "no shard manifest (run tandem prepare-text)") }
+        let (data, path) = try ManifestFile.contents(directory: directory, missing: "no shard manifest (run tandem prepare-text)")
         let manifest: TokenShardManifest
         do { manifest = try JSONDecoder().decode(TokenShardManifest.self, from: data) } catch {
             throw DataError.invalidFormat(path: path, reason: "not a token shard manifest: \(error)")

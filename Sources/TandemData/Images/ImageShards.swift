@@ -127,21 +127,12 @@ public struct ImageShardManifest: Codable, Equatable, Sendable {
     }
 
     /// Writes `directory/manifest.json` atomically.
-    public func write(directory: String) throws {
-        let path = (directory as NSString).appendingPathComponent(ImageShardManifest.fileName)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        do { try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw DataError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
-        }
-    }
+    public func write(directory: String) throws { try ManifestFile.write(self, directory: directory) }
 
     /// Reads `directory/manifest.json` and checks that its keys agree with each other.
     public static func read(directory: String) throws -> ImageShardManifest {
-        let path = (directory as NSString).appendingPathComponent(fileName)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DataError.io(path: path, reason: "no image shard manifest (run tandem prepare-images)")
-        }
+        let (data, path) = try ManifestFile.contents(directory: directory,
+                                                     missing: "no image shard manifest (run tandem prepare-images)")
         return try decode(data, path: path)
     }
 
