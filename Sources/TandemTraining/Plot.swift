@@ -471,7 +471,11 @@ struct Axis {
         if abs(v) < step * 1e-6 { return "0" }
         if step >= 1e6 { return trimmed(v / 1e6, step / 1e6) + "M" }
         if step >= 1000 { return trimmed(v / 1000, step / 1000) + "k" }
-        if step < 1e-3 { return String(format: "%.0e", v) }
+        if step < 1e-3 {
+            // Enough mantissa digits that neighbouring ticks differ (1.6e-03, 1.8e-03, not 2e-03 twice).
+            let digits = max(0, Int(log10(abs(v) / step).rounded(.up)))
+            return String(format: "%.\(digits)e", v)
+        }
         return trimmed(v, step)
     }
 
