@@ -353,21 +353,7 @@ extension ImageAugmenter {
             let out = UnsafeMutablePointer<Float>.allocate(capacity: C * S * S)
             defer { out.deallocate() }
             // Per core: the thread's CPU time, so that other processes on a shared machine do not count.
-            func cpuSeconds() -> Double {
-                var t = timespec()
-                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
-                return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-            }
-            func rate(_ body: (Int) -> Void) -> Double {
-                var done = 0
-                let start = cpuSeconds()
-                var elapsed = 0.0
-                repeat {
-                    for _ in 0..<16 { body(done); done += 1 }
-                    elapsed = cpuSeconds() - start
-                } while elapsed < secondsPerCase
-                return Double(done) / elapsed
-            }
+            func rate(_ body: (Int) -> Void) -> Double { ThreadCPUTime.rate(seconds: secondsPerCase, batch: 16, body) }
             let train = pixels.withUnsafeBufferPointer { p in rate { augmenter.train(p.baseAddress!, epoch: 0, sample: $0, into: out) } }
             let eval = pixels.withUnsafeBufferPointer { p in rate { _ in augmenter.eval(p.baseAddress!, into: out) } }
             lines.append(String(format: "augment %@: train (random resized crop + flip) %.0f images/s, eval %.0f images/s (per core)",

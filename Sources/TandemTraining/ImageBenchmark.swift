@@ -16,7 +16,7 @@ public enum ImageBenchmark {
             for path in files.prefix(64) { decoded.append((path, try decodeImage(path: path))) }
             let out = UnsafeMutablePointer<UInt8>.allocate(capacity: size * size * 3)
             defer { out.deallocate() }
-            let decodeRate = rate(seconds: seconds) { i in
+            let decodeRate = ThreadCPUTime.rate(seconds: seconds) { i in
                 let item = decoded[i % decoded.count]
                 let image = try! decodeImage(path: item.path)
                 PillowResample.resizeShorterSideAndCenterCrop(image.pixels, width: image.width, height: image.height,
@@ -46,23 +46,5 @@ public enum ImageBenchmark {
             }
         }
         return files
-    }
-
-    static func cpuSeconds() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
-
-    static func rate(seconds: Double, _ body: (Int) -> Void) -> Double {
-        var done = 0
-        let start = cpuSeconds()
-        var elapsed = 0.0
-        repeat {
-            body(done)
-            done += 1
-            elapsed = cpuSeconds() - start
-        } while elapsed < seconds
-        return Double(done) / elapsed
     }
 }
