@@ -1,6 +1,7 @@
 // swift-tools-version:5.9
 // Tandem: distributed data-parallel training of transformers on CPU clusters over MPI.
-// Module graph (one way): TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels;
+// Module graph (one way): TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels
+// (TandemKernels also uses the CBF16Gemm C target for bf16 matrix products);
 // TandemData (with the CImageCodecs C shim), TandemCollectives and TandemCheckpoint depend only on
 // TandemTensor; TandemTraining ties them together; the `tandem` executable parses arguments and calls
 // TandemTraining.
@@ -25,8 +26,12 @@ let package = Package(
         // libpng/libjpeg report errors by longjmp, so their calls live in this C target (see its header).
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg"), .linkedLibrary("z")]),
+        // bf16 matrix products on AVX512_BF16 (train.precision: bf16). Its AVX-512 functions carry target
+        // attributes and sit behind a CPU check, so the target needs no -m flags and a CPU without
+        // AVX512_BF16 gets an error, not SIGILL; -O3 also in debug builds, where tests call it.
+        .target(name: "CBF16Gemm", path: "Sources/CBF16Gemm", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "TandemTensor", dependencies: ["CBLAS"]),
-        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS"]),
+        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm"]),
         .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
         .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),
