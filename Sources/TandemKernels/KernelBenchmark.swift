@@ -17,6 +17,7 @@ public enum KernelBenchmark {
         let repeats = max(1, repeats)
         log("BLAS: \(BLAS.configuration), threads \(BLAS.threads)")
         benchmarkGemm(repeats: repeats, log: log)
+        benchmarkBF16Gemm(repeats: repeats, log: log)
         benchmarkMemoryBound(repeats: repeats, log: log)
         benchmarkAdamW(repeats: repeats, log: log)
     }
@@ -60,6 +61,62 @@ public enum KernelBenchmark {
                     + pad(ratio(raw, ours), 16) + (withBias ? "linearForward + bias" : "linearForward"))
             }
         }
+    }
+
+    // MARK: - bf16 matrix products
+
+    /// `bf16Gemm` next to `cblas_sgemm` (both on `BLAS.threads` threads) at the products of a training
+    /// step: each Linear of BERT-base (micro-batch 4 x 128 tokens) and ViT-B/16 (2 x 197) forward (NT),
+    /// its input gradient (NN) and its weight gradient (TN), and one layer's attention products (12 heads
+    /// as strided views of a (T, 768) buffer: scores NT, probabilities x V NN, dV TN).
+    static func benchmarkBF16Gemm(repeats: Int, log: (String) -> Void) {
+        log("")
+        guard MatmulPrecision.bf16Supported else {
+            log("bf16 gemm: skipped, this CPU has no AVX512_BF16")
+            return
+        }
+        log("bf16 gemm (inputs rounded to bf16, fp32 accumulation) against cblas_sgemm, row-major; GFLOP/s")
+        log("median (best) of \(repeats); ratio = bf16 / cblas_sgemm, of medians (of bests)")
+        log(pad("M x N x K", 18) + pad("op", 6) + pad("product", 26) + pad("cblas_sgemm", 20) + pad("bf16 gemm", 20) + "ratio")
+        typealias Product = (m: Int, n: Int, k: Int, ta: Transpose, tb: Transpose, lda: Int, ldb: Int, heads: Int, label: String)
+        var products: [Product] = []
+        for (model, tokens) in [("BERT-base", 512), ("ViT-B/16", 394)] {
+            for (c, oc) in [(768, 768), (768, 3072), (3072, 768)] {
+                let layer = "\(model) \(c)->\(oc)"
+                products.append((tokens, oc, c, .none, .transpose, c, c, 1, layer + " fwd"))
+                products.append((tokens, c, oc, .none, .none, oc, c, 1, layer + " dX"))
+                products.append((oc, c, tokens, .transpose, .none, oc, c, 1, layer + " dW"))
+            }
+        }
+        for (model, t) in [("BERT-base", 128), ("ViT-B/16", 197)] {
+            products.append((t, t, 64, .none, .transpose, 768, 768, 12, "\(model) attn QK^T x12"))
+            products.append((t, 64, t, .none, .none, t, 768, 12, "\(model) attn PV x12"))
+            products.append((t, 64, t, .transpose, .none, t, 768, 12, "\(model) attn dV x12"))
+        }
+        var ratioProduct = 1.0
+        for p in products {
+            let aRows = p.ta == .none ? p.m : p.k, bRows = p.tb == .none ? p.k : p.n
+            let a = filled(aRows * p.lda, seed: 21), b = filled(bRows * p.ldb, seed: 22), c = filled(p.m * p.n, seed: 23)
+            defer { [a, b, c].forEach(AlignedMemory.deallocate) }
+            // Head h of a (T, 768) buffer starts at column 64 h; a (T, T) operand is one buffer per head.
+            func offset(_ ld: Int, _ h: Int) -> Int { ld == 768 && p.heads > 1 ? 64 * h : 0 }
+            let (raw, ours) = interleaved(repeats: repeats, {
+                for h in 0..<p.heads {
+                    BLAS.sgemm(p.ta, p.tb, m: p.m, n: p.n, k: p.k, a: a + offset(p.lda, h), lda: p.lda,
+                               b: b + offset(p.ldb, h), ldb: p.ldb, c: c, ldc: p.n)
+                }
+            }, {
+                for h in 0..<p.heads {
+                    bf16Gemm(p.ta, p.tb, m: p.m, n: p.n, k: p.k, alpha: 1, a: a + offset(p.lda, h), lda: p.lda,
+                             b: b + offset(p.ldb, h), ldb: p.ldb, beta: 0, c: c, ldc: p.n)
+                }
+            })
+            let flops = 2 * Double(p.m) * Double(p.n) * Double(p.k) * Double(p.heads)
+            ratioProduct *= raw.median / ours.median
+            log(pad("\(p.m)x\(p.n)x\(p.k)", 18) + pad(name(p.ta) + name(p.tb), 6) + pad(p.label, 26)
+                + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20) + ratio(raw, ours))
+        }
+        log("geometric mean of the median ratios: " + format(pow(ratioProduct, 1 / Double(products.count)), 3))
     }
 
     // MARK: - Memory-bound kernels
