@@ -48,6 +48,7 @@ public enum ConfigSchema {
         "train.dump_batches": .init(kind: .string, default: nil, help: "debugging: write every micro-batch as an HF batch file (step-S-rank-R-micro-M.safetensors) and the initial weights into this directory"),
         "train.log_every": .init(kind: .int(1...Int.max), default: .int(10), help: "steps between progress lines"),
         "train.threads": .init(kind: .int(1...4096), default: .int(1), help: "OpenBLAS threads per rank"),
+        "train.precision": .init(kind: .choice(["fp32", "bf16"]), default: .string("fp32"), help: "matrix products: fp32, or bf16 (inputs rounded to bf16, fp32 accumulation; needs a CPU with AVX512_BF16); weights, gradients, optimizer state, all-reduce and checkpoints stay fp32"),
         "train.metrics": .init(kind: .string, default: nil, help: "JSONL metrics file (default: checkpoint.dir/metrics.jsonl)"),
         "checkpoint.dir": .init(kind: .string, default: nil, help: "checkpoint root; step-%08d directories go in it"),
         "checkpoint.every": .init(kind: .int(0...Int.max), default: .int(0), help: "steps between checkpoints; 0 saves only at the end"),

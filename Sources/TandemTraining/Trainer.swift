@@ -19,6 +19,8 @@ public struct RunSettings {
     public let clipGradNorm: Float
     public let logEvery: Int
     public let threads: Int
+    /// The arithmetic of the matrix products (`train.precision`); everything else is fp32 either way.
+    public let precision: MatmulPrecision
     public let bucketBytes: Int
     public let reduceMode: ReduceMode
     public let deterministic: Bool
@@ -49,6 +51,10 @@ public struct RunSettings {
         clipGradNorm = Float(c.double("train.clip_grad_norm"))
         logEvery = c.int("train.log_every")
         threads = c.int("train.threads")
+        precision = MatmulPrecision(rawValue: c.string("train.precision")!)!
+        if precision == .bf16 && !MatmulPrecision.bf16Supported {
+            throw ConfigError("\(c.file): train.precision = bf16 needs a CPU with AVX512_BF16 (and AVX-512 F/BW/VL), which this one lacks: use train.precision = fp32")
+        }
         bucketBytes = Int(c.double("distributed.bucket_mb") * 1_000_000)
         reduceMode = c.string("distributed.reduce") == "mpi" ? .mpi : .hierarchical
         deterministic = c.bool("distributed.deterministic")
@@ -102,6 +108,7 @@ public final class Trainer {
         self.task = task
         self.communicator = communicator
         BLAS.threads = settings.threads
+        MatmulPrecision.current = settings.precision
         guard task.sampleCount >= settings.globalBatch else {
             throw ConfigError("data.train: \(task.sampleCount) samples are fewer than one global batch of \(settings.globalBatch)")
         }
@@ -140,6 +147,8 @@ public final class Trainer {
         var r = StepResult()
         r.step = step
         let s = settings
+        // Process-wide, so set again: trainers of both precisions may share a process (tests).
+        MatmulPrecision.current = s.precision
         let rank = communicator.rank, size = communicator.size
         let perRank = s.globalBatch / size
         let microPerStep = s.globalBatch / s.microBatch
@@ -218,6 +227,7 @@ extension Trainer {
         let sums = UnsafeMutableBufferPointer<Double>.allocate(capacity: task.evalStatisticsCount)
         defer { sums.deallocate() }
         sums.update(repeating: 0)
+        MatmulPrecision.current = settings.precision
         tape.training = false
         defer { tape.training = true }
         for k in 0..<batches {

@@ -2,6 +2,7 @@ import CMallocCounter
 import Foundation
 import XCTest
 import TandemCollectives
+import TandemKernels
 @testable import TandemTraining
 
 final class TrainerTests: XCTestCase {
@@ -27,17 +28,22 @@ final class TrainerTests: XCTestCase {
 
     /// The whole optimizer step (data, forward, backward, reduction, clipping, update) in a release build.
     /// At gpt-nano's width: OpenBLAS 0.3.21's small-matrix sgemm path (tiny products, e.g. 32 channels)
-    /// mallocs a scratch buffer per call, which is the library's and not ours.
+    /// mallocs a scratch buffer per call, which is the library's and not ours. bf16 products (where the
+    /// CPU has them) pack into per-thread buffers that the first steps size.
     func testSteadyStateStepsAllocateNothing() throws {
         #if DEBUG
         throw XCTSkip("unoptimised builds box values on the heap; launch/test runs this in release")
         #endif
-        let trainer = try makeTrainer(["model.n_embd=128", "model.n_positions=128", "data.seq_len=128"])
-        for _ in 0..<3 { trainer.trainStep() }
-        malloc_counter_start()
-        for _ in 0..<5 { trainer.trainStep() }
-        let allocations = malloc_counter_stop()
-        XCTAssertEqual(allocations, 0, "heap allocations in 5 steady-state training steps")
+        defer { MatmulPrecision.current = .fp32 }
+        for precision in MatmulPrecision.bf16Supported ? ["fp32", "bf16"] : ["fp32"] {
+            let trainer = try makeTrainer(["model.n_embd=128", "model.n_positions=128", "data.seq_len=128",
+                                           "train.precision=\(precision)"])
+            for _ in 0..<3 { trainer.trainStep() }
+            malloc_counter_start()
+            for _ in 0..<5 { trainer.trainStep() }
+            let allocations = malloc_counter_stop()
+            XCTAssertEqual(allocations, 0, "heap allocations in 5 steady-state \(precision) training steps")
+        }
     }
 
     func testLossFallsOnRealText() throws {
