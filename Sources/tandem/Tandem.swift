@@ -209,7 +209,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print figures and MFU.",
         discussion: """
-        kernels: matrix products next to raw cblas_sgemm and memory-bound kernels next to memcpy. \
+        kernels: matrix products next to raw cblas_sgemm (also the bf16 GEMM of train.precision=bf16, on \
+        CPUs with AVX512_BF16) and memory-bound kernels next to memcpy. \
         allreduce: hierarchical and plain gradient reduction from 1 to 440 MB and the gradient wait of a \
         BERT-base-sized backward (run under mpirun). step: median training step of --config (samples/s, \
         tokens/s, MFU, peak memory, time breakdown; under mpirun the aggregate over ranks). images: the \
