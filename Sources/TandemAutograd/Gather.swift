@@ -1,8 +1,9 @@
 import TandemKernels
 
-// Ops that pick rows: the hidden states at masked positions (BERT's MLM head only scores those) and at
-// [CLS] (the pooler), and a token embedding whose padding row gets no gradient from the lookup.
-// Both reuse the embedding kernels, the source being viewed as a table of rows.
+// Ops that pick rows: the hidden states at masked positions (BERT's MLM head only scores those), at
+// [CLS] (the pooler) and at ViT's leading tokens (its last block's queries run only there), and a token
+// embedding whose padding row gets no gradient from the lookup. They reuse the embedding kernels, the
+// source being viewed as a table of rows.
 
 extension Tape {
     /// Rows `rows` (count) of `x` viewed as (N, C) with C = x.shape[-1], giving (count, C); backward
@@ -20,6 +21,16 @@ extension Tape {
             if let dx = x.grad { embeddingBackward(dtable: dx, dout: y.grad!, ids: rows, N: count, C: C) }
         })
         return y
+    }
+
+    /// The first L positions of every sequence of x (B, T, C), giving (B, L, C) (ViT's [CLS] and DeiT's
+    /// distillation rows); backward adds into x.grad.
+    public func leadingRows(_ x: Tensor, count L: Int) -> Tensor {
+        let B = x.shape[0], T = x.shape[1], C = x.shape[2]
+        precondition(x.shape.rank == 3 && L >= 1 && L <= T, "leadingRows: \(L) of \(x.shape)")
+        let rows = intInput(count: B * L)
+        for b in 0..<B { for i in 0..<L { rows[b * L + i] = Int32(b * T + i) } }
+        return gatherRows(x, rows: rows, count: B * L).reshaped(Shape(B, L, C))
     }
 
     /// Rows of `table` (V, C) picked by `ids` (N), giving (N, C), as `embedding`, except that rows looked

@@ -107,22 +107,26 @@ extension Tape {
         return y
     }
 
-    /// Multi-head scaled dot-product attention (Vaswani et al. 2017) of q, k, v of shape (B, T, C) with
-    /// NH heads; `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
+    /// Multi-head scaled dot-product attention (Vaswani et al. 2017) with NH heads of keys and values k, v
+    /// (B, T, C) and queries q (B, Tq, C), which are the first Tq <= T positions of each sequence (all of
+    /// them in self-attention; fewer when only those positions' outputs are needed); the output is
+    /// (B, Tq, C). `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
     public func attention(q: Tensor, k: Tensor, v: Tensor, heads NH: Int, keyMask: Tensor?, causal: Bool) -> Tensor {
-        let B = q.shape[0], T = q.shape[1], C = q.shape[2]
+        let B = k.shape[0], T = k.shape[1], C = k.shape[2], Tq = q.shape[1]
         precondition(C % NH == 0, "attention: \(C) channels do not split into \(NH) heads")
+        precondition(v.shape == k.shape && q.shape == Shape(B, Tq, C) && Tq <= T,
+                     "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
         let HS = C / NH
         let y = tensor(q.shape)
-        let probs = scratch(count: B * NH * T * T)
-        let dprobs = scratch(count: B * NH * T * T)
+        let probs = scratch(count: B * NH * Tq * T)
+        let dprobs = scratch(count: B * NH * Tq * T)
         let mask = keyMask.map { UnsafePointer($0.data) }
         record(forward: {
             attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
-                             B: B, T: T, NH: NH, HS: HS, causal: causal)
+                             B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal)
         }, backward: {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
-                              q: q.data, k: k.data, v: v.data, B: B, T: T, NH: NH, HS: HS)
+                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS)
         })
         return y
     }

@@ -8,11 +8,17 @@ import Darwin
 /// stay in place: q, k, v and out are (B, T, C) with head h in columns [h*HS, (h+1)*HS), so each
 /// (batch, head) is a strided (T, HS) view with row stride C that sgemm reads through its leading
 /// dimension, never a copy.
+///
+/// The queries may be the first Tq <= T positions of each sequence only (q and out (B, Tq, C), probs
+/// (B, NH, Tq, T)): a model whose loss reads only those positions' outputs (ViT's [CLS] token after the
+/// last block) computes exactly those rows of the full attention, keys and values still coming from all
+/// T positions. With `causal`, query i still sees the keys j <= i.
 
 // MARK: - Forward
 
-/// out = softmax(q kᵀ / √HS + mask) v per (batch, head); q, k, v, out (B, T, C) with C = NH HS,
-/// probs (B, NH, T, T) receives the probabilities for backward.
+/// out = softmax(q kᵀ / √HS + mask) v per (batch, head); k, v (B, T, C) with C = NH HS; q, out (B, Tq, C),
+/// the first Tq = `queries` positions (all T when nil); probs (B, NH, Tq, T) receives the probabilities
+/// for backward.
 ///
 /// `keyMask` (B, T) or nil: 1 attends, 0 is padding. Masked keys (padding, and keys after the query when
 /// `causal`) get probability exactly 0, as adding `finfo.min` to the scores does in Hugging Face. A query
@@ -20,19 +26,21 @@ import Darwin
 /// uniformly; such rows are padding whose outputs are ignored, and zeros cannot leak NaN).
 public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                             keyMask: UnsafePointer<Float>?, B: Int, T: Int, NH: Int, HS: Int, causal: Bool) {
-    let C = NH * HS
+                             keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
+                             causal: Bool) {
+    let C = NH * HS, Tq = queries ?? T
+    precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
     let scale = 1 / Float(HS).squareRoot()
     for b in 0..<B {
         let mask = keyMask.map { $0 + b * T }
         for h in 0..<NH {
-            let head = b * T * C + h * HS
-            let p = probs + (b * NH + h) * T * T  // (T, T)
-            gemm(.none, .transpose, m: T, n: T, k: HS, alpha: scale, a: q + head, lda: C, b: k + head, ldb: C,
+            let head = b * T * C + h * HS, queryHead = b * Tq * C + h * HS
+            let p = probs + (b * NH + h) * Tq * T  // (Tq, T)
+            gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: scale, a: q + queryHead, lda: C, b: k + head, ldb: C,
                  beta: 0, c: p, ldc: T)
-            for i in 0..<T { maskedSoftmaxRow(p + i * T, count: T, mask: mask, lastKey: causal ? i : T - 1) }
-            gemm(.none, .none, m: T, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: C,
-                 beta: 0, c: out + head, ldc: C)
+            for i in 0..<Tq { maskedSoftmaxRow(p + i * T, count: T, mask: mask, lastKey: causal ? i : T - 1) }
+            gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: C,
+                 beta: 0, c: out + queryHead, ldc: C)
         }
     }
 }
@@ -73,30 +81,32 @@ func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: Unsa
 
 // MARK: - Backward
 
-/// Gradients of `attentionForward`, accumulated into dq, dk, dv (B, T, C) (nil skips one), from the saved
-/// probs (B, NH, T, T). `dprobs` (B, NH, T, T) is scratch, overwritten (it ends holding the gradient of
-/// the pre-softmax scores). Per (batch, head), with P the probabilities and s = 1/√HS:
+/// Gradients of `attentionForward`, accumulated into dk, dv (B, T, C) and dq (B, Tq, C) (nil skips one),
+/// from dout (B, Tq, C) and the saved probs (B, NH, Tq, T), Tq = `queries` (T when nil). `dprobs`
+/// (B, NH, Tq, T) is scratch, overwritten (it ends holding the gradient of the pre-softmax scores).
+/// Per (batch, head), with P the probabilities and s = 1/√HS:
 /// dv += Pᵀ dout, dP = dout vᵀ, dS = P ⊙ (dP - rowsum(P ⊙ dP)), dq += s dS k, dk += s dSᵀ q.
 /// Masked entries have P = 0, so they pass no gradient.
 public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                               dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                               dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                              B: Int, T: Int, NH: Int, HS: Int) {
-    let C = NH * HS
+                              B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int) {
+    let C = NH * HS, Tq = queries ?? T
+    precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
     let scale = 1 / Float(HS).squareRoot()
     for b in 0..<B {
         for h in 0..<NH {
-            let head = b * T * C + h * HS
-            let p = probs + (b * NH + h) * T * T, dp = dprobs + (b * NH + h) * T * T
+            let head = b * T * C + h * HS, queryHead = b * Tq * C + h * HS
+            let p = probs + (b * NH + h) * Tq * T, dp = dprobs + (b * NH + h) * Tq * T
             if let dv {
-                gemm(.transpose, .none, m: T, n: HS, k: T, alpha: 1, a: p, lda: T, b: dout + head, ldb: C,
+                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: p, lda: T, b: dout + queryHead, ldb: C,
                      beta: 1, c: dv + head, ldc: C)
             }
             if dq == nil && dk == nil { continue }
-            gemm(.none, .transpose, m: T, n: T, k: HS, alpha: 1, a: dout + head, lda: C, b: v + head, ldb: C,
+            gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + queryHead, lda: C, b: v + head, ldb: C,
                  beta: 0, c: dp, ldc: T)
-            for i in 0..<T {
+            for i in 0..<Tq {
                 let pRow = p + i * T, dRow = dp + i * T
                 let dot = Vector(repeating: rowDot(pRow, dRow, T))
                 for (j, lanes) in chunks(T) {
@@ -104,11 +114,11 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
                 }
             }
             if let dq {
-                gemm(.none, .none, m: T, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: C,
-                     beta: 1, c: dq + head, ldc: C)
+                gemm(.none, .none, m: Tq, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: C,
+                     beta: 1, c: dq + queryHead, ldc: C)
             }
             if let dk {
-                gemm(.transpose, .none, m: T, n: HS, k: T, alpha: scale, a: dp, lda: T, b: q + head, ldb: C,
+                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: scale, a: dp, lda: T, b: q + queryHead, ldb: C,
                      beta: 1, c: dk + head, ldc: C)
             }
         }
@@ -120,31 +130,31 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
 /// Naive `attentionForward`: explicit loops in Double, masking by skipping keys.
 public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                                       q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                      keyMask: UnsafePointer<Float>?, B: Int, T: Int, NH: Int, HS: Int,
-                                      causal: Bool) {
-    let C = NH * HS
+                                      keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil,
+                                      NH: Int, HS: Int, causal: Bool) {
+    let C = NH * HS, Tq = queries ?? T
     let scale = 1 / Double(HS).squareRoot()
     for b in 0..<B {
         for h in 0..<NH {
-            for i in 0..<T {
+            for i in 0..<Tq {
                 let keys = (0..<T).filter { j in
                     (keyMask == nil || keyMask![b * T + j] != 0) && (!causal || j <= i)
                 }
                 var scores = [Double](repeating: 0, count: T)
                 for j in keys {
                     var dot = 0.0
-                    for d in 0..<HS { dot += Double(q[(b * T + i) * C + h * HS + d]) * Double(k[(b * T + j) * C + h * HS + d]) }
+                    for d in 0..<HS { dot += Double(q[(b * Tq + i) * C + h * HS + d]) * Double(k[(b * T + j) * C + h * HS + d]) }
                     scores[j] = dot * scale
                 }
                 let m = keys.map { scores[$0] }.max() ?? 0
                 let total = keys.reduce(0.0) { $0 + exp(scores[$1] - m) }
                 var p = [Double](repeating: 0, count: T)
                 for j in keys { p[j] = exp(scores[j] - m) / total }
-                for j in 0..<T { probs[((b * NH + h) * T + i) * T + j] = Float(p[j]) }
+                for j in 0..<T { probs[((b * NH + h) * Tq + i) * T + j] = Float(p[j]) }
                 for d in 0..<HS {
                     var acc = 0.0
                     for j in 0..<T { acc += p[j] * Double(v[(b * T + j) * C + h * HS + d]) }
-                    out[(b * T + i) * C + h * HS + d] = Float(acc)
+                    out[(b * Tq + i) * C + h * HS + d] = Float(acc)
                 }
             }
         }
@@ -156,35 +166,39 @@ public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: Uns
                                        dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                                        dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                                        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                       B: Int, T: Int, NH: Int, HS: Int) {
-    let C = NH * HS
+                                       B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int) {
+    let C = NH * HS, Tq = queries ?? T
     let scale = 1 / Double(HS).squareRoot()
-    func at(_ b: Int, _ t: Int, _ h: Int, _ d: Int) -> Int { (b * T + t) * C + h * HS + d }
+    /// Row t of sequence b in a (B, rows, C) tensor, head h, channel d.
+    func at(_ b: Int, _ t: Int, _ h: Int, _ d: Int, rows: Int) -> Int { (b * rows + t) * C + h * HS + d }
     for b in 0..<B {
         for h in 0..<NH {
-            let base = (b * NH + h) * T * T
-            var dS = [Double](repeating: 0, count: T * T)
-            for i in 0..<T {
+            let base = (b * NH + h) * Tq * T
+            var dS = [Double](repeating: 0, count: Tq * T)
+            for i in 0..<Tq {
                 var dP = [Double](repeating: 0, count: T)
                 for j in 0..<T {
-                    for d in 0..<HS { dP[j] += Double(dout[at(b, i, h, d)]) * Double(v[at(b, j, h, d)]) }
+                    for d in 0..<HS { dP[j] += Double(dout[at(b, i, h, d, rows: Tq)]) * Double(v[at(b, j, h, d, rows: T)]) }
                 }
                 var dot = 0.0
                 for j in 0..<T { dot += Double(probs[base + i * T + j]) * dP[j] }
                 for j in 0..<T { dS[i * T + j] = Double(probs[base + i * T + j]) * (dP[j] - dot) }
             }
-            for i in 0..<T * T { dprobs[base + i] = Float(dS[i]) }
-            for t in 0..<T {
-                for d in 0..<HS {
-                    var gq = 0.0, gk = 0.0, gv = 0.0
-                    for j in 0..<T {
-                        gq += dS[t * T + j] * Double(k[at(b, j, h, d)]) * scale
-                        gk += dS[j * T + t] * Double(q[at(b, j, h, d)]) * scale
-                        gv += Double(probs[base + j * T + t]) * Double(dout[at(b, j, h, d)])
+            for i in 0..<Tq * T { dprobs[base + i] = Float(dS[i]) }
+            for d in 0..<HS {
+                for i in 0..<Tq {
+                    var gq = 0.0
+                    for j in 0..<T { gq += dS[i * T + j] * Double(k[at(b, j, h, d, rows: T)]) * scale }
+                    dq?[at(b, i, h, d, rows: Tq)] += Float(gq)
+                }
+                for t in 0..<T {
+                    var gk = 0.0, gv = 0.0
+                    for i in 0..<Tq {
+                        gk += dS[i * T + t] * Double(q[at(b, i, h, d, rows: Tq)]) * scale
+                        gv += Double(probs[base + i * T + t]) * Double(dout[at(b, i, h, d, rows: Tq)])
                     }
-                    dq?[at(b, t, h, d)] += Float(gq)
-                    dk?[at(b, t, h, d)] += Float(gk)
-                    dv?[at(b, t, h, d)] += Float(gv)
+                    dk?[at(b, t, h, d, rows: T)] += Float(gk)
+                    dv?[at(b, t, h, d, rows: T)] += Float(gv)
                 }
             }
         }

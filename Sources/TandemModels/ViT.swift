@@ -78,6 +78,10 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public var numPatches: Int { gridSize * gridSize }
     /// Tokens per image: the patches, [CLS] and, for DeiT, the distillation token.
     public var sequenceLength: Int { numPatches + head.leadingTokens }
+    /// Rows per image at which `ViT.record` runs the last block's queries, attention output and
+    /// feed-forward network, and the final LayerNorm: the leading tokens for the classification heads,
+    /// which read nothing else, all T for SimMIM, whose decoder reads every patch.
+    public var lastLayerQueryRows: Int { head == .maskedImageModeling ? sequenceLength : head.leadingTokens }
 
     enum CodingKeys: String, CodingKey {
         case hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
@@ -333,7 +337,9 @@ public final class ViT {
         public let teacherLabels: UnsafeMutablePointer<Int32>?
         /// (B, NP) patch mask, 1 for masked patches and 0 elsewhere (MIM only; zeros when recorded).
         public let boolMaskedPos: Tensor?
-        /// (B, T, C), the final-LayerNorm'd encoder output, [CLS] first (then DeiT's distillation token).
+        /// (B, T', C), the final-LayerNorm'd encoder output, [CLS] first (then DeiT's distillation token):
+        /// all T' = T tokens for SimMIM or when recorded with `allTokens`, else the T' =
+        /// `config.lastLayerQueryRows` leading tokens that the classification heads read.
         public let lastHiddenState: Tensor
         /// (B, num_labels): the classifier's logits (DeiT: `cls_logits`, the [CLS] head's).
         public let logits: Tensor?
@@ -348,8 +354,13 @@ public final class ViT {
         public let loss: Tensor?
     }
 
-    /// Records the forward pass for B images on `tape`.
-    public func record(on tape: Tape, batch B: Int, objective: Objective = Objective()) -> Graph {
+    /// Records the forward pass for B images on `tape`. The classification heads read only the leading
+    /// tokens of the last hidden state, so the last block computes its queries, attention output and
+    /// feed-forward network, and the final LayerNorm, only at those rows (its keys and values still at
+    /// all T; `TransformerBlock.leadingRows`): the same logits, loss and gradients for about 1 - 1/T of
+    /// the last block's work less. `allTokens` computes every row, for a caller that needs the whole
+    /// last hidden state (`tandem debug forward`).
+    public func record(on tape: Tape, batch B: Int, objective: Objective = Objective(), allTokens: Bool = false) -> Graph {
         let C = config.hiddenSize, NP = config.numPatches, T = config.sequenceLength, S = config.imageSize
         let pixels = tape.input(Shape(B, config.numChannels, S, S))
         var x = tape.linear(tape.patches(pixels, size: config.patchSize), flattening: patchWeight, bias: patchBias)
@@ -363,13 +374,18 @@ public final class ViT {
         x = tape.dropout(tape.prependTokens(x, tokens: [classToken] + (distillationToken.map { [$0] } ?? []),
                                             positions: positionEmbeddings),
                          p: config.hiddenDropoutProb)
-        for block in blocks { x = block(x, keyMask: nil, causal: false, on: tape) }
+        let queryRows = allTokens ? T : config.lastLayerQueryRows
+        for (i, block) in blocks.enumerated() {
+            x = i == blocks.count - 1 && queryRows < T
+                ? block.leadingRows(x, count: queryRows, keyMask: nil, causal: false, on: tape)
+                : block(x, keyMask: nil, causal: false, on: tape)
+        }
         let hidden = finalNorm(x, on: tape)
 
         /// Row `offset` of every image's hidden states, (B, C).
         func token(_ offset: Int) -> Tensor {
             let rows = tape.intInput(count: B)
-            for b in 0..<B { rows[b] = Int32(b * T + offset) }
+            for b in 0..<B { rows[b] = Int32(b * queryRows + offset) }
             return tape.gatherRows(hidden, rows: rows, count: B)
         }
         if let classifier {
@@ -410,6 +426,35 @@ public final class ViT {
         return Graph(batch: B, pixelValues: pixels, labels: nil, softTargets: nil, teacherLabels: nil,
                      boolMaskedPos: mask, lastHiddenState: hidden, logits: nil, distillationLogits: nil,
                      reconstruction: reconstruction, loss: loss)
+    }
+
+    /// Training FLOPs per image of the graph `record` builds (without `allTokens`): DESIGN.md's 6 per
+    /// parameter per row it multiplies or normalises (2 forward, 4 backward) plus 12 C Tq T per layer for
+    /// attention's two products, Tq query rows over T keys, each counted at the rows where it runs. The
+    /// patch embedding runs on the NP patch rows; every block on all T tokens, except that the last
+    /// block's queries, attention output, LayerNorm-after and feed-forward network and the final LayerNorm
+    /// run on `config.lastLayerQueryRows` (its LayerNorm-before, keys and values on all T); each classifier
+    /// on one row, SimMIM's decoder on the NP patches. The tokens, positions and mask token are lookups
+    /// and count nothing.
+    public var trainingFLOPsPerImage: Double {
+        let T = Double(config.sequenceLength), NP = Double(config.numPatches), C = Double(config.hiddenSize)
+        let lastRows = Double(config.lastLayerQueryRows)
+        func count(_ parameters: [Parameter?]) -> Double { Double(parameters.reduce(0) { $0 + ($1?.count ?? 0) }) }
+        func linear(_ l: Linear?) -> [Parameter?] { [l?.weight, l?.bias] }
+        func norm(_ n: LayerNorm) -> [Parameter?] { [n.weight, n.bias] }
+        var flops = 6 * count([patchWeight, patchBias]) * NP
+        for (i, block) in blocks.enumerated() {
+            let rows = i == blocks.count - 1 ? lastRows : T
+            let a = block.attention, f = block.feedForward
+            flops += 6 * count(norm(block.attentionNorm) + linear(a.key) + linear(a.value)) * T
+            flops += 6 * count(linear(a.query) + linear(a.output) + norm(block.feedForwardNorm) + linear(f.up)
+                               + linear(f.down)) * rows
+            flops += 12 * C * rows * T
+        }
+        flops += 6 * count(norm(finalNorm)) * lastRows
+        flops += 6 * count(linear(classifier) + linear(distillationClassifier))
+        flops += 6 * count([decoderWeight, decoderBias]) * NP
+        return flops
     }
 
     // MARK: - Loading transformers checkpoints

@@ -83,7 +83,14 @@ public final class MultiHeadAttention {
     /// x (B, T, C) -> (B, T, C). There is no dropout on the attention probabilities (HF's
     /// `attention_probs_dropout_prob`): the fused attention kernel does not store a mask for it.
     public func callAsFunction(_ x: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
-        let q = query(x, on: tape), k = key(x, on: tape), v = value(x, on: tape)
+        self(x, queries: x, keyMask: keyMask, causal: causal, on: tape)
+    }
+
+    /// x (B, T, C) for the keys and values, `queries` (B, Tq, C) the first Tq positions of x (or of
+    /// whatever x was computed from row by row) -> (B, Tq, C): the first Tq rows of the self-attention's
+    /// output, at Tq/T of the cost of the query and output projections.
+    public func callAsFunction(_ x: Tensor, queries: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
+        let q = query(queries, on: tape), k = key(x, on: tape), v = value(x, on: tape)
         let a = tape.attention(q: q, k: k, v: v, heads: heads, keyMask: keyMask, causal: causal)
         return output(a, on: tape)
     }
@@ -134,5 +141,20 @@ public final class TransformerBlock {
             let f = tape.dropout(feedForward(feedForwardNorm(h, on: tape), on: tape), p: dropout)
             return tape.add(h, f)
         }
+    }
+
+    /// The block's output at the first L positions of each sequence only: x (B, T, C) -> (B, L, C), the
+    /// same values as the first L rows of `callAsFunction` (dropout aside, whose draws depend on the
+    /// shape). For a model whose loss reads nothing else after this block (ViT's [CLS] token after the
+    /// last one): the first LayerNorm, keys and values still run on all T positions, but the queries,
+    /// the attention output, the residuals and the feed-forward network on L. Pre-LN blocks only.
+    public func leadingRows(_ x: Tensor, count L: Int, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
+        precondition(norm == .pre, "leadingRows: only pre-LN blocks")
+        let normed = attentionNorm(x, on: tape)
+        let a = tape.dropout(attention(normed, queries: tape.leadingRows(normed, count: L), keyMask: keyMask,
+                                       causal: causal, on: tape), p: dropout)
+        let h = tape.add(tape.leadingRows(x, count: L), a)
+        let f = tape.dropout(feedForward(feedForwardNorm(h, on: tape), on: tape), p: dropout)
+        return tape.add(h, f)
     }
 }

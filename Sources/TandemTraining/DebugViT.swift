@@ -139,7 +139,7 @@ public enum ViTDebugCommands {
                                log: (String) -> Void = DebugCommands.standardErrorLog) throws {
         let vit = try PretrainedViT.load(directory: directory, log: log)
         let batch = try ViTBatch(path: batchPath, config: vit.config)
-        let g = try record(vit, batch, batchPath)
+        let g = try record(vit, batch, batchPath, allTokens: true)
         g.tape.forward()
         let graph = g.graph
         var writer = SafeTensorsWriter()
@@ -162,7 +162,9 @@ public enum ViTDebugCommands {
     }
 
     /// Writes the scalar `loss` of the batch (which needs `labels` for classification or
-    /// `bool_masked_pos` for MIM) and d(loss)/d(parameter) for every parameter under its HF name.
+    /// `bool_masked_pos` for MIM) and d(loss)/d(parameter) for every parameter under its HF name, from
+    /// the graph that training records (for the classification heads, the last block only at the
+    /// leading tokens).
     public static func grads(model directory: String, batch batchPath: String, out outputPath: String,
                              log: (String) -> Void = DebugCommands.standardErrorLog) throws {
         let vit = try PretrainedViT.load(directory: directory, log: log)
@@ -172,7 +174,7 @@ public enum ViTDebugCommands {
                 : vit.config.head == .distillation ? "labels and teacher_labels" : "bool_masked_pos"
             throw ViTError("\(batchPath): no \(needed) tensor, so there is no loss to differentiate")
         }
-        let g = try record(vit, batch, batchPath)
+        let g = try record(vit, batch, batchPath, allTokens: false)
         guard let loss = g.graph.loss else { preconditionFailure("record checked that the loss exists") }
         vit.arena.zeroGrads()
         g.tape.forward()
@@ -193,16 +195,17 @@ public enum ViTDebugCommands {
         }
     }
 
-    /// Records the model on a tape with dropout off and fills the batch; a mask with encoder_stride
-    /// other than patch_size is an error, as in HF.
-    private static func record(_ vit: PretrainedViT, _ batch: ViTBatch, _ batchPath: String) throws -> (tape: Tape, graph: ViT.Graph) {
+    /// Records the model on a tape with dropout off (every token of the last block when `allTokens`) and
+    /// fills the batch; a mask with encoder_stride other than patch_size is an error, as in HF.
+    private static func record(_ vit: PretrainedViT, _ batch: ViTBatch, _ batchPath: String,
+                               allTokens: Bool) throws -> (tape: Tape, graph: ViT.Graph) {
         if vit.config.head == .maskedImageModeling, batch.boolMaskedPos != nil, vit.config.encoderStride != vit.config.patchSize {
             throw ViTError("\(batchPath): bool_masked_pos needs encoder_stride (\(vit.config.encoderStride)) "
                            + "equal to patch_size (\(vit.config.patchSize)), so that the reconstruction has the input's size")
         }
         let tape = Tape()
         tape.training = false
-        let graph = vit.model.record(on: tape, batch: batch.batch)
+        let graph = vit.model.record(on: tape, batch: batch.batch, allTokens: allTokens)
         batch.fill(graph)
         return (tape, graph)
     }

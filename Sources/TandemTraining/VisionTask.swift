@@ -147,14 +147,10 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
         for b in 0..<microBatch { targets[b] = Int32(argmax(logits.data + b * K, K)) }
     }
 
-    /// 6 x (parameters - the embeddings' tokens and positions) + 12 x L x C x T per token, T tokens per
-    /// image (DESIGN.md's formula; the patch embedding is a matrix product and counts as parameters).
-    public var trainingFLOPsPerSample: Double {
-        let c = model.config, T = Double(c.sequenceLength)
-        let lookups = Double(c.sequenceLength * c.hiddenSize + c.head.leadingTokens * c.hiddenSize)
-        let perToken = 6.0 * (Double(arena.parameterCount) - lookups) + 12.0 * Double(c.numHiddenLayers * c.hiddenSize) * T
-        return perToken * T
-    }
+    /// `ViT.trainingFLOPsPerImage`: the work counted where the training graph does it (the last block's
+    /// queries and MLP at the leading tokens only, for the classification heads), as BERT counts its MLM
+    /// logits only at the gathered positions; counting work that is not done would overstate MFU.
+    public var trainingFLOPsPerSample: Double { model.trainingFLOPsPerImage }
 
     public var modelDescription: String {
         let c = model.config

@@ -16,7 +16,8 @@ final class TransformerGradientTests: XCTestCase {
     }
 
     /// B=2, T=5, C=12, NH=3, V=7: small odd shapes, one padded key in the second sequence.
-    func makeNet(norm: TransformerBlock.Norm, causal: Bool, dropout: Float) -> Net {
+    /// With `leading` L, the block runs as `leadingRows` and the head scores the first L positions only.
+    func makeNet(norm: TransformerBlock.Norm, causal: Bool, dropout: Float, leading: Int? = nil) -> Net {
         let B = 2, T = 5, C = 12, V = 7
         let arena = ParameterArena()
         let scope = ParameterScope(arena: arena, rng: Philox(seed: 3))
@@ -45,10 +46,12 @@ final class TransformerGradientTests: XCTestCase {
         for i in 0..<x.count { x.data[i] = rng.normal(stream: 99, step: 0, index: UInt64(i)) }
         let mask = tape.input(Shape(B, T))
         for i in 0..<B * T { mask.data[i] = i == B * T - 1 ? 0 : 1 }
-        let h = block(x, keyMask: mask, causal: causal, on: tape)
+        let h = leading.map { block.leadingRows(x, count: $0, keyMask: mask, causal: causal, on: tape) }
+            ?? block(x, keyMask: mask, causal: causal, on: tape)
         let logits = head(h, on: tape)
-        let targets = tape.intInput(count: B * T)
-        for i in 0..<B * T { targets[i] = Int32((i * 3) % V) }
+        let rows = B * (leading ?? T)
+        let targets = tape.intInput(count: rows)
+        for i in 0..<rows { targets[i] = Int32((i * 3) % V) }
         targets[2] = -100
         let loss = tape.crossEntropy(logits, targets: targets, labelSmoothing: 0.1)
         tape.seal()
@@ -63,8 +66,8 @@ final class TransformerGradientTests: XCTestCase {
     /// Central differences with step 1e-2 in Float. The tolerance (relative norm error below 1e-2 per
     /// tensor) covers Float rounding of the loss (about 1e-7 / 2e-2 = 5e-6 absolute per difference) and
     /// the O(h^2) truncation term; a wrong backward gives errors of order 1.
-    func check(norm: TransformerBlock.Norm, causal: Bool, dropout: Float) {
-        let net = makeNet(norm: norm, causal: causal, dropout: dropout)
+    func check(norm: TransformerBlock.Norm, causal: Bool, dropout: Float, leading: Int? = nil) {
+        let net = makeNet(norm: norm, causal: causal, dropout: dropout, leading: leading)
         net.tape.step = 17
         net.arena.zeroGrads()
         net.tape.forward()
@@ -96,6 +99,26 @@ final class TransformerGradientTests: XCTestCase {
 
     func testPostLNBlockWithPaddingAndDropout() { check(norm: .post, causal: false, dropout: 0.1) }
     func testPreLNCausalBlock() { check(norm: .pre, causal: true, dropout: 0) }
+    func testPreLNBlockAtLeadingRowsWithPaddingAndDropout() { check(norm: .pre, causal: false, dropout: 0.1, leading: 2) }
+
+    /// `leadingRows` gives the first L rows of the full block, and the same loss and gradients as the
+    /// full block with the other rows' targets ignored.
+    func testLeadingRowsEqualTheFullBlocksFirstRows() {
+        let L = 2, T = 5
+        let full = makeNet(norm: .pre, causal: false, dropout: 0)
+        let leading = makeNet(norm: .pre, causal: false, dropout: 0, leading: L)
+        for b in 0..<2 { for t in 0..<T where t >= L { full.targets[b * T + t] = -100 } }
+        for b in 0..<2 { for t in 0..<L { full.targets[b * T + t] = leading.targets[b * L + t] } }
+        var results: [(Float, [Float])] = []
+        for net in [full, leading] {
+            net.arena.zeroGrads()
+            net.tape.forward()
+            net.tape.backward(from: net.loss)
+            results.append((net.loss.data[0], Array(net.arena.grads) + Array(UnsafeBufferPointer(start: net.x.grad!, count: net.x.count))))
+        }
+        XCTAssertEqual(results[1].0, results[0].0, accuracy: 1e-6 * abs(results[0].0))
+        XCTAssertLessThanOrEqual(relativeError(results[1].1, results[0].1), 1e-5)
+    }
 
     func testHooksFireOncePerParameterAfterItsLastContribution() {
         let net = makeNet(norm: .post, causal: false, dropout: 0)

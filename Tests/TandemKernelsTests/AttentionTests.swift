@@ -8,35 +8,43 @@ final class AttentionTests: KernelTestCase {
     /// Batch 1 pads keys 0 and 3; with the causal mask its query 0 has no key left at all.
     let mask: [Float] = [1, 1, 1, 1, 1, 0, 1, 1, 0, 1]
 
-    private func forward(_ q: [Float], _ k: [Float], _ v: [Float], mask: [Float]?, causal: Bool,
+    /// q (B, Tq, C) with Tq = `queries` (T when nil), k and v (B, T, C).
+    private func forward(_ q: [Float], _ k: [Float], _ v: [Float], mask: [Float]?, causal: Bool, queries: Int? = nil,
                          reference: Bool = false) -> (out: [Float], probs: [Float]) {
-        let out = Buffer([Float](repeating: .nan, count: B * T * C))
-        let probs = Buffer([Float](repeating: .nan, count: B * NH * T * T))  // every entry must be written
+        let Tq = queries ?? T
+        let out = Buffer([Float](repeating: .nan, count: B * Tq * C))
+        let probs = Buffer([Float](repeating: .nan, count: B * NH * Tq * T))  // every entry must be written
         let m = mask.map { Buffer($0) }
         if reference {
             attentionForwardReference(out: out.p, probs: probs.p, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c,
-                                      keyMask: m?.c, B: B, T: T, NH: NH, HS: HS, causal: causal)
+                                      keyMask: m?.c, B: B, T: T, queries: queries, NH: NH, HS: HS, causal: causal)
         } else {
             attentionForward(out: out.p, probs: probs.p, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c,
-                             keyMask: m?.c, B: B, T: T, NH: NH, HS: HS, causal: causal)
+                             keyMask: m?.c, B: B, T: T, queries: queries, NH: NH, HS: HS, causal: causal)
         }
         return (out.array, probs.array)
     }
 
-    private func backward(_ q: [Float], _ k: [Float], _ v: [Float], mask: [Float]?, causal: Bool, dout: [Float],
-                          grads: inout [[Float]], reference: Bool = false) {
-        let probs = Buffer(forward(q, k, v, mask: mask, causal: causal).probs)
+    private func backward(_ q: [Float], _ k: [Float], _ v: [Float], mask: [Float]?, causal: Bool, queries: Int? = nil,
+                          dout: [Float], grads: inout [[Float]], reference: Bool = false) {
+        let Tq = queries ?? T
+        let probs = Buffer(forward(q, k, v, mask: mask, causal: causal, queries: queries).probs)
         let dq = Buffer(grads[0]), dk = Buffer(grads[1]), dv = Buffer(grads[2])
-        let scratch = Buffer(zeros: B * NH * T * T)
+        let scratch = Buffer(zeros: B * NH * Tq * T)
         if reference {
             attentionBackwardReference(dq: dq.p, dk: dk.p, dv: dv.p, dprobs: scratch.p, dout: Buffer(dout).c,
                                        probs: probs.c, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c,
-                                       B: B, T: T, NH: NH, HS: HS)
+                                       B: B, T: T, queries: queries, NH: NH, HS: HS)
         } else {
             attentionBackward(dq: dq.p, dk: dk.p, dv: dv.p, dprobs: scratch.p, dout: Buffer(dout).c, probs: probs.c,
-                              q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c, B: B, T: T, NH: NH, HS: HS)
+                              q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c, B: B, T: T, queries: queries, NH: NH, HS: HS)
         }
         grads = [dq.array, dk.array, dv.array]
+    }
+
+    /// The first Tq positions of every sequence of x (B, T, C).
+    private func leading(_ x: [Float], _ Tq: Int) -> [Float] {
+        (0..<B).flatMap { b in x[b * T * C..<(b * T + Tq) * C] }
     }
 
     func testMatchesReferenceWithMasks() {
@@ -76,6 +84,69 @@ final class AttentionTests: KernelTestCase {
         }
         // Batch 1, query 0 sees no key: its output is zero in every head.
         XCTAssertEqual(Array(out[T * C..<T * C + C]), [Float](repeating: 0, count: C))
+    }
+
+    /// Fewer queries than keys (ViT's last block at its leading tokens): the first Tq rows of the full
+    /// attention's output and probabilities, the reference's gradients, and dk, dv as if the dropped
+    /// queries' outputs had zero gradient.
+    func testLeadingQueriesAreTheFirstRowsOfFullAttention() {
+        let q = GradCheck.random(count: B * T * C, seed: 1), k = GradCheck.random(count: B * T * C, seed: 2)
+        let v = GradCheck.random(count: B * T * C, seed: 3), dout = GradCheck.random(count: B * T * C, seed: 4)
+        for Tq in [1, 2, T] {
+            for (m, causal) in [(nil, false), (mask, false), (mask, true)] as [([Float]?, Bool)] {
+                let what = "Tq \(Tq) mask \(m != nil) causal \(causal)"
+                let full = forward(q, k, v, mask: m, causal: causal)
+                let fast = forward(leading(q, Tq), k, v, mask: m, causal: causal, queries: Tq)
+                let reference = forward(leading(q, Tq), k, v, mask: m, causal: causal, queries: Tq, reference: true)
+                assertClose(fast.out, leading(full.out, Tq), atol: 1e-6, rtol: 1e-5, "out vs full, \(what)")
+                assertClose(fast.out, reference.out, atol: 1e-5, rtol: 1e-5, "out vs reference, \(what)")
+                let fullProbs = (0..<B * NH).flatMap { i in full.probs[i * T * T..<(i * T + Tq) * T] }
+                assertClose(fast.probs, fullProbs, atol: 1e-7, rtol: 1e-6, "probs vs full, \(what)")
+                assertClose(fast.probs, reference.probs, atol: 1e-6, rtol: 1e-5, "probs vs reference, \(what)")
+
+                let g0 = [GradCheck.random(count: B * Tq * C, seed: 10)]
+                    + (1..<3).map { GradCheck.random(count: B * T * C, seed: 10 + UInt64($0)) }
+                var g = g0, gRef = g0
+                let d = leading(dout, Tq)
+                backward(leading(q, Tq), k, v, mask: m, causal: causal, queries: Tq, dout: d, grads: &g)
+                backward(leading(q, Tq), k, v, mask: m, causal: causal, queries: Tq, dout: d, grads: &gRef, reference: true)
+                for (i, name) in ["dq", "dk", "dv"].enumerated() {
+                    assertClose(g[i], gRef[i], atol: 1e-5, rtol: 1e-4, "\(name) vs reference, \(what)")
+                }
+                // The full kernel with dout zero past the first Tq rows of every sequence.
+                var padded = [Float](repeating: 0, count: B * T * C)
+                for b in 0..<B {
+                    for i in 0..<Tq * C { padded[b * T * C + i] = dout[b * T * C + i] }
+                }
+                let dqFull: [Float] = g0[0] + [Float](repeating: 0, count: B * (T - Tq) * C)
+                var gFull = [dqFull, g0[1], g0[2]]
+                backward(q, k, v, mask: m, causal: causal, dout: padded, grads: &gFull)
+                assertClose(g[1], gFull[1], atol: 1e-6, rtol: 1e-5, "dk vs full, \(what)")
+                assertClose(g[2], gFull[2], atol: 1e-6, rtol: 1e-5, "dv vs full, \(what)")
+            }
+        }
+    }
+
+    func testLeadingQueriesGradients() {
+        let Tq = 2
+        let inputs = [GradCheck.random(count: B * Tq * C, seed: 20)]
+            + (1..<3).map { GradCheck.random(count: B * T * C, seed: 20 + UInt64($0)) }
+        for (m, causal) in [(nil, false), (mask, true)] as [([Float]?, Bool)] {
+            for (index, name) in ["q", "k", "v"].enumerated() {
+                func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
+                gradCheck("attention, \(Tq) queries, d\(name) causal \(causal)", x: inputs[index], outputCount: B * Tq * C,
+                          forward: { x in
+                    let a = with(x)
+                    return self.forward(a[0], a[1], a[2], mask: m, causal: causal, queries: Tq).out
+                }) { x, dout, dx in
+                    let a = with(x)
+                    var grads = inputs.map { [Float](repeating: 0, count: $0.count) }
+                    grads[index] = dx
+                    self.backward(a[0], a[1], a[2], mask: m, causal: causal, queries: Tq, dout: dout, grads: &grads)
+                    dx = grads[index]
+                }
+            }
+        }
     }
 
     func testGradients() {

@@ -132,6 +132,61 @@ final class ViTTests: XCTestCase {
         XCTAssertFalse(PretrainedViT.isViT(directory: scratch.path))
     }
 
+    // MARK: - The training graph
+
+    /// For the classification heads the last block runs only at the leading tokens: the same logits, loss
+    /// and parameter gradients as the graph with every token (`allTokens`, what `debug forward` records).
+    func testLeadingTokenGraphGivesTheSameLogitsLossAndGradients() throws {
+        for (name, L) in [("classification", 1), ("deit", 2)] {
+            let vit = try PretrainedViT.load(directory: ViTFixtures.path(name), log: { _ in })
+            let batch = try ViTBatch(path: ViTFixtures.path("\(name)-batch.safetensors"), config: vit.config)
+            XCTAssertEqual(vit.config.lastLayerQueryRows, L)
+            func run(allTokens: Bool) throws -> (logits: [Float], loss: Float, grads: [Float], hidden: Shape) {
+                let tape = Tape()
+                tape.training = false
+                let g = vit.model.record(on: tape, batch: batch.batch, allTokens: allTokens)
+                batch.fill(g)
+                let loss = try XCTUnwrap(g.loss)
+                vit.arena.zeroGrads()
+                tape.forward()
+                tape.backward(from: loss)
+                let logits = Array(try XCTUnwrap(g.logits).values) + (g.distillationLogits.map { Array($0.values) } ?? [])
+                return (logits, loss.data[0], Array(vit.arena.grads), g.lastHiddenState.shape)
+            }
+            let full = try run(allTokens: true), leading = try run(allTokens: false)
+            let B = batch.batch, T = vit.config.sequenceLength, C = vit.config.hiddenSize
+            XCTAssertEqual(full.hidden, Shape(B, T, C), name)
+            XCTAssertEqual(leading.hidden, Shape(B, L, C), name)
+            assertClose(leading.logits, full.logits, atol: 1e-6, rtol: 1e-5, "\(name) logits")
+            XCTAssertEqual(leading.loss, full.loss, accuracy: 1e-6 * abs(full.loss), name)
+            XCTAssertLessThanOrEqual(relativeError(leading.grads, full.grads), 1e-5, name)
+        }
+    }
+
+    /// The FLOP count follows the rows each part runs on, written out for the fixtures' shapes (hidden
+    /// 36, intermediate 60, 2 layers, 16 patches of 3 x 5 x 5, 7 labels; SimMIM's decoder 36 -> 75).
+    func testTrainingFLOPsCountTheLastBlockWhereItRuns() throws {
+        let C = 36.0, I = 60.0, NP = 16.0, K = 7.0
+        let patch = 75 * C + C, linear = C * C + C, norm = 2 * C
+        let block = 2 * norm + 4 * linear + (C * I + I) + (I * C + C)
+        let queryBlock = 2 * linear + norm + (C * I + I) + (I * C + C)  // the rest: norm + 2 linear
+        func expected(leading L: Double, classifiers: Double, decoder: Double) -> Double {
+            let T = NP + L
+            let full = 6 * block * T + 12 * C * T * T
+            let last = 6 * (norm + 2 * linear) * T + 6 * queryBlock * L + 12 * C * L * T
+            return 6 * patch * NP + full + last + 6 * norm * L + 6 * classifiers * (C * K + K) + 6 * decoder * NP
+        }
+        for (name, value) in [("classification", expected(leading: 1, classifiers: 1, decoder: 0)),
+                              ("deit", expected(leading: 2, classifiers: 2, decoder: 0))] {
+            let vit = try PretrainedViT.load(directory: ViTFixtures.path(name), log: { _ in })
+            XCTAssertEqual(vit.model.trainingFLOPsPerImage, value, accuracy: 1e-9 * value, name)
+        }
+        let mim = try PretrainedViT.load(directory: ViTFixtures.path("mim"), log: { _ in })
+        let T = NP + 1
+        let mimFLOPs = 6 * patch * NP + 2 * (6 * block * T + 12 * C * T * T) + 6 * norm * T + 6 * (75 * C + 75) * NP
+        XCTAssertEqual(mim.model.trainingFLOPsPerImage, mimFLOPs, accuracy: 1e-9 * mimFLOPs)
+    }
+
     // MARK: - Batches
 
     func testBatchChecksShapesAndValues() throws {

@@ -12,7 +12,9 @@ no dropout (ViT's default), cross-entropy.
 Prints, like `tandem bench step`: samples/s from the median step of the slowest process after the
 warm-up steps, tokens/s, MFU with Tandem's FLOP count (BertPretrainingTask.trainingFLOPsPerSample:
 6 x non-embedding parameters + 12 x L x C x T per token, plus 6 x V x C per masked prediction;
-VisionTask's: 6 x (parameters - position embeddings - [CLS]) + 12 x L x C x T per token) over
+VisionTask's, ViT.trainingFLOPsPerImage: 6 per parameter per row it runs on plus 12 x C x Tq x T per layer,
+with the last layer's queries, attention output and MLP and the final LayerNorm at the [CLS] row only,
+which is all Tandem computes there; transformers computes them at every token) over
 (processes x single-core sgemm FLOP/s), the median time split (forward, backward with DDP's overlapped
 all-reduce, optimizer), and the peak resident memory of the largest process (getrusage maxrss).
 The single-core sgemm is torch.mm on one thread at 512x768x768, the best over half a second, unless
@@ -72,6 +74,32 @@ def training_flops_per_sample(model, cfg, a):
     embeddings = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * cfg.hidden_size
     per_token = 6.0 * (params - embeddings) + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * a.seq
     return per_token * a.seq + 6.0 * cfg.vocab_size * cfg.hidden_size * a.max_predictions, params
+
+
+def vit_training_flops_per_sample(model, cfg, T, NP):
+    """Tandem's ViT.trainingFLOPsPerImage for ViTForImageClassification: 6 FLOPs per parameter per row
+    it runs on and 12 x C x Tq x T per layer for attention's products (Tq query rows over T keys). The
+    patch embedding runs on NP patches, every layer on T tokens except the last one's queries, attention
+    output, LayerNorm-after and MLP (its LayerNorm-before, keys and values run on all T), which with the
+    final LayerNorm and the classifier run on the [CLS] row alone: the only work the loss needs there.
+    Module names of transformers 5 (q_proj, mlp) and 4 (attention.attention.query, intermediate)."""
+    def count(*modules):
+        return sum(p.numel() for m in modules for p in m.parameters())
+    vit, C = model.vit, cfg.hidden_size
+    layers = list(vit.layers if hasattr(vit, "layers") else vit.encoder.layer)
+    flops = 6.0 * count(vit.embeddings.patch_embeddings) * NP
+    for i, layer in enumerate(layers):
+        rows = 1 if i == len(layers) - 1 else T
+        attn = layer.attention
+        if hasattr(attn, "q_proj"):
+            q, k, v, o = attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj
+            mlp = (layer.mlp,)
+        else:
+            q, k, v, o = attn.attention.query, attn.attention.key, attn.attention.value, attn.output.dense
+            mlp = (layer.intermediate, layer.output)
+        flops += 6.0 * count(layer.layernorm_before, k, v) * T
+        flops += 6.0 * count(q, o, layer.layernorm_after, *mlp) * rows + 12.0 * C * rows * T
+    return flops + 6.0 * count(vit.layernorm) + 6.0 * count(model.classifier)
 
 
 def batch(torch, cfg, a, B, g):
@@ -137,9 +165,9 @@ def vit_worker(rank, a, torch, dist, DDP, peak):
     model = ViTForImageClassification(cfg)
     model.train()
     params = sum(p.numel() for p in model.parameters())
-    T = (image // patch) ** 2 + 1
-    per_token = 6.0 * (params - T * hidden - hidden) + 12.0 * layers * hidden * T
-    flops = per_token * T
+    NP = (image // patch) ** 2
+    T = NP + 1
+    flops = vit_training_flops_per_sample(model, cfg, T, NP)
     ddp = DDP(model)
     B = a.global_batch // a.procs
     g = torch.Generator().manual_seed(rank)
