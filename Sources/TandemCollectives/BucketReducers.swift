@@ -1,4 +1,5 @@
 import CMPI
+import TandemKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -79,6 +80,10 @@ final class SharedWindowReducer: BucketReducer {
     private let result: UnsafeMutablePointer<Float>
     private let slots: [UnsafeMutablePointer<Float>]
     private let shared: SharedGradients?
+    /// The node's parameter values, when the optimizer is sharded.
+    private let sharedValues: SharedGradients?
+    /// Σ of the squared averaged gradients of the slices this rank owns, since `takeOwnedSquares()`.
+    private var ownedSquares = 0.0
     /// (1024): the running sum of one block, private and in L1.
     private let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1024)
     /// (localSize): where each local rank's bucket is read from in the current reduction.
@@ -89,16 +94,35 @@ final class SharedWindowReducer: BucketReducer {
 
     /// Whether the gradient arenas are shared in place (no copies).
     var sharesArenas: Bool { shared != nil }
+    /// Whether each local rank updates only the slices it owns (ZeRO stage 1 within the node): the
+    /// reduction then leaves the averages of slice S_r only in rank r's gradients (zeroing that slice in
+    /// the others', ready for the next backward pass), and `publish` copies r's updated values of S_r
+    /// into the other ranks' replicas.
+    var shardsOptimizer: Bool { sharedValues != nil }
 
     /// Collective over the node: room for buckets of up to `capacity` floats of the arena `grads`.
-    init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>) {
+    /// `ownsPages`: the arena's buffers sit in mappings of their own (a sealed `ParameterArena`), so they
+    /// can be shared in place whatever their size; `shareInPlace` false forces the copying path.
+    /// `values`: the arena's parameter values, to shard the optimizer (see `shardsOptimizer`); nil keeps
+    /// every rank updating every parameter.
+    init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>, ownsPages: Bool,
+         shareInPlace: Bool, values: UnsafeMutableBufferPointer<Float>?) {
         self.mpi = mpi
         let capacity = max(16, (capacity + 15) / 16 * 16)
         self.capacity = capacity
         sources = .allocate(capacity: mpi.localSize)
         targets = .allocate(capacity: mpi.localSize + 1)
         let alone = mpi.localSize == 1
-        shared = alone ? nil : SharedGradients.make(mpi: mpi, grads: grads)
+        shared = alone || !shareInPlace ? nil : SharedGradients.make(mpi: mpi, grads: grads, ownsPages: ownsPages)
+        // Optimizer sharding needs the gradients shared in place (each owner writes the averages of its
+        // slice and the zeros of everyone else's) and the values shared (each owner publishes its updated
+        // slice into the others' replicas); across nodes every rank would read whole buckets back anyway,
+        // so it is single-node only. Every rank of the node takes the same branch (`make` agrees).
+        if let values, shared != nil, mpi.nodeCount == 1 {
+            sharedValues = SharedGradients.make(mpi: mpi, grads: values, ownsPages: ownsPages)
+        } else {
+            sharedValues = nil
+        }
         let resultBytes = alone ? 0 : capacity * 4
         let slotBytes = alone || shared != nil ? 0 : capacity * 4
         let mine = (mpi.localRank == 0 ? Self.controlBytes + resultBytes : 0) + slotBytes
@@ -141,14 +165,63 @@ final class SharedWindowReducer: BucketReducer {
 
     func close() {
         shared?.close()
+        sharedValues?.close()
         if leaderComm != nil { MPI_Comm_free(&leaderComm) }
         if window != nil { MPI_Win_free(&window) }
     }
 
     /// The slice of `count` floats that local rank `r` sums.
     private func slice(_ r: Int, count: Int) -> Range<Int> {
-        let chunk = ((count + mpi.localSize - 1) / mpi.localSize + 15) / 16 * 16
+        Self.slice(r, of: mpi.localSize, count: count)
+    }
+
+    /// The slice of a bucket of `count` floats that local rank `r` of `local` sums (and, sharded, owns).
+    static func slice(_ r: Int, of local: Int, count: Int) -> Range<Int> {
+        let chunk = ((count + local - 1) / local + 15) / 16 * 16
         return min(count, r * chunk)..<min(count, (r + 1) * chunk)
+    }
+
+    /// Returns and resets the sum of squares of the owned averaged gradients (sharded mode).
+    func takeOwnedSquares() -> Double {
+        defer { ownedSquares = 0 }
+        return ownedSquares
+    }
+
+    /// Copies this rank's values of `range` (arena elements it owns) into the other local ranks' replicas.
+    func publish(_ range: Range<Int>) {
+        guard let sharedValues else { return }
+        let mine = sharedValues.peers[mpi.localRank] + range.lowerBound
+        for (q, peer) in sharedValues.peers.enumerated() where q != mpi.localRank {
+            (peer + range.lowerBound).update(from: mine, count: range.count)
+        }
+    }
+
+    /// Waits until every local rank has published (a counter in the window, no MPI call).
+    func endPublishing() {
+        mpi.tracked(.parameterPublish) { nodeBarrier() }
+    }
+
+    /// Collective over the node: local rank 0 receives, into its `buffer` (laid out like the arena), the
+    /// slices of `buckets` (arena element ranges) that the other local ranks own; theirs is unchanged.
+    /// For checkpoints of state only owners keep current (the optimizer moments).
+    func gatherOwned(_ buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) {
+        let me = mpi.localRank, local = mpi.localSize
+        mpi.tracked(.optimizerGather) {
+            for q in 1..<local where me == 0 || me == q {
+                for (b, e) in buckets.enumerated() {
+                    let s = Self.slice(q, of: local, count: e.count)
+                    guard !s.isEmpty else { continue }
+                    let p = buffer + e.lowerBound + s.lowerBound
+                    if me == 0 {
+                        mpi.check(MPI_Recv(p, Int32(s.count), cmpi_float(), Int32(q), Int32(b), mpi.nodeComm,
+                                           cmpi_status_ignore()), "MPI_Recv(optimizer state from local rank \(q))")
+                    } else {
+                        mpi.check(MPI_Send(p, Int32(s.count), cmpi_float(), 0, Int32(b), mpi.nodeComm),
+                                  "MPI_Send(optimizer state to local rank 0)")
+                    }
+                }
+            }
+        }
     }
 
     func reduce(_ grads: UnsafeMutableBufferPointer<Float>, offset: Int, bucket: Int) {
@@ -182,6 +255,15 @@ final class SharedWindowReducer: BucketReducer {
             targetCount = local
         } else {
             targets[0] = g; targets[1] = result; targetCount = 2
+        }
+        if shardsOptimizer {
+            // Single node, arenas shared: the averages of my slice go to my gradients only.
+            mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
+                nodeBarrier()
+                ownedSquares += sumOwnedSlice(own, scale: inverse, me: me)
+                nodeBarrier()
+            }
+            return
         }
         mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
             if shared == nil {
@@ -222,6 +304,28 @@ final class SharedWindowReducer: BucketReducer {
             for t in 0..<targetCount { (targets[t] + start).update(from: scratch, count: m) }
             start += m
         }
+    }
+
+    /// Sharded: sources[me][i] = (Σ over local ranks q, in order, of sources[q][i]) x scale and
+    /// sources[q][i] = 0 for q != me, i in `range` (the same sums as `sumSlice`, so the same bits);
+    /// returns Σ of the squared averages.
+    private func sumOwnedSlice(_ range: Range<Int>, scale: Float, me: Int) -> Double {
+        var squares = 0.0
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let m = min(1024, range.upperBound - start)
+            scratch.update(from: sources[0] + start, count: m)
+            for q in 1..<sources.count {
+                let s = sources[q] + start
+                for i in 0..<m { scratch[i] += s[i] }
+            }
+            if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
+            for q in sources.indices where q != me { (sources[q] + start).update(repeating: 0, count: m) }
+            (sources[me] + start).update(from: scratch, count: m)
+            squares += sumOfSquares(scratch, count: m)
+            start += m
+        }
+        return squares
     }
 
     /// A counting barrier over the node's ranks in the window's control block: the last to arrive resets

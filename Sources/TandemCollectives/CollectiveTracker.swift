@@ -15,6 +15,10 @@ enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
     case allToAll
     /// The all-reduce of gradient bucket n (bucket 0 holds the last-registered parameters).
     case gradientBucket(Int)
+    /// Sharded optimizer: waiting for the node's ranks to publish their updated parameter slices.
+    case parameterPublish
+    /// Sharded optimizer: the coordinator collecting the optimizer moments for a checkpoint.
+    case optimizerGather
 
     var description: String {
         switch self {
@@ -25,6 +29,8 @@ enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
         case .allGather: "all-gather"
         case .allToAll: "all-to-all"
         case .gradientBucket(let k): "gradient all-reduce bucket \(k)"
+        case .parameterPublish: "publishing updated parameters (sharded optimizer)"
+        case .optimizerGather: "gathering optimizer moments for a checkpoint (sharded optimizer)"
         }
     }
 
@@ -37,6 +43,8 @@ enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
         case .allGather: (5, 0)
         case .allToAll: (6, 0)
         case .gradientBucket(let k): (7, UInt64(k))
+        case .parameterPublish: (8, 0)
+        case .optimizerGather: (9, 0)
         }
     }
 
@@ -49,6 +57,8 @@ enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
         case 5: self = .allGather
         case 6: self = .allToAll
         case 7: self = .gradientBucket(Int(argument))
+        case 8: self = .parameterPublish
+        case 9: self = .optimizerGather
         default: return nil
         }
     }

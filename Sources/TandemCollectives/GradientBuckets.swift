@@ -57,6 +57,14 @@ public final class GradientBuckets {
     public var reducesInPlace: Bool { (reducer as? SharedWindowReducer)?.sharesArenas ?? false }
     /// Seconds the last `finish()` took: the reductions backward did not hide.
     public private(set) var lastWaitSeconds = 0.0
+    /// True when the optimizer is sharded over the node's ranks (ZeRO stage 1; asked for with
+    /// `shardOptimizer`, granted on a single node whose ranks share their arenas in place): after
+    /// `finish()` this rank's gradients hold the averages only in `ownedRanges` (zeros elsewhere), it
+    /// updates only those elements, `publish`es them to the other ranks and calls `endPublishing()`.
+    public var shardsOptimizer: Bool { (reducer as? SharedWindowReducer)?.shardsOptimizer ?? false }
+    /// The arena elements this rank owns when sharded (sorted, disjoint, 16-element aligned; together
+    /// the node's ranks own every bucket's elements once); empty otherwise.
+    public let ownedRanges: [Range<Int>]
 
     private let arena: ParameterArena
     private let reducer: BucketReducer
@@ -70,8 +78,11 @@ public final class GradientBuckets {
 
     /// Lays out buckets over a sealed arena and sets up the reduction. Collective when `communicator` is
     /// an `MPICommunicator` (it allocates a window and duplicates communicators).
+    /// `shareInPlace` false keeps the hierarchical path copying through the window even where the
+    /// arenas could be shared (to test that path); `shardOptimizer` asks for `shardsOptimizer`.
     public init(arena: ParameterArena, communicator: any Communicator, bucketBytes: Int = 25 << 20,
-                mode: ReduceMode = .hierarchical, overlap: OverlapMode = .inline) {
+                mode: ReduceMode = .hierarchical, overlap: OverlapMode = .inline, shareInPlace: Bool = true,
+                shardOptimizer: Bool = false) {
         precondition(arena.isSealed, "GradientBuckets needs a sealed arena (its buffers must not move)")
         self.arena = arena
         self.mode = mode
@@ -85,11 +96,21 @@ public final class GradientBuckets {
         } else if let mpi = communicator as? MPICommunicator {
             switch mode {
             case .hierarchical:
-                reducer = SharedWindowReducer(mpi: mpi, capacity: layout.maxElements, grads: arena.grads)
+                reducer = SharedWindowReducer(mpi: mpi, capacity: layout.maxElements, grads: arena.grads,
+                                              ownsPages: arena.buffersOwnPages, shareInPlace: shareInPlace,
+                                              values: shardOptimizer ? arena.values : nil)
             case .mpi: reducer = PlainMPIReducer(mpi: mpi)
             }
         } else {
             fatalError("GradientBuckets: a \(type(of: communicator)) of \(communicator.size) ranks has no reduction")
+        }
+        if let r = reducer as? SharedWindowReducer, r.shardsOptimizer, let mpi = communicator as? MPICommunicator {
+            ownedRanges = layout.buckets.map { b in
+                let s = SharedWindowReducer.slice(mpi.localRank, of: mpi.localSize, count: b.elements.count)
+                return (b.elements.lowerBound + s.lowerBound)..<(b.elements.lowerBound + s.upperBound)
+            }.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
+        } else {
+            ownedRanges = []
         }
         if overlap == .thread && communicator.size > 1 {
             let t = Thread { [unowned self] in self.work() }
@@ -116,6 +137,31 @@ public final class GradientBuckets {
     /// bucket's reduction starts (after every earlier bucket's, so all ranks reduce in the same order).
     public func markReady(_ parameter: Parameter) {
         markReady(parameterIndex: parameter.index)
+    }
+
+    /// Sharded: Σ of the squares of this rank's owned averaged gradients in the last reduction (the
+    /// gradient norm's share; sum it over ranks). Resets it. 0 when not sharded.
+    public func takeOwnedGradientSquares() -> Double {
+        (reducer as? SharedWindowReducer)?.takeOwnedSquares() ?? 0
+    }
+
+    /// Sharded: copies this rank's updated parameter values of `range` (within `ownedRanges`) into the
+    /// other ranks' replicas.
+    public func publish(_ range: Range<Int>) {
+        (reducer as? SharedWindowReducer)?.publish(range)
+    }
+
+    /// Sharded: returns once every rank of the node has published its update. Collective over the node.
+    public func endPublishing() {
+        (reducer as? SharedWindowReducer)?.endPublishing()
+    }
+
+    /// Sharded: rank 0 of the node receives into `buffer` (laid out like the arena, e.g. an optimizer
+    /// moment) the other ranks' owned ranges of theirs. Collective over the node; nothing when not sharded.
+    public func gatherOwned(into buffer: UnsafeMutableBufferPointer<Float>) {
+        guard shardsOptimizer, let r = reducer as? SharedWindowReducer else { return }
+        precondition(buffer.count == arena.count, "gatherOwned: a buffer of \(buffer.count) floats for an arena of \(arena.count)")
+        r.gatherOwned(buffer.baseAddress!, buckets: layout.buckets.map(\.elements))
     }
 
     /// `markReady` by registration index.

@@ -15,9 +15,11 @@ import Darwin
 /// first and last page may hold bytes beyond the buffer (the allocator's header): they are copied along
 /// and only this process ever touches them, the other ranks write gradient elements only.
 ///
-/// This is only done for a buffer the allocator placed in a mapping of its own: glibc serves every
-/// block of 32 MB or more by `mmap` (its largest dynamic threshold), so the pages under the buffer belong
-/// to no other allocation and no other thread writes them. Smaller arenas take the copying path.
+/// This is only done for a buffer in a mapping of its own: a sealed `ParameterArena`'s buffers
+/// (`ownsPages`, any size), or a block of 32 MB or more from glibc, which serves those by `mmap` (its
+/// largest dynamic threshold), so the pages under the buffer belong to no other allocation and no other
+/// thread writes them. Other buffers take the copying path. The same mechanism shares the parameter
+/// values when the optimizer is sharded (`SharedWindowReducer`).
 final class SharedGradients {
     /// Arenas at least this large (in bytes) are shared in place: above glibc's 32 MB, with room for its
     /// header.
@@ -35,7 +37,7 @@ final class SharedGradients {
     /// Collective over the node (every rank creates and closes its `GradientBuckets` in the same order).
     /// Returns nil on every rank of the node when any rank could not share its buffer (then every rank
     /// uses the copying path).
-    static func make(mpi: MPICommunicator, grads: UnsafeMutableBufferPointer<Float>) -> SharedGradients? {
+    static func make(mpi: MPICommunicator, grads: UnsafeMutableBufferPointer<Float>, ownsPages: Bool) -> SharedGradients? {
         let key = Int(bitPattern: grads.baseAddress!)
         if let entry = active[key] {
             active[key] = (entry.shared, entry.users + 1)
@@ -51,7 +53,7 @@ final class SharedGradients {
         mpi.check(MPI_Bcast(&leaderPid, 1, cmpi_int64(), 0, mpi.nodeComm), "MPI_Bcast(leader pid)")
         func path(_ q: Int) -> String { "/dev/shm/tandem-grads-\(leaderPid)-\(instances)-\(q)" }
 
-        var ok: Int64 = bytes >= minimumBytes ? 1 : 0
+        var ok: Int64 = bytes >= minimumBytes || (ownsPages && base == pageStart) ? 1 : 0
         if ok == 1 && !share(pageStart: pageStart, length: length, path: path(mpi.localRank)) { ok = 0 }
         mpi.check(MPI_Allreduce(cmpi_in_place(), &ok, 1, cmpi_int64(), cmpi_op_min(), mpi.nodeComm),
                   "MPI_Allreduce(shared gradients)")

@@ -21,4 +21,28 @@ public enum AlignedMemory {
     public static func deallocate<T>(_ pointer: UnsafeMutablePointer<T>) {
         free(UnsafeMutableRawPointer(pointer))
     }
+
+    /// The system's page size in bytes.
+    public static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// Allocates `count` zeroed elements of `T` in an anonymous mapping of their own, from a page boundary
+    /// to a page boundary, so that the pages can later be remapped (shared with other ranks) without
+    /// touching any other allocation. Pages are zero and not resident until first written. Free with
+    /// `deallocatePages(_:count:)`.
+    public static func allocatePages<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let bytes = pageBytes(count * MemoryLayout<T>.stride)
+        guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED
+        else { fatalError("out of memory mapping \(bytes) bytes") }
+        return raw.bindMemory(to: T.self, capacity: max(1, count))
+    }
+
+    public static func deallocatePages<T>(_ pointer: UnsafeMutablePointer<T>, count: Int) {
+        munmap(UnsafeMutableRawPointer(pointer), pageBytes(count * MemoryLayout<T>.stride))
+    }
+
+    /// `bytes` rounded up to whole pages (at least one).
+    public static func pageBytes(_ bytes: Int) -> Int {
+        (max(1, bytes) + pageSize - 1) / pageSize * pageSize
+    }
 }

@@ -53,6 +53,9 @@ public final class ParameterArena {
     public private(set) var isSealed = false
     public private(set) var values: UnsafeMutableBufferPointer<Float>
     public private(set) var grads: UnsafeMutableBufferPointer<Float>
+    /// True once sealed: `values` and `grads` then each sit in page-aligned mappings of their own
+    /// (`AlignedMemory.allocatePages`), which other ranks of a node can share in place whatever their size.
+    public var buffersOwnPages: Bool { isSealed }
 
     public init() {
         values = .init(start: AlignedMemory.allocate(Float.self, count: 0), count: 0)
@@ -60,8 +63,13 @@ public final class ParameterArena {
     }
 
     deinit {
-        AlignedMemory.deallocate(values.baseAddress!)
-        AlignedMemory.deallocate(grads.baseAddress!)
+        if isSealed {
+            AlignedMemory.deallocatePages(values.baseAddress!, count: values.count)
+            AlignedMemory.deallocatePages(grads.baseAddress!, count: grads.count)
+        } else {
+            AlignedMemory.deallocate(values.baseAddress!)
+            AlignedMemory.deallocate(grads.baseAddress!)
+        }
     }
 
     /// Registers a parameter at the end of the arena and initialises it from `rng` (stream = its index).
@@ -82,10 +90,17 @@ public final class ParameterArena {
         return p
     }
 
-    /// Fixes the size: from now on the buffers never move.
+    /// Fixes the size: from now on the buffers never move. The final buffers are page mappings of their
+    /// own (see `buffersOwnPages`).
     public func seal() {
         guard !isSealed else { return }
-        reserve(count, exact: true)
+        for keyPath in [\ParameterArena.values, \ParameterArena.grads] {
+            let old = self[keyPath: keyPath]
+            let new = AlignedMemory.allocatePages(Float.self, count: count)
+            new.update(from: old.baseAddress!, count: count)
+            AlignedMemory.deallocate(old.baseAddress!)
+            self[keyPath: keyPath] = .init(start: new, count: count)
+        }
         isSealed = true
     }
 
@@ -125,9 +140,9 @@ public final class ParameterArena {
         }
     }
 
-    private func reserve(_ needed: Int, exact: Bool = false) {
-        guard needed > values.count || (exact && needed != values.count) else { return }
-        let capacity = exact ? needed : max(needed, values.count * 2, 1024)
+    private func reserve(_ needed: Int) {
+        guard needed > values.count else { return }
+        let capacity = max(needed, values.count * 2, 1024)
         for keyPath in [\ParameterArena.values, \ParameterArena.grads] {
             let old = self[keyPath: keyPath]
             let new = AlignedMemory.allocate(Float.self, count: capacity)

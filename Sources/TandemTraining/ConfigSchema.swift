@@ -57,6 +57,7 @@ public enum ConfigSchema {
         "distributed.deterministic": .init(kind: .bool, default: .bool(false), help: "bit-identical results for any rank count"),
         "distributed.reduce": .init(kind: .choice(["hierarchical", "mpi"]), default: .string("hierarchical"), help: "gradient reduction path"),
         "distributed.bucket_mb": .init(kind: .float(0.001...4096), default: .float(25), help: "gradient bucket size in MB"),
+        "distributed.shard_optimizer": .init(kind: .bool, default: .bool(true), help: "each rank of a node updates only its share of the parameters (AdamW, hierarchical reduction, one node)"),
         "distributed.check_every": .init(kind: .int(0...Int.max), default: .int(100), help: "steps between replica checksum comparisons; 0 turns it off"),
         "distributed.watchdog_s": .init(kind: .float(0.1...86400), default: .float(60), help: "minimum seconds a collective may wait before the job is aborted"),
         "eval.every": .init(kind: .int(0...Int.max), default: .int(0), help: "steps between evaluations; 0 turns evaluation off"),

@@ -26,24 +26,70 @@ public final class Optimizer {
     public init(_ kind: Kind, settings: OptimizerSettings, arena: ParameterArena) {
         precondition(arena.isSealed, "seal the parameter arena before creating the optimizer")
         self.kind = kind; self.settings = settings; self.arena = arena
-        m = .init(start: AlignedMemory.allocate(Float.self, count: arena.count), count: arena.count)
-        v = .init(start: AlignedMemory.allocate(Float.self, count: arena.count), count: arena.count)
+        // Zero pages that become resident only when written: a sharded optimizer never touches the
+        // moments of the parameters other ranks own, so they cost no memory on this rank.
+        m = .init(start: AlignedMemory.allocatePages(Float.self, count: arena.count), count: arena.count)
+        v = .init(start: AlignedMemory.allocatePages(Float.self, count: arena.count), count: arena.count)
     }
 
     deinit {
-        AlignedMemory.deallocate(m.baseAddress!)
-        AlignedMemory.deallocate(v.baseAddress!)
+        AlignedMemory.deallocatePages(m.baseAddress!, count: m.count)
+        AlignedMemory.deallocatePages(v.baseAddress!, count: v.count)
     }
+
+    /// The elements this rank updates when the optimizer is sharded over the ranks of a node, and how it
+    /// hands each updated piece to the others (`GradientBuckets.ownedRanges` and `publish`).
+    public struct Shard {
+        /// Sorted, disjoint arena element ranges.
+        public let ranges: [Range<Int>]
+        /// Called with each updated piece of `ranges`, right after its update (while it is in cache).
+        public let publish: (Range<Int>) -> Void
+        public init(ranges: [Range<Int>], publish: @escaping (Range<Int>) -> Void) {
+            self.ranges = ranges; self.publish = publish
+        }
+    }
+
+    /// Elements updated (and published) at a time in a sharded update: 64 KB of each of the four
+    /// buffers, so the published values are still in L2.
+    static let shardBlock = 16_384
 
     /// Applies one update with learning rate `lr` from the gradients in the arena, each multiplied by
     /// `gradScale` first (gradient clipping's factor); with `zeroingGrads` the gradients are zeroed as they
     /// are read, saving the trainer a pass over the arena. AdamW runs as one fused SIMD pass
     /// (`adamwUpdate`), bit-identical to scaling, the scalar loop and zeroing one after the other.
-    public func update(lr: Float, gradScale: Float = 1, zeroingGrads: Bool = false) {
+    /// With `shard` (AdamW only) only the shard's elements are updated, each element exactly as without
+    /// it, and handed to `shard.publish`; the moments of other elements are left as they are.
+    public func update(lr: Float, gradScale: Float = 1, zeroingGrads: Bool = false, shard: Shard? = nil) {
         step += 1
         let s = settings
         let bc1 = 1 - pow(Double(s.beta1), Double(step))
         let bc2 = 1 - pow(Double(s.beta2), Double(step))
+        if let shard {
+            precondition(kind == .adamw, "only AdamW is elementwise and can be sharded (LAMB needs whole tensors)")
+            var r = 0
+            let ranges = shard.ranges
+            for p in arena.parameters {
+                let lo = p.offset, hi = p.offset + p.count
+                while r < ranges.count && ranges[r].upperBound <= lo { r += 1 }
+                var k = r
+                let wd = p.decays ? s.weightDecay : 0
+                while k < ranges.count && ranges[k].lowerBound < hi {
+                    var a = max(lo, ranges[k].lowerBound)
+                    let b = min(hi, ranges[k].upperBound)
+                    while a < b {
+                        let e = min(b, a + Self.shardBlock)
+                        adamwUpdate(weight: arena.values.baseAddress! + a, grad: arena.grads.baseAddress! + a,
+                                    m: m.baseAddress! + a, v: v.baseAddress! + a, count: e - a, lr: lr,
+                                    beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: wd, bc1: bc1, bc2: bc2,
+                                    gradScale: gradScale, zeroingGrad: zeroingGrads)
+                        shard.publish(a..<e)
+                        a = e
+                    }
+                    k += 1
+                }
+            }
+            return
+        }
         if kind == .lamb && gradScale != 1 {
             scale(arena.grads.baseAddress!, count: arena.grads.count, by: gradScale)
         }
@@ -104,7 +150,13 @@ public struct LRSchedule: Sendable {
 /// The global L2 norm of the gradients and the factor that clips it to `maxNorm` (PyTorch's
 /// clip_grad_norm_: maxNorm / (norm + 1e-6) when the norm exceeds it, else 1; `maxNorm` 0 never clips).
 public func gradientClipFactor(_ arena: ParameterArena, maxNorm: Float) -> (norm: Float, factor: Float) {
-    let norm = Float(sumOfSquares(UnsafePointer(arena.grads.baseAddress!), count: arena.grads.count).squareRoot())
+    gradientClipFactor(squares: sumOfSquares(UnsafePointer(arena.grads.baseAddress!), count: arena.grads.count),
+                       maxNorm: maxNorm)
+}
+
+/// The same from the sum of the squared gradients (a sharded optimizer sums the ranks' shares).
+public func gradientClipFactor(squares: Double, maxNorm: Float) -> (norm: Float, factor: Float) {
+    let norm = Float(squares.squareRoot())
     return (norm, maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1)
 }
 

@@ -25,6 +25,9 @@ public struct RunSettings {
     public let reduceMode: ReduceMode
     public let deterministic: Bool
     public let checkEvery: Int
+    /// `distributed.shard_optimizer`: each rank of a node updates only its share of the parameters
+    /// (AdamW, hierarchical reduction, single node; otherwise every rank updates all).
+    public let shardOptimizer: Bool
 
     public init(_ c: Config, worldSize: Int) throws {
         for key in ["data.train", "train.steps", "train.global_batch", "train.micro_batch", "train.lr"]
@@ -59,6 +62,7 @@ public struct RunSettings {
         reduceMode = c.string("distributed.reduce") == "mpi" ? .mpi : .hierarchical
         deterministic = c.bool("distributed.deterministic")
         checkEvery = c.int("distributed.check_every")
+        shardOptimizer = c.bool("distributed.shard_optimizer")
     }
 }
 
@@ -100,6 +104,8 @@ public final class Trainer {
     private let buckets: GradientBuckets?
     /// Fixed-order reduction over global micro-batch index (`distributed.deterministic`); nil otherwise.
     private let deterministic: DeterministicReducer?
+    /// This rank's share of the update when the optimizer is sharded (`GradientBuckets.shardsOptimizer`).
+    private let shard: Optimizer.Shard?
     private let indices: UnsafeMutableBufferPointer<Int>
     private let lossBuffer: UnsafeMutableBufferPointer<Double>
 
@@ -117,19 +123,36 @@ public final class Trainer {
         tape.seal()
         optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
         sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop)
+        var shard: Optimizer.Shard? = nil
         if settings.deterministic {
             buckets = nil
             deterministic = DeterministicReducer(communicator: communicator, count: task.arena.grads.count,
                                                  microBatches: settings.globalBatch / settings.microBatch)
         } else {
             let b = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
-                                    mode: settings.reduceMode)
+                                    mode: settings.reduceMode,
+                                    shardOptimizer: settings.shardOptimizer && settings.optimizer == .adamw)
             buckets = b
+            if b.shardsOptimizer {
+                shard = Optimizer.Shard(ranges: b.ownedRanges, publish: { [unowned b] in b.publish($0) })
+            }
             deterministic = nil
             tape.onGradientFinal = { p in b.markReady(p) }
         }
+        self.shard = shard
         indices = .allocate(capacity: settings.microBatch)
-        lossBuffer = .allocate(capacity: 2)
+        lossBuffer = .allocate(capacity: 3)
+    }
+
+    /// Whether each rank updates only its share of the parameters (see `RunSettings.shardOptimizer`).
+    public var optimizerIsSharded: Bool { shard != nil }
+
+    /// Before rank 0 checkpoints: with a sharded optimizer, rank 0 collects the moments the other ranks
+    /// own, so its `optimizer.m` and `v` are whole. Collective (call on every rank); nothing otherwise.
+    public func gatherOptimizerState() {
+        guard shard != nil, let buckets else { return }
+        buckets.gatherOwned(into: optimizer.m)
+        buckets.gatherOwned(into: optimizer.v)
     }
 
     deinit {
@@ -196,16 +219,21 @@ public final class Trainer {
         }
         lossBuffer[0] = lossSum / Double(s.accumulation)
         lossBuffer[1] = Preemption.requested ? 1 : 0
+        // Sharded: each rank's share of the squared gradient norm travels with the loss.
+        lossBuffer[2] = buckets?.takeOwnedGradientSquares() ?? 0
         communicator.allReduce(lossBuffer, op: .sum)
         r.loss = lossBuffer[0] / Double(size)
         r.stopRequested = lossBuffer[1] > 0
         r.times.gradientWait = monotonicSeconds() - t
         t = monotonicSeconds()
-        // Clipping's factor, the update and the zeroing of the gradients in one pass over the arena.
-        let (norm, factor) = gradientClipFactor(task.arena, maxNorm: s.clipGradNorm)
+        // Clipping's factor, the update and the zeroing of the gradients in one pass over the arena (over
+        // this rank's share of it when sharded, followed by the exchange of the updated shares).
+        let (norm, factor) = shard == nil ? gradientClipFactor(task.arena, maxNorm: s.clipGradNorm)
+            : gradientClipFactor(squares: lossBuffer[2], maxNorm: s.clipGradNorm)
         r.gradientNorm = norm
         r.learningRate = s.schedule(step)
-        optimizer.update(lr: r.learningRate, gradScale: factor, zeroingGrads: true)
+        optimizer.update(lr: r.learningRate, gradScale: factor, zeroingGrads: true, shard: shard)
+        if shard != nil { buckets!.endPublishing() }
         r.times.optimizer = monotonicSeconds() - t
         step += 1
         return r

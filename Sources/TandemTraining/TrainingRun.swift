@@ -66,7 +66,7 @@ public enum TrainingRun {
         let perCorePeak = measureSgemmPeak(communicator: comm)
         let cores = Double(comm.size * settings.threads)
         if comm.rank == 0 {
-            log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s); \(settings.precision.rawValue) matrix products; global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples")
+            log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s); \(settings.precision.rawValue) matrix products; global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples\(trainer.optimizerIsSharded ? "; optimizer sharded over \(comm.size) ranks" : "")")
             log.info("\(String(format: "sgemm peak %.1f GFLOP/s per core (MFU denominator)", perCorePeak / 1e9))")
         }
         let metrics = try MetricsWriter(path: metricsPath(config, rank: comm.rank), append: trainer.step > 0)
@@ -83,9 +83,13 @@ public enum TrainingRun {
                 try comm.checkReplicasAgree(arena: task.arena, step: trainer.step)
             }
             let last = trainer.step == settings.steps || r.stopRequested || trainer.step == stopAt
-            if let checkpointer, last || (checkpointEvery > 0 && trainer.step % checkpointEvery == 0) {
-                try checkpointer.save(trainer: trainer, config: config)
-                r.times.checkpoint = checkpointer.lastBlockingSeconds
+            if checkpointRoot != nil && (last || (checkpointEvery > 0 && trainer.step % checkpointEvery == 0)) {
+                let started = monotonicSeconds()
+                trainer.gatherOptimizerState()  // every rank: a sharded optimizer's moments reach rank 0
+                if let checkpointer {
+                    try checkpointer.save(trainer: trainer, config: config)
+                    r.times.checkpoint = monotonicSeconds() - started
+                }
             }
             watchdog?.recordStep(seconds: r.times.total)
             window.append(r)

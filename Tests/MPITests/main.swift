@@ -107,12 +107,16 @@ func basics() {
 func buckets() {
     let arena = makeArena()
     let n = comm.size
-    for mode in ReduceMode.allCases {
+    // Sealed arenas own their pages, so the hierarchical path shares even this small one in place; the
+    // copying path (forced with shareInPlace false) is what other buffers get.
+    let paths: [(ReduceMode, Bool)] = [(.hierarchical, true), (.hierarchical, false), (.mpi, true)]
+    for (mode, inPlace) in paths {
         for overlap in OverlapMode.allCases {
             for bucketBytes in [1 << 20, 4096, 1000] {
-                let name = "\(mode) \(overlap) buckets of \(bucketBytes) B"
                 let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, mode: mode,
-                                        overlap: overlap)
+                                        overlap: overlap, shareInPlace: inPlace)
+                let path = mode == .mpi ? "" : b.reducesInPlace ? " in place" : " copying"
+                let name = "\(mode)\(path) \(overlap) buckets of \(bucketBytes) B"
                 var exact = true
                 for step in 0..<3 {
                     for i in 0..<arena.count { arena.grads[i] = integerGrad(rank: comm.rank + step, element: i) }
@@ -208,6 +212,82 @@ func bucketsLarge() {
         check("\(mode) over a \((arena.count * 4) >> 20) MB arena\(inPlace ? " (arenas shared in place)" : ""): "
               + "average equals reference", exact)
         if mode == .hierarchical { check("hierarchical shares large arenas in place", inPlace || comm.localSize == 1) }
+    }
+}
+
+/// The sharded optimizer's side of the reduction (ZeRO stage 1 within a node): the node's ranks own
+/// disjoint slices covering every bucket; after `finish` a rank's gradients hold the averages in its
+/// slices and zeros elsewhere; the owned squares add up to the squared norm; `publish` makes every
+/// replica equal; `gatherOwned` gives rank 0 everyone's slices.
+func sharded() {
+    let arena = makeArena()
+    let n = comm.size
+    for bucketBytes in [1 << 20, 4096] {
+        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, shardOptimizer: true)
+        let expectSharded = comm.nodeCount == 1 && n > 1
+        check("sharded with \(bucketBytes) B buckets: granted on one node of several ranks only (\(comm.nodeCount) node(s))",
+              b.shardsOptimizer == expectSharded)
+        guard b.shardsOptimizer else { b.close(); continue }
+        // Ownership: every rank's ranges, gathered, cover every bucket's elements exactly once.
+        var owner = [Int64](repeating: 0, count: arena.count)
+        for r in b.ownedRanges { for i in r { owner[i] += 1 } }
+        owner.withUnsafeMutableBufferPointer { comm.allReduce($0, op: .sum) }
+        let covered = b.layout.buckets.allSatisfy { $0.elements.allSatisfy { owner[$0] == 1 } }
+        check("sharded, \(bucketBytes) B buckets: the \(n) ranks own every bucket element exactly once", covered)
+
+        var squaresOK = true, averagesOK = true
+        for step in 0..<2 {
+            for i in 0..<arena.count { arena.grads[i] = integerGrad(rank: comm.rank + step, element: i) }
+            for p in arena.parameters.reversed() where p.index != 4 { b.markReady(p) }
+            b.finish()
+            var mine = [Bool](repeating: false, count: arena.count)
+            for r in b.ownedRanges { for i in r { mine[i] = true } }
+            var expectedSquares = 0.0
+            for bucket in b.layout.buckets {
+                for i in bucket.elements {
+                    var sum: Float = 0
+                    for q in 0..<n { sum += integerGrad(rank: q + step, element: i) }
+                    let average = sum * (1 / Float(n))
+                    expectedSquares += Double(average) * Double(average)
+                    if arena.grads[i] != (mine[i] ? average : 0) { averagesOK = false }
+                }
+            }
+            let total = comm.allReduce(b.takeOwnedGradientSquares(), op: .sum)
+            // sumOfSquares accumulates blocks in Float before Double, as the replicated norm does.
+            if abs(total - expectedSquares) > 1e-6 * expectedSquares { squaresOK = false }
+        }
+        check("sharded, \(bucketBytes) B buckets: owned averages exact, zeros elsewhere", averagesOK)
+        check("sharded, \(bucketBytes) B buckets: owned squares sum to the squared norm", squaresOK)
+
+        // Publishing: each rank writes value f(rank, i) into what it owns; afterwards every replica holds
+        // the owner's values everywhere.
+        var writer = [Int64](repeating: -1, count: arena.count)
+        for r in b.ownedRanges {
+            for i in r { arena.values[i] = Float(comm.rank * 1000 + i % 997) }
+            b.publish(r)
+        }
+        b.endPublishing()
+        for r in b.ownedRanges { for i in r { writer[i] = Int64(comm.rank) } }
+        writer.withUnsafeMutableBufferPointer { comm.allReduce($0, op: .max) }
+        let replicas = b.layout.buckets.allSatisfy { bucket in
+            bucket.elements.allSatisfy { arena.values[$0] == Float(Int(writer[$0]) * 1000 + $0 % 997) }
+        }
+        check("sharded, \(bucketBytes) B buckets: after publishing, every replica holds each owner's values", replicas)
+
+        // Gathering a moment-like buffer: rank 0 ends with every owner's values, the others keep theirs.
+        let moment = UnsafeMutableBufferPointer<Float>.allocate(capacity: arena.count)
+        defer { moment.deallocate() }
+        for i in 0..<arena.count { moment[i] = -1 }
+        for r in b.ownedRanges { for i in r { moment[i] = Float(comm.rank * 1000 + i % 991) } }
+        b.gatherOwned(into: moment)
+        let gathered = b.layout.buckets.allSatisfy { bucket in
+            bucket.elements.allSatisfy { i in
+                comm.rank == 0 ? moment[i] == Float(Int(writer[i]) * 1000 + i % 991)
+                    : moment[i] == (writer[i] == Int64(comm.rank) ? Float(comm.rank * 1000 + i % 991) : -1)
+            }
+        }
+        check("sharded, \(bucketBytes) B buckets: rank 0 gathers every owner's slices", gathered)
+        b.close()
     }
 }
 
@@ -346,6 +426,7 @@ switch scenario {
 case "basics": basics()
 case "buckets": buckets()
 case "buckets-large": bucketsLarge()
+case "sharded": sharded()
 case "deterministic": deterministic()
 case "sampler": sampler()
 case "watchdog-skip": watchdogSkip()

@@ -105,3 +105,57 @@ extension OptimizerTests {
         }
     }
 }
+
+extension OptimizerTests {
+    /// A sharded update: two shards that split the arena (across parameters, mid-parameter, in blocks
+    /// larger than `shardBlock`) update their elements to the bits of one whole update, leave the rest
+    /// (values, moments, gradients) alone, and publish exactly their elements, block by block.
+    func testShardedUpdateEqualsWholeUpdateOnItsElements() {
+        func make() -> (ParameterArena, Optimizer) {
+            let arena = ParameterArena()
+            _ = arena.register("a", Shape(37), initializer: .normal(std: 1))
+            _ = arena.register("b", Shape(5), initializer: .normal(std: 1), decays: false)
+            _ = arena.register("c", Shape(3 * Optimizer.shardBlock + 123), initializer: .normal(std: 1))
+            arena.seal()
+            arena.reinitialize(rng: Philox(seed: 9))
+            for p in arena.parameters { for i in 0..<p.count { p.grad[i] = Float(i % 7) - 3 } }
+            return (arena, Optimizer(.adamw, settings: OptimizerSettings(), arena: arena))
+        }
+        let (whole, wholeOpt) = make()
+        let n = whole.count
+        // Shard 0 owns [0, 48) (all of a, part of b) and [64 + 1000, 64 + 1000 + 2 x block + 7) inside c.
+        let c = whole["c"]!.offset
+        let split = c + 1000 + 2 * Optimizer.shardBlock + 7
+        let shards: [[Range<Int>]] = [[0..<48, (c + 1000)..<split], [48..<(c + 1000), split..<n]]
+        for _ in 0..<2 { wholeOpt.update(lr: 1e-2, gradScale: 0.5, zeroingGrads: true)
+            for p in whole.parameters { for i in 0..<p.count { p.grad[i] = Float(i % 5) - 2 } } }
+        for ranges in shards {
+            let (arena, opt) = make()
+            let before = Array(arena.values)
+            var published: [Range<Int>] = []
+            let shard = Optimizer.Shard(ranges: ranges, publish: { published.append($0) })
+            for _ in 0..<2 { opt.update(lr: 1e-2, gradScale: 0.5, zeroingGrads: true, shard: shard)
+                for p in arena.parameters { for i in 0..<p.count { p.grad[i] = Float(i % 5) - 2 } } }
+            var mine = [Bool](repeating: false, count: n)
+            for r in ranges { for i in r { mine[i] = true } }
+            for p in arena.parameters {
+                for i in p.offset..<(p.offset + p.count) {
+                    if mine[i] {
+                        XCTAssertEqual(arena.values[i].bitPattern, whole.values[i].bitPattern, "element \(i)")
+                        XCTAssertEqual(opt.m[i].bitPattern, wholeOpt.m[i].bitPattern, "m \(i)")
+                        XCTAssertEqual(opt.v[i].bitPattern, wholeOpt.v[i].bitPattern, "v \(i)")
+                    } else {
+                        XCTAssertEqual(arena.values[i], before[i], "element \(i) outside the shard changed")
+                        XCTAssertEqual(opt.m[i], 0); XCTAssertEqual(opt.v[i], 0)
+                    }
+                }
+            }
+            // Published: each owned parameter element once per update, in blocks of at most shardBlock.
+            var count = [Int](repeating: 0, count: n)
+            for r in published { XCTAssertLessThanOrEqual(r.count, Optimizer.shardBlock); for i in r { count[i] += 1 } }
+            for p in arena.parameters {
+                for i in p.offset..<(p.offset + p.count) { XCTAssertEqual(count[i], mine[i] ? 2 : 0, "element \(i)") }
+            }
+        }
+    }
+}
