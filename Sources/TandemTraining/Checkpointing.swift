@@ -143,6 +143,7 @@ enum Resumer {
         comm.broadcast(trainer.task.arena.values, root: 0)
         comm.broadcast(trainer.optimizer.m, root: 0)
         comm.broadcast(trainer.optimizer.v, root: 0)
+        trainer.releaseUnownedOptimizerState()
         trainer.step = Int(comm.broadcast(Int64(step), root: 0))
         trainer.optimizer.step = Int(comm.broadcast(Int64(optimizerStep), root: 0))
         return resumed

@@ -49,6 +49,22 @@ public final class Optimizer {
         }
     }
 
+    /// Frees the whole pages of `m` and `v` that hold no element of `ranges` (sorted, disjoint): a sharded
+    /// rank never reads those moments, and the pages read as zeros if touched again.
+    public func releaseMoments(outside ranges: [Range<Int>]) {
+        let perPage = AlignedMemory.pageSize / MemoryLayout<Float>.stride
+        let gaps = zip([0] + ranges.map(\.upperBound), ranges.map(\.lowerBound) + [m.count])
+        for (lower, upper) in gaps {
+            // Whole pages inside the gap only: a page that also holds an owned element stays.
+            let first = (lower + perPage - 1) / perPage * perPage, last = upper / perPage * perPage
+            guard last > first else { continue }
+            for buffer in [m, v] {
+                madvise(UnsafeMutableRawPointer(buffer.baseAddress! + first), (last - first) * MemoryLayout<Float>.stride,
+                        MADV_DONTNEED)
+            }
+        }
+    }
+
     /// Elements updated (and published) at a time in a sharded update: 64 KB of each of the four
     /// buffers, so the published values are still in L2.
     static let shardBlock = 16_384

@@ -147,6 +147,14 @@ public final class Trainer {
     /// Whether each rank updates only its share of the parameters (see `RunSettings.shardOptimizer`).
     public var optimizerIsSharded: Bool { shard != nil }
 
+    /// With a sharded optimizer, hands the pages of the moments this rank does not own back to the
+    /// system (they read as zeros again): after a resume broadcast whole moments to every rank, and on
+    /// rank 0 after a checkpoint gathered them. Nothing otherwise.
+    public func releaseUnownedOptimizerState() {
+        guard let shard else { return }
+        optimizer.releaseMoments(outside: shard.ranges)
+    }
+
     /// Before rank 0 checkpoints: with a sharded optimizer, rank 0 collects the moments the other ranks
     /// own, so its `optimizer.m` and `v` are whole. Collective (call on every rank); nothing otherwise.
     public func gatherOptimizerState() {

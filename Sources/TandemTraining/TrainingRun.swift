@@ -87,7 +87,8 @@ public enum TrainingRun {
                 let started = monotonicSeconds()
                 trainer.gatherOptimizerState()  // every rank: a sharded optimizer's moments reach rank 0
                 if let checkpointer {
-                    try checkpointer.save(trainer: trainer, config: config)
+                    try checkpointer.save(trainer: trainer, config: config)  // snapshots before it returns
+                    trainer.releaseUnownedOptimizerState()
                     r.times.checkpoint = monotonicSeconds() - started
                 }
             }

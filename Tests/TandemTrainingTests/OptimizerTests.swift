@@ -159,3 +159,31 @@ extension OptimizerTests {
         }
     }
 }
+
+extension OptimizerTests {
+    /// Releasing the moments outside a shard keeps every owned element and frees only whole pages
+    /// outside it (they read as zeros afterwards).
+    func testReleaseMomentsKeepsOwnedElements() {
+        let arena = ParameterArena()
+        _ = arena.register("w", Shape(20_000), initializer: .zeros)
+        arena.seal()
+        let opt = Optimizer(.adamw, settings: OptimizerSettings(), arena: arena)
+        let perPage = AlignedMemory.pageSize / 4
+        let ranges = [100..<(3 * perPage + 5), (3 * perPage + 4000)..<(3 * perPage + 4016), 19_000..<20_000]
+        for i in 0..<arena.count { opt.m[i] = Float(i) + 1; opt.v[i] = -Float(i) - 1 }
+        opt.releaseMoments(outside: ranges)
+        var owned = [Bool](repeating: false, count: arena.count)
+        for r in ranges { for i in r { owned[i] = true } }
+        var freed = 0
+        for i in 0..<arena.count {
+            let page = i / perPage
+            let pageOwned = (page * perPage..<min(arena.count, (page + 1) * perPage)).contains { owned[$0] }
+            if pageOwned {
+                XCTAssertEqual(opt.m[i], Float(i) + 1, "element \(i)"); XCTAssertEqual(opt.v[i], -Float(i) - 1)
+            } else {
+                XCTAssertEqual(opt.m[i], 0, "element \(i)"); XCTAssertEqual(opt.v[i], 0); freed += 1
+            }
+        }
+        XCTAssertGreaterThan(freed, 4 * perPage)
+    }
+}
