@@ -21,6 +21,7 @@ The single-core sgemm is torch.mm on one thread at 512x768x768, the best over ha
 --peak-gflops gives the figure to use (launch/compare-pytorch passes Tandem's, so both MFUs share it).
 """
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -44,6 +45,9 @@ def parse():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-predictions", type=int, default=20)
     ap.add_argument("--global-batch", type=int, required=True)
+    ap.add_argument("--micro-batch", type=int, default=None,
+                    help="samples per forward/backward in each process (default: its whole share of the global "
+                         "batch); smaller runs gradient accumulation under DDP's no_sync, all-reducing once per step")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--warmup", type=int, default=3)
@@ -185,15 +189,27 @@ def run(rank, a, torch, dist, model, ddp, batches, flops, peak, tokens, describe
              if not (n.endswith("bias") or "LayerNorm" in n or "layernorm" in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
+    B = a.global_batch // a.procs
+    M = a.micro_batch or B
+    assert B % M == 0, f"--micro-batch {M} does not divide the {B} samples per process"
+    # Each batch as its micro-batches (views): every micro-step but the last skips DDP's all-reduce.
+    micro = [[{k: v[i * M:(i + 1) * M] for k, v in b.items()} for i in range(B // M)] for b in batches]
     times = []  # (total, forward, backward, optimizer) of the slowest process, per timed step
     for step in range(a.warmup + a.steps):
-        b = batches[step % 2]
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            loss = ddp(**b).loss
-        t1 = time.perf_counter()
-        loss.backward()  # DDP all-reduces the gradient buckets as backward produces them
+        forward = backward = 0.0
+        for i, mb in enumerate(micro[step % 2]):
+            last = i == len(micro[step % 2]) - 1
+            s0 = time.perf_counter()
+            with contextlib.nullcontext() if last else ddp.no_sync():
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                    loss = ddp(**mb).loss / len(micro[step % 2])
+                s1 = time.perf_counter()
+                loss.backward()  # on the last micro-batch DDP all-reduces the buckets as backward produces them
+            forward += s1 - s0
+            backward += time.perf_counter() - s1
+        t1 = t0 + forward
         t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -210,7 +226,8 @@ def run(rank, a, torch, dist, model, ddp, batches, flops, peak, tokens, describe
         cores = a.procs * a.threads
         print(f"PyTorch {torch.__version__} {describe} "
               f"({'bf16 autocast' if a.bf16 else 'fp32'}, attention {model.config._attn_implementation})")
-        print(f"{a.procs} process(es) x {a.threads} thread(s), DDP over gloo, global batch {a.global_batch}, "
+        print(f"{a.procs} process(es) x {a.threads} thread(s), DDP over gloo, global batch {a.global_batch} "
+              f"(micro-batch {a.micro_batch or a.global_batch // a.procs}), "
               f"{tokens} tokens per sample; median of {a.steps} steps after {a.warmup} warm-up")
         print(f"{rate:.2f} samples/s")
         print(f"{rate * tokens:.0f} tokens/s")
