@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
         .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),
         .target(name: "TandemData", dependencies: ["TandemTensor", "CImageCodecs"]),
-        .target(name: "TandemCollectives", dependencies: ["TandemTensor", "TandemKernels", "CMPI"]),
+        .target(name: "TandemCollectives", dependencies: ["TandemTensor", "CMPI"]),
         .target(name: "TandemCheckpoint", dependencies: ["TandemTensor"]),
         .target(name: "TandemTraining", dependencies: [
             "TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN", "TandemModels",

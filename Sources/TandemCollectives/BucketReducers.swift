@@ -1,5 +1,4 @@
 import CMPI
-import TandemKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -52,7 +51,7 @@ final class PlainMPIReducer: BucketReducer {
 
 /// The hierarchical path. The ranks of a node share one MPI-3 window (`MPI_Win_allocate_shared` on the
 /// node communicator): a control block, a result area and, unless the gradient arenas themselves are
-/// shared (`SharedGradients`, for arenas of 34 MB and more), a slot per rank. For one bucket of n floats
+/// shared (`SharedGradients`: sealed arenas, or buffers of 34 MB and more), a slot per rank. For one bucket of n floats
 /// on a node of L ranks, local rank r owns the slice S_r (about n/L floats, 16-float aligned):
 ///
 /// 1. copying path only: copy the bucket into my slot, except S_r (I read S_r from my own gradients);
@@ -322,7 +321,7 @@ final class SharedWindowReducer: BucketReducer {
             if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
             for q in sources.indices where q != me { (sources[q] + start).update(repeating: 0, count: m) }
             (sources[me] + start).update(from: scratch, count: m)
-            squares += sumOfSquares(scratch, count: m)
+            squares += blockSquares(scratch, count: m)
             start += m
         }
         return squares
@@ -346,6 +345,21 @@ final class SharedWindowReducer: BucketReducer {
             if spins < 64 { cmpi_shm_pause() } else if spins < 2000 { cmpi_yield() } else { usleep(20) }
         }
     }
+}
+
+/// Σ x² of a block of at most 1024 floats: Float lanes, then Double (as `TandemKernels.sumOfSquares`
+/// does per block; Collectives depend on TandemTensor only).
+func blockSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var lanes = SIMD16<Float>()
+    var i = 0
+    while i + 16 <= count {
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+        lanes += v * v
+        i += 16
+    }
+    var total = Double(lanes.sum())
+    while i < count { total += Double(x[i]) * Double(x[i]); i += 1 }
+    return total
 }
 
 /// buffer[i] *= factor.

@@ -53,7 +53,7 @@ public final class GradientBuckets {
         willSet { precondition(nextToReduce == 0 && !bucketReady.contains(true), "skipSync changed mid-backward") }
     }
     /// True when the hierarchical reduction works on the ranks' gradient arenas in place (shared memory,
-    /// arenas of 34 MB and more) rather than through copies in the window.
+    /// sealed `ParameterArena`s, or buffers of 34 MB and more) rather than through copies in the window.
     public var reducesInPlace: Bool { (reducer as? SharedWindowReducer)?.sharesArenas ?? false }
     /// Seconds the last `finish()` took: the reductions backward did not hide.
     public private(set) var lastWaitSeconds = 0.0
@@ -181,7 +181,8 @@ public final class GradientBuckets {
     }
 
     /// Waits until every bucket is reduced (reducing those never marked ready); afterwards every gradient
-    /// is the average over ranks and the buckets are ready for the next backward pass.
+    /// is the average over ranks (sharded: only in `ownedRanges`, zeros elsewhere) and the buckets are
+    /// ready for the next backward pass.
     public func finish() {
         guard !skipSync else { return }
         let start = DispatchTime.now().uptimeNanoseconds

@@ -51,7 +51,7 @@ final class SharedGradients {
         let length = (base + bytes + page - 1) / page * page - pageStart
         var leaderPid = Int64(getpid())
         mpi.check(MPI_Bcast(&leaderPid, 1, cmpi_int64(), 0, mpi.nodeComm), "MPI_Bcast(leader pid)")
-        func path(_ q: Int) -> String { "/dev/shm/tandem-grads-\(leaderPid)-\(instances)-\(q)" }
+        func path(_ q: Int) -> String { "/dev/shm/tandem-arena-\(leaderPid)-\(instances)-\(q)" }
 
         var ok: Int64 = bytes >= minimumBytes || (ownsPages && base == pageStart) ? 1 : 0
         if ok == 1 && !share(pageStart: pageStart, length: length, path: path(mpi.localRank)) { ok = 0 }
@@ -112,7 +112,9 @@ final class SharedGradients {
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
-        guard ftruncate(fd, off_t(length)) == 0,
+        // Reserve the pages now: tmpfs (/dev/shm) takes no space at ftruncate, and a full one would
+        // raise SIGBUS at the copy below instead of letting every rank fall back to the copying path.
+        guard ftruncate(fd, off_t(length)) == 0, posix_fallocate(fd, 0, off_t(length)) == 0,
               let staging = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), staging != MAP_FAILED
         else { unlink(path); return false }
         let target = UnsafeMutableRawPointer(bitPattern: pageStart)!

@@ -52,6 +52,8 @@ public final class Optimizer {
     /// Frees the whole pages of `m` and `v` that hold no element of `ranges` (sorted, disjoint): a sharded
     /// rank never reads those moments, and the pages read as zeros if touched again.
     public func releaseMoments(outside ranges: [Range<Int>]) {
+        precondition(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound <= $1.lowerBound }
+                     && (ranges.last?.upperBound ?? 0) <= m.count, "releaseMoments: ranges must be sorted and disjoint")
         let perPage = AlignedMemory.pageSize / MemoryLayout<Float>.stride
         let gaps = zip([0] + ranges.map(\.upperBound), ranges.map(\.lowerBound) + [m.count])
         for (lower, upper) in gaps {

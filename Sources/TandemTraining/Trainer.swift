@@ -240,6 +240,9 @@ public final class Trainer {
             : gradientClipFactor(squares: lossBuffer[2], maxNorm: s.clipGradNorm)
         r.gradientNorm = norm
         r.learningRate = s.schedule(step)
+        // Sharded, each rank writes its updated slices into the others' parameters: safe because no rank
+        // gets past the loss all-reduce above until every rank has finished this step's backward, and
+        // none starts the next forward before the barrier of `endPublishing`.
         optimizer.update(lr: r.learningRate, gradScale: factor, zeroingGrads: true, shard: shard)
         if shard != nil { buckets!.endPublishing() }
         r.times.optimizer = monotonicSeconds() - t
