@@ -293,13 +293,7 @@ final class SharedWindowReducer: BucketReducer {
     private func sumSlice(_ range: Range<Int>, scale: Float, targetCount: Int) {
         var start = range.lowerBound
         while start < range.upperBound {
-            let m = min(1024, range.upperBound - start)
-            scratch.update(from: sources[0] + start, count: m)
-            for q in 1..<sources.count {
-                let s = sources[q] + start
-                for i in 0..<m { scratch[i] += s[i] }
-            }
-            if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
+            let m = sumBlock(start, upTo: range.upperBound, scale: scale)
             for t in 0..<targetCount { (targets[t] + start).update(from: scratch, count: m) }
             start += m
         }
@@ -312,19 +306,27 @@ final class SharedWindowReducer: BucketReducer {
         var squares = 0.0
         var start = range.lowerBound
         while start < range.upperBound {
-            let m = min(1024, range.upperBound - start)
-            scratch.update(from: sources[0] + start, count: m)
-            for q in 1..<sources.count {
-                let s = sources[q] + start
-                for i in 0..<m { scratch[i] += s[i] }
-            }
-            if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
+            let m = sumBlock(start, upTo: range.upperBound, scale: scale)
             for q in sources.indices where q != me { (sources[q] + start).update(repeating: 0, count: m) }
             (sources[me] + start).update(from: scratch, count: m)
             squares += blockSquares(scratch, count: m)
             start += m
         }
         return squares
+    }
+
+    /// scratch[0..<m] = (Σ over local ranks q, in order, of sources[q][start + i]) x scale for the next
+    /// block of m = min(1024, end - start) elements; returns m.
+    @inline(__always)
+    private func sumBlock(_ start: Int, upTo end: Int, scale: Float) -> Int {
+        let m = min(1024, end - start)
+        scratch.update(from: sources[0] + start, count: m)
+        for q in 1..<sources.count {
+            let s = sources[q] + start
+            for i in 0..<m { scratch[i] += s[i] }
+        }
+        if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
+        return m
     }
 
     /// A counting barrier over the node's ranks in the window's control block: the last to arrive resets
