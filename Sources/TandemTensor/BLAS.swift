@@ -1,4 +1,7 @@
 import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Whether a matrix operand is used as stored or transposed.
 public enum Transpose: Sendable {
@@ -24,6 +27,56 @@ public enum BLAS {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(newValue)) }
     }
+
+    /// The OpenBLAS kernels to ask for (`OPENBLAS_CORETYPE`) on this CPU when OpenBLAS's own choice is
+    /// slower, else nil. On AMD Zen 4 (family 0x19 with AVX-512) OpenBLAS 0.3.21 picks its AVX-512
+    /// Cooperlake kernels, but Zen 4 runs 512-bit FMAs as two 256-bit halves and its Zen (AVX2) kernels
+    /// measured faster: single-core sgemm 107-112 against 95-104 GFLOP/s on ViT-tiny's products, and
+    /// +2-8% samples/s per step on ViT-tiny, ViT-B/16 and BERT-base (docs/performance.md). Zen 3 gets
+    /// the Zen kernels anyway; other CPUs keep OpenBLAS's choice.
+    public static var preferredCore: String? {
+        #if os(Linux)
+        guard let file = fopen("/proc/cpuinfo", "r") else { return nil }
+        defer { fclose(file) }
+        var amd = false, family = -1, avx512 = false
+        var line: UnsafeMutablePointer<CChar>? = nil
+        var capacity = 0
+        defer { free(line) }
+        // The first processor's block is enough: the cores of one machine are alike.
+        while getline(&line, &capacity, file) > 0, let line {
+            let text = String(cString: line)
+            if text == "\n" { break }
+            let parts = text.split(separator: ":", maxSplits: 1).map {
+                String($0.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+            }
+            guard parts.count == 2 else { continue }
+            switch parts[0] {
+            case "vendor_id": amd = parts[1] == "AuthenticAMD"
+            case "cpu family": family = Int(parts[1]) ?? -1
+            case "flags": avx512 = parts[1].split(separator: " ").contains("avx512f")
+            default: break
+            }
+        }
+        return amd && family == 0x19 && avx512 ? "Zen" : nil
+        #else
+        return nil
+        #endif
+    }
+
+    /// Re-executes this program with `OPENBLAS_CORETYPE` = `preferredCore` when the variable is unset and
+    /// the CPU has a preference. OpenBLAS picks its kernels while it loads, before `main`, so the choice
+    /// needs a fresh process image; call this first thing in `main`, before MPI starts. A user's own
+    /// `OPENBLAS_CORETYPE` (any value) is kept. Returns when there is nothing to do or exec fails.
+    public static func selectPreferredCore() {
+        #if os(Linux)
+        guard getenv("OPENBLAS_CORETYPE") == nil, let core = preferredCore else { return }
+        setenv("OPENBLAS_CORETYPE", core, 0)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        #endif
+    }
+
+    /// The kernels OpenBLAS runs on this CPU (e.g. `Zen`, `Cooperlake`).
+    public static var coreName: String { String(cString: openblas_get_corename()) }
 
     /// OpenBLAS's build description (kernel target and threading), for benchmark headers.
     public static var configuration: String {

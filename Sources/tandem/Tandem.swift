@@ -17,6 +17,13 @@ struct Tandem: ParsableCommand {
         version: TrainingRun.version,
         subcommands: [Train.self, PrepareText.self, PrepareImages.self, Vocab.self, Tokenize.self, Debug.self,
                       Inspect.self, Bench.self, Plot.self])
+
+    /// OpenBLAS's faster kernels for this CPU first (a re-exec with OPENBLAS_CORETYPE when it has a
+    /// preference: `BLAS.selectPreferredCore`), then the command line.
+    static func main() {
+        BLAS.selectPreferredCore()
+        main(nil)
+    }
 }
 
 /// Runs `body` with this process's communicator; any error is printed naming this rank and ends the job
