@@ -247,14 +247,6 @@ final class SharedWindowReducer: BucketReducer {
         for q in 0..<local {
             sources[q] = shared.map { $0.peers[q] + offset } ?? (q == me ? g : slots[q])
         }
-        if !single {
-            targets[0] = result; targetCount = 1
-        } else if shared != nil {
-            for q in 0..<local { targets[q] = sources[q] }
-            targetCount = local
-        } else {
-            targets[0] = g; targets[1] = result; targetCount = 2
-        }
         if shardsOptimizer {
             // Single node, arenas shared: the averages of my slice go to my gradients only.
             mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
@@ -263,6 +255,14 @@ final class SharedWindowReducer: BucketReducer {
                 nodeBarrier()
             }
             return
+        }
+        if !single {
+            targets[0] = result; targetCount = 1
+        } else if shared != nil {
+            for q in 0..<local { targets[q] = sources[q] }
+            targetCount = local
+        } else {
+            targets[0] = g; targets[1] = result; targetCount = 2
         }
         mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
             if shared == nil {

@@ -80,6 +80,6 @@ public enum BLAS {
 
     /// OpenBLAS's build description (kernel target and threading), for benchmark headers.
     public static var configuration: String {
-        String(cString: openblas_get_config()) + " core=" + String(cString: openblas_get_corename())
+        String(cString: openblas_get_config()) + " core=" + coreName
     }
 }

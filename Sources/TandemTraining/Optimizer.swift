@@ -67,6 +67,16 @@ public final class Optimizer {
         }
     }
 
+    /// AdamW on the arena elements `range` (within one parameter, whose decay is `weightDecay`), as
+    /// torch.optim.AdamW: decay first, then w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+    private func adamw(_ range: Range<Int>, weightDecay: Float, lr: Float, bc1: Double, bc2: Double,
+                       gradScale: Float, zeroingGrads: Bool) {
+        let i = range.lowerBound, s = settings
+        adamwUpdate(weight: arena.values.baseAddress! + i, grad: arena.grads.baseAddress! + i, m: m.baseAddress! + i,
+                    v: v.baseAddress! + i, count: range.count, lr: lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps,
+                    weightDecay: weightDecay, bc1: bc1, bc2: bc2, gradScale: gradScale, zeroingGrad: zeroingGrads)
+    }
+
     /// Elements updated (and published) at a time in a sharded update: 64 KB of each of the four
     /// buffers, so the published values are still in L2.
     static let shardBlock = 16_384
@@ -96,10 +106,8 @@ public final class Optimizer {
                     let b = min(hi, ranges[k].upperBound)
                     while a < b {
                         let e = min(b, a + Self.shardBlock)
-                        adamwUpdate(weight: arena.values.baseAddress! + a, grad: arena.grads.baseAddress! + a,
-                                    m: m.baseAddress! + a, v: v.baseAddress! + a, count: e - a, lr: lr,
-                                    beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: wd, bc1: bc1, bc2: bc2,
-                                    gradScale: gradScale, zeroingGrad: zeroingGrads)
+                        adamw(a..<e, weightDecay: wd, lr: lr, bc1: bc1, bc2: bc2, gradScale: gradScale,
+                              zeroingGrads: zeroingGrads)
                         shard.publish(a..<e)
                         a = e
                     }
@@ -117,10 +125,8 @@ public final class Optimizer {
             let wd = p.decays ? s.weightDecay : 0
             switch kind {
             case .adamw:
-                // torch.optim.AdamW: decay first, then w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
-                adamwUpdate(weight: w, grad: g, m: mp, v: vp, count: p.count, lr: lr, beta1: s.beta1, beta2: s.beta2,
-                            eps: s.eps, weightDecay: wd, bc1: bc1, bc2: bc2, gradScale: gradScale,
-                            zeroingGrad: zeroingGrads)
+                adamw(p.offset..<(p.offset + p.count), weightDecay: wd, lr: lr, bc1: bc1, bc2: bc2,
+                      gradScale: gradScale, zeroingGrads: zeroingGrads)
             case .lamb:
                 // You et al. 2020, Algorithm 2: r = m^/(sqrt(v^)+eps) + wd w; w -= lr * (||w|| / ||r||) r,
                 // with the ratio taken as 1 where either norm is zero.
