@@ -1,7 +1,8 @@
 // swift-tools-version:5.9
 // Tandem: distributed data-parallel training of transformers on CPU clusters over MPI.
 // Module graph (one way): TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels
-// (TandemKernels also uses the CBF16Gemm C target for bf16 matrix products);
+// (TandemKernels also uses the CBF16Gemm C target for bf16 matrix products and CKernels for loops
+// Swift's SIMD types vectorise badly);
 // TandemData (with the CImageCodecs C shim), TandemCollectives and TandemCheckpoint depend only on
 // TandemTensor; TandemTraining ties them together; the `tandem` executable parses arguments and calls
 // TandemTraining.
@@ -30,8 +31,12 @@ let package = Package(
         // attributes and sit behind a CPU check, so the target needs no -m flags and a CPU without
         // AVX512_BF16 gets an error, not SIGILL; -O3 also in debug builds, where tests call it.
         .target(name: "CBF16Gemm", path: "Sources/CBF16Gemm", cSettings: [.unsafeFlags(["-O3"])]),
+        // Loops that need vector square roots (AdamW): -fno-math-errno lets sqrtf vectorise, and
+        // -ffp-contract=off keeps every multiply and add separately rounded, as in the Swift references.
+        .target(name: "CKernels", path: "Sources/CKernels",
+                cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
         .target(name: "TandemTensor", dependencies: ["CBLAS"]),
-        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm"]),
+        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm", "CKernels"]),
         .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
         .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),

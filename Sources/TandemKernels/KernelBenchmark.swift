@@ -208,7 +208,7 @@ public enum KernelBenchmark {
         log(pad("kernel", 34) + pad("GB/s", 22) + pad("ms", 10) + "speed-up")
         log(pad("scale, scalar update, zero", 34) + pad(bandwidth(bytes, threePasses), 22)
             + format(threePasses.median * 1e3, 1))
-        log(pad("adamwUpdate (fused, SIMD16)", 34) + pad(bandwidth(bytes, fused), 22)
+        log(pad("adamwUpdate (fused, vector)", 34) + pad(bandwidth(bytes, fused), 22)
             + pad(format(fused.median * 1e3, 1), 10) + ratio(threePasses, fused))
         // The same three updates from the same state both ways (an odd count: a partial last vector).
         let n = 100_003
