@@ -1,3 +1,5 @@
+import CKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -38,9 +40,35 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
             let p = probs + (b * NH + h) * Tq * T  // (Tq, T)
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: scale, a: q + queryHead, lda: C, b: k + head, ldb: C,
                  beta: 0, c: p, ldc: T)
-            for i in 0..<Tq { maskedSoftmaxRow(p + i * T, count: T, mask: mask, lastKey: causal ? i : T - 1) }
+            attentionSoftmax(p, count: T, rows: Tq, mask: mask, causal: causal)
             gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: C,
                  beta: 0, c: out + queryHead, ldc: C)
+        }
+    }
+}
+
+/// Whether attention's row loops (softmax and its backward) run as CKernels' AVX-512 ports, which give
+/// the same bits as the Swift loops here: a row of 65 or 197 scores ends in a partial vector, which
+/// Swift loads and stores through the stack (a memcpy call each) and AVX-512 masks.
+let attentionRowsInC = tandem_avx512_supported() != 0
+
+/// `maskedSoftmaxRow` over `rows` consecutive rows of `count` scores; row i sees keys up to i when
+/// `causal`. `inC` picks CKernels' port (the default where the CPU has AVX-512) or the Swift loop.
+func attentionSoftmax(_ p: UnsafeMutablePointer<Float>, count: Int, rows: Int, mask: UnsafePointer<Float>?,
+                      causal: Bool, inC: Bool = attentionRowsInC) {
+    if inC { return tandem_attention_softmax(p, count, rows, mask, causal ? 1 : 0) }
+    for i in 0..<rows { maskedSoftmaxRow(p + i * count, count: count, mask: mask, lastKey: causal ? i : count - 1) }
+}
+
+/// Softmax backward over `rows` rows in place: d = p ⊙ (d - rowsum(p ⊙ d)). `inC` as in `attentionSoftmax`.
+func attentionSoftmaxBackward(_ p: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, count: Int, rows: Int,
+                              inC: Bool = attentionRowsInC) {
+    if inC { return tandem_attention_softmax_backward(p, d, count, rows) }
+    for i in 0..<rows {
+        let pRow = p + i * count, dRow = d + i * count
+        let dot = Vector(repeating: rowDot(pRow, dRow, count))
+        for (j, lanes) in chunks(count) {
+            store(load(pRow + j, lanes: lanes) * (load(dRow + j, lanes: lanes) - dot), to: dRow + j, lanes: lanes)
         }
     }
 }
@@ -106,13 +134,7 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
             if dq == nil && dk == nil { continue }
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + queryHead, lda: C, b: v + head, ldb: C,
                  beta: 0, c: dp, ldc: T)
-            for i in 0..<Tq {
-                let pRow = p + i * T, dRow = dp + i * T
-                let dot = Vector(repeating: rowDot(pRow, dRow, T))
-                for (j, lanes) in chunks(T) {
-                    store(load(pRow + j, lanes: lanes) * (load(dRow + j, lanes: lanes) - dot), to: dRow + j, lanes: lanes)
-                }
-            }
+            attentionSoftmaxBackward(p, dp, count: T, rows: Tq)
             if let dq {
                 gemm(.none, .none, m: Tq, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: C,
                      beta: 1, c: dq + queryHead, ldc: C)

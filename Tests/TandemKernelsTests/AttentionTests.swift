@@ -1,5 +1,5 @@
 import XCTest
-import TandemKernels
+@testable import TandemKernels
 import TandemTestSupport
 
 final class AttentionTests: KernelTestCase {
@@ -164,6 +164,32 @@ final class AttentionTests: KernelTestCase {
                     self.backward(a[0], a[1], a[2], mask: m, causal: causal, dout: dout, grads: &grads)
                     dx = grads[index]
                 }
+            }
+        }
+    }
+
+    /// CKernels' AVX-512 row loops give exactly the Swift loops' bits: row lengths around the 16-lane
+    /// boundaries (the partial last vector is where they differ in method), padding masks, causal rows,
+    /// a fully masked row, large scores (exp's clamp) and ViT's 65 and 197.
+    func testRowLoopsInCMatchSwiftBitForBit() throws {
+        try XCTSkipUnless(attentionRowsInC, "this CPU has no AVX-512: the Swift loops are the only ones")
+        for count in [1, 5, 15, 16, 17, 31, 33, 64, 65, 128, 197] {
+            let rows = min(count, 9)
+            let scores = Buffer(random: rows * count, seed: UInt64(count), scale: 6)
+            if count > 3 { scores.p[1] = 95; scores.p[2] = -120 }  // past exp's clamp either side
+            var maskValues = (0..<count).map { Float($0 % 3 == 1 ? 0 : 1) }
+            maskValues[0] = 0
+            let mask = Buffer(maskValues), allMasked = Buffer([Float](repeating: 0, count: count))
+            for (m, causal) in [(nil, false), (mask, false), (mask, true), (nil, true), (allMasked, false)] as [(Buffer?, Bool)] {
+                let c = Buffer(scores.array), swift = Buffer(scores.array)
+                attentionSoftmax(c.p, count: count, rows: rows, mask: m?.c, causal: causal, inC: true)
+                attentionSoftmax(swift.p, count: count, rows: rows, mask: m?.c, causal: causal, inC: false)
+                XCTAssertEqual(c.array.map(\.bitPattern), swift.array.map(\.bitPattern), "softmax, \(count) keys, causal \(causal)")
+
+                let dc = Buffer(random: rows * count, seed: UInt64(count) + 100), dswift = Buffer(dc.array)
+                attentionSoftmaxBackward(c.c, dc.p, count: count, rows: rows, inC: true)
+                attentionSoftmaxBackward(swift.c, dswift.p, count: count, rows: rows, inC: false)
+                XCTAssertEqual(dc.array.map(\.bitPattern), dswift.array.map(\.bitPattern), "backward, \(count) keys")
             }
         }
     }
