@@ -12,7 +12,7 @@ extension Tape {
     public func gatherRows(_ x: Tensor, rows: UnsafeMutablePointer<Int32>, count: Int) -> Tensor {
         let C = x.shape[-1], N = x.count / C
         let y = tensor(Shape(count, C))
-        record(forward: {
+        record(inputs: [x], forward: {
             for i in 0..<count {
                 precondition(rows[i] < N, "gatherRows: row \(rows[i]) at \(i) outside 0..<\(N)")
             }
@@ -41,7 +41,7 @@ extension Tape {
         let C = table.shape[1]
         let y = tensor(Shape(N, C))
         let t = table.value, dt = table.grad
-        record(parameters: [table], forward: {
+        record(parameters: [table], inputs: [], forward: {
             embeddingForward(out: y.data, ids: ids, table: t, N: N, C: C)
         }, backward: {
             let dy = y.grad!

@@ -13,11 +13,12 @@ extension Tape {
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
         let b = bias?.value, db = bias?.grad
-        record(parameters: bias.map { [weight, $0] } ?? [weight], forward: {
+        let dx = gradientWrite(x)
+        record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], storing: [dx], forward: {
             linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC)
         }, backward: {
             linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
-                           N: N, C: C, OC: OC)
+                           N: N, C: C, OC: OC, accumulate: dx.accumulates)
         })
         return y
     }
@@ -29,7 +30,7 @@ extension Tape {
         let y = tensor(x.shape)
         let mean = scratch(count: N), rstd = scratch(count: N)
         let w = weight.value, b = bias.value, dw = weight.grad, db = bias.grad
-        record(parameters: [weight, bias], forward: {
+        record(parameters: [weight, bias], inputs: [x], forward: {
             layerNormForward(out: y.data, mean: mean, rstd: rstd, inp: x.data, weight: w, bias: b, N: N, C: C, eps: eps)
         }, backward: {
             layerNormBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
@@ -42,10 +43,14 @@ extension Tape {
     public func gelu(_ x: Tensor, approximation: GELUApproximation = .erf) -> Tensor {
         let y = tensor(x.shape)
         let n = x.count
-        record(forward: {
+        let write = gradientWrite(x)
+        record(inputs: [x], storing: [write], forward: {
             geluForward(out: y.data, inp: x.data, count: n, approximation: approximation)
         }, backward: {
-            if let dx = x.grad { geluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, approximation: approximation) }
+            if let dx = x.grad {
+                geluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, approximation: approximation,
+                             accumulate: write.accumulates)
+            }
         })
         return y
     }
@@ -54,7 +59,7 @@ extension Tape {
     public func tanh(_ x: Tensor) -> Tensor {
         let y = tensor(x.shape)
         let n = x.count
-        record(forward: { tanhForward(out: y.data, inp: x.data, count: n) },
+        record(inputs: [x], forward: { tanhForward(out: y.data, inp: x.data, count: n) },
                backward: { if let dx = x.grad { tanhBackward(dinp: dx, out: y.data, dout: y.grad!, count: n) } })
         return y
     }
@@ -64,8 +69,13 @@ extension Tape {
         precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
         let y = tensor(a.shape)
         let n = a.count
-        record(forward: { residualForward(out: y.data, a: a.data, b: b.data, count: n) },
-               backward: { residualBackward(da: a.grad, db: b.grad, dout: y.grad!, count: n) })
+        let da = gradientWrite(a), db = gradientWrite(b)
+        record(inputs: [a, b], storing: [da, db],
+               forward: { residualForward(out: y.data, a: a.data, b: b.data, count: n) },
+               backward: {
+                   residualBackward(da: a.grad, db: b.grad, dout: y.grad!, count: n,
+                                    accumulateA: da.accumulates, accumulateB: db.accumulates)
+               })
         return y
     }
 
@@ -77,7 +87,8 @@ extension Tape {
         let y = tensor(x.shape)
         let n = x.count
         let stream = newStream()
-        record(forward: { [unowned self] in
+        let write = gradientWrite(x)
+        record(inputs: [x], storing: [write], forward: { [unowned self] in
             if training {
                 dropoutForward(out: y.data, inp: x.data, count: n, p: p, rng: rng, stream: stream, step: step)
             } else {
@@ -86,9 +97,10 @@ extension Tape {
         }, backward: { [unowned self] in
             guard let dx = x.grad else { return }
             if training {
-                dropoutBackward(dinp: dx, dout: y.grad!, count: n, p: p, rng: rng, stream: stream, step: step)
+                dropoutBackward(dinp: dx, dout: y.grad!, count: n, p: p, rng: rng, stream: stream, step: step,
+                                accumulate: write.accumulates)
             } else {
-                residualBackward(da: dx, db: nil, dout: y.grad!, count: n)
+                residualBackward(da: dx, db: nil, dout: y.grad!, count: n, accumulateA: write.accumulates)
             }
         })
         return y
@@ -99,7 +111,7 @@ extension Tape {
         let C = table.shape[1]
         let y = tensor(Shape(N, C))
         let t = table.value, dt = table.grad
-        record(parameters: [table], forward: {
+        record(parameters: [table], inputs: [], forward: {
             embeddingForward(out: y.data, ids: ids, table: t, N: N, C: C)
         }, backward: {
             embeddingBackward(dtable: dt, dout: y.grad!, ids: ids, N: N, C: C)
@@ -121,12 +133,14 @@ extension Tape {
         let probs = scratch(count: B * NH * Tq * T)
         let dprobs = scratch(count: B * NH * Tq * T)
         let mask = keyMask.map { UnsafePointer($0.data) }
-        record(forward: {
+        let dq = gradientWrite(q), dk = gradientWrite(k), dv = gradientWrite(v)
+        record(inputs: [q, k, v], storing: [dq, dk, dv], forward: {
             attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
                              B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal)
         }, backward: {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
-                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS)
+                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS,
+                              accumulateQ: dq.accumulates, accumulateK: dk.accumulates, accumulateV: dv.accumulates)
         })
         return y
     }
@@ -139,7 +153,7 @@ extension Tape {
         let loss = tensor(Shape(1))
         let losses = scratch(count: N)
         let probs = scratch(count: N * V)
-        record(forward: {
+        record(inputs: [logits], forward: {
             loss.data[0] = crossEntropyForward(losses: losses, probs: probs, logits: logits.data, targets: targets,
                                                N: N, V: V, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
         }, backward: {

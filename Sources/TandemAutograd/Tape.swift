@@ -14,7 +14,8 @@
 public final class Tape {
     /// Activation values.
     public let values: ActivationArena
-    /// Activation gradients, zeroed at the start of every backward pass.
+    /// Activation gradients: each is zeroed at the start of every backward pass or stored by its first
+    /// writer (`gradientWrite`).
     public let grads: ActivationArena
     /// Whether dropout is active; read by dropout ops at replay time.
     public var training = true
@@ -44,6 +45,14 @@ public final class Tape {
     }
 
     public var opCount: Int { forwards.count }
+
+    /// Per op, in recording order: the activation gradients its backward writes (its `inputs`' grad
+    /// buffers) and, for those it may store rather than accumulate, the flag `seal` sets.
+    private var opGradients: [[(buffer: UnsafeMutablePointer<Float>, write: GradientWrite?)]] = []
+    /// The activation gradient buffers `backward` zeroes: those no op stores on its first write.
+    private var zeroedBuffers: [(UnsafeMutablePointer<Float>, Int)] = []
+    /// How many activation gradient buffers are stored by their first writer, so never zeroed (set by `seal`).
+    public private(set) var storedGradientCount = 0
 
     // MARK: - Recording
 
@@ -77,13 +86,31 @@ public final class Tape {
     /// A fresh stream number for an op that draws random numbers.
     public func newStream() -> UInt64 { streams += 1; return streams }
 
+    /// A flag for an op's backward that may store `x`'s gradient instead of adding to it: pass it in the
+    /// op's `storing` and read `stores` at replay. `seal` sets it when that op is the first in backward
+    /// order to write x's gradient (the last consumer of x in forward order), x's gradient is the tape's
+    /// own buffer (not a parameter's) and the op lists x only once; the buffer then needs no zeroing.
+    /// An op that stores must write every element of x's gradient.
+    public func gradientWrite(_ x: Tensor) -> GradientWrite {
+        GradientWrite(buffer: x.grad)
+    }
+
     /// Records an op's two closures for replay (nothing runs yet). `parameters` are those whose
-    /// gradients `backward` accumulates into.
-    public func record(parameters: [Parameter] = [], forward: @escaping () -> Void, backward: @escaping () -> Void) {
+    /// gradients `backward` accumulates into; `inputs` every tensor whose gradient it writes (it adds to
+    /// them, except where a flag in `storing` says it may store). Every activation gradient an op's
+    /// backward touches must be among its `inputs`: `seal` decides from them which buffers need zeroing.
+    public func record(parameters: [Parameter] = [], inputs: [Tensor], storing: [GradientWrite] = [],
+                       forward: @escaping () -> Void, backward: @escaping () -> Void) {
         precondition(!isSealed, "the tape is sealed")
         let index = forwards.count
         forwards.append(forward)
         backwards.append(backward)
+        var gradients: [(buffer: UnsafeMutablePointer<Float>, write: GradientWrite?)] = []
+        for x in inputs {
+            guard let g = x.grad else { continue }
+            gradients.append((g, storing.first { $0.buffer == g }))
+        }
+        opGradients.append(gradients)
         for p in parameters where firstUse[ObjectIdentifier(p)] == nil {
             firstUse[ObjectIdentifier(p)] = index
             pendingParameters.append((p, index))
@@ -99,7 +126,27 @@ public final class Tape {
         finalStart = [0]
         for ps in byOp { finalParameters += ps; finalStart.append(finalParameters.count) }
         pendingParameters = []
+        planGradientWrites()
         isSealed = true
+    }
+
+    /// Decides, for every activation gradient buffer, whether its first writer in backward order stores
+    /// (then the buffer is never zeroed) or it must be zeroed before backward, as every buffer used to be.
+    private func planGradientWrites() {
+        var firstWriter: [UnsafeMutablePointer<Float>: Int] = [:]
+        for (i, gradients) in opGradients.enumerated() {
+            for (g, _) in gradients { firstWriter[g] = i }  // the last consumer runs first in backward
+        }
+        let own = Set(gradientBuffers.map(\.0))  // parameters' gradients always accumulate
+        var stored = Set<UnsafeMutablePointer<Float>>()
+        for (g, i) in firstWriter where own.contains(g) {
+            let writes = opGradients[i].filter { $0.buffer == g }
+            guard writes.count == 1, let flag = writes[0].write else { continue }
+            flag.stores = true
+            stored.insert(g)
+        }
+        zeroedBuffers = gradientBuffers.filter { !stored.contains($0.0) }
+        storedGradientCount = stored.count
     }
 
     // MARK: - Replay
@@ -110,12 +157,13 @@ public final class Tape {
         for f in forwards { f() }
     }
 
-    /// Zeroes activation gradients, sets d(loss)/d(loss) = `seed` and runs every backward closure in
+    /// Zeroes the activation gradients whose first writer adds (those whose first writer stores need
+    /// none), sets d(loss)/d(loss) = `seed` and runs every backward closure in
     /// reverse, calling `onGradientFinal` for each parameter right after its last contribution. A seed
     /// other than 1 scales every gradient (e.g. 1/micro-batches under gradient accumulation).
     public func backward(from loss: Tensor, seed: Float = 1) {
         seal()
-        for (g, n) in gradientBuffers { g.update(repeating: 0, count: n) }
+        for (g, n) in zeroedBuffers { g.update(repeating: 0, count: n) }
         guard let dloss = loss.grad else { preconditionFailure("the loss does not require a gradient") }
         dloss.update(repeating: seed, count: loss.count)
         var i = backwards.count - 1
@@ -127,4 +175,15 @@ public final class Tape {
             i -= 1
         }
     }
+}
+
+/// Whether one op's backward may store an input's gradient instead of adding to it (`Tape.gradientWrite`).
+public final class GradientWrite {
+    let buffer: UnsafeMutablePointer<Float>?
+    /// Set when the tape is sealed; false until then and wherever the op must add.
+    public fileprivate(set) var stores = false
+    /// Whether the op adds to the gradient (the kernels' `accumulate` argument).
+    public var accumulates: Bool { !stores }
+
+    init(buffer: UnsafeMutablePointer<Float>?) { self.buffer = buffer }
 }

@@ -16,7 +16,7 @@ extension Tape {
         precondition(pixels.shape.rank == 4 && H % P == 0 && W % P == 0,
                      "patches: pixels \(pixels.shape) are not (B, C, H, W) with H and W multiples of \(P)")
         let y = tensor(Shape(B, (H / P) * (W / P), C * P * P), requiresGrad: pixels.requiresGrad)
-        record(forward: {
+        record(inputs: [pixels], forward: {
             patchesForward(out: y.data, pixels: pixels.data, B: B, C: C, H: H, W: W, P: P)
         }, backward: {
             if let dx = pixels.grad { patchesBackward(dpixels: dx, dout: y.grad!, B: B, C: C, H: H, W: W, P: P) }
@@ -34,11 +34,12 @@ extension Tape {
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
         let b = bias?.value, db = bias?.grad
-        record(parameters: bias.map { [weight, $0] } ?? [weight], forward: {
+        let dx = gradientWrite(x)
+        record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], storing: [dx], forward: {
             linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: K, OC: OC)
         }, backward: {
             linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
-                           N: N, C: K, OC: OC)
+                           N: N, C: K, OC: OC, accumulate: dx.accumulates)
         })
         return y
     }
@@ -51,7 +52,7 @@ extension Tape {
         precondition(mask.count == N && token.count == C, "maskTokens: \(x.shape), mask \(mask.shape), token \(token.shape)")
         let y = tensor(x.shape)
         let t = token.value, dt = token.grad
-        record(parameters: [token], forward: {
+        record(parameters: [token], inputs: [x], forward: {
             maskTokensForward(out: y.data, inp: x.data, mask: mask.data, token: t, N: N, C: C)
         }, backward: {
             maskTokensBackward(dinp: x.grad, dtoken: dt, dout: y.grad!, mask: mask.data, N: N, C: C)
@@ -74,7 +75,7 @@ extension Tape {
                      "prependTokens: \(x.shape) with tokens \(tokens.map(\.shape)) and positions \(positions.shape)")
         let y = tensor(Shape(B, NP + K, C))
         let t = tokens.map(\.value), dt = tokens.map(\.grad), p = positions.value, dp = positions.grad
-        record(parameters: tokens + [positions], forward: {
+        record(parameters: tokens + [positions], inputs: [x], forward: {
             leadingTokensForward(out: y.data, inp: x.data, tokens: t, positions: p, B: B, NP: NP, C: C)
         }, backward: {
             leadingTokensBackward(dinp: x.grad, dtokens: dt, dpositions: dp, dout: y.grad!, B: B, NP: NP, C: C)
@@ -86,7 +87,7 @@ extension Tape {
     public func weightedSum(_ terms: [(Tensor, Float)]) -> Tensor {
         precondition(terms.allSatisfy { $0.0.count == 1 }, "weightedSum: terms must be scalars")
         let y = tensor(Shape(1))
-        record(forward: {
+        record(inputs: terms.map(\.0), forward: {
             var total: Float = 0
             for (x, w) in terms { total += w * x.data[0] }
             y.data[0] = total
@@ -104,7 +105,7 @@ extension Tape {
         precondition(targets.count == N * V, "softTargetCrossEntropy: logits \(logits.shape), targets \(targets.shape)")
         let loss = tensor(Shape(1))
         let probs = scratch(count: N * V)
-        record(forward: {
+        record(inputs: [logits], forward: {
             loss.data[0] = softTargetCrossEntropyForward(probs: probs, logits: logits.data, targets: targets.data, N: N, V: V)
         }, backward: {
             guard let dl = logits.grad else { return }
@@ -125,7 +126,7 @@ extension Tape {
         let y = tensor(Shape(B, C, H, W))
         let n = x.count
         let gathered = scratch(count: n)
-        record(forward: {
+        record(inputs: [x], forward: {
             y.data.update(repeating: 0, count: n)
             patchesBackward(dpixels: y.data, dout: x.data, B: B, C: C, H: H, W: W, P: P)
         }, backward: {
@@ -146,7 +147,7 @@ extension Tape {
                      "maskedL1Loss: prediction \(prediction.shape), target \(target.shape), mask \(mask.shape), patch \(P)")
         let loss = tensor(Shape(1))
         let denominator = scratch(count: 1)
-        record(forward: {
+        record(inputs: [prediction], forward: {
             loss.data[0] = maskedL1Forward(denominator: denominator, prediction: prediction.data, target: target.data,
                                            mask: mask.data, B: B, C: C, H: H, W: W, P: P)
         }, backward: {

@@ -62,12 +62,12 @@ public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Flo
 
 /// dinp (count) += dout GELU'(inp), where `inp` is the pre-activation given to `geluForward`.
 public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                         count: Int, approximation: GELUApproximation) {
+                         count: Int, approximation: GELUApproximation, accumulate adding: Bool = true) {
     @inline(__always)
     func run(_ derivative: (Vector) -> Vector) {
         for (i, lanes) in chunks(count) {
             let g = derivative(load(inp + i, lanes: lanes)) * load(dout + i, lanes: lanes)
-            accumulate(g, into: dinp + i, lanes: lanes)
+            if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g, to: dinp + i, lanes: lanes) }
         }
     }
     switch approximation {

@@ -38,10 +38,10 @@ public func dropoutForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
 /// dinp (count) += dout ⊙ mask / (1 - p), with the mask of the `dropoutForward` call that had the same
 /// count, p, rng, stream and step.
 public func dropoutBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, count: Int, p: Float,
-                            rng: Philox, stream: UInt64, step: UInt64) {
+                            rng: Philox, stream: UInt64, step: UInt64, accumulate adding: Bool = true) {
     precondition(p >= 0 && p <= 1, "dropout: p = \(p) outside [0, 1]")
     if p == 0 {
-        residualBackward(da: dinp, db: nil, dout: dout, count: count)
+        residualBackward(da: dinp, db: nil, dout: dout, count: count, accumulateA: adding)
         return
     }
     let generator = PhiloxLanes(rng: rng, stream: stream, step: step)
@@ -50,7 +50,8 @@ public func dropoutBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePoint
     func apply(_ i: Int, _ words: SIMD16<UInt32>) {
         guard i < count else { return }
         let lanes = Swift.min(16, count - i)
-        accumulate(load(dout + i, lanes: lanes) * mask.factors(words), into: dinp + i, lanes: lanes)
+        let g = load(dout + i, lanes: lanes) * mask.factors(words)
+        if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g, to: dinp + i, lanes: lanes) }
     }
     for group in stride(from: 0, to: count, by: 64) {
         let w = generator.blocks(firstIndex: UInt64(group / 4))

@@ -10,11 +10,12 @@ public func residualForward(out: UnsafeMutablePointer<Float>, a: UnsafePointer<F
 
 /// da (count) += dout and db (count) += dout; a nil gradient is skipped.
 public func residualBackward(da: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
-                             dout: UnsafePointer<Float>, count: Int) {
+                             dout: UnsafePointer<Float>, count: Int,
+                             accumulateA: Bool = true, accumulateB: Bool = true) {
     for (i, lanes) in chunks(count) {
         let d = load(dout + i, lanes: lanes)
-        if let da { accumulate(d, into: da + i, lanes: lanes) }
-        if let db { accumulate(d, into: db + i, lanes: lanes) }
+        if let da { accumulateA ? accumulate(d, into: da + i, lanes: lanes) : store(d, to: da + i, lanes: lanes) }
+        if let db { accumulateB ? accumulate(d, into: db + i, lanes: lanes) : store(d, to: db + i, lanes: lanes) }
     }
 }
 

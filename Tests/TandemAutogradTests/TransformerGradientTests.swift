@@ -144,4 +144,30 @@ final class TransformerGradientTests: XCTestCase {
         net.tape.step = 3
         XCTAssertEqual(lossValue(net), eval1)
     }
+
+    /// Most activation gradients are stored by their first writer in backward and never zeroed. A second
+    /// backward pass must then give exactly what a fresh tape's first pass gives: a buffer left unzeroed
+    /// but added to would still hold the previous pass's values.
+    func testSecondBackwardPassEqualsAFreshTapes() {
+        for norm in [TransformerBlock.Norm.pre, .post] {
+            let used = makeNet(norm: norm, causal: false, dropout: 0.1), fresh = makeNet(norm: norm, causal: false, dropout: 0.1)
+            XCTAssertGreaterThan(used.tape.storedGradientCount, 5)
+            for step: UInt64 in [1, 2] {
+                used.arena.zeroGrads()
+                used.tape.step = step
+                used.tape.forward()
+                used.tape.backward(from: used.loss)
+            }
+            fresh.arena.zeroGrads()
+            fresh.tape.step = 2
+            fresh.tape.forward()
+            fresh.tape.backward(from: fresh.loss)
+            for (p, q) in zip(used.arena.parameters, fresh.arena.parameters) {
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: p.grad, count: p.count)),
+                               Array(UnsafeBufferPointer(start: q.grad, count: q.count)), "\(norm): \(p.name)")
+            }
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: used.x.grad!, count: used.x.count)),
+                           Array(UnsafeBufferPointer(start: fresh.x.grad!, count: fresh.x.count)), "\(norm): x")
+        }
+    }
 }
