@@ -60,14 +60,16 @@ public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Flo
     }
 }
 
-/// dinp (count) += dout GELU'(inp), where `inp` is the pre-activation given to `geluForward`.
+/// dinp (count) += dout GELU'(inp), where `inp` is the pre-activation given to `geluForward`; with
+/// `accumulate` false, stored instead (the same bits as adding into zeros, whatever dinp held).
 public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          count: Int, approximation: GELUApproximation, accumulate adding: Bool = true) {
     @inline(__always)
     func run(_ derivative: (Vector) -> Vector) {
         for (i, lanes) in chunks(count) {
             let g = derivative(load(inp + i, lanes: lanes)) * load(dout + i, lanes: lanes)
-            if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g, to: dinp + i, lanes: lanes) }
+            // g + 0 (-0 becomes +0) is exactly what adding g into zeros writes.
+            if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g + Vector(), to: dinp + i, lanes: lanes) }
         }
     }
     switch approximation {

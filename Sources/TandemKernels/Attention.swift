@@ -114,7 +114,8 @@ func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: Unsa
 /// (B, NH, Tq, T) is scratch, overwritten (it ends holding the gradient of the pre-softmax scores).
 /// Per (batch, head), with P the probabilities and s = 1/√HS:
 /// dv += Pᵀ dout, dP = dout vᵀ, dS = P ⊙ (dP - rowsum(P ⊙ dP)), dq += s dS k, dk += s dSᵀ q.
-/// Masked entries have P = 0, so they pass no gradient.
+/// Masked entries have P = 0, so they pass no gradient. `accumulateQ/K/V` false store that gradient
+/// instead of adding to it (beta 0 in its products: the same bits as adding into zeros).
 public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                               dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                               dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,

@@ -36,7 +36,8 @@ public func dropoutForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
 }
 
 /// dinp (count) += dout ⊙ mask / (1 - p), with the mask of the `dropoutForward` call that had the same
-/// count, p, rng, stream and step.
+/// count, p, rng, stream and step; with `accumulate` false, stored instead (the same bits as adding into
+/// zeros, whatever dinp held).
 public func dropoutBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, count: Int, p: Float,
                             rng: Philox, stream: UInt64, step: UInt64, accumulate adding: Bool = true) {
     precondition(p >= 0 && p <= 1, "dropout: p = \(p) outside [0, 1]")
@@ -51,7 +52,8 @@ public func dropoutBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePoint
         guard i < count else { return }
         let lanes = Swift.min(16, count - i)
         let g = load(dout + i, lanes: lanes) * mask.factors(words)
-        if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g, to: dinp + i, lanes: lanes) }
+        // g + 0 (-0 becomes +0) is exactly what adding g into zeros writes.
+        if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g + Vector(), to: dinp + i, lanes: lanes) }
     }
     for group in stride(from: 0, to: count, by: 64) {
         let w = generator.blocks(firstIndex: UInt64(group / 4))

@@ -15,7 +15,8 @@ public func linearForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
 }
 
 /// Gradients of `linearForward`, accumulated: dinp (N, C) += dout weight, dweight (OC, C) += dout^T inp,
-/// dbias (OC) += column sums of dout (N, OC). A nil gradient is skipped.
+/// dbias (OC) += column sums of dout (N, OC). A nil gradient is skipped. `accumulate` false stores dinp
+/// instead (sgemm with beta 0: the same bits as adding into zeros, whatever dinp held).
 public func linearBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                            dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                            inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, N: Int, C: Int, OC: Int,

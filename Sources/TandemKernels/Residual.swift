@@ -8,14 +8,16 @@ public func residualForward(out: UnsafeMutablePointer<Float>, a: UnsafePointer<F
     }
 }
 
-/// da (count) += dout and db (count) += dout; a nil gradient is skipped.
+/// da (count) += dout and db (count) += dout; a nil gradient is skipped. `accumulateA`/`accumulateB`
+/// false store into that gradient instead (the same bits as adding into zeros, whatever it held).
 public func residualBackward(da: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
                              dout: UnsafePointer<Float>, count: Int,
                              accumulateA: Bool = true, accumulateB: Bool = true) {
     for (i, lanes) in chunks(count) {
         let d = load(dout + i, lanes: lanes)
-        if let da { accumulateA ? accumulate(d, into: da + i, lanes: lanes) : store(d, to: da + i, lanes: lanes) }
-        if let db { accumulateB ? accumulate(d, into: db + i, lanes: lanes) : store(d, to: db + i, lanes: lanes) }
+        // Storing d + 0 (which turns -0 into +0) writes exactly what adding d into zeros writes.
+        if let da { accumulateA ? accumulate(d, into: da + i, lanes: lanes) : store(d + Vector(), to: da + i, lanes: lanes) }
+        if let db { accumulateB ? accumulate(d, into: db + i, lanes: lanes) : store(d + Vector(), to: db + i, lanes: lanes) }
     }
 }
 
