@@ -13,12 +13,13 @@ extension Tape {
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
         let b = bias?.value, db = bias?.grad
-        let dx = gradientWrite(x)
-        record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], storing: [dx], forward: {
+        // Products add into zeroed gradients: storing through sgemm's beta = 0 (OpenBLAS then zeroes C in a
+        // pass of its own) measured no faster than the tape's zeroing.
+        record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: {
             linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC)
         }, backward: {
             linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
-                           N: N, C: C, OC: OC, accumulate: dx.accumulates)
+                           N: N, C: C, OC: OC)
         })
         return y
     }
@@ -133,14 +134,12 @@ extension Tape {
         let probs = scratch(count: B * NH * Tq * T)
         let dprobs = scratch(count: B * NH * Tq * T)
         let mask = keyMask.map { UnsafePointer($0.data) }
-        let dq = gradientWrite(q), dk = gradientWrite(k), dv = gradientWrite(v)
-        record(inputs: [q, k, v], storing: [dq, dk, dv], forward: {
+        record(inputs: [q, k, v], forward: {
             attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
                              B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal)
         }, backward: {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
-                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS,
-                              accumulateQ: dq.accumulates, accumulateK: dk.accumulates, accumulateV: dv.accumulates)
+                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS)
         })
         return y
     }

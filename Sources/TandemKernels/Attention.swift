@@ -114,26 +114,22 @@ func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: Unsa
 /// (B, NH, Tq, T) is scratch, overwritten (it ends holding the gradient of the pre-softmax scores).
 /// Per (batch, head), with P the probabilities and s = 1/√HS:
 /// dv += Pᵀ dout, dP = dout vᵀ, dS = P ⊙ (dP - rowsum(P ⊙ dP)), dq += s dS k, dk += s dSᵀ q.
-/// Masked entries have P = 0, so they pass no gradient. `accumulateQ/K/V` false store that gradient
-/// instead of adding to it (beta 0 in its products: the same bits as adding into zeros).
+/// Masked entries have P = 0, so they pass no gradient.
 public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                               dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                               dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                              B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
-                              accumulateQ: Bool = true, accumulateK: Bool = true, accumulateV: Bool = true) {
+                              B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int) {
     let C = NH * HS, Tq = queries ?? T
     precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
     let scale = 1 / Float(HS).squareRoot()
-    // Each (batch, head) block of dq, dk and dv is written by one product: beta 0 stores it.
-    let betaQ: Float = accumulateQ ? 1 : 0, betaK: Float = accumulateK ? 1 : 0, betaV: Float = accumulateV ? 1 : 0
     for b in 0..<B {
         for h in 0..<NH {
             let head = b * T * C + h * HS, queryHead = b * Tq * C + h * HS
             let p = probs + (b * NH + h) * Tq * T, dp = dprobs + (b * NH + h) * Tq * T
             if let dv {
                 gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: p, lda: T, b: dout + queryHead, ldb: C,
-                     beta: betaV, c: dv + head, ldc: C)
+                     beta: 1, c: dv + head, ldc: C)
             }
             if dq == nil && dk == nil { continue }
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + queryHead, lda: C, b: v + head, ldb: C,
@@ -141,11 +137,11 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
             attentionSoftmaxBackward(p, dp, count: T, rows: Tq)
             if let dq {
                 gemm(.none, .none, m: Tq, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: C,
-                     beta: betaQ, c: dq + queryHead, ldc: C)
+                     beta: 1, c: dq + queryHead, ldc: C)
             }
             if let dk {
                 gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: scale, a: dp, lda: T, b: q + queryHead, ldb: C,
-                     beta: betaK, c: dk + head, ldc: C)
+                     beta: 1, c: dk + head, ldc: C)
             }
         }
     }

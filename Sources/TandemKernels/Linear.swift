@@ -15,15 +15,13 @@ public func linearForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
 }
 
 /// Gradients of `linearForward`, accumulated: dinp (N, C) += dout weight, dweight (OC, C) += dout^T inp,
-/// dbias (OC) += column sums of dout (N, OC). A nil gradient is skipped. `accumulate` false stores dinp
-/// instead (sgemm with beta 0: the same bits as adding into zeros, whatever dinp held).
+/// dbias (OC) += column sums of dout (N, OC). A nil gradient is skipped.
 public func linearBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                            dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
-                           inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, N: Int, C: Int, OC: Int,
-                           accumulate: Bool = true) {
+                           inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, N: Int, C: Int, OC: Int) {
     if let dinp {
         gemm(.none, .none, m: N, n: C, k: OC, alpha: 1, a: dout, lda: OC, b: weight, ldb: C,
-             beta: accumulate ? 1 : 0, c: dinp, ldc: C)
+             beta: 1, c: dinp, ldc: C)
     }
     if let dweight {
         gemm(.transpose, .none, m: OC, n: C, k: N, alpha: 1, a: dout, lda: OC, b: inp, ldb: C,
