@@ -16,26 +16,15 @@ TANDEM_CLONES
 void tandem_adamw(float *restrict weight, float *restrict grad, float *restrict m, float *restrict v, long n,
                   float stepSize, float bc2Sqrt, float decay, float oneMinusBeta1, float beta2,
                   float oneMinusBeta2, float eps, float clip, int zeroing) {
-    if (zeroing) {
-        for (long i = 0; i < n; i++) {
-            float g = grad[i] * clip;
-            grad[i] = 0;
-            float mi = m[i] + (g - m[i]) * oneMinusBeta1;
-            float vi = v[i] * beta2 + (oneMinusBeta2 * g) * g;
-            float w = weight[i] * decay;
-            m[i] = mi;
-            v[i] = vi;
-            weight[i] = w - (stepSize * mi) / (__builtin_sqrtf(vi) / bc2Sqrt + eps);
-        }
-    } else {
-        for (long i = 0; i < n; i++) {
-            float g = grad[i] * clip;
-            float mi = m[i] + (g - m[i]) * oneMinusBeta1;
-            float vi = v[i] * beta2 + (oneMinusBeta2 * g) * g;
-            float w = weight[i] * decay;
-            m[i] = mi;
-            v[i] = vi;
-            weight[i] = w - (stepSize * mi) / (__builtin_sqrtf(vi) / bc2Sqrt + eps);
-        }
+    // `zeroing` is loop-invariant: the compiler unswitches it into two vector loops.
+    for (long i = 0; i < n; i++) {
+        float g = grad[i] * clip;
+        if (zeroing) grad[i] = 0;
+        float mi = m[i] + (g - m[i]) * oneMinusBeta1;
+        float vi = v[i] * beta2 + (oneMinusBeta2 * g) * g;
+        float w = weight[i] * decay;
+        m[i] = mi;
+        v[i] = vi;
+        weight[i] = w - (stepSize * mi) / (__builtin_sqrtf(vi) / bc2Sqrt + eps);
     }
 }
