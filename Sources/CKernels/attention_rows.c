@@ -22,7 +22,7 @@ int tandem_avx512_supported(void) {
 #if defined(__x86_64__)
 #define AVX512 __attribute__((target("avx512f")))
 
-/// The first `lanes` (0...16) lanes.
+/// The first min(lanes, 16) lanes (none when lanes <= 0).
 AVX512 static inline __mmask16 firstLanes(long lanes) {
     return lanes >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << lanes) - 1);
 }
@@ -74,13 +74,13 @@ AVX512 static inline float max16(__m512 v) {
     return c1 >= c0 ? c1 : c0;
 }
 
-/// Keys j..<j+16 allowed: j + lane <= lastKey and, with a mask, mask[j + lane] != 0.
-AVX512 static inline __mmask16 allowed(long j, long lanes, long lastKey, const float *mask) {
+/// Keys j..<j+16 allowed: j + lane <= lastKey and, with a mask, mask[j + lane] != 0 (read in lanes `k`).
+AVX512 static inline __mmask16 allowed(long j, __mmask16 k, long lastKey, const float *mask) {
     __mmask16 inRange = _mm512_cmp_epi32_mask(
         _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)j)),
         _mm512_set1_epi32((int)lastKey), _MM_CMPINT_LE);
     if (!mask) return inRange;
-    __m512 mv = _mm512_maskz_loadu_ps(firstLanes(lanes), mask + j);
+    __m512 mv = _mm512_maskz_loadu_ps(k, mask + j);
     return inRange & _mm512_cmp_ps_mask(mv, _mm512_setzero_ps(), _CMP_NEQ_UQ);
 }
 
@@ -90,9 +90,9 @@ AVX512 static void softmaxRow(float *row, long count, const float *mask, long la
     __m512 ninf = _mm512_set1_ps(-__builtin_inff());
     __m512 m = ninf;
     for (long j = 0; j < keys; j += 16) {
-        long lanes = keys - j < 16 ? keys - j : 16;
-        __m512 x = _mm512_maskz_loadu_ps(firstLanes(lanes), row + j);
-        x = _mm512_mask_blend_ps(allowed(j, lanes, lastKey, mask), ninf, x);
+        __mmask16 k = firstLanes(keys - j);
+        __m512 x = _mm512_maskz_loadu_ps(k, row + j);
+        x = _mm512_mask_blend_ps(allowed(j, k, lastKey, mask), ninf, x);
         m = _mm512_max_ps(x, m);  // FastMath.maximum(m, x): x where x > m
     }
     float rowMax = max16(m);
@@ -102,17 +102,15 @@ AVX512 static void softmaxRow(float *row, long count, const float *mask, long la
     }
     __m512 shift = _mm512_set1_ps(rowMax), s = _mm512_setzero_ps();
     for (long j = 0; j < keys; j += 16) {
-        long lanes = keys - j < 16 ? keys - j : 16;
-        __mmask16 k = firstLanes(lanes);
+        __mmask16 k = firstLanes(keys - j);
         __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), shift));
-        e = _mm512_maskz_mov_ps(allowed(j, lanes, lastKey, mask), e);
+        e = _mm512_maskz_mov_ps(allowed(j, k, lastKey, mask), e);
         _mm512_mask_storeu_ps(row + j, k, e);
         s = _mm512_add_ps(s, e);
     }
     __m512 inv = _mm512_set1_ps(1 / sum16(s));
     for (long j = 0; j < keys; j += 16) {
-        long lanes = keys - j < 16 ? keys - j : 16;
-        __mmask16 k = firstLanes(lanes);
+        __mmask16 k = firstLanes(keys - j);
         _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), inv));
     }
 }

@@ -68,8 +68,7 @@ public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     func run(_ derivative: (Vector) -> Vector) {
         for (i, lanes) in chunks(count) {
             let g = derivative(load(inp + i, lanes: lanes)) * load(dout + i, lanes: lanes)
-            // g + 0 (-0 becomes +0) is exactly what adding g into zeros writes.
-            if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g + Vector(), to: dinp + i, lanes: lanes) }
+            writeGradient(g, into: dinp + i, lanes: lanes, adding: adding)
         }
     }
     switch approximation {

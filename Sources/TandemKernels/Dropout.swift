@@ -51,9 +51,7 @@ public func dropoutBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePoint
     func apply(_ i: Int, _ words: SIMD16<UInt32>) {
         guard i < count else { return }
         let lanes = Swift.min(16, count - i)
-        let g = load(dout + i, lanes: lanes) * mask.factors(words)
-        // g + 0 (-0 becomes +0) is exactly what adding g into zeros writes.
-        if adding { accumulate(g, into: dinp + i, lanes: lanes) } else { store(g + Vector(), to: dinp + i, lanes: lanes) }
+        writeGradient(load(dout + i, lanes: lanes) * mask.factors(words), into: dinp + i, lanes: lanes, adding: adding)
     }
     for group in stride(from: 0, to: count, by: 64) {
         let w = generator.blocks(firstIndex: UInt64(group / 4))

@@ -15,9 +15,8 @@ public func residualBackward(da: UnsafeMutablePointer<Float>?, db: UnsafeMutable
                              accumulateA: Bool = true, accumulateB: Bool = true) {
     for (i, lanes) in chunks(count) {
         let d = load(dout + i, lanes: lanes)
-        // Storing d + 0 (which turns -0 into +0) writes exactly what adding d into zeros writes.
-        if let da { accumulateA ? accumulate(d, into: da + i, lanes: lanes) : store(d + Vector(), to: da + i, lanes: lanes) }
-        if let db { accumulateB ? accumulate(d, into: db + i, lanes: lanes) : store(d + Vector(), to: db + i, lanes: lanes) }
+        if let da { writeGradient(d, into: da + i, lanes: lanes, adding: accumulateA) }
+        if let db { writeGradient(d, into: db + i, lanes: lanes, adding: accumulateB) }
     }
 }
 

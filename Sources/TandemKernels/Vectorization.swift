@@ -50,6 +50,13 @@ func accumulate(_ v: Vector, into p: UnsafeMutablePointer<Float>, lanes: Int) {
     store(load(p, lanes: lanes) + v, to: p, lanes: lanes)
 }
 
+/// A backward kernel's write of a gradient: p[0..<lanes] += v when `adding`, else p[0..<lanes] = v + 0,
+/// exactly what adding v into zeros writes (-0 becomes +0) whatever p held (the tape's first writer).
+@_transparent
+func writeGradient(_ v: Vector, into p: UnsafeMutablePointer<Float>, lanes: Int, adding: Bool) {
+    if adding { accumulate(v, into: p, lanes: lanes) } else { store(v + Vector(), to: p, lanes: lanes) }
+}
+
 // The row reductions stay out of line: inlined into a larger kernel, LLVM's SLP vectoriser has split
 // their 16-lane accumulators into scalar shuffles, and a call per row costs nothing by comparison.
 
