@@ -1,11 +1,14 @@
 // swift-tools-version:5.9
 // Tandem: distributed data-parallel training of transformers on CPU clusters over MPI.
-// Module graph (one way): TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels
-// (TandemKernels also uses the CBF16Gemm C target for bf16 matrix products and CKernels for loops
-// Swift's SIMD types vectorise badly);
-// TandemData (with the CImageCodecs C shim), TandemCollectives and TandemCheckpoint depend only on
-// TandemTensor; TandemTraining ties them together; the `tandem` executable parses arguments and calls
-// TandemTraining.
+// Module graph (one way; README "Architecture"):
+//   TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels   (numerics; TandemKernels
+//     also uses the C targets CKernels, for loops Swift's SIMD types vectorise badly, and CBF16Gemm)
+//   TandemData (with the CImageCodecs C shim), TandemCollectives (CMPI) and TandemCheckpoint depend only
+//     on TandemTensor
+//   TandemTraining ties them together: the typed config, the model-family registry (Families/), the
+//     trainer, optimizers, checkpointing and resume
+//   TandemTools (benchmarks, `tandem debug`, `tandem plot`) sits on TandemTraining
+//   the `tandem` executable parses arguments and calls TandemTraining and TandemTools.
 import PackageDescription
 
 let package = Package(
@@ -49,8 +52,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Benchmarks, `tandem debug` and `tandem plot`: tools around training, not part of it.
+        .target(name: "TandemTools", dependencies: [
+            "TandemTensor", "TandemKernels", "TandemData", "TandemCollectives", "TandemCheckpoint", "TandemTraining",
+        ]),
         .executableTarget(name: "tandem", dependencies: [
-            "TandemTraining",
+            "TandemTraining", "TandemTools",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tandem-mpi-tests", dependencies: ["TandemCollectives", "TandemTraining"],
@@ -63,9 +70,10 @@ let package = Package(
         .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TandemCollectivesTests", dependencies: ["TandemCollectives", "TandemTestSupport"]),
         .testTarget(name: "TandemCheckpointTests", dependencies: ["TandemCheckpoint", "TandemTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "TandemModelsTests", dependencies: ["TandemModels", "TandemTraining", "TandemTestSupport"],
+        .testTarget(name: "TandemModelsTests", dependencies: ["TandemModels", "TandemTraining", "TandemTools", "TandemTestSupport"],
                     exclude: ["Fixtures"]),
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
         .testTarget(name: "TandemTrainingTests", dependencies: ["TandemTraining", "TandemTestSupport", "CMallocCounter"]),
+        .testTarget(name: "TandemToolsTests", dependencies: ["TandemTools", "TandemTestSupport"]),
     ]
 )

@@ -9,7 +9,7 @@ import Dispatch
 /// The arithmetic of every `gemm` (so of every Linear, attention, convolution and their backward
 /// products), process-wide. Master weights, gradients, optimizer state and all other kernels are fp32
 /// in both modes; only the products' inputs are rounded.
-public enum MatmulPrecision: String, Sendable {
+public enum MatmulPrecision: String, Sendable, CaseIterable {
     /// OpenBLAS `cblas_sgemm`, fp32 throughout (the default).
     case fp32
     /// Both inputs rounded to bf16 (round to nearest, ties to even), the products summed in fp32 and

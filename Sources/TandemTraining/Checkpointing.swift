@@ -25,7 +25,7 @@ final class Checkpointer {
 
     /// Snapshots the trainer's state and writes it in the background. Throws the error of an earlier
     /// background save, if any (the previous checkpoint is intact in that case).
-    func save(trainer: Trainer, config: Config) throws {
+    func save(trainer: Trainer, config: TrainingConfig) throws {
         let started = monotonicSeconds()
         try wait()
         let arena = trainer.task.arena, opt = trainer.optimizer
@@ -39,7 +39,7 @@ final class Checkpointer {
         (snap + n).update(from: opt.m.baseAddress!, count: n)
         (snap + 2 * n).update(from: opt.v.baseAddress!, count: n)
         let step = trainer.step
-        let state = trainerState(trainer, config: config)
+        let state = try TrainerState(trainer, config: config).json()
         let modelConfig = trainer.task.hfConfigJSON
         let tensors = trainer.task.checkpointTensors
         let optimizerStep = opt.step
@@ -78,26 +78,6 @@ final class Checkpointer {
         group.wait()
         failureLock.lock(); defer { failureLock.unlock() }
         if let f = failure { failure = nil; throw f }
-    }
-
-    private func trainerState(_ t: Trainer, config: Config) -> String {
-        let s = t.settings
-        let state: [String: Any] = [
-            "format": "tandem-trainer-state", "version": 1, "tandem_version": TrainingRun.version,
-            "step": t.step, "epoch": t.sampler.epoch(ofCursor: t.step * s.globalBatch),
-            "sample_cursor": t.step * s.globalBatch, "world_size": t.communicator.size,
-            "global_batch": s.globalBatch, "micro_batch": s.microBatch,
-            "optimizer": ["kind": s.optimizer.rawValue, "step": t.optimizer.step],
-            "scheduler": ["peak_lr": Double(s.schedule.peak), "warmup": s.schedule.warmup, "total": s.schedule.total,
-                          "decay": s.schedule.decay.rawValue, "next_lr": Double(s.schedule(t.step))],
-            "rng": ["generator": "philox4x32-10", "seed": Int(s.seed),
-                    "keys": "every draw is keyed by (seed, stream, step, index): no state to save"],
-            "config_file": config.file,
-            "config": Dictionary(uniqueKeysWithValues: config.values.map { ($0.key, $0.value.description) }
-                                 + config.modelFields.map { ("model." + $0.key, $0.value.description) }),
-        ]
-        let data = try! JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
-        return String(decoding: data, as: UTF8.self) + "\n"
     }
 }
 
@@ -151,12 +131,8 @@ enum Resumer {
 
     /// Reads a verified checkpoint into the trainer on this rank; returns (step, optimizer step).
     static func load(_ dir: String, into trainer: Trainer) throws -> (Int, Int) {
-        let stateData = try Data(contentsOf: URL(fileURLWithPath: dir + "/trainer_state.json"))
-        guard let state = try JSONSerialization.jsonObject(with: stateData) as? [String: Any],
-              let step = state["step"] as? Int, let globalBatch = state["global_batch"] as? Int,
-              let optimizer = state["optimizer"] as? [String: Any], let optimizerStep = optimizer["step"] as? Int,
-              let kind = optimizer["kind"] as? String
-        else { throw ConfigError("\(dir)/trainer_state.json: missing step, global_batch or optimizer fields") }
+        let state = try TrainerState.read(checkpoint: dir)
+        let globalBatch = state.globalBatch, kind = state.optimizer.kind
         guard globalBatch == trainer.settings.globalBatch else {
             throw ConfigError("\(dir): the checkpoint was trained with train.global_batch = \(globalBatch), this run has \(trainer.settings.globalBatch); the sample stream would change")
         }
@@ -173,7 +149,7 @@ enum Resumer {
             try moments.copyFloats("exp_avg." + p.name, into: UnsafeMutableBufferPointer(rebasing: opt.m[p.offset..<(p.offset + p.count)]))
             try moments.copyFloats("exp_avg_sq." + p.name, into: UnsafeMutableBufferPointer(rebasing: opt.v[p.offset..<(p.offset + p.count)]))
         }
-        return (step, optimizerStep)
+        return (state.step, state.optimizer.step)
     }
 
     static func copy(_ file: SafeTensorsFile, _ name: String, into p: Parameter, file path: String) throws {
@@ -185,10 +161,21 @@ enum Resumer {
     }
 }
 
-/// `tandem inspect`: the checkpoint module's report, reachable from the executable through Training.
+/// `tandem inspect`: the checkpoint module's report (manifest, trainer state, config.json, tensors) and,
+/// for a checkpoint directory with a config.json, the model family its `model_type` names
+/// (`ModelFamilies`), or why none does.
 public enum CheckpointInspector {
     public static func inspect(_ path: String) -> (report: String, isValid: Bool) {
         let i = inspectCheckpoint(path)
-        return (i.report, i.isValid)
+        var report = i.report
+        if FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json")) {
+            do {
+                let family = try ModelFamilies.family(ofDirectory: path)
+                report += "model family: \(family.name) (model_types \(family.modelTypes.joined(separator: ", ")))\n"
+            } catch {
+                report += "model family: none (\(error))\n"
+            }
+        }
+        return (report, i.isValid)
     }
 }

@@ -12,7 +12,7 @@ public struct OptimizerSettings: Equatable, Sendable {
 /// The optimizers work on the flat parameter and gradient arenas, parameter by parameter (for the decay
 /// exclusions and LAMB's per-tensor trust ratio), with first and second moments at the same offsets.
 public final class Optimizer {
-    public enum Kind: String, Sendable { case adamw, lamb }
+    public enum Kind: String, Sendable, CaseIterable { case adamw, lamb }
     public let kind: Kind
     public let settings: OptimizerSettings
     public let arena: ParameterArena
@@ -152,7 +152,7 @@ public final class Optimizer {
 /// Learning rate at a step: linear warm-up from 0, then linear decay to 0, cosine decay to 0, or constant
 /// (HF `get_linear_schedule_with_warmup` / `get_cosine_schedule_with_warmup`; `step` counts from 0).
 public struct LRSchedule: Sendable {
-    public enum Decay: String, Sendable { case linear, cosine, constant }
+    public enum Decay: String, Sendable, CaseIterable { case linear, cosine, constant }
     public let peak: Float, warmup: Int, total: Int, decay: Decay
 
     public init(peak: Float, warmup: Int, total: Int, decay: Decay) {

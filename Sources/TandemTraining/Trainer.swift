@@ -29,46 +29,52 @@ public struct RunSettings {
     /// (AdamW, hierarchical reduction, single node; otherwise every rank updates all).
     public let shardOptimizer: Bool
 
-    public init(_ c: Config, worldSize: Int) throws {
-        for key in ["data.train", "train.steps", "train.global_batch", "train.micro_batch", "train.lr"]
-        where !c.isSet(key) {
-            throw ConfigError("\(c.file): \(key) is required")
+    public init(_ c: TrainingConfig, worldSize: Int) throws {
+        func required<T>(_ value: T?, _ key: String) throws -> T {
+            guard let value else { throw ConfigError("\(c.file): \(key) is required") }
+            return value
         }
-        steps = c.int("train.steps")
-        globalBatch = c.int("train.global_batch")
-        microBatch = c.int("train.micro_batch")
+        _ = try required(c.data.train, "data.train")
+        steps = try required(c.train.steps, "train.steps")
+        globalBatch = try required(c.train.globalBatch, "train.global_batch")
+        microBatch = try required(c.train.microBatch, "train.micro_batch")
+        let lr = try required(c.train.lr, "train.lr")
         let perRank = microBatch * worldSize
         guard globalBatch % perRank == 0 else {
             throw ConfigError("\(c.file): train.global_batch = \(globalBatch) is not micro_batch (\(microBatch)) x accumulation x ranks (\(worldSize)): it must be a multiple of \(perRank)")
         }
         accumulation = globalBatch / perRank
-        sequenceLength = c.int("data.seq_len")
-        seed = UInt64(c.int("train.seed"))
-        schedule = LRSchedule(peak: Float(c.double("train.lr")), warmup: c.int("train.warmup"), total: steps,
-                              decay: LRSchedule.Decay(rawValue: c.string("train.schedule")!)!)
-        optimizer = Optimizer.Kind(rawValue: c.string("train.optimizer")!)!
+        sequenceLength = c.data.seqLen
+        seed = UInt64(c.train.seed)
+        schedule = LRSchedule(peak: Float(lr), warmup: c.train.warmup, total: steps, decay: c.train.schedule)
+        optimizer = c.train.optimizer
         var o = OptimizerSettings()
-        o.beta1 = Float(c.double("train.beta1")); o.beta2 = Float(c.double("train.beta2"))
-        o.eps = Float(c.double("train.eps")); o.weightDecay = Float(c.double("train.weight_decay"))
+        o.beta1 = Float(c.train.beta1); o.beta2 = Float(c.train.beta2)
+        o.eps = Float(c.train.eps); o.weightDecay = Float(c.train.weightDecay)
         optimizerSettings = o
-        clipGradNorm = Float(c.double("train.clip_grad_norm"))
-        logEvery = c.int("train.log_every")
-        threads = c.int("train.threads")
-        precision = MatmulPrecision(rawValue: c.string("train.precision")!)!
+        clipGradNorm = Float(c.train.clipGradNorm)
+        logEvery = c.train.logEvery
+        threads = c.train.threads
+        precision = c.train.precision
         if precision == .bf16 && !MatmulPrecision.bf16Supported {
             throw ConfigError("\(c.file): train.precision = bf16 needs a CPU with AVX512_BF16 (and AVX-512 F/BW/VL), which this one lacks: use train.precision = fp32")
         }
-        bucketBytes = Int(c.double("distributed.bucket_mb") * 1_000_000)
-        reduceMode = c.string("distributed.reduce") == "mpi" ? .mpi : .hierarchical
-        deterministic = c.bool("distributed.deterministic")
-        checkEvery = c.int("distributed.check_every")
-        shardOptimizer = c.bool("distributed.shard_optimizer")
+        bucketBytes = Int(c.distributed.bucketMB * 1_000_000)
+        reduceMode = c.distributed.reduce
+        deterministic = c.distributed.deterministic
+        checkEvery = c.distributed.checkEvery
+        shardOptimizer = c.distributed.shardOptimizer
     }
 }
 
 /// Seconds spent in each phase of a step, for the metrics file and stragglers.
 public struct StepTimes: Sendable {
     public var data = 0.0, forward = 0.0, backward = 0.0, gradientWait = 0.0, optimizer = 0.0, checkpoint = 0.0
+    public init(data: Double = 0, forward: Double = 0, backward: Double = 0, gradientWait: Double = 0,
+                optimizer: Double = 0, checkpoint: Double = 0) {
+        self.data = data; self.forward = forward; self.backward = backward
+        self.gradientWait = gradientWait; self.optimizer = optimizer; self.checkpoint = checkpoint
+    }
     public var total: Double { data + forward + backward + gradientWait + optimizer + checkpoint }
 }
 

@@ -20,30 +20,24 @@ public enum TrainingRun {
                            communicator comm: any Communicator) throws {
         var log = Logger(label: "tandem")
         log.logLevel = comm.rank == 0 ? .info : .warning
-        let config = try Config(file: configPath, overrides: overrides)
+        let config = try TrainingConfig(file: configPath, overrides: overrides)
         let settings = try RunSettings(config, worldSize: comm.size)
-        let task = try makeTask(config, settings: settings, initFrom: initFrom)
+        let task = try ModelFamilies.makeTask(config, settings: settings, initFrom: initFrom)
         if let initFrom, comm.rank == 0 {
-            if let bert = task as? BertPretrainingTask {
-                try PretrainedBERT.loadWeights(into: bert.model, directory: initFrom) { log.warning("\($0)") }
-            } else if let vision = task as? VisionTask {
-                try vision.loadPretrained(directory: initFrom) { log.warning("\($0)") }
-            } else {
-                throw ConfigError("--init-from \(initFrom): only BERT and ViT models can start from a transformers checkpoint")
-            }
+            try task.loadPretrained(directory: initFrom) { log.warning("\($0)") }
             log.info("initialised from \(initFrom)")
         }
         try comm.verifyConsistency(configHash: config.hash, parameterCount: task.arena.parameterCount, version: version)
         comm.broadcastParameters(arena: task.arena)
         let trainer = try Trainer(settings: settings, task: task, communicator: comm)
         defer { trainer.close() }
-        let checkpointRoot = config.string("checkpoint.dir")
+        let checkpointRoot = config.checkpoint.dir
         if let resume {
             if let dir = try Resumer.resume(resume, root: checkpointRoot, trainer: trainer, log: { log.warning("\($0)") }) {
                 log.info("resumed from \(dir) at step \(trainer.step)")
             }
         }
-        if let dump = config.string("train.dump_batches") {
+        if let dump = config.train.dumpBatches {
             try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
             trainer.batchDumpDirectory = dump
             if comm.rank == 0 {
@@ -54,13 +48,13 @@ public enum TrainingRun {
             }
         }
         let checkpointer = comm.rank == 0 ? checkpointRoot.map {
-            Checkpointer(root: $0, keep: config.int("checkpoint.keep"), keepEvery: config.int("checkpoint.keep_every"))
+            Checkpointer(root: $0, keep: config.checkpoint.keep, keepEvery: config.checkpoint.keepEvery)
         } : nil
-        let checkpointEvery = config.int("checkpoint.every")
-        let stopAt = config.int("train.stop_at")
-        let evalEvery = config.int("eval.every"), evalBatches = config.int("eval.batches")
+        let checkpointEvery = config.checkpoint.every
+        let stopAt = config.train.stopAt
+        let evalEvery = config.eval.every, evalBatches = config.eval.batches
         let watchdog = (comm as? MPICommunicator)?.startWatchdog(
-            Watchdog.Configuration(minimumSeconds: config.double("distributed.watchdog_s")))
+            Watchdog.Configuration(minimumSeconds: config.distributed.watchdogSeconds))
         Preemption.install()
 
         let perCorePeak = measureSgemmPeak(communicator: comm)
@@ -120,89 +114,8 @@ public enum TrainingRun {
         comm.barrier()
     }
 
-    static func makeTask(_ config: Config, settings: RunSettings, initFrom: String? = nil) throws -> TrainingTask {
-        guard let preset = config.string("model.preset") ?? (initFrom == nil ? nil : "") else {
-            throw ConfigError("\(config.file): model.preset is required (or start from a transformers checkpoint with --init-from)")
-        }
-        let family = try initFrom.map { PretrainedViT.isViT(directory: $0) ? .vit : .bert }
-            ?? ModelPresets.family(of: preset, file: config.file)
-        if family != .vit {
-            for key in ["train.objective", "train.teacher"] where config.isSet(key) {
-                throw ConfigError("\(config.file): \(key) applies to ViT models only (model.preset = \(preset))")
-            }
-        }
-        switch family {
-        case .vit:
-            return try makeVisionTask(config, settings: settings, preset: initFrom == nil ? preset : nil, initFrom: initFrom)
-        case .gpt:
-            let gpt = try ModelPresets.gptConfig(preset, overrides: config.modelFields, file: config.file)
-            let source = try ByteTokens(path: config.string("data.train")!)
-            return try CausalLanguageModelTask(config: gpt, source: source, sequenceLength: settings.sequenceLength,
-                                               seed: settings.seed)
-        case .bert:
-            guard let vocabPath = config.string("data.vocab") else {
-                throw ConfigError("\(config.file): data.vocab is required for BERT (the vocab.txt the shards were made with)")
-            }
-            let tokenizer: WordPieceTokenizer
-            do { tokenizer = try WordPieceTokenizer(path: vocabPath, cased: config.bool("data.cased")) } catch {
-                throw ConfigError("data.vocab: \(error)")
-            }
-            let vocabSize = config.modelFields["vocab_size"] == nil ? tokenizer.vocabSize : nil
-            let bert = try initFrom.map { try ModelPresets.bertConfig(initFrom: $0, overrides: config.modelFields, file: config.file) }
-                ?? ModelPresets.bertConfig(preset, overrides: config.modelFields, vocabSize: vocabSize, file: config.file)
-            let train = try ShardDataset(directory: config.string("data.train")!, tokenizer: tokenizer)
-            let eval = try config.string("data.eval").map { try ShardDataset(directory: $0, tokenizer: tokenizer) }
-            var options = PretrainingOptions()
-            options.maxSequence = settings.sequenceLength
-            options.maxPredictions = config.isSet("data.max_predictions") ? config.int("data.max_predictions")
-                : Int((Double(settings.sequenceLength) * config.double("data.mask_prob")).rounded(.up))
-            options.maskProbability = config.double("data.mask_prob")
-            options.shortSequenceProbability = config.double("data.short_seq_prob")
-            options.wholeWordMasking = config.bool("data.whole_word_masking")
-            return try BertPretrainingTask(config: bert, tokenizer: tokenizer, train: train, eval: eval,
-                                           options: options, seed: settings.seed)
-        }
-    }
-
-    static func makeVisionTask(_ config: Config, settings: RunSettings, preset: String?, initFrom: String?) throws -> VisionTask {
-        func dataset(_ key: String) throws -> ImageDataset? {
-            guard let path = config.string(key) else { return nil }
-            do { return try ImageDataset(directory: path) } catch { throw ConfigError("\(key): \(error)") }
-        }
-        let train = try dataset("data.train")!
-        let eval = try dataset("data.eval")
-        let objective = config.string("train.objective") ?? "classification"
-        let head: ViTHead = objective == "masked_image_modeling" ? .maskedImageModeling
-            : objective == "distillation" ? .distillation : .imageClassification
-        var teacher: PretrainedViT? = nil
-        if head == .distillation {
-            guard let path = config.string("train.teacher") else {
-                throw ConfigError("\(config.file): train.objective = distillation needs train.teacher (a ViT classifier checkpoint directory)")
-            }
-            do { teacher = try PretrainedViT.load(directory: path) { _ in } } catch { throw ConfigError("train.teacher: \(error)") }
-        } else if config.isSet("train.teacher") {
-            throw ConfigError("\(config.file): train.teacher is only used with train.objective = distillation")
-        }
-        let vit = try ModelPresets.vitConfig(preset, initFrom: initFrom, overrides: config.modelFields, head: head,
-                                             channels: train.channels, classes: train.classNames, file: config.file)
-        var options = VisionOptions()
-        options.augment = config.bool("data.augment")
-        options.cropScale = Float(config.double("data.crop_scale"))
-        options.horizontalFlip = config.bool("data.hflip")
-        options.mixing = MixingOptions(mixupAlpha: Float(config.double("data.mixup")), cutmixAlpha: Float(config.double("data.cutmix")),
-                                       switchProbability: Float(config.double("data.mix_switch_prob")),
-                                       labelSmoothing: Float(config.double("train.label_smoothing")))
-        options.maskRatio = Float(config.double("data.mask_ratio"))
-        options.maskPatchSize = config.isSet("data.mask_patch_size") ? config.int("data.mask_patch_size") : nil
-        do {
-            return try VisionTask(config: vit, train: train, eval: eval, options: options, teacher: teacher, seed: settings.seed)
-        } catch let e as DataError {
-            throw ConfigError("\(config.file): \(e)")
-        }
-    }
-
-    static func metricsPath(_ config: Config, rank: Int) -> String {
-        let base = config.string("train.metrics") ?? ((config.string("checkpoint.dir") ?? "runs/default") + "/metrics.jsonl")
+    static func metricsPath(_ config: TrainingConfig, rank: Int) -> String {
+        let base = config.train.metrics ?? ((config.checkpoint.dir ?? "runs/default") + "/metrics.jsonl")
         return rank == 0 ? base : base.replacingOccurrences(of: ".jsonl", with: "") + ".rank\(rank).jsonl"
     }
 

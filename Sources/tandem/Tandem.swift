@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
-import TandemCollectives
-import TandemData
-import TandemKernels
+import TandemTools
 import TandemTraining
 
 @main
@@ -19,35 +17,26 @@ struct Tandem: ParsableCommand {
                       Inspect.self, Bench.self, Plot.self])
 
     /// OpenBLAS's faster kernels for this CPU first (a re-exec with OPENBLAS_CORETYPE when it has a
-    /// preference: `BLAS.selectPreferredCore`), then the command line.
+    /// preference: `BLAS.selectPreferredCore`), then the command line. A command that failed through
+    /// `withCommunicator` has printed its error and stopped every rank: it only sets the exit status.
     static func main() {
         BLAS.selectPreferredCore()
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch is CommandFailed {
+            exit(withError: ExitCode.failure)
+        } catch {
+            exit(withError: error)
+        }
     }
-}
-
-/// Runs `body` with this process's communicator; any error is printed naming this rank and ends the job
-/// with a non-zero status on every rank (MPI_Abort under mpirun, so no rank is left waiting).
-func withCommunicator(_ body: (any Communicator) throws -> Void) throws {
-    let comm = Communicators.detect()
-    do {
-        try body(comm)
-        (comm as? MPICommunicator)?.shutdown()
-    } catch {
-        if comm.size > 1 { comm.abort(code: 1, message: "\(error)") }
-        FileHandle.standardError.write(Data("tandem: error: \(error)\n".utf8))
-        throw ExitCode.failure
-    }
-}
-
-/// Commands the design names that are not built yet: they say so and exit non-zero.
-func notBuiltYet(_ name: String, issue: Int) throws -> Never {
-    FileHandle.standardError.write(Data("tandem \(name): not built yet (tracked in issue \(issue))\n".utf8))
-    throw ExitCode(2)
 }
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a model from a YAML config.")
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model from a YAML config.",
+        discussion: "Config keys (any of them also as --set key=value; model.<field> sets an HF config.json field of the preset):\n"
+            + TrainingConfig.reference)
 
     @Argument(help: "The training config (YAML).") var config: String
     @Option(name: .customLong("set"), help: "Override a config key: --set train.steps=20 (repeatable).") var overrides: [String] = []
@@ -101,46 +90,10 @@ struct PrepareImages: ParsableCommand {
     @Argument(help: "Input file or folder.") var input: String
 
     func run() throws {
-        let options = PrepareImagesOptions(size: size, shardSize: shardSize, split: split, labels: labels,
-                                           classes: classes.map { $0.split(separator: ",").map(String.init) })
-        try withCommunicator { comm in
-            let stderr = FileHandle.standardError
-            let threads = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.localSize)
-            let source = try openImageSource(input, options: options)
-            var outcome = ""
-            var json = ""
-            do {
-                let reports = try writeImageShards(source: source, out: out, shardSize: shardSize, rank: comm.rank, ranks: comm.size,
-                                                   threads: threads,
-                                                   progress: { p in
-                    guard comm.rank == 0 else { return }
-                    let share = comm.size > 1 ? " (rank 0's share)" : ""
-                    stderr.write(Data(String(format: "prepare-images: %d/%d images%@, %.0f images/s\n",
-                                             p.done, p.total, share, p.imagesPerSecond).utf8))
-                }, skipped: { stderr.write(Data("prepare-images: skipped \($0)\n".utf8)) })
-                json = try ImageShardReport.encode(reports)
-            } catch {
-                outcome = "\(error)"
-            }
-            // Every rank learns whether any failed before rank 0 gathers the reports and writes the manifest.
-            let failures = comm.allGather(outcome.isEmpty ? Int32(0) : Int32(1))
-            if !outcome.isEmpty { throw ValidationError(outcome) }
-            if let bad = failures.firstIndex(of: 1) { throw ValidationError("rank \(bad) failed to write its shards (see its message)") }
-            var reports: [ImageShardReport] = []
-            for q in 0..<comm.size {
-                let theirs = comm.broadcast(q == comm.rank ? json : "", root: q)
-                if comm.rank == 0 { reports += try ImageShardReport.decode(theirs) }
-            }
-            if comm.rank == 0 {
-                let manifest = try ImageShardManifest.build(directory: out, source: source, reports: reports)
-                guard manifest.count > 0 else { throw ValidationError("\(input): no image could be read") }
-                try manifest.write(directory: out)
-                let stats = zip(manifest.mean, manifest.std).map { String(format: "%.4f/%.4f", $0, $1) }.joined(separator: " ")
-                print("prepare-images: \(manifest.count) images of \(manifest.height)x\(manifest.width)x\(manifest.channels) "
-                      + "in \(manifest.shards.count) shards, \(manifest.classes.count) classes, \(manifest.skipped) skipped, "
-                      + "mean/std \(stats), written to \(out)")
-            }
-            comm.barrier()
+        let classNames = classes.map { $0.split(separator: ",").map(String.init) }
+        try withCommunicator {
+            try ImageCommands.prepare(input: input, out: out, size: size, shardSize: shardSize, split: split,
+                                      labels: labels, classes: classNames, threads: threads, communicator: $0)
         }
     }
 }
@@ -178,13 +131,7 @@ struct Debug: ParsableCommand {
         @Option(help: "A transformers model directory.") var model: String
         @Option(help: "A batch file (safetensors).") var batch: String
         @Option(help: "Output safetensors file.") var out: String
-        func run() throws {
-            if PretrainedViT.isViT(directory: model) {
-                try ViTDebugCommands.forward(model: model, batch: batch, out: out)
-            } else {
-                try DebugCommands.forward(model: model, batch: batch, out: out)
-            }
-        }
+        func run() throws { try DebugCommands.forward(model: model, batch: batch, out: out) }
     }
 
     struct Grads: ParsableCommand {
@@ -192,13 +139,7 @@ struct Debug: ParsableCommand {
         @Option(help: "A transformers model directory.") var model: String
         @Option(help: "A batch file (safetensors).") var batch: String
         @Option(help: "Output safetensors file.") var out: String
-        func run() throws {
-            if PretrainedViT.isViT(directory: model) {
-                try ViTDebugCommands.grads(model: model, batch: batch, out: out)
-            } else {
-                try DebugCommands.grads(model: model, batch: batch, out: out)
-            }
-        }
+        func run() throws { try DebugCommands.grads(model: model, batch: batch, out: out) }
     }
 }
 
@@ -239,7 +180,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         switch kind {
         case .kernels:
-            KernelBenchmark.run(repeats: repeats) { print($0); fflush(stdout) }
+            Benchmarks.kernels(repeats: repeats) { print($0); fflush(stdout) }
         case .allreduce:
             let list = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !list.isEmpty, list.allSatisfy({ $0 > 0 }) else { throw ValidationError("--sizes: expected MB values such as 1,4,440") }

@@ -4,6 +4,7 @@ import TandemAutograd
 import TandemCheckpoint
 import TandemModels
 import TandemTestSupport
+import TandemTools
 import TandemTraining
 
 /// `tandem debug forward|grads` against transformers' BertForPreTraining on the fixtures written by

@@ -4,6 +4,7 @@ import TandemAutograd
 import TandemCheckpoint
 import TandemModels
 import TandemTestSupport
+import TandemTools
 import TandemTraining
 
 /// BERT's config, parameter layout, loader and batch checks, and the gather op its MLM head uses.

@@ -4,6 +4,7 @@ import TandemAutograd
 import TandemCheckpoint
 import TandemModels
 import TandemTestSupport
+import TandemTools
 import TandemTraining
 
 /// `tandem debug forward|grads` against transformers' ViTForImageClassification and
@@ -49,7 +50,7 @@ final class ViTParityTests: XCTestCase {
 
     private func checkForward(_ name: String, outputs: [String]) throws {
         let path = out("\(name)-forward.safetensors")
-        try ViTDebugCommands.forward(model: ViTFixtures.path(name), batch: ViTFixtures.path("\(name)-batch.safetensors"),
+        try DebugCommands.forward(model: ViTFixtures.path(name), batch: ViTFixtures.path("\(name)-batch.safetensors"),
                                      out: path, log: { _ in })
         let ours = try SafeTensorsFile(path: path)
         let reference = try SafeTensorsFile(path: ViTFixtures.path("\(name)-forward.safetensors"))
@@ -68,7 +69,7 @@ final class ViTParityTests: XCTestCase {
 
     private func checkGrads(_ name: String) throws {
         let path = out("\(name)-grads.safetensors")
-        try ViTDebugCommands.grads(model: ViTFixtures.path(name), batch: ViTFixtures.path("\(name)-batch.safetensors"),
+        try DebugCommands.grads(model: ViTFixtures.path(name), batch: ViTFixtures.path("\(name)-batch.safetensors"),
                                    out: path, log: { _ in })
         let (lossError, worst) = try assertGradientsMatch(try SafeTensorsFile(path: path),
                                                           try SafeTensorsFile(path: ViTFixtures.path("\(name)-grads.safetensors")),

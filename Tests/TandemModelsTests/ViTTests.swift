@@ -4,6 +4,7 @@ import TandemAutograd
 import TandemCheckpoint
 import TandemModels
 import TandemTestSupport
+import TandemTools
 import TandemTraining
 
 /// ViT's config, parameter layout, loader and batch checks.
@@ -127,9 +128,9 @@ final class ViTTests: XCTestCase {
         }
     }
 
-    func testDispatchRecognisesViTDirectories() {
-        XCTAssertTrue(PretrainedViT.isViT(directory: ViTFixtures.path("mim")))
-        XCTAssertFalse(PretrainedViT.isViT(directory: scratch.path))
+    func testRegistryRecognisesViTDirectories() throws {
+        XCTAssertEqual(try ModelFamilies.family(ofDirectory: ViTFixtures.path("mim")).name, ViTFamily.name)
+        XCTAssertThrowsError(try ModelFamilies.family(ofDirectory: scratch.path))
     }
 
     // MARK: - The training graph
@@ -222,7 +223,7 @@ final class ViTTests: XCTestCase {
     }
 
     func testGradsWithoutTargetsIsAnError() throws {
-        XCTAssertThrowsError(try ViTDebugCommands.grads(model: ViTFixtures.path("mim"),
+        XCTAssertThrowsError(try DebugCommands.grads(model: ViTFixtures.path("mim"),
                                                         batch: ViTFixtures.path("classification-batch.safetensors"),
                                                         out: scratch.appendingPathComponent("g.safetensors").path,
                                                         log: { _ in })) { error in

@@ -16,8 +16,8 @@ final class ConfigTests: XCTestCase {
       lr: 1.0e-3
     """
 
-    func parse(_ yaml: String, _ overrides: [String] = []) throws -> Config {
-        try Config(yaml: yaml, file: "test.yaml", overrides: overrides)
+    func parse(_ yaml: String, _ overrides: [String] = []) throws -> TrainingConfig {
+        try TrainingConfig(yaml: yaml, file: "test.yaml", overrides: overrides)
     }
 
     func message(_ yaml: String, _ overrides: [String] = []) -> String {
@@ -26,14 +26,22 @@ final class ConfigTests: XCTestCase {
 
     func testValuesDefaultsAndOverrides() throws {
         let c = try parse(base, ["train.steps=20", "model.n_embd=64", "distributed.deterministic=true"])
-        XCTAssertEqual(c.int("train.steps"), 20)
-        XCTAssertEqual(c.int("data.seq_len"), 32)
-        XCTAssertEqual(c.double("train.lr"), 1e-3)
-        XCTAssertEqual(c.int("train.warmup"), 0)
-        XCTAssertEqual(c.string("train.optimizer"), "adamw")
-        XCTAssertTrue(c.bool("distributed.deterministic"))
-        XCTAssertEqual(c.modelFields["n_layer"], .int(2))
-        XCTAssertEqual(c.modelFields["n_embd"], .int(64))
+        XCTAssertEqual(c.train.steps, 20)
+        XCTAssertEqual(c.data.seqLen, 32)
+        XCTAssertEqual(c.train.lr, 1e-3)
+        XCTAssertEqual(c.train.warmup, 0)
+        XCTAssertEqual(c.train.optimizer, .adamw)
+        XCTAssertTrue(c.distributed.deterministic)
+        XCTAssertEqual(c.model.preset, "gpt-nano")
+        XCTAssertEqual(c.model.fields["n_layer"], .int(2))
+        XCTAssertEqual(c.model.fields["n_embd"], .int(64))
+        XCTAssertNil(c.data.vocab)
+        // What trainer_state.json records and the ranks hash: set values and defaults, as text.
+        XCTAssertEqual(c.values["train.steps"], "20")
+        XCTAssertEqual(c.values["train.eps"], "1e-06")
+        XCTAssertEqual(c.values["distributed.reduce"], "hierarchical")
+        XCTAssertEqual(c.values["model.n_embd"], "64")
+        XCTAssertNil(c.values["data.vocab"])
         XCTAssertEqual(try RunSettings(c, worldSize: 2).accumulation, 2)
     }
 
@@ -69,16 +77,63 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try RunSettings(c, worldSize: 1)) { XCTAssertTrue("\($0)".contains("train.lr is required"), "\($0)") }
     }
 
+    func testReferenceListsEveryKeyWithKindDefaultAndHelp() {
+        let lines = TrainingConfig.reference.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, TrainingConfig.keys.count)
+        XCTAssertTrue(lines.contains("train.schedule: one of linear, cosine, constant; default linear. decay after warm-up"), lines.joined(separator: "\n"))
+        XCTAssertTrue(lines.contains { $0.hasPrefix("train.precision: one of fp32, bf16; default fp32.") })
+        XCTAssertTrue(lines.contains { $0.hasPrefix("train.steps: an integer in 1...; no default.") })
+        XCTAssertTrue(lines.contains { $0.hasPrefix("distributed.bucket_mb: a number in 0.001...4096.0; default 25.0.") })
+    }
+
     func testModelFieldsAreChecked() throws {
-        XCTAssertEqual(try ModelPresets.gptConfig("gpt-nano", overrides: ["n_layer": .int(2)], file: "f").nLayer, 2)
-        XCTAssertThrowsError(try ModelPresets.gptConfig("gpt-nano", overrides: ["n_layers": .int(2)], file: "f")) {
+        XCTAssertEqual(try GPTFamily.config(preset: "gpt-nano", overrides: ["n_layer": .int(2)], file: "f").nLayer, 2)
+        XCTAssertThrowsError(try GPTFamily.config(preset: "gpt-nano", overrides: ["n_layers": .int(2)], file: "f")) {
             XCTAssertTrue("\($0)".contains("unknown model field model.n_layers"), "\($0)")
         }
-        XCTAssertThrowsError(try ModelPresets.gptConfig("gpt-nano", overrides: ["n_head": .int(5)], file: "f")) {
+        XCTAssertThrowsError(try GPTFamily.config(preset: "gpt-nano", overrides: ["n_head": .int(5)], file: "f")) {
             XCTAssertTrue("\($0)".contains("not divisible"), "\($0)")
         }
-        XCTAssertThrowsError(try ModelPresets.family(of: "bert-gigantic", file: "f")) {
+        XCTAssertThrowsError(try ModelFamilies.family(ofPreset: "bert-gigantic", file: "f")) {
             XCTAssertTrue("\($0)".contains("model.preset = bert-gigantic is not a known preset"), "\($0)")
         }
+        XCTAssertThrowsError(try BERTFamily.config(preset: "vit-tiny", overrides: [:], vocabSize: nil, file: "f")) {
+            XCTAssertEqual("\($0)", "f: model.preset = vit-tiny is not a bert preset")
+        }
+    }
+
+    /// Objectives belong to families: a BERT run cannot name ViT's, and an unknown one lists the family's.
+    func testObjectiveIsCheckedByTheFamily() throws {
+        let settings = try RunSettings(parse(base), worldSize: 1)
+        func error(_ overrides: [String]) -> String {
+            do { _ = try ModelFamilies.makeTask(parse(base, overrides), settings: settings, initFrom: nil); return "no error" }
+            catch { return "\(error)" }
+        }
+        XCTAssertEqual(error(["train.objective=distillation"]),
+                       "test.yaml: train.objective = distillation is not an objective of the gpt family (it has one objective and no train.objective)")
+        XCTAssertEqual(error(["model.preset=vit-tiny", "train.objective=mim"]),
+                       "test.yaml: train.objective = mim is not an objective of the vit family (its objectives are classification, masked_image_modeling, distillation)")
+        XCTAssertEqual(error(["model.preset=vit-tiny", "train.teacher=runs/x"]),
+                       "test.yaml: train.teacher is only used with train.objective = distillation")
+    }
+
+    /// A model directory of a type Tandem does not know says which model_type it found and which are
+    /// supported, instead of failing later as a BERT with missing tensors.
+    func testModelDirectoryOfAnUnknownTypeNamesIt() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-model-type-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func message() -> String {
+            do { return "found \(try ModelFamilies.family(ofDirectory: dir).name)" } catch { return "\(error)" }
+        }
+        let supported = ModelFamilies.all.flatMap { $0.modelTypes }.joined(separator: ", ")
+        XCTAssertTrue(supported.hasPrefix("bert, vit, deit, tandem-gpt"), supported)
+        XCTAssertEqual(message(), "\(dir)/config.json: cannot read (is \(dir) a model directory?)")
+        try #"{"model_type": "roberta", "hidden_size": 17}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        XCTAssertEqual(message(), "\(dir)/config.json: model_type roberta is not supported (supported model_types: \(supported))")
+        try #"{"hidden_size": 17}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        XCTAssertEqual(message(), "\(dir)/config.json: no model_type field, so the model family is unknown (supported model_types: \(supported))")
+        try #"{"model_type": "deit"}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        XCTAssertEqual(message(), "found vit")
     }
 }

@@ -18,16 +18,16 @@ final class PrecisionTests: XCTestCase {
     }
 
     func testPrecisionKeyDefaultsToFP32AndRejectsOtherValues() throws {
-        let c = try Config(yaml: base, file: "test.yaml")
-        XCTAssertEqual(c.string("train.precision"), "fp32")
+        let c = try TrainingConfig(yaml: base, file: "test.yaml")
+        XCTAssertEqual(c.train.precision, .fp32)
         XCTAssertEqual(try RunSettings(c, worldSize: 1).precision, .fp32)
         do {
-            _ = try Config(yaml: base, file: "test.yaml", overrides: ["train.precision=fp16"])
+            _ = try TrainingConfig(yaml: base, file: "test.yaml", overrides: ["train.precision=fp16"])
             XCTFail("fp16 accepted")
         } catch {
             XCTAssertEqual("\(error)", "--set: train.precision = fp16 in test.yaml: expected one of fp32, bf16")
         }
-        let bf16 = try Config(yaml: base, file: "test.yaml", overrides: ["train.precision=bf16"])
+        let bf16 = try TrainingConfig(yaml: base, file: "test.yaml", overrides: ["train.precision=bf16"])
         if MatmulPrecision.bf16Supported {
             XCTAssertEqual(try RunSettings(bf16, worldSize: 1).precision, .bf16)
         } else {
@@ -60,10 +60,10 @@ final class PrecisionTests: XCTestCase {
         train: {steps: 40, global_batch: 16, micro_batch: 16, lr: 1.0e-3, warmup: 5, log_every: 10}
         """
         func losses(_ precision: String) throws -> [Double] {
-            let config = try Config(yaml: yaml, file: "precision.yaml", overrides: ["train.precision=\(precision)"])
+            let config = try TrainingConfig(yaml: yaml, file: "precision.yaml", overrides: ["train.precision=\(precision)"])
             let comm = LocalCommunicator()
             let settings = try RunSettings(config, worldSize: comm.size)
-            let trainer = try Trainer(settings: settings, task: try TrainingRun.makeTask(config, settings: settings),
+            let trainer = try Trainer(settings: settings, task: try ModelFamilies.makeTask(config, settings: settings, initFrom: nil),
                                       communicator: comm)
             return (0..<settings.steps).map { _ in trainer.trainStep().loss }
         }

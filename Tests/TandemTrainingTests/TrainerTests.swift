@@ -20,10 +20,10 @@ final class TrainerTests: XCTestCase {
         data: {train: \(try corpus()), seq_len: 32}
         train: {steps: 30, global_batch: 8, micro_batch: 4, lr: 3.0e-3, warmup: 2, log_every: 5}
         """
-        let config = try Config(yaml: yaml, file: "test.yaml", overrides: extra)
+        let config = try TrainingConfig(yaml: yaml, file: "test.yaml", overrides: extra)
         let comm = LocalCommunicator()
         let settings = try RunSettings(config, worldSize: comm.size)
-        return try Trainer(settings: settings, task: try TrainingRun.makeTask(config, settings: settings), communicator: comm)
+        return try Trainer(settings: settings, task: try ModelFamilies.makeTask(config, settings: settings, initFrom: nil), communicator: comm)
     }
 
     /// The whole optimizer step (data, forward, backward, reduction, clipping, update) in a release build.

@@ -3,7 +3,7 @@ import Foundation
 import FoundationXML
 #endif
 import XCTest
-@testable import TandemTraining
+@testable import TandemTools
 
 final class PlotTests: XCTestCase {
     var dir = ""

@@ -2,6 +2,7 @@ import Foundation
 import TandemAutograd
 import TandemCheckpoint
 import TandemData
+import TandemKernels
 import TandemModels
 
 /// BERT pretraining (Devlin et al. 2019): masked LM at the masked positions only plus next-sentence
@@ -77,10 +78,13 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
     }
 
     public var hfConfigJSON: String {
-        let data = try! JSONEncoder().encode(model.config)
-        var fields = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
-        fields["model_type"] = "bert"
-        return jsonText(fields)
+        ModelFields.configJSON(model.config, adding: ["model_type": BERTFamily.modelTypes[0]])
+    }
+
+    /// Fills the model from a transformers BERT directory (`--init-from`): BertForPreTraining or BertModel
+    /// names (a BertModel checkpoint leaves the heads at their init, which `log` hears).
+    public func loadPretrained(directory: String, log: (String) -> Void) throws {
+        try PretrainedBERT.loadWeights(into: model, directory: directory, log: log)
     }
 
     /// The micro-batch in the graph as an HF batch file: `labels` (B, T) hold the original token at the
@@ -134,10 +138,4 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
         return [("eval_mlm_loss", loss), ("eval_mlm_accuracy", s[1] / max(s[2], 1)),
                 ("eval_perplexity", exp(loss)), ("eval_nsp_accuracy", s[3] / max(s[4], 1))]
     }
-}
-
-func argmax(_ x: UnsafePointer<Float>, _ n: Int) -> Int {
-    var best = 0
-    for i in 1..<n where x[i] > x[best] { best = i }
-    return best
 }

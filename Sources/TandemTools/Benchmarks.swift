@@ -1,16 +1,24 @@
 import Foundation
 import TandemCollectives
+import TandemKernels
+import TandemTraining
 
-/// `tandem bench step` and `tandem bench allreduce`.
+/// `tandem bench kernels|allreduce|step` (`tandem bench images` is `ImageBenchmark`).
 public enum Benchmarks {
+    /// Matrix products next to raw `cblas_sgemm` (and the bf16 GEMM where the CPU has AVX512_BF16) and
+    /// memory-bound kernels next to memcpy.
+    public static func kernels(repeats: Int, log: (String) -> Void) {
+        KernelBenchmark.run(repeats: repeats, log: log)
+    }
+
     /// Builds the training job of a config (no checkpoints, no evaluation), runs `warmup` steps, then
     /// `steps` timed ones, and prints the median step of the slowest rank as samples/s, tokens/s and MFU,
     /// the median time breakdown, and the peak resident memory of the largest rank. Collective.
     public static func step(configPath: String, overrides: [String], warmup: Int, steps: Int,
                             communicator comm: any Communicator, log: (String) -> Void) throws {
-        let config = try Config(file: configPath, overrides: overrides)
+        let config = try TrainingConfig(file: configPath, overrides: overrides)
         let settings = try RunSettings(config, worldSize: comm.size)
-        let task = try TrainingRun.makeTask(config, settings: settings)
+        let task = try ModelFamilies.makeTask(config, settings: settings, initFrom: nil)
         try comm.verifyConsistency(configHash: config.hash, parameterCount: task.arena.parameterCount,
                                    version: TrainingRun.version)
         comm.broadcastParameters(arena: task.arena)

@@ -2,6 +2,7 @@ import Foundation
 import TandemAutograd
 import TandemCheckpoint
 import TandemData
+import TandemKernels
 import TandemModels
 
 /// What a ViT run does with its images besides the model: augmentation, batch mixing, label smoothing
@@ -158,8 +159,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
     }
 
     public var hfConfigJSON: String {
-        let data = try! JSONEncoder().encode(model.config)
-        return jsonText(try! JSONSerialization.jsonObject(with: data) as! [String: Any])
+        ModelFields.configJSON(model.config)
     }
 
     /// The micro-batch in the graph as an HF batch file: `pixel_values` (after augmentation and mixing),

@@ -1,0 +1,126 @@
+/// What a config key accepts, for messages and `tandem train --help`.
+public enum ConfigKind {
+    case int(ClosedRange<Int>)
+    case float(ClosedRange<Double>)
+    case bool
+    case string
+    case choice([String])
+
+    var name: String {
+        switch self {
+        case .int(let r): return "an integer in \(r.lowerBound)...\(r.upperBound == Int.max ? "" : String(r.upperBound))"
+        case .float(let r): return "a number in \(r.lowerBound)...\(r.upperBound)"
+        case .bool: return "true or false"
+        case .string: return "a string"
+        case .choice(let c): return "one of " + c.joined(separator: ", ")
+        }
+    }
+
+    /// Converts a YAML scalar (or a `--set` string) to a value of this kind, or nil.
+    func parse(_ text: String, quoted: Bool) -> ConfigValue? {
+        switch self {
+        case .string: return .string(text)
+        case .choice(let options): return options.contains(text) ? .string(text) : nil
+        case .bool:
+            if quoted { return nil }
+            switch text.lowercased() { case "true", "yes", "on": return .bool(true)
+            case "false", "no", "off": return .bool(false)
+            default: return nil }
+        case .int(let r):
+            guard !quoted, let v = Int(text.replacingOccurrences(of: "_", with: "")), r.contains(v) else { return nil }
+            return .int(v)
+        case .float(let r):
+            guard !quoted, let v = Double(text.replacingOccurrences(of: "_", with: "")), v.isFinite, r.contains(v) else { return nil }
+            return .float(v)
+        }
+    }
+}
+
+/// A scalar config value: a parsed key before it reaches its typed property, or an untyped
+/// `model.<field>` (an HF config.json field the model family checks).
+public enum ConfigValue: Equatable, CustomStringConvertible {
+    case int(Int), float(Double), bool(Bool), string(String)
+
+    public var description: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .float(let v): return String(v)
+        case .bool(let v): return String(v)
+        case .string(let v): return v
+        }
+    }
+}
+
+/// One key of a config section: its name, the typed property it sets, what it accepts and its help.
+/// Sections list their keys once (`ConfigSection.keys`); the reader, `--set`, the did-you-mean hints, the
+/// config hash, `trainer_state.json` and `tandem train --help` all work from that list, and the trainer
+/// reads the typed properties, so a misspelt key in Swift does not compile.
+public struct ConfigKey<Section> {
+    public let name: String
+    public let kind: ConfigKind
+    public let help: String
+    /// Stores the parsed value into the section.
+    let assign: (inout Section, ConfigValue) -> Void
+    /// The value as `trainer_state.json` and the config hash write it; nil while unset without default.
+    let render: (Section) -> String?
+
+    /// An integer key in `range`.
+    public static func int(_ name: String, _ path: WritableKeyPath<Section, Int>, _ range: ClosedRange<Int>,
+                           _ help: String) -> Self {
+        .init(name: name, kind: .int(range), help: help,
+              assign: { s, v in if case .int(let i) = v { s[keyPath: path] = i } },
+              render: { String($0[keyPath: path]) })
+    }
+
+    /// An integer key in `range` that has no default (nil until set).
+    public static func int(_ name: String, _ path: WritableKeyPath<Section, Int?>, _ range: ClosedRange<Int>,
+                           _ help: String) -> Self {
+        .init(name: name, kind: .int(range), help: help,
+              assign: { s, v in if case .int(let i) = v { s[keyPath: path] = i } },
+              render: { $0[keyPath: path].map { String($0) } })
+    }
+
+    /// A number key in `range` (an integer in YAML is read as a number).
+    public static func float(_ name: String, _ path: WritableKeyPath<Section, Double>, _ range: ClosedRange<Double>,
+                             _ help: String) -> Self {
+        .init(name: name, kind: .float(range), help: help,
+              assign: { s, v in if case .float(let d) = v { s[keyPath: path] = d } },
+              render: { String($0[keyPath: path]) })
+    }
+
+    /// A number key in `range` that has no default (nil until set).
+    public static func float(_ name: String, _ path: WritableKeyPath<Section, Double?>, _ range: ClosedRange<Double>,
+                             _ help: String) -> Self {
+        .init(name: name, kind: .float(range), help: help,
+              assign: { s, v in if case .float(let d) = v { s[keyPath: path] = d } },
+              render: { $0[keyPath: path].map { String($0) } })
+    }
+
+    public static func bool(_ name: String, _ path: WritableKeyPath<Section, Bool>, _ help: String) -> Self {
+        .init(name: name, kind: .bool, help: help,
+              assign: { s, v in if case .bool(let b) = v { s[keyPath: path] = b } },
+              render: { String($0[keyPath: path]) })
+    }
+
+    /// A string key without default (nil until set).
+    public static func string(_ name: String, _ path: WritableKeyPath<Section, String?>, _ help: String) -> Self {
+        .init(name: name, kind: .string, help: help,
+              assign: { s, v in if case .string(let t) = v { s[keyPath: path] = t } },
+              render: { $0[keyPath: path] })
+    }
+
+    /// One of an enum's cases by raw value; the choice list is the enum's `allCases`.
+    public static func choice<E: CaseIterable & RawRepresentable>(_ name: String, _ path: WritableKeyPath<Section, E>,
+                                                                 _ help: String) -> Self where E.RawValue == String {
+        .init(name: name, kind: .choice(E.allCases.map(\.rawValue)), help: help,
+              assign: { s, v in if case .string(let t) = v, let e = E(rawValue: t) { s[keyPath: path] = e } },
+              render: { $0[keyPath: path].rawValue })
+    }
+}
+
+/// A section of the training config (`train:`, `data:`, ...): a struct whose initial property values are
+/// the defaults, and the list of its keys.
+public protocol ConfigSection {
+    init()
+    static var keys: [ConfigKey<Self>] { get }
+}

@@ -1,0 +1,157 @@
+import TandemCollectives
+import TandemKernels
+
+// The sections of a training config (DESIGN.md "Training config": the keys there are a contract, the
+// others are ours). Each property's initial value is the key's default; an optional without one is
+// unset until the YAML or `--set` gives it. `TrainingConfig` reads the YAML into these once.
+
+/// `model:`: a preset name and any HF config.json fields of the model family (`model.<field>`), which
+/// the family checks (`ModelFamily`).
+public struct ModelSection {
+    public var preset: String?
+    /// `model.<field>` values other than `model.preset`.
+    public var fields: [String: ConfigValue] = [:]
+    public init() {}
+}
+
+/// `data:`: where the samples come from and how they are cut, masked and augmented.
+public struct DataSection: ConfigSection {
+    public var train: String?
+    public var eval: String?
+    public var vocab: String?
+    public var cased = false
+    public var maxPredictions: Int?
+    public var maskProb = 0.15
+    public var shortSeqProb = 0.1
+    public var wholeWordMasking = false
+    public var seqLen = 128
+    public var augment = true
+    public var cropScale = 0.08
+    public var hflip = true
+    public var mixup = 0.0
+    public var cutmix = 0.0
+    public var mixSwitchProb = 0.5
+    public var maskRatio = 0.6
+    public var maskPatchSize: Int?
+    public init() {}
+
+    public static let keys: [ConfigKey<Self>] = [
+        .string("train", \.train, "training data: a shard directory (or a text file for byte-level models)"),
+        .string("eval", \.eval, "held-out data, same format as data.train"),
+        .string("vocab", \.vocab, "vocab.txt or tokenizer.json the shards were made with (BERT)"),
+        .bool("cased", \.cased, "keep case and accents (a cased vocab.txt)"),
+        .int("max_predictions", \.maxPredictions, 1...65536, "masked positions per sequence at most (default: 15% of seq_len, rounded up)"),
+        .float("mask_prob", \.maskProb, 0.001...1, "fraction of tokens masked"),
+        .float("short_seq_prob", \.shortSeqProb, 0...1, "probability of a shorter target length per document"),
+        .bool("whole_word_masking", \.wholeWordMasking, "mask ## pieces with their word"),
+        .int("seq_len", \.seqLen, 1...65536, "tokens per sequence"),
+        .bool("augment", \.augment, "images: random resized crop and flip in training (false: resize only)"),
+        .float("crop_scale", \.cropScale, 0.01...1, "images: smallest area fraction of the random resized crop"),
+        .bool("hflip", \.hflip, "images: random horizontal flips in training"),
+        .float("mixup", \.mixup, 0...100, "images: mixup Beta(alpha, alpha); 0 turns it off"),
+        .float("cutmix", \.cutmix, 0...100, "images: cutmix Beta(alpha, alpha); 0 turns it off"),
+        .float("mix_switch_prob", \.mixSwitchProb, 0...1, "images: probability of cutmix when both mixup and cutmix are on"),
+        .float("mask_ratio", \.maskRatio, 0.01...0.99, "masked image modelling: fraction of mask patches masked"),
+        .int("mask_patch_size", \.maskPatchSize, 1...4096, "masked image modelling: side of a mask patch in pixels (default 32 when it tiles the image, else the model's patch)"),
+    ]
+}
+
+/// `train:`: the objective, the batch, the optimizer and its schedule, and the run's own settings.
+public struct TrainSection: ConfigSection {
+    public var objective: String?
+    public var teacher: String?
+    public var labelSmoothing = 0.0
+    public var steps: Int?
+    public var globalBatch: Int?
+    public var microBatch: Int?
+    public var seed = 0
+    public var lr: Double?
+    public var warmup = 0
+    public var schedule = LRSchedule.Decay.linear
+    public var optimizer = Optimizer.Kind.adamw
+    public var weightDecay = 0.01
+    public var beta1 = 0.9
+    public var beta2 = 0.999
+    public var eps = 1e-6
+    public var clipGradNorm = 1.0
+    public var stopAt = 0
+    public var dumpBatches: String?
+    public var logEvery = 10
+    public var threads = 1
+    public var precision = MatmulPrecision.fp32
+    public var metrics: String?
+    public init() {}
+
+    public static let keys: [ConfigKey<Self>] = [
+        .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher))"),
+        .string("teacher", \.teacher, "distillation: a ViTForImageClassification checkpoint directory whose predictions are the distillation targets"),
+        .float("label_smoothing", \.labelSmoothing, 0...0.99, "classification: label smoothing"),
+        .int("steps", \.steps, 1...Int.max, "optimizer steps"),
+        .int("global_batch", \.globalBatch, 1...Int.max, "sequences per step over all ranks = micro_batch x accumulation x ranks"),
+        .int("micro_batch", \.microBatch, 1...Int.max, "sequences per forward pass on one rank"),
+        .int("seed", \.seed, 0...Int.max, "seed of every random draw"),
+        .float("lr", \.lr, 1e-12...10, "peak learning rate"),
+        .int("warmup", \.warmup, 0...Int.max, "linear warm-up steps"),
+        .choice("schedule", \.schedule, "decay after warm-up"),
+        .choice("optimizer", \.optimizer, "optimizer"),
+        .float("weight_decay", \.weightDecay, 0...1, "decoupled weight decay (not on LayerNorm and biases)"),
+        .float("beta1", \.beta1, 0...0.999999, "Adam beta1"),
+        .float("beta2", \.beta2, 0...0.999999999, "Adam beta2"),
+        .float("eps", \.eps, 1e-12...1, "Adam epsilon"),
+        .float("clip_grad_norm", \.clipGradNorm, 0...1e6, "global gradient-norm clip after the all-reduce; 0 turns it off"),
+        .int("stop_at", \.stopAt, 0...Int.max, "stop with a checkpoint once this step is reached (0: run to train.steps); the schedule still follows train.steps"),
+        .string("dump_batches", \.dumpBatches, "debugging: write every micro-batch as an HF batch file (step-S-rank-R-micro-M.safetensors) and the initial weights into this directory"),
+        .int("log_every", \.logEvery, 1...Int.max, "steps between progress lines"),
+        .int("threads", \.threads, 1...4096, "OpenBLAS threads per rank"),
+        .choice("precision", \.precision, "matrix products: fp32, or bf16 (inputs rounded to bf16, fp32 accumulation; needs a CPU with AVX512_BF16); weights, gradients, optimizer state, all-reduce and checkpoints stay fp32"),
+        .string("metrics", \.metrics, "JSONL metrics file (default: checkpoint.dir/metrics.jsonl)"),
+    ]
+}
+
+/// `checkpoint:`: where and how often rank 0 saves, and how many it keeps.
+public struct CheckpointSection: ConfigSection {
+    public var dir: String?
+    public var every = 0
+    public var keep = 3
+    public var keepEvery = 0
+    public init() {}
+
+    public static let keys: [ConfigKey<Self>] = [
+        .string("dir", \.dir, "checkpoint root; step-%08d directories go in it"),
+        .int("every", \.every, 0...Int.max, "steps between checkpoints; 0 saves only at the end"),
+        .int("keep", \.keep, 1...Int.max, "newest checkpoints kept"),
+        .int("keep_every", \.keepEvery, 0...Int.max, "also keep steps divisible by this"),
+    ]
+}
+
+/// `distributed:`: the gradient reduction and the checks between ranks.
+public struct DistributedSection: ConfigSection {
+    public var deterministic = false
+    public var reduce = ReduceMode.hierarchical
+    public var bucketMB = 25.0
+    public var shardOptimizer = true
+    public var checkEvery = 100
+    public var watchdogSeconds = 60.0
+    public init() {}
+
+    public static let keys: [ConfigKey<Self>] = [
+        .bool("deterministic", \.deterministic, "bit-identical results for any rank count"),
+        .choice("reduce", \.reduce, "gradient reduction path"),
+        .float("bucket_mb", \.bucketMB, 0.001...4096, "gradient bucket size in MB"),
+        .bool("shard_optimizer", \.shardOptimizer, "each rank of a node updates only its share of the parameters (AdamW, hierarchical reduction, one node)"),
+        .int("check_every", \.checkEvery, 0...Int.max, "steps between replica checksum comparisons; 0 turns it off"),
+        .float("watchdog_s", \.watchdogSeconds, 0.1...86400, "minimum seconds a collective may wait before the job is aborted"),
+    ]
+}
+
+/// `eval:`: how often and on how much held-out data.
+public struct EvalSection: ConfigSection {
+    public var every = 0
+    public var batches = 8
+    public init() {}
+
+    public static let keys: [ConfigKey<Self>] = [
+        .int("every", \.every, 0...Int.max, "steps between evaluations; 0 turns evaluation off"),
+        .int("batches", \.batches, 0...Int.max, "micro-batches per rank per evaluation; 0: the whole held-out set"),
+    ]
+}

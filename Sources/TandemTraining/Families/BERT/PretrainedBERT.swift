@@ -1,0 +1,62 @@
+import Foundation
+import TandemCheckpoint
+import TandemModels
+
+/// A BERT built from a transformers model directory (`config.json` + `model.safetensors`).
+public struct PretrainedBERT {
+    public let config: BertConfig
+    public let arena: ParameterArena
+    public let model: BERT
+    public let report: BERT.LoadReport
+
+    /// Reads `directory/config.json` (HF BertConfig fields, defaults for missing ones) and fills a new,
+    /// sealed arena from `directory/model.safetensors` (names with or without `bert.`; see
+    /// `BERT.load(shapes:origin:copy:)`). `log` hears which parameters kept their init and which
+    /// tensors were ignored.
+    public static func load(directory: String, log: (String) -> Void) throws -> PretrainedBERT {
+        let config = try readConfig(directory: directory)
+        let arena = ParameterArena()
+        let model = BERT(config, arena: arena, rng: Philox(seed: 0))
+        arena.seal()
+        let report = try loadWeights(into: model, directory: directory, log: log)
+        return PretrainedBERT(config: config, arena: arena, model: model, report: report)
+    }
+
+    /// The BertConfig of a transformers directory's `config.json`.
+    public static func readConfig(directory: String) throws -> BertConfig {
+        let configPath = (directory as NSString).appendingPathComponent("config.json")
+        do {
+            return try JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
+        } catch let e as BertError {
+            throw BertError("\(configPath): \(e.message)")
+        } catch let e as DecodingError {
+            throw BertError("\(configPath): not a valid BERT config.json (\(describeDecodingError(e)))")
+        } catch {
+            throw BertError("\(configPath): cannot read (\(error.localizedDescription))")
+        }
+    }
+
+    /// Copies a transformers directory's `model.safetensors` into `model`'s parameters and logs what kept
+    /// its init (the heads of a BertModel checkpoint) and what was ignored.
+    @discardableResult
+    public static func loadWeights(into model: BERT, directory: String, log: (String) -> Void) throws -> BERT.LoadReport {
+        let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: weightsPath) else {
+            throw BertError("\(weightsPath): no such file (only safetensors weights are read)")
+        }
+        let file = try SafeTensorsFile(path: weightsPath)
+        let report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: weightsPath) { name, into in
+            try file.copyFloats(name, into: into)
+        }
+        if !report.keptInit.isEmpty {
+            let heads = model.parameters.filter { $0.name.hasPrefix("cls.") }.map(\.name)
+            let noHeads = heads.allSatisfy(report.keptInit.contains) ? " (a BertModel checkpoint: only the encoder was loaded)" : ""
+            log("\(weightsPath): \(report.keptInit.count) parameters keep their random init\(noHeads): "
+                + report.keptInit.joined(separator: ", "))
+        }
+        if !report.ignored.isEmpty {
+            log("\(weightsPath): ignored \(report.ignored.joined(separator: ", "))")
+        }
+        return report
+    }
+}

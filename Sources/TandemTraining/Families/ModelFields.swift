@@ -1,0 +1,79 @@
+import Foundation
+
+/// HF config.json fields as a family builds its config from them: a preset's or a model directory's
+/// fields, `model.<field>` overrides merged in, then decoded into the family's Codable config type.
+public enum ModelFields {
+    /// The fields of `name`, which must be one of `family`'s presets.
+    public static func preset(_ name: String, of family: any ModelFamily.Type, file: String) throws -> [String: Any] {
+        guard let p = family.presets.first(where: { $0.name == name }) else {
+            throw ConfigError("\(file): model.preset = \(name) is not a \(family.name) preset")
+        }
+        return p.fields
+    }
+
+    /// The fields of a transformers directory's config.json.
+    public static func read(directory: String) throws -> [String: Any] {
+        let path = (directory as NSString).appendingPathComponent("config.json")
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigError("--init-from: \(path) cannot be read as JSON")
+        }
+        return object
+    }
+
+    /// Applies `model.<field>` overrides; a field outside `known` is an error listing them.
+    public static func merge(_ fields: inout [String: Any], _ overrides: [String: ConfigValue], known: [String],
+                             file: String) throws {
+        for (k, v) in overrides {
+            guard known.contains(k) else {
+                throw ConfigError("\(file): unknown model field model.\(k) (fields: \(known.joined(separator: ", ")))")
+            }
+            switch v {
+            case .int(let i): fields[k] = i
+            case .float(let d): fields[k] = d
+            case .bool(let b): fields[k] = b
+            case .string(let s): fields[k] = s
+            }
+        }
+    }
+
+    /// The fields decoded into a family's config type; a wrong type names `model.<field>` and the file.
+    public static func decode<T: Decodable>(_ fields: [String: Any], file: String) throws -> T {
+        do {
+            let data = try JSONSerialization.data(withJSONObject: fields)
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch DecodingError.typeMismatch(_, let context), DecodingError.dataCorrupted(let context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw ConfigError("\(file): model.\(key) has the wrong type (\(context.debugDescription))")
+        } catch let e as DecodingError {
+            throw ConfigError("\(file): invalid model fields: \(describeDecodingError(e))")
+        } catch {
+            throw ConfigError("\(file): invalid model fields: \(error)")
+        }
+    }
+
+    /// A config's fields as JSON with its `model_type` and `architectures`: the checkpoint's config.json.
+    public static func configJSON<T: Encodable>(_ config: T, adding extra: [String: Any] = [:]) -> String {
+        let data = try! JSONEncoder().encode(config)
+        var fields = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+        for (k, v) in extra { fields[k] = v }
+        return jsonText(fields)
+    }
+}
+
+/// `fields` as pretty-printed JSON with sorted keys, for config.json files.
+func jsonText(_ fields: [String: Any]) -> String {
+    let data = try! JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
+    return String(decoding: data, as: UTF8.self) + "\n"
+}
+
+/// A config.json decoding error as "field.path: what is wrong", for messages that name the file.
+func describeDecodingError(_ e: DecodingError) -> String {
+    switch e {
+    case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
+        let path = c.codingPath.map(\.stringValue).joined(separator: ".")
+        return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
+    @unknown default:
+        return "\(e)"
+    }
+}

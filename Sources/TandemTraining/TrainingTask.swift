@@ -1,0 +1,67 @@
+import Foundation
+import TandemAutograd
+import TandemModels
+
+/// What the trainer needs from a model and its objective: parameters in an arena, a graph recorded on a
+/// tape for one micro-batch, a way to fill that graph's inputs from dataset samples, and FLOPs for MFU.
+public protocol TrainingTask: AnyObject {
+    var arena: ParameterArena { get }
+    /// Number of samples in the training set (the sampler permutes 0..<sampleCount).
+    var sampleCount: Int { get }
+    /// Tokens (or patches) per sample, for throughput figures.
+    var tokensPerSample: Int { get }
+    /// Records the training graph for `microBatch` samples and returns its scalar loss.
+    func record(on tape: Tape, microBatch: Int) -> Tensor
+    /// Writes the inputs of samples `indices` of `epoch` into the recorded graph (tasks with random
+    /// per-epoch views, such as BERT's masking, key them on the epoch; batch-level draws such as mixup
+    /// key on `microBatchIndex`, the global index of this micro-batch in the run).
+    func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int, microBatchIndex: Int)
+    /// Model FLOPs of one training step (forward + backward) per sample (DESIGN.md: 6 x parameters +
+    /// 12 x layers x hidden x sequence length per token).
+    var trainingFLOPsPerSample: Double { get }
+    /// A one-line summary of the model for the log.
+    var modelDescription: String { get }
+    /// The checkpoint's `config.json` (HF config fields and `architectures`).
+    var hfConfigJSON: String { get }
+    /// The tensors of `model.safetensors`, under their checkpoint names, in order.
+    var checkpointTensors: [(String, Parameter)] { get }
+    /// Fills the model from a transformers directory (`--init-from`); `log` hears what kept its init and
+    /// what was ignored. Families that cannot start from one throw.
+    func loadPretrained(directory: String, log: (String) -> Void) throws
+}
+
+/// Evaluation on held-out data: the trainer fills eval samples, runs forward with dropout off, and the
+/// task adds its statistics (sums, so ranks can all-reduce them) into a Double buffer.
+public protocol EvaluatingTask: TrainingTask {
+    /// Held-out samples (0: no evaluation data).
+    var evalSampleCount: Int { get }
+    func fill(evalSamples indices: UnsafeBufferPointer<Int>)
+    /// Whether `fill(evalSamples:)` takes -1 for a padding slot, so that an evaluation over the whole
+    /// held-out set (`eval.batches: 0`) counts every sample exactly once; otherwise indices wrap around.
+    var padsEvaluation: Bool { get }
+    /// How many Doubles `accumulateEvalStatistics` adds to.
+    var evalStatisticsCount: Int { get }
+    /// Adds the statistics of the forward pass just run.
+    func accumulateEvalStatistics(into sums: UnsafeMutablePointer<Double>)
+    /// Named metrics from the summed statistics over all ranks.
+    func describeEval(_ sums: [Double]) -> [(String, Double)]
+}
+
+/// A task that can write the micro-batch in its graph as an HF batch file (`train.dump_batches`), so a
+/// reference framework can train on exactly the same batches and masks.
+public protocol BatchWriting: TrainingTask {
+    func writeBatch(to path: String) throws
+}
+
+extension EvaluatingTask {
+    public var padsEvaluation: Bool { false }
+}
+
+extension TrainingTask {
+    public func loadPretrained(directory: String, log: (String) -> Void) throws {
+        throw ConfigError("--init-from \(directory): \(modelDescription.prefix { $0 != " " }) models cannot start from a transformers checkpoint")
+    }
+
+    /// By default every parameter under its registration name.
+    public var checkpointTensors: [(String, Parameter)] { arena.parameters.map { ($0.name, $0) } }
+}
