@@ -6,6 +6,7 @@ import TandemKernels
 
 extension Tape {
     /// y = x · W^T + b, with W of shape (OC, C) as in PyTorch's Linear; x is (..., C), y is (..., OC).
+    /// The products run in the tape's `precision` at recording time.
     public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?) -> Tensor {
         let C = weight.shape[1], OC = weight.shape[0]
         precondition(x.shape[-1] == C, "linear \(weight.name): input \(x.shape) does not end in \(C)")
@@ -13,13 +14,14 @@ extension Tape {
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
         let b = bias?.value, db = bias?.grad
+        let precision = precision
         // Products add into zeroed gradients: storing through sgemm's beta = 0 (OpenBLAS then zeroes C in a
         // pass of its own) measured no faster than the tape's zeroing.
         record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: {
-            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC)
+            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC, precision: precision)
         }, backward: {
             linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
-                           N: N, C: C, OC: OC)
+                           N: N, C: C, OC: OC, precision: precision)
         })
         return y
     }
@@ -134,12 +136,14 @@ extension Tape {
         let probs = scratch(count: B * NH * Tq * T)
         let dprobs = scratch(count: B * NH * Tq * T)
         let mask = keyMask.map { UnsafePointer($0.data) }
+        let precision = precision
         record(inputs: [q, k, v], forward: {
             attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
-                             B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal)
+                             B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal, precision: precision)
         }, backward: {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
-                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS)
+                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS,
+                              precision: precision)
         })
         return y
     }

@@ -34,11 +34,12 @@ extension Tape {
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
         let b = bias?.value, db = bias?.grad
+        let precision = precision
         record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: {
-            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: K, OC: OC)
+            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: K, OC: OC, precision: precision)
         }, backward: {
             linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
-                           N: N, C: K, OC: OC)
+                           N: N, C: K, OC: OC, precision: precision)
         })
         return y
     }

@@ -112,6 +112,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
         if let teacher {
             let t = Tape()
             t.training = false
+            t.precision = tape.precision
             teacherGraph = (t, teacher.model.record(on: t, batch: B))
             t.seal()
         }
