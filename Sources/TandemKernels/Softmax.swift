@@ -52,7 +52,24 @@ public func softmaxBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointe
     }
 }
 
+/// log Σ_j e^(x_j) over one row x (count), as max + log Σ e^(x - max) with each term from libm `expf`,
+/// summed in Double (a reference-grade value for losses and evaluation; not the fast softmax path).
+public func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var m = -Float.infinity
+    for j in 0..<count { m = max(m, x[j]) }
+    var z = 0.0
+    for j in 0..<count { z += Double(expf(x[j] - m)) }
+    return Double(m) + log(z)
+}
+
 // MARK: - Reference
+
+/// Naive `logSumExp`: log Σ e^x in Double, without the max shift (for moderate inputs only).
+public func logSumExpReference(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var z = 0.0
+    for j in 0..<count { z += exp(Double(x[j])) }
+    return log(z)
+}
 
 /// Naive `softmaxForward` in Double with libm exp.
 public func softmaxForwardReference(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int) {

@@ -2,6 +2,7 @@ import Foundation
 import TandemAutograd
 import TandemCheckpoint
 import TandemData
+import TandemKernels
 import TandemModels
 
 /// What a ViT run does with its images besides the model: augmentation, batch mixing, label smoothing
@@ -243,11 +244,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
                 if argmax(dRow, K) == y { s[4] += 1 }
             }
             // Cross-entropy of the [CLS] head with the true label, in Double.
-            var m = -Float.infinity
-            for k in 0..<K { m = max(m, row[k]) }
-            var z = 0.0
-            for k in 0..<K { z += Double(expf(row[k] - m)) }
-            s[0] += Double(m) + log(z) - Double(row[y])
+            s[0] += logSumExp(row, count: K) - Double(row[y])
             if predicted == y { s[1] += 1 }
             s[2] += 1
         }

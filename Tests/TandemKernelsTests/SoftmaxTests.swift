@@ -24,6 +24,15 @@ final class SoftmaxTests: KernelTestCase {
         assertClose(dinp.array, dinpRef.array, atol: 1e-6, rtol: 1e-5, "softmax backward")
     }
 
+    func testLogSumExpMatchesReference() {
+        for (seed, scale) in [(UInt64(5), Float(1)), (6, 8)] {
+            let x = Buffer(random: cols, seed: seed, scale: scale)
+            XCTAssertEqual(logSumExp(x.c, count: cols), logSumExpReference(x.c, count: cols), accuracy: 1e-6)
+        }
+        // The max shift keeps large logits finite, where e^x alone overflows Float.
+        let large = Buffer([1000, 999, 998])
+        XCTAssertEqual(logSumExp(large.c, count: 3), 1000 + log(1 + exp(-1.0) + exp(-2.0)), accuracy: 1e-6)
+    }
     func testGradients() {
         gradCheck("softmax", x: GradCheck.random(count: rows * cols, seed: 4, scale: 2), outputCount: rows * cols,
                   forward: { x in
