@@ -56,8 +56,6 @@ public final class Tape {
         grads = ActivationArena(minimumBlockBytes: minimumBlockBytes)
     }
 
-    public var opCount: Int { forwards.count }
-
     /// Per op, in recording order: the activation gradients its backward writes (its `inputs`' grad
     /// buffers) and, for those it may store rather than accumulate, the flag `seal` sets.
     private var opGradients: [[(buffer: UnsafeMutablePointer<Float>, write: GradientWrite?)]] = []
