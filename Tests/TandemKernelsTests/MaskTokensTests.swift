@@ -27,23 +27,19 @@ final class MaskTokensTests: KernelTestCase {
 
     func testGradients() {
         let m = Buffer(mask), token0 = GradCheck.random(count: C, seed: 6), inp0 = GradCheck.random(count: N * C, seed: 7)
-        gradCheck("maskTokens input", x: inp0, outputCount: N * C, forward: { x in
-            let out = Buffer(zeros: self.N * self.C)
-            maskTokensForward(out: out.p, inp: Buffer(x).c, mask: m.c, token: Buffer(token0).c, N: self.N, C: self.C)
-            return out.array
-        }) { _, dout, dx in
-            let g = Buffer(dx)
-            maskTokensBackward(dinp: g.p, dtoken: nil, dout: Buffer(dout).c, mask: m.c, N: self.N, C: self.C)
-            dx = g.array
-        }
-        gradCheck("maskTokens token", x: token0, outputCount: N * C, forward: { t in
-            let out = Buffer(zeros: self.N * self.C)
-            maskTokensForward(out: out.p, inp: Buffer(inp0).c, mask: m.c, token: Buffer(t).c, N: self.N, C: self.C)
-            return out.array
-        }) { _, dout, dt in
-            let g = Buffer(dt)
-            maskTokensBackward(dinp: nil, dtoken: g.p, dout: Buffer(dout).c, mask: m.c, N: self.N, C: self.C)
-            dt = g.array
+        for (checked, start) in [("input", inp0), ("token", token0)] {
+            let isInput = checked == "input"
+            gradCheck("maskTokens \(checked)", x: start, outputCount: N * C, forward: { x in
+                let out = Buffer(zeros: self.N * self.C)
+                maskTokensForward(out: out.p, inp: Buffer(isInput ? x : inp0).c, mask: m.c,
+                                  token: Buffer(isInput ? token0 : x).c, N: self.N, C: self.C)
+                return out.array
+            }) { _, dout, dx in
+                let g = Buffer(dx)
+                maskTokensBackward(dinp: isInput ? g.p : nil, dtoken: isInput ? nil : g.p, dout: Buffer(dout).c, mask: m.c,
+                                   N: self.N, C: self.C)
+                dx = g.array
+            }
         }
     }
 }
