@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "TandemTestSupport", dependencies: ["TandemTensor"], path: "Tests/TandemTestSupport"),
         .testTarget(name: "TandemTensorTests", dependencies: ["TandemTensor", "TandemTestSupport"]),
         .testTarget(name: "TandemKernelsTests", dependencies: ["TandemKernels", "TandemTestSupport"]),
-        .testTarget(name: "TandemAutogradTests", dependencies: ["TandemAutograd", "TandemNN", "TandemTestSupport"]),
+        .testTarget(name: "TandemAutogradTests", dependencies: ["TandemAutograd", "TandemKernels", "TandemNN", "TandemTestSupport"]),
         .testTarget(name: "TandemNNTests", dependencies: ["TandemNN", "TandemTestSupport"]),
         .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TandemCollectivesTests", dependencies: ["TandemCollectives", "TandemTestSupport"]),

@@ -1,9 +1,9 @@
 import TandemKernels
 
-// Ops that pick rows: the hidden states at masked positions (BERT's MLM head only scores those), at
-// [CLS] (the pooler) and at ViT's leading tokens (its last block's queries run only there), and a token
-// embedding whose padding row gets no gradient from the lookup. They reuse the embedding kernels, the
-// source being viewed as a table of rows.
+// Ops that pick rows: a token embedding (whose padding row may get no gradient from the lookup), and
+// the hidden states at masked positions (BERT's MLM head only scores those), at [CLS] (the pooler) and
+// at ViT's leading tokens (its last block's queries run only there). They share the embedding kernels,
+// the source being viewed as a table of rows.
 
 extension Tape {
     /// Rows `rows` (count) of `x` viewed as (N, C) with C = x.shape[-1], giving (count, C); backward
@@ -33,11 +33,11 @@ extension Tape {
         return gatherRows(x, rows: rows, count: B * L).reshaped(Shape(B, L, C))
     }
 
-    /// Rows of `table` (V, C) picked by `ids` (N), giving (N, C), as `embedding`, except that rows looked
-    /// up with id `paddingIndex` add nothing to the table's gradient: PyTorch's
+    /// Rows of `table` (V, C) picked by `ids` (N), giving (N, C); backward scatter-adds into the table,
+    /// except that rows looked up with id `paddingIndex` (when given) add nothing to it: PyTorch's
     /// `nn.Embedding(padding_idx:)`, which BERT's word embedding uses with `pad_token_id`.
     public func embedding(_ ids: UnsafeMutablePointer<Int32>, count N: Int, table: Parameter,
-                          paddingIndex: Int32) -> Tensor {
+                          paddingIndex: Int32? = nil) -> Tensor {
         let C = table.shape[1]
         let y = tensor(Shape(N, C))
         let t = table.value, dt = table.grad
@@ -45,6 +45,7 @@ extension Tape {
             embeddingForward(out: y.data, ids: ids, table: t, N: N, C: C)
         }, backward: {
             let dy = y.grad!
+            guard let paddingIndex else { return embeddingBackward(dtable: dt, dout: dy, ids: ids, N: N, C: C) }
             // Scatter runs of non-padding ids in one call each.
             var start = 0
             while start < N {

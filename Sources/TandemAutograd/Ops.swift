@@ -6,20 +6,24 @@ import TandemKernels
 
 extension Tape {
     /// y = x · W^T + b, with W of shape (OC, C) as in PyTorch's Linear; x is (..., C), y is (..., OC).
+    /// A weight of higher rank (OC, ...) is viewed as (OC, C) with C its count / OC: a Conv2d whose kernel
+    /// covers its whole input row (a patch embedding on `patches` rows, or a 1x1 convolution on
+    /// channels-last positions). The products run in the tape's `precision` at recording time.
     public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?) -> Tensor {
-        let C = weight.shape[1], OC = weight.shape[0]
-        precondition(x.shape[-1] == C, "linear \(weight.name): input \(x.shape) does not end in \(C)")
+        let OC = weight.shape[0], C = weight.count / OC
+        precondition(x.shape[-1] == C, "linear \(weight.name) \(weight.shape): input \(x.shape) does not end in \(C)")
         let N = x.count / C
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
         let b = bias?.value, db = bias?.grad
+        let precision = precision
         // Products add into zeroed gradients: storing through sgemm's beta = 0 (OpenBLAS then zeroes C in a
         // pass of its own) measured no faster than the tape's zeroing.
         record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: {
-            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC)
+            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC, precision: precision)
         }, backward: {
             linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
-                           N: N, C: C, OC: OC)
+                           N: N, C: C, OC: OC, precision: precision)
         })
         return y
     }
@@ -107,19 +111,6 @@ extension Tape {
         return y
     }
 
-    /// Rows of `table` (V, C) picked by `ids` (N), giving (N, C); backward scatter-adds into the table.
-    public func embedding(_ ids: UnsafeMutablePointer<Int32>, count N: Int, table: Parameter) -> Tensor {
-        let C = table.shape[1]
-        let y = tensor(Shape(N, C))
-        let t = table.value, dt = table.grad
-        record(parameters: [table], inputs: [], forward: {
-            embeddingForward(out: y.data, ids: ids, table: t, N: N, C: C)
-        }, backward: {
-            embeddingBackward(dtable: dt, dout: y.grad!, ids: ids, N: N, C: C)
-        })
-        return y
-    }
-
     /// Multi-head scaled dot-product attention (Vaswani et al. 2017) with NH heads of keys and values k, v
     /// (B, T, C) and queries q (B, Tq, C), which are the first Tq <= T positions of each sequence (all of
     /// them in self-attention; fewer when only those positions' outputs are needed); the output is
@@ -134,31 +125,15 @@ extension Tape {
         let probs = scratch(count: B * NH * Tq * T)
         let dprobs = scratch(count: B * NH * Tq * T)
         let mask = keyMask.map { UnsafePointer($0.data) }
+        let precision = precision
         record(inputs: [q, k, v], forward: {
             attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
-                             B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal)
+                             B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal, precision: precision)
         }, backward: {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
-                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS)
+                              q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS,
+                              precision: precision)
         })
         return y
-    }
-
-    /// Mean softmax cross-entropy of `logits` (N, V) against `targets` (N), ignoring `ignoreIndex` and
-    /// with optional label smoothing (PyTorch's CrossEntropyLoss). Returns a scalar tensor.
-    public func crossEntropy(_ logits: Tensor, targets: UnsafeMutablePointer<Int32>, ignoreIndex: Int32 = -100,
-                             labelSmoothing: Float = 0) -> Tensor {
-        let V = logits.shape[-1], N = logits.count / V
-        let loss = tensor(Shape(1))
-        let losses = scratch(count: N)
-        let probs = scratch(count: N * V)
-        record(inputs: [logits], forward: {
-            loss.data[0] = crossEntropyForward(losses: losses, probs: probs, logits: logits.data, targets: targets,
-                                               N: N, V: V, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
-        }, backward: {
-            crossEntropyBackward(dlogits: logits.grad!, probs: probs, targets: targets, N: N, V: V,
-                                 ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing, dloss: loss.grad![0])
-        })
-        return loss
     }
 }

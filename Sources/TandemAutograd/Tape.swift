@@ -1,3 +1,5 @@
+import TandemKernels
+
 /// A tape over coarse kernels, in micrograd's spirit: every op records one closure that computes its
 /// output and one that accumulates into its inputs' gradients; `backward()` replays the second kind in
 /// reverse.
@@ -24,6 +26,16 @@ public final class Tape {
     public var step: UInt64 = 0
     /// The generator random ops draw from; each op gets its own stream.
     public var rng: Philox
+    /// The arithmetic of the matrix products (Linear, attention) of the ops recorded from now on: each op
+    /// reads it when it is recorded and passes it to its kernels, so set it before recording (the trainer
+    /// sets it from `train.precision`). Setting `.bf16` on a CPU without AVX512_BF16 stops the process with
+    /// a message: check `MatmulPrecision.bf16Supported` first.
+    public var precision: MatmulPrecision = .fp32 {
+        didSet {
+            precondition(precision == .fp32 || MatmulPrecision.bf16Supported,
+                         "bf16 matrix products need a CPU with AVX512_BF16 (and AVX-512 F/BW/VL); this one has none")
+        }
+    }
     /// Called with each parameter as soon as its gradient is final in a backward pass.
     public var onGradientFinal: ((Parameter) -> Void)?
 
@@ -43,8 +55,6 @@ public final class Tape {
         values = ActivationArena(minimumBlockBytes: minimumBlockBytes)
         grads = ActivationArena(minimumBlockBytes: minimumBlockBytes)
     }
-
-    public var opCount: Int { forwards.count }
 
     /// Per op, in recording order: the activation gradients its backward writes (its `inputs`' grad
     /// buffers) and, for those it may store rather than accumulate, the flag `seal` sets.

@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// Elementwise activations: GELU (exact and tanh forms), tanh, sigmoid; all on `FastMath`.
+/// Elementwise activations: GELU (exact and tanh forms) and tanh, on `FastMath`.
 
 /// Which GELU: `erf` is the exact x Φ(x) (Hugging Face "gelu", BERT and ViT); `tanh` is the
 /// approximation 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) of Hendrycks & Gimpel, "Gaussian Error
@@ -77,51 +77,7 @@ public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     }
 }
 
-/// out (N, C) = GELU(inp + bias), bias (C) broadcast over rows: the bias add of a Linear layer fused with
-/// its activation, one pass over memory instead of two. The pre-activation inp + bias is not stored:
-/// `biasGeluBackward` recomputes it from `inp` and `bias`, so the caller keeps `inp` (the Linear output
-/// without bias) alive for backward.
-public func biasGeluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                            N: Int, C: Int, approximation: GELUApproximation) {
-    @inline(__always)
-    func run(_ activation: (Vector) -> Vector) {
-        for n in 0..<N {
-            let o = out + n * C, x = inp + n * C
-            for (i, lanes) in chunks(C) {
-                store(activation(load(x + i, lanes: lanes) + load(bias + i, lanes: lanes)), to: o + i, lanes: lanes)
-            }
-        }
-    }
-    switch approximation {
-    case .erf: run(geluErf)
-    case .tanh: run(geluTanh)
-    }
-}
-
-/// Gradients of `biasGeluForward`, accumulated: with g = dout GELU'(inp + bias), dinp (N, C) += g and
-/// dbias (C) += column sums of g. A nil gradient is skipped.
-public func biasGeluBackward(dinp: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?,
-                             inp: UnsafePointer<Float>, bias: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                             N: Int, C: Int, approximation: GELUApproximation) {
-    @inline(__always)
-    func run(_ derivative: (Vector) -> Vector) {
-        for n in 0..<N {
-            let x = inp + n * C, d = dout + n * C
-            for (i, lanes) in chunks(C) {
-                let pre = load(x + i, lanes: lanes) + load(bias + i, lanes: lanes)
-                let g = derivative(pre) * load(d + i, lanes: lanes)
-                if let dinp { accumulate(g, into: dinp + n * C + i, lanes: lanes) }
-                if let dbias { accumulate(g, into: dbias + i, lanes: lanes) }
-            }
-        }
-    }
-    switch approximation {
-    case .erf: run(geluErfDerivative)
-    case .tanh: run(geluTanhDerivative)
-    }
-}
-
-// MARK: - tanh and sigmoid
+// MARK: - tanh
 
 /// out (count) = tanh(inp). `out` may be `inp`.
 public func tanhForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
@@ -134,20 +90,6 @@ public func tanhBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<F
     for (i, lanes) in chunks(count) {
         let y = load(out + i, lanes: lanes)
         accumulate((1 - y * y) * load(dout + i, lanes: lanes), into: dinp + i, lanes: lanes)
-    }
-}
-
-/// out (count) = 1 / (1 + e^(-inp)). `out` may be `inp`.
-public func sigmoidForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
-    for (i, lanes) in chunks(count) { store(FastMath.sigmoid(load(inp + i, lanes: lanes)), to: out + i, lanes: lanes) }
-}
-
-/// dinp (count) += dout out (1 - out), from the saved output of `sigmoidForward`.
-public func sigmoidBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                            count: Int) {
-    for (i, lanes) in chunks(count) {
-        let y = load(out + i, lanes: lanes)
-        accumulate(y * (1 - y) * load(dout + i, lanes: lanes), into: dinp + i, lanes: lanes)
     }
 }
 
@@ -164,33 +106,6 @@ public func geluBackwardReference(dinp: UnsafeMutablePointer<Float>, inp: Unsafe
                                   dout: UnsafePointer<Float>, count: Int, approximation: GELUApproximation) {
     for i in 0..<count {
         dinp[i] += Float(geluReference(Double(inp[i]), approximation).derivative * Double(dout[i]))
-    }
-}
-
-/// Naive `biasGeluForward`.
-public func biasGeluForwardReference(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
-                                     bias: UnsafePointer<Float>, N: Int, C: Int, approximation: GELUApproximation) {
-    for n in 0..<N {
-        for c in 0..<C {
-            out[n * C + c] = Float(geluReference(Double(inp[n * C + c] + bias[c]), approximation).value)
-        }
-    }
-}
-
-/// Naive `biasGeluBackward`, Double accumulation.
-public func biasGeluBackwardReference(dinp: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?,
-                                      inp: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                                      dout: UnsafePointer<Float>, N: Int, C: Int,
-                                      approximation: GELUApproximation) {
-    for c in 0..<C {
-        var acc = 0.0
-        for n in 0..<N {
-            let g = geluReference(Double(inp[n * C + c] + bias[c]), approximation).derivative
-                * Double(dout[n * C + c])
-            dinp?[n * C + c] += Float(g)
-            acc += g
-        }
-        dbias?[c] += Float(acc)
     }
 }
 
@@ -221,13 +136,3 @@ public func tanhBackwardReference(dinp: UnsafeMutablePointer<Float>, out: Unsafe
     for i in 0..<count { dinp[i] += Float((1 - Double(out[i]) * Double(out[i])) * Double(dout[i])) }
 }
 
-/// Naive `sigmoidForward` with Double libm.
-public func sigmoidForwardReference(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { out[i] = Float(1 / (1 + exp(-Double(inp[i])))) }
-}
-
-/// Naive `sigmoidBackward`.
-public func sigmoidBackwardReference(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>,
-                                     dout: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { dinp[i] += Float(Double(out[i]) * (1 - Double(out[i])) * Double(dout[i])) }
-}

@@ -20,7 +20,7 @@ import Darwin
 
 /// out = softmax(q kᵀ / √HS + mask) v per (batch, head); k, v (B, T, C) with C = NH HS; q, out (B, Tq, C),
 /// the first Tq = `queries` positions (all T when nil); probs (B, NH, Tq, T) receives the probabilities
-/// for backward.
+/// for backward. The products run in `precision` (see `gemm`).
 ///
 /// `keyMask` (B, T) or nil: 1 attends, 0 is padding. Masked keys (padding, and keys after the query when
 /// `causal`) get probability exactly 0, as adding `finfo.min` to the scores does in Hugging Face. A query
@@ -29,7 +29,7 @@ import Darwin
 public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
-                             causal: Bool) {
+                             causal: Bool, precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T
     precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
     let scale = 1 / Float(HS).squareRoot()
@@ -39,10 +39,10 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
             let head = b * T * C + h * HS, queryHead = b * Tq * C + h * HS
             let p = probs + (b * NH + h) * Tq * T  // (Tq, T)
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: scale, a: q + queryHead, lda: C, b: k + head, ldb: C,
-                 beta: 0, c: p, ldc: T)
+                 beta: 0, c: p, ldc: T, precision: precision)
             attentionSoftmax(p, count: T, rows: Tq, mask: mask, causal: causal)
             gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: C,
-                 beta: 0, c: out + queryHead, ldc: C)
+                 beta: 0, c: out + queryHead, ldc: C, precision: precision)
         }
     }
 }
@@ -114,12 +114,13 @@ func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: Unsa
 /// (B, NH, Tq, T) is scratch, overwritten (it ends holding the gradient of the pre-softmax scores).
 /// Per (batch, head), with P the probabilities and s = 1/√HS:
 /// dv += Pᵀ dout, dP = dout vᵀ, dS = P ⊙ (dP - rowsum(P ⊙ dP)), dq += s dS k, dk += s dSᵀ q.
-/// Masked entries have P = 0, so they pass no gradient.
+/// Masked entries have P = 0, so they pass no gradient. Products in `precision`.
 public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                               dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                               dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                              B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int) {
+                              B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
+                              precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T
     precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
     let scale = 1 / Float(HS).squareRoot()
@@ -129,19 +130,19 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
             let p = probs + (b * NH + h) * Tq * T, dp = dprobs + (b * NH + h) * Tq * T
             if let dv {
                 gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: p, lda: T, b: dout + queryHead, ldb: C,
-                     beta: 1, c: dv + head, ldc: C)
+                     beta: 1, c: dv + head, ldc: C, precision: precision)
             }
             if dq == nil && dk == nil { continue }
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + queryHead, lda: C, b: v + head, ldb: C,
-                 beta: 0, c: dp, ldc: T)
+                 beta: 0, c: dp, ldc: T, precision: precision)
             attentionSoftmaxBackward(p, dp, count: T, rows: Tq)
             if let dq {
                 gemm(.none, .none, m: Tq, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: C,
-                     beta: 1, c: dq + queryHead, ldc: C)
+                     beta: 1, c: dq + queryHead, ldc: C, precision: precision)
             }
             if let dk {
                 gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: scale, a: dp, lda: T, b: q + queryHead, ldb: C,
-                     beta: 1, c: dk + head, ldc: C)
+                     beta: 1, c: dk + head, ldc: C, precision: precision)
             }
         }
     }

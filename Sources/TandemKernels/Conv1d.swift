@@ -16,10 +16,12 @@ public func conv1dScratchCount(CIn: Int, TIn: Int, K: Int, stride: Int, padding:
 
 /// out (B, COut, TOut) = weight (COut, CIn, K) ⊛ inp (B, CIn, TIn) + bias (COut) or nil, zero padding
 /// on both sides, TOut from `conv1dOutputLength`. `scratch` holds `conv1dScratchCount` Floats (overwritten):
-/// each batch element is unfolded into it as cols (CIn*K, TOut) and out_b = weight (COut, CIn*K) cols.
+/// each batch element is unfolded into it as cols (CIn*K, TOut) and out_b = weight (COut, CIn*K) cols,
+/// a product in `precision` (see `gemm`).
 public func conv1dForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, B: Int, CIn: Int, TIn: Int, COut: Int, K: Int,
-                          stride: Int, padding: Int, scratch: UnsafeMutablePointer<Float>) {
+                          stride: Int, padding: Int, scratch: UnsafeMutablePointer<Float>,
+                          precision: MatmulPrecision = .fp32) {
     let TOut = conv1dOutputLength(TIn: TIn, K: K, stride: stride, padding: padding)
     precondition(stride > 0 && padding >= 0 && TOut > 0, "conv1d: no output for TIn=\(TIn) K=\(K) stride=\(stride)")
     for b in 0..<B {
@@ -29,7 +31,7 @@ public func conv1dForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
             for co in 0..<COut { (o + co * TOut).update(repeating: bias[co], count: TOut) }
         }
         gemm(.none, .none, m: COut, n: TOut, k: CIn * K, alpha: 1, a: weight, lda: CIn * K, b: scratch, ldb: TOut,
-             beta: bias == nil ? 0 : 1, c: o, ldc: TOut)
+             beta: bias == nil ? 0 : 1, c: o, ldc: TOut, precision: precision)
     }
 }
 
@@ -52,11 +54,12 @@ func unfold(_ cols: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, CIn:
 
 /// Gradients of `conv1dForward`, accumulated (nil skips one), per batch element: dweight (COut, CIn, K)
 /// += dout_b colsᵀ, dbias (COut) += row sums of dout_b, dinp_b += col2im(weightᵀ dout_b). `scratch`
-/// as in `conv1dForward` (overwritten).
+/// as in `conv1dForward` (overwritten). Products in `precision`.
 public func conv1dBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                            dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                            inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, B: Int, CIn: Int, TIn: Int,
-                           COut: Int, K: Int, stride: Int, padding: Int, scratch: UnsafeMutablePointer<Float>) {
+                           COut: Int, K: Int, stride: Int, padding: Int, scratch: UnsafeMutablePointer<Float>,
+                           precision: MatmulPrecision = .fp32) {
     let TOut = conv1dOutputLength(TIn: TIn, K: K, stride: stride, padding: padding)
     precondition(stride > 0 && padding >= 0 && TOut > 0, "conv1d: no output for TIn=\(TIn) K=\(K) stride=\(stride)")
     for b in 0..<B {
@@ -67,11 +70,11 @@ public func conv1dBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMu
         if let dweight {
             unfold(scratch, inp + b * CIn * TIn, CIn: CIn, TIn: TIn, K: K, TOut: TOut, stride: stride, padding: padding)
             gemm(.none, .transpose, m: COut, n: CIn * K, k: TOut, alpha: 1, a: dy, lda: TOut, b: scratch, ldb: TOut,
-                 beta: 1, c: dweight, ldc: CIn * K)
+                 beta: 1, c: dweight, ldc: CIn * K, precision: precision)
         }
         if let dinp {
             gemm(.transpose, .none, m: CIn * K, n: TOut, k: COut, alpha: 1, a: weight, lda: CIn * K, b: dy, ldb: TOut,
-                 beta: 0, c: scratch, ldc: TOut)
+                 beta: 0, c: scratch, ldc: TOut, precision: precision)
             // col2im: the transpose of `unfold`, adding overlapping windows.
             let dx = dinp + b * CIn * TIn
             for ci in 0..<CIn {

@@ -1,4 +1,4 @@
-/// Vectorised `exp`, `erf` and `tanh` (and `sigmoid` built on `exp`) on 16 Floats at a time.
+/// Vectorised `exp`, `erf` and `tanh` on 16 Floats at a time.
 ///
 /// libm's `expf`/`tanhf`/`erff` cost a call per element and cannot be vectorised, which makes an
 /// elementwise kernel over a 4096x768 activation 10-40x slower than memory bandwidth allows. These
@@ -101,15 +101,6 @@ public enum FastMath {
         q = Vector(repeating: 0.506_156_325).addingProduct(q, s)
         q = Vector(repeating: 1).addingProduct(q, s)
         return clamp(a * p / q, -1, 1)
-    }
-
-    // MARK: - sigmoid
-
-    /// 1 / (1 + e^(-x)) for each lane. Max relative error 3.5e-7 for x >= -88.7 (exp's bound plus one
-    /// rounded add and division); x < -88.73 gives 0 (e^(-x) overflows), sigmoid(±inf) = 1 or 0, NaN gives NaN.
-    @_transparent
-    public static func sigmoid(_ x: Vector) -> Vector {
-        1 / (1 + exp(-x))
     }
 
     // MARK: - Lane helpers

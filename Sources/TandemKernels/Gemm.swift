@@ -1,13 +1,14 @@
 /// General matrix products on row-major Float matrices: through `BLAS.sgemm` in fp32, or through the
-/// AVX512_BF16 GEMM of `CBF16Gemm` when `MatmulPrecision.current` is bf16. Either way every transpose is
-/// a flag and never a copy.
+/// AVX512_BF16 GEMM of `CBF16Gemm` when the caller passes `MatmulPrecision.bf16`. Either way every
+/// transpose is a flag and never a copy.
 import CBF16Gemm
 import Dispatch
 
 // MARK: - Precision
 
-/// The arithmetic of every `gemm` (so of every Linear, attention, convolution and their backward
-/// products), process-wide. Master weights, gradients, optimizer state and all other kernels are fp32
+/// The arithmetic of a `gemm` (so of a Linear, attention, convolution and their backward products),
+/// passed down explicitly: the autograd tape holds one (`Tape.precision`) and every op recorded on it
+/// hands it to its kernels. Master weights, gradients, optimizer state and all other kernels are fp32
 /// in both modes; only the products' inputs are rounded.
 public enum MatmulPrecision: String, Sendable, CaseIterable {
     /// OpenBLAS `cblas_sgemm`, fp32 throughout (the default).
@@ -16,15 +17,6 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
     /// written to fp32 C (`tandem_bf16_sgemm`, vdpbf16ps). Products too small to gain (`usesBF16`) stay
     /// fp32.
     case bf16
-
-    /// The precision `gemm` uses from now on; the trainer sets it from `train.precision`. Setting `.bf16`
-    /// on a CPU without AVX512_BF16 stops the process with a message: check `bf16Supported` first.
-    nonisolated(unsafe) public static var current: MatmulPrecision = .fp32 {
-        didSet {
-            precondition(current == .fp32 || bf16Supported,
-                         "bf16 matrix products need a CPU with AVX512_BF16 (and AVX-512 F/BW/VL); this one has none")
-        }
-    }
 
     /// Whether this CPU runs the bf16 GEMM (AVX-512 F, BW, VL and BF16, enabled by the OS).
     public static let bf16Supported: Bool = tandem_bf16_supported() != 0
@@ -44,13 +36,14 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
 /// C = alpha op(A) op(B) + beta C, row-major, with op(A) (m, k), op(B) (k, n), C (m, n); leading
 /// dimensions are row strides in elements, so strided views (one head of a (B, T, C) buffer) need no copy.
 /// A is stored (m, k) for `.none` and (k, m) for `.transpose`; likewise B is (k, n) or (n, k).
-/// In `MatmulPrecision.bf16` the product goes to `bf16Gemm` unless `usesBF16` keeps it fp32.
+/// In `precision` bf16 the product goes to `bf16Gemm` unless `usesBF16` keeps it fp32; bf16 needs
+/// `MatmulPrecision.bf16Supported`.
 public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, precision: MatmulPrecision = .fp32) {
     checkGemmShapes(transA, transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
     if m == 0 || n == 0 { return }
-    if MatmulPrecision.current == .bf16 && MatmulPrecision.usesBF16(m: m, n: n, k: k) {
+    if precision == .bf16 && MatmulPrecision.usesBF16(m: m, n: n, k: k) {
         bf16Gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                  beta: beta, c: c, ldc: ldc)
         return
@@ -115,42 +108,43 @@ func checkGemmShapes(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k
 // MARK: - Backward
 
 /// Gradients of C = op(A) op(B) (C (m, n)): dA += dC op(B)^T laid out like A, dB += op(A)^T dC laid
-/// out like B; each is one sgemm with beta = 1 whose transposes absorb the layouts. `da`/`db` nil skips.
+/// out like B; each is one `gemm` in `precision` with beta = 1 whose transposes absorb the layouts.
+/// `da`/`db` nil skips.
 public func gemmBackward(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int,
                          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                          dc: UnsafePointer<Float>, lddc: Int,
                          da: UnsafeMutablePointer<Float>?, ldda: Int,
-                         db: UnsafeMutablePointer<Float>?, lddb: Int) {
+                         db: UnsafeMutablePointer<Float>?, lddb: Int, precision: MatmulPrecision = .fp32) {
     if let da {
         switch (transA, transB) {
         case (.none, .none):            // dA (m, k) += dC (m, n) B^T, B (k, n)
             gemm(.none, .transpose, m: m, n: k, k: n, alpha: 1, a: dc, lda: lddc, b: b, ldb: ldb,
-                 beta: 1, c: da, ldc: ldda)
+                 beta: 1, c: da, ldc: ldda, precision: precision)
         case (.none, .transpose):       // dA (m, k) += dC (m, n) B, B (n, k)
             gemm(.none, .none, m: m, n: k, k: n, alpha: 1, a: dc, lda: lddc, b: b, ldb: ldb,
-                 beta: 1, c: da, ldc: ldda)
+                 beta: 1, c: da, ldc: ldda, precision: precision)
         case (.transpose, .none):       // dA (k, m) += B (k, n) dC^T
             gemm(.none, .transpose, m: k, n: m, k: n, alpha: 1, a: b, lda: ldb, b: dc, ldb: lddc,
-                 beta: 1, c: da, ldc: ldda)
+                 beta: 1, c: da, ldc: ldda, precision: precision)
         case (.transpose, .transpose):  // dA (k, m) += B^T dC^T, B (n, k)
             gemm(.transpose, .transpose, m: k, n: m, k: n, alpha: 1, a: b, lda: ldb, b: dc, ldb: lddc,
-                 beta: 1, c: da, ldc: ldda)
+                 beta: 1, c: da, ldc: ldda, precision: precision)
         }
     }
     if let db {
         switch (transA, transB) {
         case (.none, .none):            // dB (k, n) += A^T dC, A (m, k)
             gemm(.transpose, .none, m: k, n: n, k: m, alpha: 1, a: a, lda: lda, b: dc, ldb: lddc,
-                 beta: 1, c: db, ldc: lddb)
+                 beta: 1, c: db, ldc: lddb, precision: precision)
         case (.transpose, .none):       // dB (k, n) += A dC, A (k, m)
             gemm(.none, .none, m: k, n: n, k: m, alpha: 1, a: a, lda: lda, b: dc, ldb: lddc,
-                 beta: 1, c: db, ldc: lddb)
+                 beta: 1, c: db, ldc: lddb, precision: precision)
         case (.none, .transpose):       // dB (n, k) += dC^T A, A (m, k)
             gemm(.transpose, .none, m: n, n: k, k: m, alpha: 1, a: dc, lda: lddc, b: a, ldb: lda,
-                 beta: 1, c: db, ldc: lddb)
+                 beta: 1, c: db, ldc: lddb, precision: precision)
         case (.transpose, .transpose):  // dB (n, k) += dC^T A^T, A (k, m)
             gemm(.transpose, .transpose, m: n, n: k, k: m, alpha: 1, a: dc, lda: lddc, b: a, ldb: lda,
-                 beta: 1, c: db, ldc: lddb)
+                 beta: 1, c: db, ldc: lddb, precision: precision)
         }
     }
 }

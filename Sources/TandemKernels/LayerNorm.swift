@@ -13,21 +13,6 @@ public func layerNormForward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutab
     }
 }
 
-/// residualOut (N, C) = inp + residual; out (N, C) = LayerNorm(residualOut), with mean and rstd (N)
-/// saved. The residual add of a transformer block fused with the next LayerNorm, sharing one pass over
-/// the row. Backward is `layerNormBackward` on residualOut followed by `residualBackward`.
-public func residualLayerNormForward(out: UnsafeMutablePointer<Float>, residualOut: UnsafeMutablePointer<Float>,
-                                     mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-                                     inp: UnsafePointer<Float>, residual: UnsafePointer<Float>,
-                                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                                     N: Int, C: Int, eps: Float) {
-    for n in 0..<N {
-        let r = residualOut + n * C, a = inp + n * C, b = residual + n * C
-        for (i, lanes) in chunks(C) { store(load(a + i, lanes: lanes) + load(b + i, lanes: lanes), to: r + i, lanes: lanes) }
-        normalizeRow(out + n * C, mean + n, rstd + n, r, weight, bias, C, eps)
-    }
-}
-
 /// One row: mean, then the variance as the mean of squared deviations (two passes over a row that sits
 /// in L1, and no cancellation as in E[x²] - E[x]²), then the affine output.
 @inline(__always)
@@ -111,18 +96,6 @@ public func layerNormForwardReference(out: UnsafeMutablePointer<Float>, mean: Un
         rstd[n] = Float(r)
         for i in 0..<C { out[n * C + i] = Float((Double(x[i]) - mu) * r * Double(weight[i]) + Double(bias[i])) }
     }
-}
-
-/// Naive `residualLayerNormForward`: the add, then `layerNormForwardReference`.
-public func residualLayerNormForwardReference(out: UnsafeMutablePointer<Float>,
-                                              residualOut: UnsafeMutablePointer<Float>,
-                                              mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-                                              inp: UnsafePointer<Float>, residual: UnsafePointer<Float>,
-                                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                                              N: Int, C: Int, eps: Float) {
-    for i in 0..<N * C { residualOut[i] = inp[i] + residual[i] }
-    layerNormForwardReference(out: out, mean: mean, rstd: rstd, inp: residualOut, weight: weight, bias: bias,
-                              N: N, C: C, eps: eps)
 }
 
 /// Naive `layerNormBackward`: the full Jacobian of each row applied to dout, in Double.

@@ -20,17 +20,6 @@ public func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
     blockedSum(count) { p, n in rowDot(x + p, x + p, n) }
 }
 
-/// The L2 norm of all the buffers taken together, √(Σ over buffers of Σ x²), accumulated in Double;
-/// used for gradient clipping over every parameter gradient.
-public func globalNorm(_ buffers: [UnsafeBufferPointer<Float>]) -> Float {
-    var total = 0.0
-    for buffer in buffers {
-        guard let base = buffer.baseAddress else { continue }
-        total += sumOfSquares(base, count: buffer.count)
-    }
-    return Float(total.squareRoot())
-}
-
 /// x (count) *= factor, in place.
 public func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
     let f = Vector(repeating: factor)

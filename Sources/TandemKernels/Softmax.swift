@@ -39,20 +39,24 @@ func softmaxRow(_ o: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ c
     return (m, sum)
 }
 
-/// dinp (rows, cols) += out ⊙ (dout - Σ_j dout_j out_j) per row: the softmax Jacobian applied to dout,
-/// from the saved output `out`.
-public func softmaxBackward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                            rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let y = out + r * cols, dy = dout + r * cols, dx = dinp + r * cols
-        let dot = Vector(repeating: rowDot(y, dy, cols))
-        for (i, lanes) in chunks(cols) {
-            accumulate(load(y + i, lanes: lanes) * (load(dy + i, lanes: lanes) - dot), into: dx + i, lanes: lanes)
-        }
-    }
+/// log Σ_j e^(x_j) over one row x (count), as max + log Σ e^(x - max) with each term from libm `expf`,
+/// summed in Double (a reference-grade value for losses and evaluation; not the fast softmax path).
+public func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var m = -Float.infinity
+    for j in 0..<count { m = max(m, x[j]) }
+    var z = 0.0
+    for j in 0..<count { z += Double(expf(x[j] - m)) }
+    return Double(m) + log(z)
 }
 
 // MARK: - Reference
+
+/// Naive `logSumExp`: log Σ e^x in Double, without the max shift (for moderate inputs only).
+public func logSumExpReference(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var z = 0.0
+    for j in 0..<count { z += exp(Double(x[j])) }
+    return log(z)
+}
 
 /// Naive `softmaxForward` in Double with libm exp.
 public func softmaxForwardReference(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int) {
@@ -70,18 +74,3 @@ public func softmaxForwardReference(out: UnsafeMutablePointer<Float>, inp: Unsaf
     }
 }
 
-/// Naive `softmaxBackward`: the full Jacobian (diag(y) - y yᵀ) applied to dout, in Double.
-public func softmaxBackwardReference(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>,
-                                     dout: UnsafePointer<Float>, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let y = out + r * cols, dy = dout + r * cols
-        for i in 0..<cols {
-            var acc = 0.0
-            for j in 0..<cols {
-                let jac = (i == j ? Double(y[i]) : 0) - Double(y[i]) * Double(y[j])
-                acc += jac * Double(dy[j])
-            }
-            dinp[r * cols + i] += Float(acc)
-        }
-    }
-}

@@ -363,7 +363,7 @@ public final class ViT {
     public func record(on tape: Tape, batch B: Int, objective: Objective = Objective(), allTokens: Bool = false) -> Graph {
         let C = config.hiddenSize, NP = config.numPatches, T = config.sequenceLength, S = config.imageSize
         let pixels = tape.input(Shape(B, config.numChannels, S, S))
-        var x = tape.linear(tape.patches(pixels, size: config.patchSize), flattening: patchWeight, bias: patchBias)
+        var x = tape.linear(tape.patches(pixels, size: config.patchSize), weight: patchWeight, bias: patchBias)
         var mask: Tensor? = nil
         if let maskToken {
             let m = tape.input(Shape(B, NP))
@@ -419,7 +419,7 @@ public final class ViT {
         for b in 0..<B { for i in 0..<NP { rows[b * NP + i] = Int32(b * T + 1 + i) } }
         let tokens = tape.gatherRows(hidden, rows: rows, count: B * NP).reshaped(Shape(B, NP, C))
         let r = config.encoderStride, side = config.gridSize * r
-        let channelsLast = tape.linear(tokens, flattening: decoderWeight!, bias: decoderBias)
+        let channelsLast = tape.linear(tokens, weight: decoderWeight!, bias: decoderBias)
         let reconstruction = tape.unpatch(channelsLast, channels: config.numChannels, height: side, width: side, patch: r)
         let loss = r == config.patchSize
             ? tape.maskedL1Loss(reconstruction, target: pixels, mask: mask!, patch: config.patchSize) : nil

@@ -120,11 +120,11 @@ public final class Trainer {
         self.task = task
         self.communicator = communicator
         BLAS.threads = settings.threads
-        MatmulPrecision.current = settings.precision
         guard task.sampleCount >= settings.globalBatch else {
             throw ConfigError("data.train: \(task.sampleCount) samples are fewer than one global batch of \(settings.globalBatch)")
         }
         tape = Tape(rng: Philox(seed: settings.seed ^ 0x5eed_d80f))
+        tape.precision = settings.precision
         loss = task.record(on: tape, microBatch: settings.microBatch)
         tape.seal()
         optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
@@ -184,8 +184,6 @@ public final class Trainer {
         var r = StepResult()
         r.step = step
         let s = settings
-        // Process-wide, so set again: trainers of both precisions may share a process (tests).
-        MatmulPrecision.current = s.precision
         let rank = communicator.rank, size = communicator.size
         let perRank = s.globalBatch / size
         let microPerStep = s.globalBatch / s.microBatch
@@ -272,7 +270,6 @@ extension Trainer {
         let sums = UnsafeMutableBufferPointer<Double>.allocate(capacity: task.evalStatisticsCount)
         defer { sums.deallocate() }
         sums.update(repeating: 0)
-        MatmulPrecision.current = settings.precision
         tape.training = false
         defer { tape.training = true }
         for k in 0..<batches {

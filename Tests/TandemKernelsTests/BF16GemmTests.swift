@@ -14,11 +14,6 @@ final class BF16GemmTests: KernelTestCase {
         try XCTSkipUnless(MatmulPrecision.bf16Supported, "this CPU has no AVX512_BF16: the bf16 GEMM cannot run here")
     }
 
-    override func tearDown() {
-        MatmulPrecision.current = .fp32
-        super.tearDown()
-    }
-
     /// Stored (rows, cols) of an operand whose op() is (r, c).
     private func stored(_ t: Transpose, _ r: Int, _ c: Int) -> (Int, Int) { t == .none ? (r, c) : (c, r) }
 
@@ -152,8 +147,7 @@ final class BF16GemmTests: KernelTestCase {
         }
         for (m, n, k) in [(65, 65, 64), (8, 8, 8)] {
             func viaGemm(_ p: MatmulPrecision) -> [UInt32] {
-                MatmulPrecision.current = p
-                return run(m, n, k) { gemm(.none, .none, m: m, n: n, k: k, alpha: 1, a: $0, lda: k, b: $1, ldb: n, beta: 0, c: $2, ldc: n) }
+                run(m, n, k) { gemm(.none, .none, m: m, n: n, k: k, alpha: 1, a: $0, lda: k, b: $1, ldb: n, beta: 0, c: $2, ldc: n, precision: p) }
             }
             let sgemm = run(m, n, k) { BLAS.sgemm(.none, .none, m: m, n: n, k: k, a: $0, lda: k, b: $1, ldb: n, c: $2, ldc: n) }
             let bf16 = run(m, n, k) { bf16Gemm(.none, .none, m: m, n: n, k: k, alpha: 1, a: $0, lda: k, b: $1, ldb: n, beta: 0, c: $2, ldc: n) }

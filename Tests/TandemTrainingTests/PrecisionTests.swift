@@ -12,11 +12,6 @@ final class PrecisionTests: XCTestCase {
     train: {steps: 10, global_batch: 8, micro_batch: 2, lr: 1.0e-3}
     """
 
-    override func tearDown() {
-        MatmulPrecision.current = .fp32
-        super.tearDown()
-    }
-
     func testPrecisionKeyDefaultsToFP32AndRejectsOtherValues() throws {
         let c = try TrainingConfig(yaml: base, file: "test.yaml")
         XCTAssertEqual(c.train.precision, .fp32)

@@ -34,7 +34,6 @@ final class TrainerTests: XCTestCase {
         #if DEBUG
         throw XCTSkip("unoptimised builds box values on the heap; launch/test runs this in release")
         #endif
-        defer { MatmulPrecision.current = .fp32 }
         for precision in MatmulPrecision.bf16Supported ? ["fp32", "bf16"] : ["fp32"] {
             let trainer = try makeTrainer(["model.n_embd=128", "model.n_positions=128", "data.seq_len=128",
                                            "train.precision=\(precision)"])

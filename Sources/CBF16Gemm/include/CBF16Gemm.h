@@ -1,7 +1,7 @@
 // A row-major single-precision GEMM whose products run in bf16 on AVX512_BF16 (vdpbf16ps): the fp32
 // inputs are rounded to bf16 (to nearest, ties to even) while they are packed, the products are
 // accumulated in fp32, and C is fp32. Same semantics as cblas_sgemm with CblasRowMajor. Tandem's
-// `gemm` calls it when `MatmulPrecision.current` is bf16; see docs/performance.md, "bf16".
+// `gemm` calls it when its `precision` argument (the tape's `precision`) is bf16; see docs/performance.md, "bf16".
 #ifndef TANDEM_CBF16GEMM_H
 #define TANDEM_CBF16GEMM_H
 

@@ -113,6 +113,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
         if let teacher {
             let t = Tape()
             t.training = false
+            t.precision = tape.precision
             teacherGraph = (t, teacher.model.record(on: t, batch: B))
             t.seal()
         }
@@ -242,11 +243,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
                 if argmax(dRow, K) == y { s[4] += 1 }
             }
             // Cross-entropy of the [CLS] head with the true label, in Double.
-            var m = -Float.infinity
-            for k in 0..<K { m = max(m, row[k]) }
-            var z = 0.0
-            for k in 0..<K { z += Double(expf(row[k] - m)) }
-            s[0] += Double(m) + log(z) - Double(row[y])
+            s[0] += logSumExp(row, count: K) - Double(row[y])
             if predicted == y { s[1] += 1 }
             s[2] += 1
         }

@@ -1,10 +1,12 @@
 import XCTest
 import TandemAutograd
+import TandemKernels
 import TandemTestSupport
 
-/// Finite-difference checks of the ViT tape ops (patches, flattened-weight linear, mask tokens, [CLS] and
-/// positions, unpatch / pixel shuffle, masked L1), and their forward values against direct formulas.
-final class ViTOpsTests: XCTestCase {
+/// Finite-difference checks of tape ops through `backward(from:)` (patches, linear with a convolution's
+/// weight, mask tokens, [CLS] and positions, unpatch / pixel shuffle, the losses, weighted sums), their
+/// forward values against direct formulas, and the tape's matrix-product precision reaching the kernels.
+final class OpTests: XCTestCase {
     /// Checks d(Σ output R)/d(x) through the tape: the output is reduced by a Linear with weight R, so
     /// that `backward(from:)` delivers dout = R to the op under test. `record` registers nothing new in
     /// `arena` and returns the op's output, the tensor (a tape tensor or a parameter) under test, and a
@@ -50,8 +52,8 @@ final class ViTOpsTests: XCTestCase {
         }
     }
 
-    func testFlattenedLinearIsTheConvolutionOnPatches() {
-        // A Conv2d (OC, C, P, P) with stride P, computed directly, equals linear(patches, flattening:).
+    func testLinearWithConvolutionWeightIsTheConvolutionOnPatches() {
+        // A Conv2d (OC, C, P, P) with stride P, computed directly, equals linear(patches) with the weight viewed as (OC, C*P*P).
         let B = 2, C = 2, S = 6, P = 3, OC = 5
         let arena = ParameterArena()
         let weight = arena.register("w", Shape(OC, C, P, P), initializer: .normal(std: 1))
@@ -61,7 +63,7 @@ final class ViTOpsTests: XCTestCase {
         let tape = Tape(minimumBlockBytes: 1 << 16)
         let pixels = tape.input(Shape(B, C, S, S))
         fill(pixels, seed: 2)
-        let y = tape.linear(tape.patches(pixels, size: P), flattening: weight, bias: bias)
+        let y = tape.linear(tape.patches(pixels, size: P), weight: weight, bias: bias)
         tape.forward()
         let G = S / P
         for b in 0..<B { for o in 0..<OC { for gy in 0..<G { for gx in 0..<G {
@@ -73,14 +75,14 @@ final class ViTOpsTests: XCTestCase {
         } } } }
     }
 
-    func testFlattenedLinearGradients() {
+    func testLinearWithConvolutionWeightGradients() {
         let arena = ParameterArena()
         let weight = arena.register("w", Shape(4, 3, 2, 2), initializer: .normal(std: 1))
         let bias = arena.register("b", Shape(4), initializer: .normal(std: 1))
-        check("linear(flattening:) weight", outputCount: 5 * 4, arena: arena) { tape in
+        check("linear 4-d weight", outputCount: 5 * 4, arena: arena) { tape in
             let x = tape.tensor(Shape(5, 12))
             self.fill(x, seed: 4)
-            return (tape.linear(x, flattening: weight, bias: bias), Tensor(weight), {})
+            return (tape.linear(x, weight: weight, bias: bias), Tensor(weight), {})
         }
     }
 
@@ -239,5 +241,59 @@ final class ViTOpsTests: XCTestCase {
                 return (y, checked == 0 ? a : b, { XCTAssertEqual(y.data[0], 0.5 * 1.5 + 0.25 * -0.25) })
             }
         }
+    }
+
+    /// Linear and attention recorded on a tape whose `precision` is bf16 give the bits of their kernels
+    /// called with bf16, forward and backward, and other bits than in fp32 (the products are large enough
+    /// for `MatmulPrecision.usesBF16`).
+    func testTapePrecisionReachesTheProducts() throws {
+        try XCTSkipUnless(MatmulPrecision.bf16Supported, "this CPU has no AVX512_BF16")
+        let B = 2, T = 32, C = 64, NH = 2, HS = C / NH, N = B * T
+        let arena = ParameterArena()
+        let weight = arena.register("w", Shape(C, C), initializer: .normal(std: 1))
+        arena.seal()
+        arena.reinitialize(rng: Philox(seed: 9))
+        let x0 = GradCheck.random(count: N * C, seed: 30)
+        /// Bits of h = linear(x), y = attention(h, h, h), dx and dw (from dy = 1) through a tape.
+        func viaTape(_ precision: MatmulPrecision) -> [[UInt32]] {
+            let tape = Tape(minimumBlockBytes: 1 << 16)
+            tape.precision = precision
+            let x = tape.tensor(Shape(B, T, C))
+            x.data.update(from: x0, count: x0.count)
+            let h = tape.linear(x, weight: weight, bias: nil)
+            let y = tape.attention(q: h, k: h, v: h, heads: NH, keyMask: nil, causal: false)
+            arena.zeroGrads()
+            tape.forward()
+            tape.backward(from: y)
+            let arrays: [[Float]] = [Array(h.values), Array(y.values), Array(UnsafeBufferPointer(start: x.grad!, count: x.count)),
+                                     Array(weight.grads)]
+            return arrays.map { $0.map(\.bitPattern) }
+        }
+        /// The same through the kernels, each given `precision`.
+        func viaKernels(_ precision: MatmulPrecision) -> [[UInt32]] {
+            func buffer(_ n: Int, _ value: Float = 0) -> UnsafeMutablePointer<Float> {
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                p.initialize(repeating: value, count: n)
+                return p
+            }
+            let x = buffer(N * C), h = buffer(N * C), y = buffer(N * C), ones = buffer(N * C, 1)
+            let dh = buffer(N * C), dx = buffer(N * C), dw = buffer(C * C)
+            let probs = buffer(B * NH * T * T), dprobs = buffer(B * NH * T * T)
+            defer { [x, h, y, ones, dh, dx, dw, probs, dprobs].forEach { $0.deallocate() } }
+            x.update(from: x0, count: x0.count)
+            linearForward(out: h, inp: x, weight: weight.value, bias: nil, N: N, C: C, OC: C, precision: precision)
+            attentionForward(out: y, probs: probs, q: h, k: h, v: h, keyMask: nil, B: B, T: T, NH: NH, HS: HS,
+                             causal: false, precision: precision)
+            attentionBackward(dq: dh, dk: dh, dv: dh, dprobs: dprobs, dout: ones, probs: probs, q: h, k: h, v: h,
+                              B: B, T: T, NH: NH, HS: HS, precision: precision)
+            linearBackward(dinp: dx, dweight: dw, dbias: nil, dout: dh, inp: x, weight: weight.value, N: N, C: C, OC: C,
+                           precision: precision)
+            func bits(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> [UInt32] { (0..<n).map { p[$0].bitPattern } }
+            return [bits(h, N * C), bits(y, N * C), bits(dx, N * C), bits(dw, C * C)]
+        }
+        let bf16 = viaTape(.bf16), fp32 = viaTape(.fp32)
+        XCTAssertEqual(bf16, viaKernels(.bf16), "a bf16 tape runs its products in bf16")
+        XCTAssertEqual(fp32, viaKernels(.fp32), "an fp32 tape runs its products in fp32")
+        XCTAssertNotEqual(bf16[0], fp32[0], "bf16 products change the linear's output")
     }
 }
