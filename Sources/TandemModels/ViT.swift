@@ -201,112 +201,46 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// The Vision Transformer (Dosovitskiy et al. 2021) with HF's heads: patches of P x P pixels embedded by
-/// one GEMM (HF's Conv2d with kernel = stride = P), a learned [CLS] token in front, learned position
-/// embeddings, pre-LN transformer blocks with erf GELU, a final LayerNorm, and either a classifier on the
-/// [CLS] token (ViTForImageClassification) or SimMIM's decoder (ViTForMaskedImageModeling: a mask token
-/// replacing masked patch embeddings, a 1x1 convolution from C to encoder_stride² x channels on the patch
-/// tokens, a pixel shuffle back to an image, L1 loss on masked pixels).
+/// The Vision Transformer (Dosovitskiy et al. 2021) with one of HF's heads on the shared encoder
+/// (`ViTEncoder`): a classifier on the [CLS] token (ViTForImageClassification), DeiT's two classifiers
+/// (DeiTForImageClassificationWithTeacher; `ViTClassifierHead`) or SimMIM's decoder
+/// (ViTForMaskedImageModeling; `SimMIMDecoder`).
 ///
 /// Parameters are registered under the names and PyTorch layouts of HF's checkpoints (conv weights
 /// (OC, C, kH, kW)), in the `named_parameters()` order of transformers 4 (transformers 5 renames the
-/// modules in memory but still reads and writes these names):
-/// `vit.embeddings.{cls_token, mask_token (MIM only), position_embeddings,
-/// patch_embeddings.projection.{weight, bias}}`, then per layer `attention.attention.{query, key, value}`,
-/// `attention.output.dense`, `intermediate.dense`, `output.dense`, `layernorm_before`, `layernorm_after`,
-/// then `vit.layernorm`, and `classifier` or `decoder.0`. There is no pooler (both heads build ViTModel
-/// with `add_pooling_layer=False`).
-///
-/// Dropout (`hidden_dropout_prob`) follows the embeddings and the attention and MLP outputs of every
-/// block; `attention_probs_dropout_prob` is not applied.
+/// modules in memory but still reads and writes these names): the encoder's under `vit.` (`deit.`),
+/// then `classifier` (`cls_classifier`, `distillation_classifier`) or `decoder.0`. There is no pooler
+/// (every head builds ViTModel with `add_pooling_layer=False`).
 public final class ViT {
     public let config: ViTConfig
-    /// (1, 1, C)
-    public let classToken: Parameter
-    /// (1, 1, C), ViTForMaskedImageModeling only.
-    public let maskToken: Parameter?
-    /// (1, 1, C), DeiT only.
-    public let distillationToken: Parameter?
-    /// (num_labels, C) and (num_labels), DeiT only (`distillation_classifier`).
-    public let distillationClassifier: Linear?
-    /// (1, NP + 1, C)
-    public let positionEmbeddings: Parameter
-    /// (C, channels, P, P)
-    public let patchWeight: Parameter
-    /// (C)
-    public let patchBias: Parameter
-    public let blocks: [TransformerBlock]
-    public let finalNorm: LayerNorm
-    /// (num_labels, C) and (num_labels): ViTForImageClassification's `classifier`, DeiT's `cls_classifier`.
-    public let classifier: Linear?
-    /// (encoder_stride² channels, C, 1, 1), ViTForMaskedImageModeling only.
-    public let decoderWeight: Parameter?
-    /// (encoder_stride² channels)
-    public let decoderBias: Parameter?
+    public let encoder: ViTEncoder
+    /// What sits on the encoder, as `config.head` names it.
+    public enum Head {
+        case classifier(ViTClassifierHead)
+        case maskedImageModeling(SimMIMDecoder)
+    }
+    public let head: Head
     /// This model's parameters in registration order.
     public let parameters: [Parameter]
 
-    /// Registers every parameter in `arena` and draws HF's init: normal(0, initializer_range) for Linear
-    /// and Conv2d weights, the [CLS] token and the positions (HF truncates those at ±2, which at this std
-    /// never happens), zero biases and mask token, LayerNorm ones and zeros. The tokens and positions are
-    /// excluded from weight decay, as in DeiT and timm.
+    /// Registers every parameter in `arena` (the encoder's, then the head's) and draws HF's init.
     public init(_ config: ViTConfig, arena: ParameterArena, rng: Philox) {
         self.config = config
         let root = ParameterScope(arena: arena, rng: rng)
         let firstIndex = arena.parameters.count
-        let vit = root(config.head.modelType), embeddings = vit("embeddings")
-        let C = config.hiddenSize, eps = config.layerNormEps, P = config.patchSize
-        let init_ = ParameterInit.normal(std: config.initializerRange)
-        // PyTorch lists a module's own parameters (in assignment order) before its children's.
-        classToken = embeddings.parameter("cls_token", Shape(1, 1, C), init_, decays: false)
-        distillationToken = config.head == .distillation
-            ? embeddings.parameter("distillation_token", Shape(1, 1, C), init_, decays: false) : nil
-        maskToken = config.head == .maskedImageModeling
-            ? embeddings.parameter("mask_token", Shape(1, 1, C), .zeros, decays: false) : nil
-        positionEmbeddings = embeddings.parameter("position_embeddings", Shape(1, config.sequenceLength, C), init_,
-                                                  decays: false)
-        let projection = embeddings("patch_embeddings")("projection")
-        patchWeight = projection.parameter("weight", Shape(C, config.numChannels, P, P), init_)
-        patchBias = projection.parameter("bias", Shape(C), .zeros, decays: false)
-        blocks = (0..<config.numHiddenLayers).map { i in
-            let layer = vit("encoder")("layer")("\(i)")
-            let attention = layer("attention"), selfAttention = attention("attention")
-            let heads = MultiHeadAttention(
-                query: Linear(selfAttention("query"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
-                key: Linear(selfAttention("key"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
-                value: Linear(selfAttention("value"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
-                output: Linear(attention("output")("dense"), inputs: C, outputs: C, initializer: init_),
-                heads: config.numAttentionHeads)
-            let up = Linear(layer("intermediate")("dense"), inputs: C, outputs: config.intermediateSize, initializer: init_)
-            let down = Linear(layer("output")("dense"), inputs: config.intermediateSize, outputs: C, initializer: init_)
-            let before = LayerNorm(layer("layernorm_before"), dimensions: C, eps: eps)
-            let after = LayerNorm(layer("layernorm_after"), dimensions: C, eps: eps)
-            return TransformerBlock(attention: heads, attentionNorm: before,
-                                    feedForward: FeedForward(up: up, down: down, approximation: .erf),
-                                    feedForwardNorm: after, norm: .pre, dropout: config.hiddenDropoutProb)
-        }
-        finalNorm = LayerNorm(vit("layernorm"), dimensions: C, eps: eps)
+        encoder = ViTEncoder(config, scope: root(config.head.modelType), distillationToken: config.head == .distillation,
+                             maskToken: config.head == .maskedImageModeling)
         switch config.head {
-        case .imageClassification:
-            classifier = Linear(root("classifier"), inputs: C, outputs: config.numLabels, initializer: init_)
-            distillationClassifier = nil
-            decoderWeight = nil
-            decoderBias = nil
-        case .distillation:
-            classifier = Linear(root("cls_classifier"), inputs: C, outputs: config.numLabels, initializer: init_)
-            distillationClassifier = Linear(root("distillation_classifier"), inputs: C, outputs: config.numLabels,
-                                            initializer: init_)
-            decoderWeight = nil
-            decoderBias = nil
+        case .imageClassification, .distillation:
+            head = .classifier(ViTClassifierHead(config, scope: root, distillation: config.head == .distillation))
         case .maskedImageModeling:
-            classifier = nil
-            distillationClassifier = nil
-            let r = config.encoderStride, decoder = root("decoder")("0")
-            decoderWeight = decoder.parameter("weight", Shape(r * r * config.numChannels, C, 1, 1), init_)
-            decoderBias = decoder.parameter("bias", Shape(r * r * config.numChannels), .zeros, decays: false)
+            head = .maskedImageModeling(SimMIMDecoder(config, scope: root("decoder")("0")))
         }
         parameters = Array(arena.parameters[firstIndex...])
     }
+
+    /// (1, T, C) learned position embeddings (the encoder's).
+    public var positionEmbeddings: Parameter { encoder.positionEmbeddings }
 
     // MARK: - Graph
 
@@ -361,100 +295,31 @@ public final class ViT {
     /// the last block's work less. `allTokens` computes every row, for a caller that needs the whole
     /// last hidden state (`tandem debug forward`).
     public func record(on tape: Tape, batch B: Int, objective: Objective = Objective(), allTokens: Bool = false) -> Graph {
-        let C = config.hiddenSize, NP = config.numPatches, T = config.sequenceLength, S = config.imageSize
+        let S = config.imageSize, T = config.sequenceLength
         let pixels = tape.input(Shape(B, config.numChannels, S, S))
-        var x = tape.linear(tape.patches(pixels, size: config.patchSize), weight: patchWeight, bias: patchBias)
-        var mask: Tensor? = nil
-        if let maskToken {
-            let m = tape.input(Shape(B, NP))
-            m.data.update(repeating: 0, count: B * NP)
-            x = tape.maskTokens(x, mask: m, token: maskToken)
-            mask = m
+        switch head {
+        case .classifier(let classifier):
+            let rows = allTokens ? T : config.lastLayerQueryRows
+            let hidden = encoder.record(on: tape, pixels: pixels, mask: nil, lastLayerRows: rows)
+            return classifier.record(on: tape, pixels: pixels, hidden: hidden, rowsPerImage: rows, objective: objective)
+        case .maskedImageModeling(let decoder):
+            let mask = tape.input(Shape(B, config.numPatches))
+            mask.data.update(repeating: 0, count: mask.count)
+            let hidden = encoder.record(on: tape, pixels: pixels, mask: mask, lastLayerRows: T)
+            return decoder.record(on: tape, pixels: pixels, mask: mask, hidden: hidden)
         }
-        x = tape.dropout(tape.prependTokens(x, tokens: [classToken] + (distillationToken.map { [$0] } ?? []),
-                                            positions: positionEmbeddings),
-                         p: config.hiddenDropoutProb)
-        let queryRows = allTokens ? T : config.lastLayerQueryRows
-        for (i, block) in blocks.enumerated() {
-            x = i == blocks.count - 1 && queryRows < T
-                ? block.leadingRows(x, count: queryRows, keyMask: nil, causal: false, on: tape)
-                : block(x, keyMask: nil, causal: false, on: tape)
-        }
-        let hidden = finalNorm(x, on: tape)
-
-        /// Row `offset` of every image's hidden states, (B, C).
-        func token(_ offset: Int) -> Tensor {
-            let rows = tape.intInput(count: B)
-            for b in 0..<B { rows[b] = Int32(b * queryRows + offset) }
-            return tape.gatherRows(hidden, rows: rows, count: B)
-        }
-        if let classifier {
-            let logits = classifier(token(0), on: tape)
-            let labels = tape.intInput(count: B)
-            labels.update(repeating: -100, count: B)
-            var targets: Tensor? = nil
-            var loss: Tensor
-            if objective.softTargets {
-                let t = tape.input(Shape(B, config.numLabels))
-                t.data.update(repeating: 0, count: t.count)
-                loss = tape.softTargetCrossEntropy(logits, targets: t)
-                targets = t
-            } else {
-                loss = tape.crossEntropy(logits, targets: labels, labelSmoothing: objective.labelSmoothing)
-            }
-            var distillationLogits: Tensor? = nil, teacherLabels: UnsafeMutablePointer<Int32>? = nil
-            if let distillationClassifier {
-                let d = distillationClassifier(token(1), on: tape)
-                let teacher = tape.intInput(count: B)
-                teacher.update(repeating: -100, count: B)
-                loss = tape.weightedSum([(loss, 0.5), (tape.crossEntropy(d, targets: teacher), 0.5)])
-                distillationLogits = d
-                teacherLabels = teacher
-            }
-            return Graph(batch: B, pixelValues: pixels, labels: labels, softTargets: targets, teacherLabels: teacherLabels,
-                         boolMaskedPos: nil, lastHiddenState: hidden, logits: logits,
-                         distillationLogits: distillationLogits, reconstruction: nil, loss: loss)
-        }
-        let rows = tape.intInput(count: B * NP)
-        for b in 0..<B { for i in 0..<NP { rows[b * NP + i] = Int32(b * T + 1 + i) } }
-        let tokens = tape.gatherRows(hidden, rows: rows, count: B * NP).reshaped(Shape(B, NP, C))
-        let r = config.encoderStride, side = config.gridSize * r
-        let channelsLast = tape.linear(tokens, weight: decoderWeight!, bias: decoderBias)
-        let reconstruction = tape.unpatch(channelsLast, channels: config.numChannels, height: side, width: side, patch: r)
-        let loss = r == config.patchSize
-            ? tape.maskedL1Loss(reconstruction, target: pixels, mask: mask!, patch: config.patchSize) : nil
-        return Graph(batch: B, pixelValues: pixels, labels: nil, softTargets: nil, teacherLabels: nil,
-                     boolMaskedPos: mask, lastHiddenState: hidden, logits: nil, distillationLogits: nil,
-                     reconstruction: reconstruction, loss: loss)
     }
 
     /// Training FLOPs per image of the graph `record` builds (without `allTokens`): DESIGN.md's 6 per
     /// parameter per row it multiplies or normalises (2 forward, 4 backward) plus 12 C Tq T per layer for
-    /// attention's two products, Tq query rows over T keys, each counted at the rows where it runs. The
-    /// patch embedding runs on the NP patch rows; every block on all T tokens, except that the last
-    /// block's queries, attention output, LayerNorm-after and feed-forward network and the final LayerNorm
-    /// run on `config.lastLayerQueryRows` (its LayerNorm-before, keys and values on all T); each classifier
-    /// on one row, SimMIM's decoder on the NP patches. The tokens, positions and mask token are lookups
-    /// and count nothing.
+    /// attention's two products, Tq query rows over T keys, each counted at the rows where it runs (see
+    /// `ViTEncoder.trainingFLOPsPerImage`); each classifier on one row, SimMIM's decoder on the NP patches.
     public var trainingFLOPsPerImage: Double {
-        let T = Double(config.sequenceLength), NP = Double(config.numPatches), C = Double(config.hiddenSize)
-        let lastRows = Double(config.lastLayerQueryRows)
-        func count(_ parameters: [Parameter?]) -> Double { Double(parameters.reduce(0) { $0 + ($1?.count ?? 0) }) }
-        func linear(_ l: Linear?) -> [Parameter?] { [l?.weight, l?.bias] }
-        func norm(_ n: LayerNorm) -> [Parameter?] { [n.weight, n.bias] }
-        var flops = 6 * count([patchWeight, patchBias]) * NP
-        for (i, block) in blocks.enumerated() {
-            let rows = i == blocks.count - 1 ? lastRows : T
-            let a = block.attention, f = block.feedForward
-            flops += 6 * count(norm(block.attentionNorm) + linear(a.key) + linear(a.value)) * T
-            flops += 6 * count(linear(a.query) + linear(a.output) + norm(block.feedForwardNorm) + linear(f.up)
-                               + linear(f.down)) * rows
-            flops += 12 * C * rows * T
+        let flops = encoder.trainingFLOPsPerImage(lastLayerRows: config.lastLayerQueryRows)
+        switch head {
+        case .classifier(let c): return flops + 6 * Double(c.parameters.reduce(0) { $0 + $1.count })
+        case .maskedImageModeling(let d): return flops + 6 * Double(d.weight.count + d.bias.count) * Double(config.numPatches)
         }
-        flops += 6 * count(norm(finalNorm)) * lastRows
-        flops += 6 * count(linear(classifier) + linear(distillationClassifier))
-        flops += 6 * count([decoderWeight, decoderBias]) * NP
-        return flops
     }
 
     // MARK: - Loading transformers checkpoints
@@ -468,9 +333,12 @@ public final class ViT {
     /// when absent. A shape that differs is an error naming the tensor and `origin`.
     public func load(shapes: [String: [Int]], origin: String,
                      copy: (_ name: String, _ into: UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> LoadReport {
-        let optional = Set([maskToken, classifier?.weight, classifier?.bias, distillationClassifier?.weight,
-                            distillationClassifier?.bias, decoderWeight, decoderBias]
-            .compactMap { $0?.name })
+        let headParameters: [Parameter]
+        switch head {
+        case .classifier(let c): headParameters = c.parameters
+        case .maskedImageModeling(let d): headParameters = [d.weight, d.bias]
+        }
+        let optional = Set(([encoder.maskToken].compactMap { $0 } + headParameters).map(\.name))
         return try loadCheckpointTensors(parameters, prefix: config.head.modelType + ".", isOptional: { optional.contains($0.name) },
                                          shapes: shapes, origin: origin, error: { ViTError($0) }, copy: copy)
     }
