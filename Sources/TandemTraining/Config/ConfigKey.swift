@@ -41,6 +41,11 @@ public enum ConfigKind {
 public enum ConfigValue: Equatable, CustomStringConvertible {
     case int(Int), float(Double), bool(Bool), string(String)
 
+    var int: Int? { if case .int(let v) = self { return v } else { return nil } }
+    var double: Double? { if case .float(let v) = self { return v } else { return nil } }
+    var bool: Bool? { if case .bool(let v) = self { return v } else { return nil } }
+    var string: String? { if case .string(let v) = self { return v } else { return nil } }
+
     public var description: String {
         switch self {
         case .int(let v): return String(v)
@@ -67,54 +72,49 @@ public struct ConfigKey<Section> {
     /// An integer key in `range`.
     public static func int(_ name: String, _ path: WritableKeyPath<Section, Int>, _ range: ClosedRange<Int>,
                            _ help: String) -> Self {
-        .init(name: name, kind: .int(range), help: help,
-              assign: { s, v in if case .int(let i) = v { s[keyPath: path] = i } },
-              render: { String($0[keyPath: path]) })
+        key(name, .int(range), help, path, from: { $0.int }, text: { String($0) })
     }
 
     /// An integer key in `range` that has no default (nil until set).
     public static func int(_ name: String, _ path: WritableKeyPath<Section, Int?>, _ range: ClosedRange<Int>,
                            _ help: String) -> Self {
-        .init(name: name, kind: .int(range), help: help,
-              assign: { s, v in if case .int(let i) = v { s[keyPath: path] = i } },
-              render: { $0[keyPath: path].map { String($0) } })
+        key(name, .int(range), help, path, from: { $0.int }, text: { $0.map { String($0) } })
     }
 
     /// A number key in `range` (an integer in YAML is read as a number).
     public static func float(_ name: String, _ path: WritableKeyPath<Section, Double>, _ range: ClosedRange<Double>,
                              _ help: String) -> Self {
-        .init(name: name, kind: .float(range), help: help,
-              assign: { s, v in if case .float(let d) = v { s[keyPath: path] = d } },
-              render: { String($0[keyPath: path]) })
+        key(name, .float(range), help, path, from: { $0.double }, text: { String($0) })
     }
 
     /// A number key in `range` that has no default (nil until set).
     public static func float(_ name: String, _ path: WritableKeyPath<Section, Double?>, _ range: ClosedRange<Double>,
                              _ help: String) -> Self {
-        .init(name: name, kind: .float(range), help: help,
-              assign: { s, v in if case .float(let d) = v { s[keyPath: path] = d } },
-              render: { $0[keyPath: path].map { String($0) } })
+        key(name, .float(range), help, path, from: { $0.double }, text: { $0.map { String($0) } })
     }
 
     public static func bool(_ name: String, _ path: WritableKeyPath<Section, Bool>, _ help: String) -> Self {
-        .init(name: name, kind: .bool, help: help,
-              assign: { s, v in if case .bool(let b) = v { s[keyPath: path] = b } },
-              render: { String($0[keyPath: path]) })
+        key(name, .bool, help, path, from: { $0.bool }, text: { String($0) })
     }
 
     /// A string key without default (nil until set).
     public static func string(_ name: String, _ path: WritableKeyPath<Section, String?>, _ help: String) -> Self {
-        .init(name: name, kind: .string, help: help,
-              assign: { s, v in if case .string(let t) = v { s[keyPath: path] = t } },
-              render: { $0[keyPath: path] })
+        key(name, .string, help, path, from: { $0.string }, text: { $0 })
     }
 
     /// One of an enum's cases by raw value; the choice list is the enum's `allCases`.
     public static func choice<E: CaseIterable & RawRepresentable>(_ name: String, _ path: WritableKeyPath<Section, E>,
                                                                  _ help: String) -> Self where E.RawValue == String {
-        .init(name: name, kind: .choice(E.allCases.map(\.rawValue)), help: help,
-              assign: { s, v in if case .string(let t) = v, let e = E(rawValue: t) { s[keyPath: path] = e } },
-              render: { $0[keyPath: path].rawValue })
+        key(name, .choice(E.allCases.map(\.rawValue)), help, path, from: { $0.string.flatMap(E.init(rawValue:)) },
+            text: { $0.rawValue })
+    }
+
+    /// A key of property type V: `from` takes V out of a parsed value of the key's kind, `text` renders it.
+    private static func key<V>(_ name: String, _ kind: ConfigKind, _ help: String, _ path: WritableKeyPath<Section, V>,
+                               from value: @escaping (ConfigValue) -> V?, text: @escaping (V) -> String?) -> Self {
+        .init(name: name, kind: kind, help: help,
+              assign: { s, v in if let x = value(v) { s[keyPath: path] = x } },
+              render: { text($0[keyPath: path]) })
     }
 }
 

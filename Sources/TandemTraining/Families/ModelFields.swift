@@ -1,4 +1,5 @@
 import Foundation
+import TandemCheckpoint
 
 /// HF config.json fields as a family builds its config from them: a preset's or a model directory's
 /// fields, `model.<field>` overrides merged in, then decoded into the family's Codable config type.
@@ -75,5 +76,21 @@ func describeDecodingError(_ e: DecodingError) -> String {
         return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
     @unknown default:
         return "\(e)"
+    }
+}
+
+extension SafeTensorsFile {
+    /// An optional integer tensor of a batch file (ids, labels, masks) as Int32: nil when absent, else it
+    /// must have `shape` and every value in `range` (or equal to `alsoAllowed`, such as -100); `fail` makes
+    /// the error from a message naming the tensor (and the index of a bad value).
+    func batchIDs(_ name: String, shape: [Int], range: ClosedRange<Int32>?, alsoAllowed: Int32? = nil,
+                  fail: (String) -> Error) throws -> [Int32]? {
+        guard let info = tensors[name] else { return nil }
+        guard info.shape == shape else { throw fail("\(name) has shape \(info.shape), expected \(shape)") }
+        let values = try int32s(name)
+        if let range, let i = values.firstIndex(where: { !range.contains($0) && $0 != alsoAllowed }) {
+            throw fail("\(name)[\(i)] = \(values[i]) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return values
     }
 }

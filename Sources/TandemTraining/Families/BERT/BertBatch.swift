@@ -28,13 +28,7 @@ public struct BertBatch {
             throw fail("sequence length \(T) exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
         }
         func read(_ name: String, shape: [Int], range: ClosedRange<Int32>?, alsoAllowed: Int32? = nil) throws -> [Int32]? {
-            guard let info = file.tensors[name] else { return nil }
-            guard info.shape == shape else { throw fail("\(name) has shape \(info.shape), expected \(shape)") }
-            let values = try file.int32s(name)
-            if let range, let i = values.firstIndex(where: { !range.contains($0) && $0 != alsoAllowed }) {
-                throw fail("\(name)[\(i)] = \(values[i]) is outside \(range.lowerBound)...\(range.upperBound)")
-            }
-            return values
+            try file.batchIDs(name, shape: shape, range: range, alsoAllowed: alsoAllowed, fail: fail)
         }
         let V = Int32(config.vocabSize)
         batch = B
