@@ -126,20 +126,23 @@ struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reference outputs and gradients for parity checks.",
                                                     subcommands: [Forward.self, Grads.self])
 
-    struct Forward: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a model's outputs for a batch file (HF output names).")
-        @Option(help: "A transformers model directory.") var model: String
+    /// What both subcommands read and write.
+    struct Files: ParsableArguments {
+        @Option(help: "A transformers model directory (its config.json's model_type picks the family).") var model: String
         @Option(help: "A batch file (safetensors).") var batch: String
         @Option(help: "Output safetensors file.") var out: String
-        func run() throws { try DebugCommands.forward(model: model, batch: batch, out: out) }
+    }
+
+    struct Forward: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a model's outputs for a batch file (HF output names).")
+        @OptionGroup var files: Files
+        func run() throws { try DebugCommands.forward(model: files.model, batch: files.batch, out: files.out) }
     }
 
     struct Grads: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write the loss and one gradient per parameter (dropout off).")
-        @Option(help: "A transformers model directory.") var model: String
-        @Option(help: "A batch file (safetensors).") var batch: String
-        @Option(help: "Output safetensors file.") var out: String
-        func run() throws { try DebugCommands.grads(model: model, batch: batch, out: out) }
+        @OptionGroup var files: Files
+        func run() throws { try DebugCommands.grads(model: files.model, batch: files.batch, out: files.out) }
     }
 }
 
