@@ -10,7 +10,8 @@ import PackageDescription
 
 let package = Package(
     name: "Tandem",
-    platforms: [.macOS(.v13)],
+    // No `platforms:` entry: the package is Linux-only (the shared gradient arenas map files in /dev/shm
+    // through Glibc), so it claims no Apple platform.
     products: [
         .executable(name: "tandem", targets: ["tandem"]),
     ],
