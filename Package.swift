@@ -54,7 +54,7 @@ let package = Package(
             "TandemTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "tandem-mpi-tests", dependencies: ["TandemCollectives", "TandemTraining"],
+        .executableTarget(name: "tandem-mpi-tests", dependencies: ["TandemCollectives", "TandemData", "TandemTraining"],
                           path: "Tests/MPITests"),
         .target(name: "TandemTestSupport", dependencies: ["TandemTensor"], path: "Tests/TandemTestSupport"),
         .testTarget(name: "TandemTensorTests", dependencies: ["TandemTensor", "TandemTestSupport"]),

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TandemAutograd
 import TandemCollectives
+import TandemData
 import TandemKernels
 
 /// The settings of a run, read from a validated `Config` and checked against the rank count.

@@ -9,6 +9,7 @@
 // script checks both.
 import Foundation
 import TandemCollectives
+import TandemData
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
