@@ -13,7 +13,8 @@ import PackageDescription
 
 let package = Package(
     name: "Tandem",
-    platforms: [.macOS(.v13)],
+    // No `platforms:` entry: the package is Linux-only (the shared gradient arenas map files in /dev/shm
+    // through Glibc), so it claims no Apple platform.
     products: [
         .executable(name: "tandem", targets: ["tandem"]),
     ],
@@ -21,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // SHA-256 of checkpoints and shards: 5x the hand-written Swift one (docs/performance.md).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
@@ -38,7 +41,7 @@ let package = Package(
         // -ffp-contract=off keeps every multiply and add separately rounded, as in the Swift references.
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
-        .target(name: "TandemTensor", dependencies: ["CBLAS"]),
+        .target(name: "TandemTensor", dependencies: ["CBLAS", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm", "CKernels"]),
         .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
@@ -60,7 +63,7 @@ let package = Package(
             "TandemTraining", "TandemTools",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "tandem-mpi-tests", dependencies: ["TandemCollectives", "TandemTraining"],
+        .executableTarget(name: "tandem-mpi-tests", dependencies: ["TandemCollectives", "TandemData", "TandemTraining"],
                           path: "Tests/MPITests"),
         .target(name: "TandemTestSupport", dependencies: ["TandemTensor"], path: "Tests/TandemTestSupport"),
         .testTarget(name: "TandemTensorTests", dependencies: ["TandemTensor", "TandemTestSupport"]),

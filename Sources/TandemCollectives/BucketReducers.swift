@@ -51,7 +51,7 @@ final class PlainMPIReducer: BucketReducer {
 
 /// The hierarchical path. The ranks of a node share one MPI-3 window (`MPI_Win_allocate_shared` on the
 /// node communicator): a control block, a result area and, unless the gradient arenas themselves are
-/// shared (`SharedGradients`: sealed arenas, or buffers of 34 MB and more), a slot per rank. For one bucket of n floats
+/// shared (`NodeSharedArenas`: sealed arenas, or buffers of 34 MB and more), a slot per rank. For one bucket of n floats
 /// on a node of L ranks, local rank r owns the slice S_r (about n/L floats, 16-float aligned):
 ///
 /// 1. copying path only: copy the bucket into my slot, except S_r (I read S_r from my own gradients);
@@ -63,6 +63,10 @@ final class PlainMPIReducer: BucketReducer {
 /// 4. node barrier; with several nodes the node leader now `MPI_Allreduce`s the result area across
 ///    leaders, a third barrier follows, and every rank reads the whole bucket back x 1/size;
 /// 5. copying path on a single node: copy the other ranks' slices back from the result area.
+///
+/// With a `NodeOptimizerShard`, step 3 leaves the averages of S_r in rank r's gradients only (zeroing
+/// that slice in the others', ready for the next backward pass) and adds their squares to the shard's
+/// share of the gradient norm, while the block is still in L1.
 ///
 /// A node of one rank skips all this: the leaders' all-reduce runs on its gradients directly.
 ///
@@ -78,11 +82,11 @@ final class SharedWindowReducer: BucketReducer {
     private let control: UnsafeMutablePointer<UInt64>
     private let result: UnsafeMutablePointer<Float>
     private let slots: [UnsafeMutablePointer<Float>]
-    private let shared: SharedGradients?
-    /// The node's parameter values, when the optimizer is sharded.
-    private let sharedValues: SharedGradients?
-    /// Σ of the squared averaged gradients of the slices this rank owns, since `takeOwnedSquares()`.
-    private var ownedSquares = 0.0
+    private let barrier: NodeBarrier
+    /// The node's gradient arenas, when shared in place.
+    private let shared: NodeSharedArenas?
+    /// Where the averages go when the optimizer is sharded.
+    private let shard: NodeOptimizerShard?
     /// (1024): the running sum of one block, private and in L1.
     private let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1024)
     /// (localSize): where each local rank's bucket is read from in the current reduction.
@@ -93,35 +97,22 @@ final class SharedWindowReducer: BucketReducer {
 
     /// Whether the gradient arenas are shared in place (no copies).
     var sharesArenas: Bool { shared != nil }
-    /// Whether each local rank updates only the slices it owns (ZeRO stage 1 within the node): the
-    /// reduction then leaves the averages of slice S_r only in rank r's gradients (zeroing that slice in
-    /// the others', ready for the next backward pass), and `publish` copies r's updated values of S_r
-    /// into the other ranks' replicas.
-    var shardsOptimizer: Bool { sharedValues != nil }
 
-    /// Collective over the node: room for buckets of up to `capacity` floats of the arena `grads`.
-    /// `ownsPages`: the arena's buffers sit in mappings of their own (a sealed `ParameterArena`), so they
-    /// can be shared in place whatever their size; `shareInPlace` false forces the copying path.
-    /// `values`: the arena's parameter values, to shard the optimizer (see `shardsOptimizer`); nil keeps
-    /// every rank updating every parameter.
-    init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>, ownsPages: Bool,
-         shareInPlace: Bool, values: UnsafeMutableBufferPointer<Float>?) {
+    /// Collective over the node: room for buckets of up to `capacity` floats of the arena gradients
+    /// `grads`. `arenas`: the node's gradient arenas shared in place, nil for the copying path (ignored
+    /// on a node of one rank). `shard`: this rank's share of a sharded optimizer (made over `arenas`),
+    /// nil when every rank updates every parameter.
+    init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>, arenas: NodeSharedArenas?,
+         shard: NodeOptimizerShard?) {
         self.mpi = mpi
         let capacity = max(16, (capacity + 15) / 16 * 16)
         self.capacity = capacity
         sources = .allocate(capacity: mpi.localSize)
         targets = .allocate(capacity: mpi.localSize + 1)
         let alone = mpi.localSize == 1
-        shared = alone || !shareInPlace ? nil : SharedGradients.make(mpi: mpi, grads: grads, ownsPages: ownsPages)
-        // Optimizer sharding needs the gradients shared in place (each owner writes the averages of its
-        // slice and the zeros of everyone else's) and the values shared (each owner publishes its updated
-        // slice into the others' replicas); across nodes every rank would read whole buckets back anyway,
-        // so it is single-node only. Every rank of the node takes the same branch (`make` agrees).
-        if let values, shared != nil, mpi.nodeCount == 1 {
-            sharedValues = SharedGradients.make(mpi: mpi, grads: values, ownsPages: ownsPages)
-        } else {
-            sharedValues = nil
-        }
+        shared = alone ? nil : arenas
+        precondition(shard == nil || shared != nil, "a sharded optimizer needs the gradient arenas shared")
+        self.shard = shard
         let resultBytes = alone ? 0 : capacity * 4
         let slotBytes = alone || shared != nil ? 0 : capacity * 4
         let mine = (mpi.localRank == 0 ? Self.controlBytes + resultBytes : 0) + slotBytes
@@ -145,6 +136,7 @@ final class SharedWindowReducer: BucketReducer {
         }
         let leader = bases[0]!
         control = leader.bindMemory(to: UInt64.self, capacity: Self.controlBytes / 8)
+        barrier = NodeBarrier(control: control, ranks: mpi.localSize)
         result = (leader + Self.controlBytes).bindMemory(to: Float.self, capacity: capacity)
         slots = slotBytes == 0 ? [] : bases.indices.map { q in
             (q == 0 ? leader + Self.controlBytes + resultBytes : bases[q]!).bindMemory(to: Float.self, capacity: capacity)
@@ -163,8 +155,6 @@ final class SharedWindowReducer: BucketReducer {
     }
 
     func close() {
-        shared?.close()
-        sharedValues?.close()
         if leaderComm != nil { MPI_Comm_free(&leaderComm) }
         if window != nil { MPI_Win_free(&window) }
     }
@@ -178,49 +168,6 @@ final class SharedWindowReducer: BucketReducer {
     static func slice(_ r: Int, of local: Int, count: Int) -> Range<Int> {
         let chunk = ((count + local - 1) / local + 15) / 16 * 16
         return min(count, r * chunk)..<min(count, (r + 1) * chunk)
-    }
-
-    /// Returns and resets the sum of squares of the owned averaged gradients (sharded mode).
-    func takeOwnedSquares() -> Double {
-        defer { ownedSquares = 0 }
-        return ownedSquares
-    }
-
-    /// Copies this rank's values of `range` (arena elements it owns) into the other local ranks' replicas.
-    func publish(_ range: Range<Int>) {
-        guard let sharedValues else { return }
-        let mine = sharedValues.peers[mpi.localRank] + range.lowerBound
-        for (q, peer) in sharedValues.peers.enumerated() where q != mpi.localRank {
-            (peer + range.lowerBound).update(from: mine, count: range.count)
-        }
-    }
-
-    /// Waits until every local rank has published (a counter in the window, no MPI call).
-    func endPublishing() {
-        mpi.tracked(.parameterPublish) { nodeBarrier() }
-    }
-
-    /// Collective over the node: local rank 0 receives, into its `buffer` (laid out like the arena), the
-    /// slices of `buckets` (arena element ranges) that the other local ranks own; theirs is unchanged.
-    /// For checkpoints of state only owners keep current (the optimizer moments).
-    func gatherOwned(_ buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) {
-        let me = mpi.localRank, local = mpi.localSize
-        mpi.tracked(.optimizerGather) {
-            for q in 1..<local where me == 0 || me == q {
-                for (b, e) in buckets.enumerated() {
-                    let s = Self.slice(q, of: local, count: e.count)
-                    guard !s.isEmpty else { continue }
-                    let p = buffer + e.lowerBound + s.lowerBound
-                    if me == 0 {
-                        mpi.check(MPI_Recv(p, Int32(s.count), cmpi_float(), Int32(q), Int32(b), mpi.nodeComm,
-                                           cmpi_status_ignore()), "MPI_Recv(optimizer state from local rank \(q))")
-                    } else {
-                        mpi.check(MPI_Send(p, Int32(s.count), cmpi_float(), 0, Int32(b), mpi.nodeComm),
-                                  "MPI_Send(optimizer state to local rank 0)")
-                    }
-                }
-            }
-        }
     }
 
     func reduce(_ grads: UnsafeMutableBufferPointer<Float>, offset: Int, bucket: Int) {
@@ -245,14 +192,14 @@ final class SharedWindowReducer: BucketReducer {
         let local = mpi.localSize
         var targetCount = 0
         for q in 0..<local {
-            sources[q] = shared.map { $0.peers[q] + offset } ?? (q == me ? g : slots[q])
+            sources[q] = shared.map { $0.grads[q] + offset } ?? (q == me ? g : slots[q])
         }
-        if shardsOptimizer {
+        if let shard {
             // Single node, arenas shared: the averages of my slice go to my gradients only.
             mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
-                nodeBarrier()
-                ownedSquares += sumOwnedSlice(own, scale: inverse, me: me)
-                nodeBarrier()
+                barrier.wait()
+                shard.ownedSquares += sumOwnedSlice(own, scale: inverse, me: me)
+                barrier.wait()
             }
             return
         }
@@ -269,15 +216,15 @@ final class SharedWindowReducer: BucketReducer {
                 slots[me].update(from: g, count: own.lowerBound)
                 (slots[me] + own.upperBound).update(from: g + own.upperBound, count: n - own.upperBound)
             }
-            nodeBarrier()
+            barrier.wait()
             sumSlice(own, scale: single ? inverse : 1, targetCount: targetCount)
-            nodeBarrier()
+            barrier.wait()
             if !single {
                 if let leaderComm {
                     mpi.check(MPI_Allreduce(cmpi_in_place(), result, Int32(n), cmpi_float(), cmpi_op_sum(), leaderComm),
                               "MPI_Allreduce(gradient bucket \(bucket) across nodes)")
                 }
-                nodeBarrier()
+                barrier.wait()
             }
         }
         if !single {
@@ -328,11 +275,42 @@ final class SharedWindowReducer: BucketReducer {
         if scale != 1 { for i in 0..<m { scratch[i] *= scale } }
         return m
     }
+}
 
-    /// A counting barrier over the node's ranks in the window's control block: the last to arrive resets
-    /// the counter and bumps the generation the others wait on.
-    private func nodeBarrier() {
-        let local = UInt64(mpi.localSize)
+/// A counting barrier over the ranks of a node in two words of a node-shared window (a count and, a
+/// cache line further, a generation): the last to arrive resets the counter and bumps the generation the others wait on, by
+/// spinning then yielding. An MPI barrier would busy-poll and steal the core from backward.
+struct NodeBarrier {
+    /// The count (word 0) and the generation (word 8), zeroed before first use.
+    let control: UnsafeMutablePointer<UInt64>
+    let ranks: Int
+
+    /// Allocates a window on the node holding the control words (on local rank 0) and zeroes them.
+    /// Collective over the node; free the window with `MPI_Win_free`.
+    static func allocate(mpi: MPICommunicator) -> (MPI_Win?, NodeBarrier) {
+        let bytes = 128
+        var pointer: UnsafeMutableRawPointer?
+        var win: MPI_Win?
+        let rc = withUnsafeMutablePointer(to: &pointer) { p in
+            MPI_Win_allocate_shared(MPI_Aint(mpi.localRank == 0 ? bytes : 0), 1, cmpi_info_null(), mpi.nodeComm,
+                                    UnsafeMutableRawPointer(p), &win)
+        }
+        mpi.check(rc, "MPI_Win_allocate_shared(\(bytes) bytes)")
+        var size: MPI_Aint = 0
+        var unit: Int32 = 0
+        var base: UnsafeMutableRawPointer?
+        let rq = withUnsafeMutablePointer(to: &base) { p in
+            MPI_Win_shared_query(win, 0, &size, &unit, UnsafeMutableRawPointer(p))
+        }
+        mpi.check(rq, "MPI_Win_shared_query(local rank 0)")
+        let control = base!.bindMemory(to: UInt64.self, capacity: bytes / 8)
+        if mpi.localRank == 0 { control.update(repeating: 0, count: bytes / 8) }
+        mpi.check(MPI_Barrier(mpi.nodeComm), "MPI_Barrier(node)")
+        return (win, NodeBarrier(control: control, ranks: mpi.localSize))
+    }
+
+    func wait() {
+        let local = UInt64(ranks)
         guard local > 1 else { return }
         let count = control, generation = control + 8
         let seen = cmpi_shm_load(generation)

@@ -102,7 +102,7 @@ public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextSha
     for job in inputs {
         let train = try TokenShardWriter(directory: out, name: job.shard, vocabSize: vocab.vocabSize)
         let held = try evalDirectory.map { try TokenShardWriter(directory: $0, name: job.shard, vocabSize: vocab.vocabSize) }
-        let stream = fnv1a64(job.shard)
+        let stream = FNV1a64.hash(job.shard)
         var documentIndex: UInt64 = 0
         var current = train
         var documentOpen = false
@@ -161,11 +161,4 @@ public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextSha
         + "\(summary.tokens) tokens, \(summary.sentences) sentences, \(summary.documents) documents in \(out)"
         + (evalDirectory.map { "; held out \(summary.evalDocuments) documents (\(evalTokens) tokens) in \($0)" } ?? ""))
     return summary
-}
-
-/// FNV-1a of a string's UTF-8 bytes: the Philox stream of a shard's eval split.
-func fnv1a64(_ s: String) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-    return h
 }

@@ -3,7 +3,8 @@
 /// (seed, stream, step, index): there is no state to carry, so any random number (a dropout mask, a
 /// masked token, an augmentation) can be replayed exactly on any rank after a resume.
 ///
-/// The 64-bit key is (seed, stream mixed in), the 128-bit counter is (step, index).
+/// The 64-bit key is (seed, stream mixed in), the 128-bit counter is (step, index): Random123's counter
+/// words (index low, index high, step low, step high), its key words the low and high halves of the mix.
 public struct Philox: Sendable, Hashable, Codable {
     public let seed: UInt64
 
@@ -18,9 +19,21 @@ public struct Philox: Sendable, Hashable, Codable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         z ^= z >> 31
-        var k0 = UInt32(truncatingIfNeeded: z), k1 = UInt32(truncatingIfNeeded: z >> 32)
-        var c0 = UInt32(truncatingIfNeeded: index), c1 = UInt32(truncatingIfNeeded: index >> 32)
-        var c2 = UInt32(truncatingIfNeeded: step), c3 = UInt32(truncatingIfNeeded: step >> 32)
+        return Philox.philox4x32_10(
+            counter: (UInt32(truncatingIfNeeded: index), UInt32(truncatingIfNeeded: index >> 32),
+                      UInt32(truncatingIfNeeded: step), UInt32(truncatingIfNeeded: step >> 32)),
+            key: (UInt32(truncatingIfNeeded: z), UInt32(truncatingIfNeeded: z >> 32)))
+    }
+
+    /// The Philox4x32-10 bijection itself, Random123's `philox4x32_R(10, ctr, key)` with the words in
+    /// its order: ten rounds of two 32x32->64-bit products (multipliers 0xD2511F53, 0xCD9E8D57) whose
+    /// high halves are xored with the other counter words and the key, the key bumped by the Weyl
+    /// constants (0x9E3779B9, 0xBB67AE85) between rounds.
+    @inlinable @inline(__always)
+    public static func philox4x32_10(counter: (UInt32, UInt32, UInt32, UInt32),
+                                     key: (UInt32, UInt32)) -> (UInt32, UInt32, UInt32, UInt32) {
+        var (c0, c1, c2, c3) = counter
+        var (k0, k1) = key
         for _ in 0..<10 {
             let p0 = UInt64(0xD251_1F53) &* UInt64(c0)
             let p1 = UInt64(0xCD9E_8D57) &* UInt64(c2)

@@ -38,7 +38,7 @@ public final class Optimizer {
     }
 
     /// The elements this rank updates when the optimizer is sharded over the ranks of a node, and how it
-    /// hands each updated piece to the others (`GradientBuckets.ownedRanges` and `publish`).
+    /// hands each updated piece to the others (`NodeOptimizerShard.ranges` and `publish`).
     public struct Shard {
         /// Sorted, disjoint arena element ranges.
         public let ranges: [Range<Int>]

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TandemAutograd
 import TandemCollectives
+import TandemData
 import TandemKernels
 
 /// The settings of a run, read from a validated `Config` and checked against the rank count.
@@ -108,9 +109,15 @@ public final class Trainer {
     public var batchDumpDirectory: String?
     /// Overlapped, averaged reduction (the default mode); nil in deterministic mode.
     private let buckets: GradientBuckets?
+    /// The node's gradient (and, sharded, parameter) arenas mapped into each other for the hierarchical
+    /// reduction and the sharded optimizer; nil when not shared.
+    private let nodeArenas: NodeSharedArenas?
+    /// This rank's share of a node-sharded optimizer (`RunSettings.shardOptimizer`, granted on one node
+    /// of several ranks whose arenas are shared); nil when every rank updates every parameter.
+    private let nodeShard: NodeOptimizerShard?
     /// Fixed-order reduction over global micro-batch index (`distributed.deterministic`); nil otherwise.
     private let deterministic: DeterministicReducer?
-    /// This rank's share of the update when the optimizer is sharded (`GradientBuckets.shardsOptimizer`).
+    /// `nodeShard`'s elements and publication, as the optimizer takes them.
     private let shard: Optimizer.Shard?
     private let indices: UnsafeMutableBufferPointer<Int>
     private let lossBuffer: UnsafeMutableBufferPointer<Double>
@@ -129,23 +136,29 @@ public final class Trainer {
         tape.seal()
         optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
         sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop)
-        var shard: Optimizer.Shard? = nil
+        var arenas: NodeSharedArenas? = nil, nodeShard: NodeOptimizerShard? = nil
         if settings.deterministic {
             buckets = nil
             deterministic = DeterministicReducer(communicator: communicator, count: task.arena.grads.count,
                                                  microBatches: settings.globalBatch / settings.microBatch)
         } else {
-            let b = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
-                                    mode: settings.reduceMode,
-                                    shardOptimizer: settings.shardOptimizer && settings.optimizer == .adamw)
-            buckets = b
-            if b.shardsOptimizer {
-                shard = Optimizer.Shard(ranges: b.ownedRanges, publish: { [unowned b] in b.publish($0) })
+            let hierarchical = settings.reduceMode == .hierarchical
+            let sharding = hierarchical && settings.shardOptimizer && settings.optimizer == .adamw
+            arenas = hierarchical ? NodeSharedArenas.make(arena: task.arena, communicator: communicator,
+                                                          values: sharding) : nil
+            if sharding {
+                nodeShard = NodeOptimizerShard(layout: BucketLayout(arena: task.arena, bucketBytes: settings.bucketBytes),
+                                               arenas: arenas)
             }
+            let b = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
+                                    mode: settings.reduceMode, arenas: arenas, shard: nodeShard)
+            buckets = b
             deterministic = nil
             tape.onGradientFinal = { p in b.markReady(p) }
         }
-        self.shard = shard
+        nodeArenas = arenas
+        self.nodeShard = nodeShard
+        shard = nodeShard.map { s in Optimizer.Shard(ranges: s.ranges, publish: { [unowned s] in s.publish($0) }) }
         indices = .allocate(capacity: settings.microBatch)
         lossBuffer = .allocate(capacity: 3)
     }
@@ -164,9 +177,9 @@ public final class Trainer {
     /// Before rank 0 checkpoints: with a sharded optimizer, rank 0 collects the moments the other ranks
     /// own, so its `optimizer.m` and `v` are whole. Collective (call on every rank); nothing otherwise.
     public func gatherOptimizerState() {
-        guard shard != nil, let buckets else { return }
-        buckets.gatherOwned(into: optimizer.m)
-        buckets.gatherOwned(into: optimizer.v)
+        guard let nodeShard else { return }
+        nodeShard.gatherOwned(into: optimizer.m)
+        nodeShard.gatherOwned(into: optimizer.v)
     }
 
     deinit {
@@ -174,8 +187,12 @@ public final class Trainer {
         lossBuffer.deallocate()
     }
 
-    /// Stops the communication thread and frees the reduction's MPI resources. Collective.
-    public func close() { buckets?.close() }
+    /// Frees the reduction's and the shard's MPI resources and unmaps the other ranks' arenas. Collective.
+    public func close() {
+        buckets?.close()
+        nodeShard?.close()
+        nodeArenas?.close()
+    }
 
     /// Runs one optimizer step: `accumulation` micro-batches forward and backward, the gradient
     /// all-reduce overlapped with the last backward pass, clipping and the update. Allocates nothing.
@@ -232,7 +249,7 @@ public final class Trainer {
         lossBuffer[0] = lossSum / Double(s.accumulation)
         lossBuffer[1] = Preemption.requested ? 1 : 0
         // Sharded: each rank's share of the squared gradient norm travels with the loss.
-        lossBuffer[2] = buckets?.takeOwnedGradientSquares() ?? 0
+        lossBuffer[2] = nodeShard?.takeOwnedGradientSquares() ?? 0
         communicator.allReduce(lossBuffer, op: .sum)
         r.loss = lossBuffer[0] / Double(size)
         r.stopRequested = lossBuffer[1] > 0
@@ -248,7 +265,7 @@ public final class Trainer {
         // gets past the loss all-reduce above until every rank has finished this step's backward, and
         // none starts the next forward before the barrier of `endPublishing`.
         optimizer.update(lr: r.learningRate, gradScale: factor, zeroingGrads: true, shard: shard)
-        if shard != nil { buckets!.endPublishing() }
+        nodeShard?.endPublishing()
         r.times.optimizer = monotonicSeconds() - t
         step += 1
         return r

@@ -9,6 +9,7 @@
 // script checks both.
 import Foundation
 import TandemCollectives
+import TandemData
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
@@ -108,56 +109,61 @@ func buckets() {
     let arena = makeArena()
     let n = comm.size
     // Sealed arenas own their pages, so the hierarchical path shares even this small one in place; the
-    // copying path (forced with shareInPlace false) is what other buffers get.
-    let paths: [(ReduceMode, Bool)] = [(.hierarchical, true), (.hierarchical, false), (.mpi, true)]
+    // copying path (no shared arenas) is what other buffers get.
+    let paths: [(ReduceMode, Bool)] = [(.hierarchical, true), (.hierarchical, false), (.mpi, false)]
     for (mode, inPlace) in paths {
-        for overlap in OverlapMode.allCases {
-            for bucketBytes in [1 << 20, 4096, 1000] {
-                let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, mode: mode,
-                                        overlap: overlap, shareInPlace: inPlace)
-                let path = mode == .mpi ? "" : b.reducesInPlace ? " in place" : " copying"
-                let name = "\(mode)\(path) \(overlap) buckets of \(bucketBytes) B"
-                var exact = true
-                for step in 0..<3 {
-                    for i in 0..<arena.count { arena.grads[i] = integerGrad(rank: comm.rank + step, element: i) }
-                    // The hook order of a real backward: reverse registration, one parameter left unmarked
-                    // (finish must reduce its bucket anyway).
-                    for p in arena.parameters.reversed() where p.index != 4 { b.markReady(p) }
-                    b.finish()
-                    for p in arena.parameters {
-                        for i in p.offset..<(p.offset + p.count) {
-                            var sum: Float = 0
-                            for q in 0..<n { sum += integerGrad(rank: q + step, element: i) }
-                            if arena.grads[i] != sum * (1 / Float(n)) { exact = false }
-                        }
-                    }
-                }
-                // Gradient accumulation over two micro-steps: the first does not reduce.
-                for i in 0..<arena.count { arena.grads[i] = integerGrad(rank: comm.rank, element: i) }
-                b.skipSync = true
+        let arenas = inPlace ? NodeSharedArenas.make(arena: arena, communicator: comm) : nil
+        defer { arenas?.close() }
+        if inPlace {
+            check("hierarchical: arenas shared on a node of several ranks", (arenas != nil) == (comm.localSize > 1))
+        }
+        for bucketBytes in [1 << 20, 4096, 1000] {
+            let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, mode: mode,
+                                    arenas: arenas)
+            let path = mode == .mpi ? "" : b.reducesInPlace ? " in place" : " copying"
+            let name = "\(mode)\(path) buckets of \(bucketBytes) B"
+            var exact = true
+            for step in 0..<3 {
+                for i in 0..<arena.count { arena.grads[i] = integerGrad(rank: comm.rank + step, element: i) }
+                // The hook order of a real backward: reverse registration, one parameter left unmarked
+                // (finish must reduce its bucket anyway).
+                for p in arena.parameters.reversed() where p.index != 4 { b.markReady(p) }
                 b.finish()
-                let untouched = (0..<arena.count).allSatisfy { arena.grads[$0] == integerGrad(rank: comm.rank, element: $0) }
-                for i in 0..<arena.count { arena.grads[i] += integerGrad(rank: comm.rank, element: i) }
-                b.skipSync = false
-                b.finish()
-                var accumulated = true
                 for p in arena.parameters {
                     for i in p.offset..<(p.offset + p.count) {
                         var sum: Float = 0
-                        for q in 0..<n { sum += 2 * integerGrad(rank: q, element: i) }
-                        if arena.grads[i] != sum * (1 / Float(n)) { accumulated = false }
+                        for q in 0..<n { sum += integerGrad(rank: q + step, element: i) }
+                        if arena.grads[i] != sum * (1 / Float(n)) { exact = false }
                     }
                 }
-                b.close()
-                check("\(name): average equals reference sum / \(n) (\(b.layout.buckets.count) buckets)", exact)
-                check("\(name): accumulation reduces only the last micro-step", untouched && accumulated)
             }
+            // Gradient accumulation over two micro-steps: the first does not reduce.
+            for i in 0..<arena.count { arena.grads[i] = integerGrad(rank: comm.rank, element: i) }
+            b.skipSync = true
+            b.finish()
+            let untouched = (0..<arena.count).allSatisfy { arena.grads[$0] == integerGrad(rank: comm.rank, element: $0) }
+            for i in 0..<arena.count { arena.grads[i] += integerGrad(rank: comm.rank, element: i) }
+            b.skipSync = false
+            b.finish()
+            var accumulated = true
+            for p in arena.parameters {
+                for i in p.offset..<(p.offset + p.count) {
+                    var sum: Float = 0
+                    for q in 0..<n { sum += 2 * integerGrad(rank: q, element: i) }
+                    if arena.grads[i] != sum * (1 / Float(n)) { accumulated = false }
+                }
+            }
+            b.close()
+            check("\(name): average equals reference sum / \(n) (\(b.layout.buckets.count) buckets)", exact)
+            check("\(name): accumulation reduces only the last micro-step", untouched && accumulated)
         }
     }
     // Random gradients: hierarchical and plain agree (sum orders may differ by rounding for 3+ ranks).
     var results: [ReduceMode: [Float]] = [:]
     for mode in ReduceMode.allCases {
-        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: 8192, mode: mode)
+        let arenas = mode == .hierarchical ? NodeSharedArenas.make(arena: arena, communicator: comm) : nil
+        defer { arenas?.close() }
+        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: 8192, mode: mode, arenas: arenas)
         let rng = Philox(seed: 99)
         for i in 0..<arena.count { arena.grads[i] = rng.normal(stream: UInt64(comm.rank), step: 0, index: UInt64(i)) }
         b.finish()
@@ -199,7 +205,9 @@ func bucketsLarge() {
         return sum * (1 / Float(n))
     }
     for mode in ReduceMode.allCases {
-        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: 4 << 20, mode: mode)
+        let arenas = mode == .hierarchical ? NodeSharedArenas.make(arena: arena, communicator: comm) : nil
+        defer { arenas?.close() }
+        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: 4 << 20, mode: mode, arenas: arenas)
         let g = arena.grads
         for i in 0..<g.count { g[i] = mine[i % 97] }
         for p in arena.parameters.reversed() { b.markReady(p) }
@@ -215,22 +223,26 @@ func bucketsLarge() {
     }
 }
 
-/// The sharded optimizer's side of the reduction (ZeRO stage 1 within a node): the node's ranks own
+/// The sharded optimizer (ZeRO stage 1 within a node, `NodeOptimizerShard`): the node's ranks own
 /// disjoint slices covering every bucket; after `finish` a rank's gradients hold the averages in its
 /// slices and zeros elsewhere; the owned squares add up to the squared norm; `publish` makes every
 /// replica equal; `gatherOwned` gives rank 0 everyone's slices.
 func sharded() {
     let arena = makeArena()
     let n = comm.size
+    // One mapping of the arenas for every shard and buckets below, as a trainer makes it.
+    let arenas = NodeSharedArenas.make(arena: arena, communicator: comm, values: true)
+    defer { arenas?.close() }
     for bucketBytes in [1 << 20, 4096] {
-        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, shardOptimizer: true)
+        let shard = NodeOptimizerShard(layout: BucketLayout(arena: arena, bucketBytes: bucketBytes), arenas: arenas)
         let expectSharded = comm.nodeCount == 1 && n > 1
         check("sharded with \(bucketBytes) B buckets: granted on one node of several ranks only (\(comm.nodeCount) node(s))",
-              b.shardsOptimizer == expectSharded)
-        guard b.shardsOptimizer else { b.close(); continue }
+              (shard != nil) == expectSharded)
+        guard let shard else { continue }
+        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, arenas: arenas, shard: shard)
         // Ownership: every rank's ranges, gathered, cover every bucket's elements exactly once.
         var owner = [Int64](repeating: 0, count: arena.count)
-        for r in b.ownedRanges { for i in r { owner[i] += 1 } }
+        for r in shard.ranges { for i in r { owner[i] += 1 } }
         owner.withUnsafeMutableBufferPointer { comm.allReduce($0, op: .sum) }
         let covered = b.layout.buckets.allSatisfy { $0.elements.allSatisfy { owner[$0] == 1 } }
         check("sharded, \(bucketBytes) B buckets: the \(n) ranks own every bucket element exactly once", covered)
@@ -241,7 +253,7 @@ func sharded() {
             for p in arena.parameters.reversed() where p.index != 4 { b.markReady(p) }
             b.finish()
             var mine = [Bool](repeating: false, count: arena.count)
-            for r in b.ownedRanges { for i in r { mine[i] = true } }
+            for r in shard.ranges { for i in r { mine[i] = true } }
             var expectedSquares = 0.0
             for bucket in b.layout.buckets {
                 for i in bucket.elements {
@@ -252,7 +264,7 @@ func sharded() {
                     if arena.grads[i] != (mine[i] ? average : 0) { averagesOK = false }
                 }
             }
-            let total = comm.allReduce(b.takeOwnedGradientSquares(), op: .sum)
+            let total = comm.allReduce(shard.takeOwnedGradientSquares(), op: .sum)
             // sumOfSquares accumulates blocks in Float before Double, as the replicated norm does.
             if abs(total - expectedSquares) > 1e-6 * expectedSquares { squaresOK = false }
         }
@@ -262,12 +274,12 @@ func sharded() {
         // Publishing: each rank writes value f(rank, i) into what it owns; afterwards every replica holds
         // the owner's values everywhere.
         var writer = [Int64](repeating: -1, count: arena.count)
-        for r in b.ownedRanges {
+        for r in shard.ranges {
             for i in r { arena.values[i] = Float(comm.rank * 1000 + i % 997) }
-            b.publish(r)
+            shard.publish(r)
         }
-        b.endPublishing()
-        for r in b.ownedRanges { for i in r { writer[i] = Int64(comm.rank) } }
+        shard.endPublishing()
+        for r in shard.ranges { for i in r { writer[i] = Int64(comm.rank) } }
         writer.withUnsafeMutableBufferPointer { comm.allReduce($0, op: .max) }
         let replicas = b.layout.buckets.allSatisfy { bucket in
             bucket.elements.allSatisfy { arena.values[$0] == Float(Int(writer[$0]) * 1000 + $0 % 997) }
@@ -278,8 +290,8 @@ func sharded() {
         let moment = UnsafeMutableBufferPointer<Float>.allocate(capacity: arena.count)
         defer { moment.deallocate() }
         for i in 0..<arena.count { moment[i] = -1 }
-        for r in b.ownedRanges { for i in r { moment[i] = Float(comm.rank * 1000 + i % 991) } }
-        b.gatherOwned(into: moment)
+        for r in shard.ranges { for i in r { moment[i] = Float(comm.rank * 1000 + i % 991) } }
+        shard.gatherOwned(into: moment)
         let gathered = b.layout.buckets.allSatisfy { bucket in
             bucket.elements.allSatisfy { i in
                 comm.rank == 0 ? moment[i] == Float(Int(writer[i]) * 1000 + i % 991)
@@ -288,6 +300,7 @@ func sharded() {
         }
         check("sharded, \(bucketBytes) B buckets: rank 0 gathers every owner's slices", gathered)
         b.close()
+        shard.close()
     }
 }
 
@@ -320,7 +333,7 @@ func deterministic() {
         let same = zip(output, reference).allSatisfy { $0.bitPattern == $1.bitPattern }
         check("deterministic step \(step): bit-identical to the global-order fold on one rank", same)
     }
-    let sum = output.withUnsafeBufferPointer { Checksum.fnv1a64($0) }
+    let sum = output.withUnsafeBytes { FNV1a64.wordwise($0) }
     if comm.rank == 0 { print("DETERMINISTIC-CHECKSUM 0x\(String(sum, radix: 16))") }
 }
 

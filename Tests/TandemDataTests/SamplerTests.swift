@@ -1,5 +1,5 @@
 import XCTest
-import TandemCollectives
+import TandemData
 
 final class SamplerTests: XCTestCase {
     func testPermutationIsAPermutationAndDiffersPerEpochAndSeed() {
