@@ -98,11 +98,7 @@ public struct TrainingConfig {
 
     /// A stable 64-bit hash of every value (FNV-1a over the sorted `key=value` lines), compared across ranks.
     public var hash: UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in values.map({ "\($0.key)=\($0.value)" }).sorted().joined(separator: "\n").utf8 {
-            h = (h ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
-        return h
+        FNV1a64.hash(values.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "\n"))
     }
 
     // MARK: - Reading
