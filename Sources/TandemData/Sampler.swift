@@ -17,6 +17,9 @@ public enum LastBatchPolicy: String, Sendable, CaseIterable {
 /// another number of ranks. Within an epoch no sample is repeated or skipped, except in the final
 /// partial batch (`lastBatch`).
 ///
+/// With `shuffle: false` the order is the samples' own, every epoch (truncated backpropagation through
+/// time needs consecutive chunks of each stream in consecutive batches).
+///
 /// The permutation is Fisher–Yates (Durstenfeld's in-place form) driven by Philox counters: the swap
 /// partner of position i in epoch e is `Philox(seed).below(i + 1, stream: samplerStream, step: e,
 /// index: i)`. The last epoch's permutation is cached: one sampler per thread.
@@ -29,16 +32,19 @@ public final class Sampler {
     public let globalBatch: Int
     public let seed: UInt64
     public let lastBatch: LastBatchPolicy
+    /// False: every epoch takes the samples in their own order.
+    public let shuffle: Bool
     /// Global batches per epoch.
     public let batchesPerEpoch: Int
     private var cachedEpoch = -1
     private var cachedPermutation: [Int] = []
 
-    public init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop) {
+    public init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop, shuffle: Bool = true) {
         precondition(count > 0 && globalBatch > 0, "sampler needs samples and a positive global batch")
         precondition(lastBatch == .wrap || count >= globalBatch,
                      "\(count) samples are fewer than one global batch of \(globalBatch) (use lastBatch: .wrap)")
         self.count = count; self.globalBatch = globalBatch; self.seed = seed; self.lastBatch = lastBatch
+        self.shuffle = shuffle
         batchesPerEpoch = lastBatch == .drop ? count / globalBatch : (count + globalBatch - 1) / globalBatch
     }
 
@@ -54,10 +60,14 @@ public final class Sampler {
     /// The cursor at which `epoch` starts.
     public func cursor(atEpoch epoch: Int) -> Int { epoch * samplesPerEpoch }
 
-    /// The permutation of 0..<count for `epoch`.
+    /// The permutation of 0..<count for `epoch` (the identity without `shuffle`).
     public func permutation(epoch: Int) -> [Int] {
         if epoch == cachedEpoch { return cachedPermutation }
         var p = Array(0..<count)
+        guard shuffle else {
+            (cachedEpoch, cachedPermutation) = (epoch, p)
+            return p
+        }
         let rng = Philox(seed: seed)
         var i = count - 1
         while i > 0 {

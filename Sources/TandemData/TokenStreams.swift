@@ -21,9 +21,9 @@ public final class ByteTokens: TokenSource {
     public init(path: String) throws {
         origin = path
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw ConfigError("\(path): cannot read training text (\(error.localizedDescription))")
+            throw DataError.io(path: path, reason: "cannot read training text (\(error.localizedDescription))")
         }
-        guard data.count >= 2 else { throw ConfigError("\(path): the text is empty") }
+        guard data.count >= 2 else { throw DataError.invalidFormat(path: path, reason: "the text is empty") }
     }
 
     public var count: Int { data.count }
@@ -33,6 +33,73 @@ public final class ByteTokens: TokenSource {
         data.withUnsafeBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self)
             for i in 0..<n { out[i] = Int32(bytes[start + i]) }
+        }
+    }
+}
+
+/// The sentences of a token-shard directory (`tandem prepare-text`) as one stream, each sentence followed
+/// by `separator` (a line-end token, such as the [SEP] of a WordPiece vocabulary, as PyTorch's
+/// word_language_model appends <eos> to every line): what a language model reads, memory-mapped. Finding
+/// a position costs a binary search over the sentences' stream offsets (one Int per sentence).
+public final class ShardTokenStream: TokenSource {
+    public let origin: String
+    public let vocabSize: Int
+    public let separator: Int32
+    private let dataset: ShardDataset
+    /// Stream offset of sentence j's first token, for j in 0...sentences (the last is the stream's length).
+    private let starts: [Int]
+    /// Dataset token offset of sentence j's first token.
+    private let tokenStarts: [Int]
+
+    public init(dataset: ShardDataset, separator: Int32) throws {
+        origin = dataset.directory
+        vocabSize = dataset.manifest.vocab_size
+        guard (0..<Int32(vocabSize)).contains(separator) else {
+            throw DataError.invalidArgument("\(dataset.directory): separator id \(separator) is outside the vocabulary of \(vocabSize)")
+        }
+        self.separator = separator
+        self.dataset = dataset
+        var starts = [0], tokenStarts = [Int]()
+        starts.reserveCapacity(dataset.sentenceCount + 1)
+        tokenStarts.reserveCapacity(dataset.sentenceCount)
+        var tokenBase = 0
+        for reader in dataset.shards {
+            for s in 0..<reader.sentenceCount {
+                let r = reader.tokenRange(ofSentence: s)
+                tokenStarts.append(tokenBase + r.lowerBound)
+                starts.append(starts.last! + r.count + 1)
+            }
+            tokenBase += reader.tokenCount
+        }
+        self.starts = starts
+        self.tokenStarts = tokenStarts
+        guard starts.last! >= 2 else { throw DataError.invalidFormat(path: dataset.directory, reason: "the shards hold no tokens") }
+    }
+
+    public var count: Int { starts.last! }
+
+    public func copy(from start: Int, count n: Int, into out: UnsafeMutablePointer<Int32>) {
+        precondition(start >= 0 && start + n <= count, "stream positions \(start)..<\(start + n) outside 0..<\(count)")
+        // The sentence holding `start`: the last j with starts[j] <= start.
+        var lo = 0, hi = starts.count - 2
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if starts[mid] <= start { lo = mid } else { hi = mid - 1 }
+        }
+        var j = lo, position = start, done = 0
+        while done < n {
+            let offset = position - starts[j], length = starts[j + 1] - starts[j] - 1
+            if offset < length {
+                let take = min(length - offset, n - done)
+                dataset.copyTokens(from: tokenStarts[j] + offset, count: take, into: out + done)
+                done += take
+                position += take
+            } else {
+                out[done] = separator
+                done += 1
+                position += 1
+                j += 1
+            }
         }
     }
 }

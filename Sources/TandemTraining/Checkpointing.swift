@@ -4,9 +4,11 @@ import TandemCollectives
 
 /// The coordinator's checkpoints (DESIGN.md "Checkpoint directory"): rank 0 copies the parameter arena
 /// and the optimizer moments into a snapshot, then writes `model.safetensors` (HF names), `config.json`,
-/// `optimizer.safetensors`, `trainer_state.json` and the manifest on a background thread while training
-/// goes on. A save waits only for the previous one. Every random draw is keyed by (seed, step), so the
-/// step and the sample cursor are all the state a resume needs besides the tensors.
+/// `optimizer.safetensors`, `trainer_state.json`, `carried_state.safetensors` (only for a task that
+/// carries state across steps: `TrainingTask.carriedState`, tensor `state` (G, perSlot)) and the manifest
+/// on a background thread while training goes on. A save waits only for the previous one. Every random
+/// draw is keyed by (seed, step), so the step and the sample cursor are all the state a resume needs
+/// besides the tensors.
 final class Checkpointer {
     let writer: CheckpointWriter
     private let queue = DispatchQueue(label: "tandem-checkpoint")
@@ -43,6 +45,7 @@ final class Checkpointer {
         let modelConfig = trainer.task.hfConfigJSON
         let tensors = trainer.task.checkpointTensors
         let optimizerStep = opt.step
+        let carried = trainer.task.carriedState.map { (values: Array($0.values), shape: [$0.values.count / $0.perSlot, $0.perSlot]) }
         lastBlockingSeconds = monotonicSeconds() - started
         group.enter()
         queue.async { [writer] in
@@ -61,12 +64,18 @@ final class Checkpointer {
                     moments.add("exp_avg_sq." + p.name, shape: p.shape.dims,
                                 borrowing: UnsafeBufferPointer(start: snap + 2 * n + p.offset, count: p.count))
                 }
-                _ = try writer.save(step: step, files: [
+                var files: [CheckpointFile] = [
                     .safetensors("model.safetensors", model),
                     .text("config.json", modelConfig),
                     .safetensors("optimizer.safetensors", moments),
                     .text("trainer_state.json", state),
-                ])
+                ]
+                if let carried {
+                    var w = SafeTensorsWriter()
+                    w.add(Resumer.carriedStateTensor, shape: carried.shape, floats: carried.values)
+                    files.append(.safetensors(Resumer.carriedStateFile, w))
+                }
+                _ = try writer.save(step: step, files: files)
             } catch {
                 self.failureLock.lock(); self.failure = error; self.failureLock.unlock()
             }
@@ -123,11 +132,15 @@ enum Resumer {
         comm.broadcast(trainer.task.arena.values, root: 0)
         comm.broadcast(trainer.optimizer.m, root: 0)
         comm.broadcast(trainer.optimizer.v, root: 0)
+        if let carried = trainer.task.carriedState { comm.broadcast(carried.values, root: 0) }
         trainer.releaseUnownedOptimizerState()
         trainer.step = Int(comm.broadcast(Int64(step), root: 0))
         trainer.optimizer.step = Int(comm.broadcast(Int64(optimizerStep), root: 0))
         return resumed
     }
+
+    /// The file and tensor of a task's carried state (`TrainingTask.carriedState`).
+    static let carriedStateFile = "carried_state.safetensors", carriedStateTensor = "state"
 
     /// Reads a verified checkpoint into the trainer on this rank; returns (step, optimizer step).
     static func load(_ dir: String, into trainer: Trainer) throws -> (Int, Int) {
@@ -148,6 +161,18 @@ enum Resumer {
         for p in arena.parameters {
             try moments.copyFloats("exp_avg." + p.name, into: UnsafeMutableBufferPointer(rebasing: opt.m[p.offset..<(p.offset + p.count)]))
             try moments.copyFloats("exp_avg_sq." + p.name, into: UnsafeMutableBufferPointer(rebasing: opt.v[p.offset..<(p.offset + p.count)]))
+        }
+        if let carried = trainer.task.carriedState {
+            let path = dir + "/" + carriedStateFile
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ConfigError("\(dir): no \(carriedStateFile), which this run's carried state (data.carry_state) needs")
+            }
+            let file = try SafeTensorsFile(path: path)
+            let shape = [carried.values.count / carried.perSlot, carried.perSlot]
+            guard let info = file.tensors[carriedStateTensor], info.shape == shape else {
+                throw ConfigError("\(path): tensor \(carriedStateTensor) must have shape \(shape) (global batch x state per sample)")
+            }
+            try file.copyFloats(carriedStateTensor, into: carried.values)
         }
         return (state.step, state.optimizer.step)
     }

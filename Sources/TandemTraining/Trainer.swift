@@ -135,7 +135,8 @@ public final class Trainer {
         loss = task.record(on: tape, microBatch: settings.microBatch)
         tape.seal()
         optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
-        sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop)
+        sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop,
+                          shuffle: task.shufflesSamples)
         var arenas: NodeSharedArenas? = nil, nodeShard: NodeOptimizerShard? = nil
         if settings.deterministic {
             buckets = nil
@@ -177,9 +178,22 @@ public final class Trainer {
     /// Before rank 0 checkpoints: with a sharded optimizer, rank 0 collects the moments the other ranks
     /// own, so its `optimizer.m` and `v` are whole. Collective (call on every rank); nothing otherwise.
     public func gatherOptimizerState() {
-        guard let nodeShard else { return }
-        nodeShard.gatherOwned(into: optimizer.m)
-        nodeShard.gatherOwned(into: optimizer.v)
+        if let nodeShard {
+            nodeShard.gatherOwned(into: optimizer.m)
+            nodeShard.gatherOwned(into: optimizer.v)
+        }
+        gatherCarriedState()
+    }
+
+    /// Makes the task's carried state whole on every rank: rank q's samples are the global-batch slots
+    /// [q G/W, (q+1) G/W), so each rank in turn broadcasts its slots' state (bits as they are). Collective;
+    /// nothing without carried state.
+    func gatherCarriedState() {
+        guard let state = task.carriedState else { return }
+        let part = settings.globalBatch / communicator.size * state.perSlot
+        for q in 0..<communicator.size {
+            communicator.broadcast(UnsafeMutableBufferPointer(rebasing: state.values[q * part..<(q + 1) * part]), root: q)
+        }
     }
 
     deinit {
@@ -225,6 +239,7 @@ public final class Trainer {
             t = monotonicSeconds()
             tape.step = UInt64(step * microPerStep + first / s.microBatch)
             tape.forward()
+            task.finishedForward()
             lossSum += Double(loss.data[0])
             r.times.forward += monotonicSeconds() - t
             t = monotonicSeconds()

@@ -28,6 +28,27 @@ public protocol TrainingTask: AnyObject {
     /// Fills the model from a transformers directory (`--init-from`); `log` hears what kept its init and
     /// what was ignored. Families that cannot start from one throw.
     func loadPretrained(directory: String, log: (String) -> Void) throws
+    /// Whether the sampler shuffles the samples every epoch (true) or takes them in order (truncated
+    /// backpropagation through time: sample k G + s is chunk k of stream s).
+    var shufflesSamples: Bool { get }
+    /// State carried from one step's forward pass to the next one's (a recurrent model's hidden state per
+    /// stream under truncated BPTT), laid out by global-batch slot: `perSlot` floats for each of the
+    /// global batch's G slots. A rank updates only the slots of its own samples; the trainer gathers
+    /// them before a checkpoint, which saves the whole buffer, and a resume restores it on every rank.
+    var carriedState: CarriedState? { get }
+    /// Called after each training forward pass, before backward (to keep the final states).
+    func finishedForward()
+}
+
+/// A task's state carried across steps (`TrainingTask.carriedState`).
+public struct CarriedState {
+    /// (G, perSlot)
+    public let values: UnsafeMutableBufferPointer<Float>
+    public let perSlot: Int
+    public init(values: UnsafeMutableBufferPointer<Float>, perSlot: Int) {
+        self.values = values
+        self.perSlot = perSlot
+    }
 }
 
 /// Evaluation on held-out data: the trainer fills eval samples, runs forward with dropout off, and the
@@ -58,6 +79,10 @@ extension EvaluatingTask {
 }
 
 extension TrainingTask {
+    public var shufflesSamples: Bool { true }
+    public var carriedState: CarriedState? { nil }
+    public func finishedForward() {}
+
     public func loadPretrained(directory: String, log: (String) -> Void) throws {
         throw ConfigError("--init-from \(directory): \(modelDescription.prefix { $0 != " " }) models cannot start from a transformers checkpoint")
     }

@@ -72,4 +72,13 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(s.batchInEpoch(ofCursor: s.samplesPerEpoch + 16), 2)
         XCTAssertEqual(s.batchesPerEpoch, 38)
     }
+
+    /// Without shuffling every epoch takes the samples in order, and ranks still take contiguous parts.
+    func testSequentialOrderKeepsTheSamplesOwnOrder() {
+        let s = Sampler(count: 100, globalBatch: 8, seed: 5, shuffle: false)
+        XCTAssertEqual(s.batchesPerEpoch, 12)
+        XCTAssertEqual(s.permutation(epoch: 3), Array(0..<100))
+        XCTAssertEqual(s.indices(forBatchAt: 8 * 13, rank: 1, worldSize: 2), [12, 13, 14, 15])
+        XCTAssertEqual(s.sample(atCursor: 96 + 5), 5)
+    }
 }

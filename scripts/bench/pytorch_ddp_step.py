@@ -36,11 +36,14 @@ VIT_PRESETS = {  # Tandem's ViT presets: (layers, hidden, image, patch)
     "vit-base": (12, 768, 224, 16),
 }
 VIT_LABELS = 10
+RNN_PRESETS = {  # the word-level language models of Tandem's configs: (rnn_type, layers, hidden, vocab, bptt, dropout)
+    "lstm-medium": ("LSTM", 2, 650, 10000, 35, 0.5),  # Zaremba et al. 2014's medium model
+}
 
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS))
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-predictions", type=int, default=20)
@@ -134,7 +137,8 @@ def worker(rank, a):
     dist.all_reduce(peak_t, op=dist.ReduceOp.MAX)
     peak = peak_t.item()
 
-    (vit_worker if a.preset in VIT_PRESETS else bert_worker)(rank, a, torch, dist, DDP, peak)
+    worker = vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS else bert_worker
+    worker(rank, a, torch, dist, DDP, peak)
     dist.destroy_process_group()
 
 
@@ -180,6 +184,55 @@ def vit_worker(rank, a, torch, dist, DDP, peak):
     describe = (f"transformers ViTForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
                 f"image={image}px patch={patch} labels={VIT_LABELS} params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+
+
+def rnn_worker(rank, a, torch, dist, DDP, peak):
+    """PyTorch's examples/word_language_model RNNModel (encoder -> dropout -> nn.LSTM/GRU -> dropout ->
+    decoder, untied) trained with truncated backpropagation through time: the hidden state of each of the
+    process's streams is carried, detached, from one batch to the next, as the example's repackage_hidden
+    does. nn.LSTM runs PyTorch's fused CPU kernels (oneDNN where available)."""
+    nn = torch.nn
+    rnn_type, layers, hidden, vocab, bptt, dropout = RNN_PRESETS[a.preset]
+
+    class Output:
+        def __init__(self, loss):
+            self.loss = loss
+
+    class RNNModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(dropout)
+            self.encoder = nn.Embedding(vocab, hidden)
+            self.rnn = getattr(nn, rnn_type)(hidden, hidden, layers, dropout=dropout, batch_first=True)
+            self.decoder = nn.Linear(hidden, vocab)
+            self.hidden = None
+            self.config = type("Config", (), {"_attn_implementation": "none"})()
+
+        def forward(self, input_ids, labels):
+            if self.hidden is None or self.hidden[0].shape[1] != input_ids.shape[0]:
+                zeros = torch.zeros(layers, input_ids.shape[0], hidden)
+                self.hidden = (zeros, zeros.clone()) if rnn_type == "LSTM" else zeros
+            output, h = self.rnn(self.drop(self.encoder(input_ids)), self.hidden)
+            self.hidden = tuple(x.detach() for x in h) if rnn_type == "LSTM" else h.detach()
+            logits = self.decoder(self.drop(output))
+            return Output(nn.functional.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=-100))
+
+    torch.manual_seed(0)
+    model = RNNModel()
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    # Tandem's RNNLanguageModelTask: 6 FLOPs per parameter per token, the embedding a lookup.
+    flops = 6.0 * (params - model.encoder.weight.numel()) * bptt
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = []
+    for _ in range(2):
+        ids = torch.randint(0, vocab, (B, bptt + 1), generator=g)
+        batches.append(dict(input_ids=ids[:, :-1].contiguous(), labels=ids[:, 1:].contiguous()))
+    describe = (f"word_language_model RNNModel {rnn_type} layers={layers} hidden={hidden} vocab={vocab} "
+                f"bptt={bptt} dropout={dropout} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, bptt, describe)
 
 
 def run(rank, a, torch, dist, model, ddp, batches, flops, peak, tokens, describe):

@@ -33,6 +33,7 @@ public struct DataSection: ConfigSection {
     public var mixSwitchProb = 0.5
     public var maskRatio = 0.6
     public var maskPatchSize: Int?
+    public var carryState = false
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
@@ -53,6 +54,7 @@ public struct DataSection: ConfigSection {
         .float("mix_switch_prob", \.mixSwitchProb, 0...1, "images: probability of cutmix when both mixup and cutmix are on"),
         .float("mask_ratio", \.maskRatio, 0.01...0.99, "masked image modelling: fraction of mask patches masked"),
         .int("mask_patch_size", \.maskPatchSize, 1...4096, "masked image modelling: side of a mask patch in pixels (default 32 when it tiles the image, else the model's patch)"),
+        .bool("carry_state", \.carryState, "recurrent language models: the token stream is cut into one stream per global-batch slot and each stream's hidden state is carried from a batch to the next (truncated backpropagation through time, checkpointed); false: independent windows from a zero state"),
     ]
 }
 

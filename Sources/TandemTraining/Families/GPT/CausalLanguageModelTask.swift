@@ -1,5 +1,6 @@
 import Foundation
 import TandemAutograd
+import TandemData
 import TandemModels
 
 /// Next-token prediction with a GPT over windows of T + 1 tokens cut from a token stream: sample i is

@@ -1,4 +1,5 @@
 import Foundation
+import TandemData
 import TandemModels
 
 /// A byte-level GPT (Radford et al. 2019, nanoGPT's layout) trained on next-token prediction over the
