@@ -97,7 +97,7 @@ public enum UIStrings {
     /// Removes accelerator (mnemonic) marks: a translation's appended "(~N)", "(_N)" or "(&N)" (the
     /// letter of the English mnemonic, which Indic scripts cannot underline), LibreOffice's "~" before the
     /// letter, "&" before a letter or digit (Windows style, "&&" a literal "&"), and with `gtkMnemonics`
-    /// GTK's "_" ("__" a literal "_").
+    /// GTK's "_" ("__" a literal "_"; one inside a `%NAME` placeholder stays).
     public static func stripAccelerators(_ s: String, gtkMnemonics: Bool) -> String {
         var scalars = Array(s.unicodeScalars)
         // "(~N)" and the space before it.
@@ -116,15 +116,19 @@ public enum UIStrings {
         scalars = cleaned
         cleaned = []
         i = 0
+        var inPlaceholder = false   // "%EXTENSION_NAME": its "_" is no mnemonic
         while i < scalars.count {
             let c = scalars[i]
             let next = i + 1 < scalars.count ? scalars[i + 1] : nil
+            if c == "%" { inPlaceholder = next.map { $0.properties.isAlphabetic } ?? false } else if !(c.properties.isAlphabetic || c == "_" || ("0"..."9").contains(c)) {
+                inPlaceholder = false
+            }
             if c == "~" { i += 1; continue }
             if c == "&", let next {
                 if next == "&" { cleaned.append("&"); i += 2; continue }
                 if next.properties.isAlphabetic || ("0"..."9").contains(next) { i += 1; continue }
             }
-            if gtkMnemonics && c == "_" {
+            if gtkMnemonics && c == "_" && !inPlaceholder {
                 if next == "_" { cleaned.append("_"); i += 2; continue }
                 i += 1
                 continue

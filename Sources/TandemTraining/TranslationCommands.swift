@@ -149,7 +149,7 @@ public enum TranslationCommands {
             throw ConfigError("\(program) not found (launch/common.sh installs its package: source it and run tandem_ensure_packages)")
         }
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-\(getpid())-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: temporary.path, contents: nil)
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else { throw DataError.io(path: temporary.path, reason: "cannot create") }
         defer { try? FileManager.default.removeItem(at: temporary) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
