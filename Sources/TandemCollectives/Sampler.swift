@@ -33,13 +33,24 @@ public final class Sampler {
     public let batchesPerEpoch: Int
     private var cachedEpoch = -1
     private var cachedPermutation: [Int] = []
+    /// The epoch's order when it is not the Fisher-Yates permutation (e.g. `LengthBucketing.order`).
+    private let order: ((Int) -> [Int])?
 
-    public init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop) {
+    public convenience init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop) {
+        self.init(count: count, globalBatch: globalBatch, seed: seed, lastBatch: lastBatch, order: nil)
+    }
+
+    /// A sampler whose epoch `e` visits the samples in `order(e)`, a permutation of 0..<count that must
+    /// depend only on `e` and fixed settings (such as `LengthBucketing.order(epoch:)`, whose global
+    /// batches group samples of similar length). Batches, ranks' parts and cursors work as with the
+    /// default permutation.
+    public init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop, order: ((Int) -> [Int])?) {
         precondition(count > 0 && globalBatch > 0, "sampler needs samples and a positive global batch")
         precondition(lastBatch == .wrap || count >= globalBatch,
                      "\(count) samples are fewer than one global batch of \(globalBatch) (use lastBatch: .wrap)")
         self.count = count; self.globalBatch = globalBatch; self.seed = seed; self.lastBatch = lastBatch
         batchesPerEpoch = lastBatch == .drop ? count / globalBatch : (count + globalBatch - 1) / globalBatch
+        self.order = order
     }
 
     /// Cursor advance per epoch.
@@ -54,9 +65,16 @@ public final class Sampler {
     /// The cursor at which `epoch` starts.
     public func cursor(atEpoch epoch: Int) -> Int { epoch * samplesPerEpoch }
 
-    /// The permutation of 0..<count for `epoch`.
+    /// The permutation of 0..<count for `epoch` (or the custom order's).
     public func permutation(epoch: Int) -> [Int] {
         if epoch == cachedEpoch { return cachedPermutation }
+        if let order {
+            let p = order(epoch)
+            precondition(p.count == count, "the sampler's order has \(p.count) samples, not \(count)")
+            cachedEpoch = epoch
+            cachedPermutation = p
+            return p
+        }
         var p = Array(0..<count)
         let rng = Philox(seed: seed)
         var i = count - 1

@@ -60,11 +60,13 @@ struct PrepareText: ParsableCommand {
     @Option(name: .customLong("eval-fraction"), help: "Fraction of whole documents held out in OUT-eval.") var evalFraction: Double = 0
     @Option(help: "Seed of the held-out split.") var seed: UInt64 = 0
     @Flag(help: "Keep case and accents (a cased vocabulary).") var cased = false
+    @Flag(name: .customLong("line-aligned"), help: "Line i is sentence i (one side of a parallel corpus): no blank lines, token-less lines become [UNK].")
+    var lineAligned = false
     @Argument(help: "Input text files.") var inputs: [String]
     func run() throws {
         try withCommunicator {
             try TextCommands.prepare(vocab: vocab, cased: cased, out: out, inputs: inputs, evalFraction: evalFraction,
-                                     seed: seed, communicator: $0)
+                                     seed: seed, lineAligned: lineAligned, communicator: $0)
         }
     }
 }
