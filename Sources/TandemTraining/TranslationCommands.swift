@@ -32,8 +32,17 @@ public enum TranslationCommands {
         var sources: [ParallelCorpusManifest.Source] = []
         switch pair {
         case "en-es":
-            let kjv = try bible(module: "engKJV2006eb", locations: locations)
-            let rv = try bible(module: "spaRV1909eb", locations: locations)
+            // diatheke spends its time in one thread decompressing: read both Bibles at once.
+            let modules = ["engKJV2006eb", "spaRV1909eb"]
+            let lock = NSLock()
+            var read: [String: Result<(verses: [SwordBible.Verse], license: String), Error>] = [:]
+            DispatchQueue.concurrentPerform(iterations: modules.count) { i in
+                let result = Result { try bible(module: modules[i], locations: locations) }
+                lock.lock()
+                read[modules[i]] = result
+                lock.unlock()
+            }
+            let kjv = try read[modules[0]]!.get(), rv = try read[modules[1]]!.get()
             documents = SwordBible.align(source: kjv.verses, target: rv.verses)
             sources.append(.init(name: "King James Version (SWORD engKJV2006eb) / Reina-Valera 1909 (SWORD spaRV1909eb), verses aligned by reference, one document per book",
                                  packages: versions, license: "KJV: \(kjv.license); RV1909: \(rv.license)",
