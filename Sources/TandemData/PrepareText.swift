@@ -62,6 +62,11 @@ public struct PrepareTextSummary: Sendable {
 /// `Philox(seed)` at (stream: hash of the shard name, step: 0, index: document number in the file), so the
 /// split is deterministic and independent of how jobs are spread over ranks.
 ///
+/// With `lineAligned` (one side of a parallel corpus, `tandem prepare-translation`'s .src or .tgt), line i
+/// of a file must become sentence i of its shard whatever it holds: each file is one document, a line with
+/// no token (only characters that clean_text drops) becomes one `[UNK]` instead of vanishing, and a blank
+/// line is an error naming the file and line, since it would shift every later pair.
+///
 /// - Parameters:
 ///   - writeManifest: write `manifest.json` of the listed shards; a multi-rank run writes it on rank 0 with
 ///     `TokenShardManifest.build` once every rank is done.
@@ -69,11 +74,14 @@ public struct PrepareTextSummary: Sendable {
 ///   - log: receives the closing line with the throughput in MB/s.
 @discardableResult
 public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextShardJob], evalFraction: Double = 0,
-                        evalOut: String? = nil, seed: UInt64 = 0, writeManifest: Bool = true,
+                        evalOut: String? = nil, seed: UInt64 = 0, lineAligned: Bool = false, writeManifest: Bool = true,
                         progress: ((PrepareTextProgress) -> Void)? = nil,
                         log: (String) -> Void = { print($0) }) throws -> PrepareTextSummary {
     guard evalFraction >= 0 && evalFraction < 1 else { throw DataError.invalidArgument("--eval-fraction \(evalFraction) is not in [0, 1)") }
     guard !inputs.isEmpty else { throw DataError.invalidArgument("no input files") }
+    guard !(lineAligned && evalFraction > 0) else {
+        throw DataError.invalidArgument("--eval-fraction with --line-aligned would hold out whole files: split the corpus by document first (prepare-translation does)")
+    }
     let evalDirectory = evalFraction > 0 ? (evalOut ?? (out.hasSuffix("/") ? String(out.dropLast()) : out) + "-eval") : nil
     for directory in [out] + (evalDirectory.map { [$0] } ?? []) {
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
@@ -106,16 +114,24 @@ public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextSha
         var documentIndex: UInt64 = 0
         var current = train
         var documentOpen = false
+        var lineNumber = 0
 
         // One line (without its "\n"): a blank line closes the document, another line is a sentence of it.
         func handle(_ line: UnsafeRawBufferPointer) throws {
+            lineNumber += 1
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
+                if lineAligned {
+                    throw DataError.invalidFormat(path: "\(job.input):\(lineNumber)", reason: "empty line in a line-aligned corpus (one sentence of a pair a line)")
+                }
                 documentOpen = false
                 return
             }
             ids.removeAll(keepingCapacity: true)
             vocab.appendIDs(utf8: line, to: &ids)
-            if ids.isEmpty { return }
+            if ids.isEmpty {
+                guard lineAligned else { return }
+                ids.append(vocab.unkID)
+            }
             if !documentOpen {
                 documentOpen = true
                 let toEval = held != nil && Double(philox.uniform(stream: stream, step: 0, index: documentIndex)) < evalFraction

@@ -7,9 +7,22 @@ public enum LastBatchPolicy: String, Sendable, CaseIterable {
     case wrap
 }
 
-/// The distributed sampler: one global permutation of the `count` samples per epoch, a pure function of
-/// (seed, epoch) and independent of the number of ranks. Global batch k of an epoch is positions
-/// [kG, (k+1)G) of the permutation, and rank r of W takes the contiguous part [rG/W, (r+1)G/W).
+/// The order in which a sampler visits the samples of an epoch.
+public enum SampleOrder {
+    /// A Philox-driven Fisher–Yates permutation per epoch (the default).
+    case shuffled
+    /// The samples' own order every epoch (truncated backpropagation through time: chunk k of every
+    /// stream in global batch k).
+    case sequential
+    /// `order(e)`, a permutation of 0..<count that depends only on the epoch and fixed settings (such as
+    /// `LengthBucketing.order(epoch:)`, whose global batches group samples of similar length).
+    case custom((Int) -> [Int])
+}
+
+/// The distributed sampler: one global order of the `count` samples per epoch (`SampleOrder`: by default
+/// a permutation), a pure function of (seed, epoch) and independent of the number of ranks. Global batch
+/// k of an epoch is positions [kG, (k+1)G) of the order, and rank r of W takes the contiguous part
+/// [rG/W, (r+1)G/W).
 ///
 /// The training position is a global sample cursor: the number of samples consumed since the start of
 /// training over all ranks, always a multiple of G at a step boundary. Epoch e covers cursors
@@ -17,12 +30,9 @@ public enum LastBatchPolicy: String, Sendable, CaseIterable {
 /// another number of ranks. Within an epoch no sample is repeated or skipped, except in the final
 /// partial batch (`lastBatch`).
 ///
-/// With `shuffle: false` the order is the samples' own, every epoch (truncated backpropagation through
-/// time needs consecutive chunks of each stream in consecutive batches).
-///
 /// The permutation is Fisher–Yates (Durstenfeld's in-place form) driven by Philox counters: the swap
 /// partner of position i in epoch e is `Philox(seed).below(i + 1, stream: samplerStream, step: e,
-/// index: i)`. The last epoch's permutation is cached: one sampler per thread.
+/// index: i)`. The last epoch's order is cached: one sampler per thread.
 public final class Sampler {
     /// Philox stream reserved for the sampler ("SAMP"), so that other users of the same seed (dropout,
     /// masking) draw unrelated numbers.
@@ -32,19 +42,21 @@ public final class Sampler {
     public let globalBatch: Int
     public let seed: UInt64
     public let lastBatch: LastBatchPolicy
-    /// False: every epoch takes the samples in their own order.
-    public let shuffle: Bool
+    public let order: SampleOrder
     /// Global batches per epoch.
     public let batchesPerEpoch: Int
     private var cachedEpoch = -1
     private var cachedPermutation: [Int] = []
 
-    public init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop, shuffle: Bool = true) {
+    /// A sampler whose epoch `e` visits the samples in the order `order` gives. Batches, ranks' parts and
+    /// cursors work the same for every order.
+    public init(count: Int, globalBatch: Int, seed: UInt64, lastBatch: LastBatchPolicy = .drop,
+                order: SampleOrder = .shuffled) {
         precondition(count > 0 && globalBatch > 0, "sampler needs samples and a positive global batch")
         precondition(lastBatch == .wrap || count >= globalBatch,
                      "\(count) samples are fewer than one global batch of \(globalBatch) (use lastBatch: .wrap)")
         self.count = count; self.globalBatch = globalBatch; self.seed = seed; self.lastBatch = lastBatch
-        self.shuffle = shuffle
+        self.order = order
         batchesPerEpoch = lastBatch == .drop ? count / globalBatch : (count + globalBatch - 1) / globalBatch
     }
 
@@ -60,20 +72,25 @@ public final class Sampler {
     /// The cursor at which `epoch` starts.
     public func cursor(atEpoch epoch: Int) -> Int { epoch * samplesPerEpoch }
 
-    /// The permutation of 0..<count for `epoch` (the identity without `shuffle`).
+    /// The order of 0..<count for `epoch`.
     public func permutation(epoch: Int) -> [Int] {
         if epoch == cachedEpoch { return cachedPermutation }
-        var p = Array(0..<count)
-        guard shuffle else {
-            (cachedEpoch, cachedPermutation) = (epoch, p)
-            return p
-        }
-        let rng = Philox(seed: seed)
-        var i = count - 1
-        while i > 0 {
-            let j = rng.below(i + 1, stream: Self.samplerStream, step: UInt64(epoch), index: UInt64(i))
-            p.swapAt(i, j)
-            i -= 1
+        var p: [Int]
+        switch order {
+        case .custom(let f):
+            p = f(epoch)
+            precondition(p.count == count, "the sampler's order has \(p.count) samples, not \(count)")
+        case .sequential:
+            p = Array(0..<count)
+        case .shuffled:
+            p = Array(0..<count)
+            let rng = Philox(seed: seed)
+            var i = count - 1
+            while i > 0 {
+                let j = rng.below(i + 1, stream: Self.samplerStream, step: UInt64(epoch), index: UInt64(i))
+                p.swapAt(i, j)
+                i -= 1
+            }
         }
         cachedEpoch = epoch
         cachedPermutation = p

@@ -6,8 +6,9 @@ import TandemData
 public enum TextCommands {
     /// Tokenizes `inputs` into token shards in `out` (and `out-eval` with an eval fraction). Under mpirun
     /// the files are dealt out round-robin to ranks; rank 0 writes the manifests once all are done.
+    /// With `lineAligned`, line i of each file is sentence i of its shard (see `prepareText`).
     public static func prepare(vocab: String, cased: Bool, out: String, inputs: [String], evalFraction: Double,
-                               seed: UInt64, communicator comm: any Communicator) throws {
+                               seed: UInt64, lineAligned: Bool = false, communicator comm: any Communicator) throws {
         let tokenizer = try WordPieceTokenizer(path: vocab, cased: cased)
         let jobs = TextShardJob.plan(inputs: inputs)
         let mine = jobs.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
@@ -15,7 +16,7 @@ public enum TextCommands {
         var outcome = ""
         if !mine.isEmpty {
             do {
-                try prepareText(vocab: tokenizer, out: out, inputs: mine, evalFraction: evalFraction, seed: seed,
+                try prepareText(vocab: tokenizer, out: out, inputs: mine, evalFraction: evalFraction, seed: seed, lineAligned: lineAligned,
                                 writeManifest: comm.size == 1, progress: { p in
                                     guard comm.rank == 0 && isTerminal else { return }
                                     let percent = p.bytesTotal > 0 ? 100 * Double(p.bytesDone) / Double(p.bytesTotal) : 100

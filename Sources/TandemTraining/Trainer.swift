@@ -136,7 +136,7 @@ public final class Trainer {
         tape.seal()
         optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
         sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop,
-                          shuffle: task.shufflesSamples)
+                          order: task.sampleOrder)
         var arenas: NodeSharedArenas? = nil, nodeShard: NodeOptimizerShard? = nil
         if settings.deterministic {
             buckets = nil

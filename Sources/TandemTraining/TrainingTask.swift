@@ -1,5 +1,6 @@
 import Foundation
 import TandemAutograd
+import TandemData
 import TandemModels
 
 /// What the trainer needs from a model and its objective: parameters in an arena, a graph recorded on a
@@ -28,9 +29,10 @@ public protocol TrainingTask: AnyObject {
     /// Fills the model from a transformers directory (`--init-from`); `log` hears what kept its init and
     /// what was ignored. Families that cannot start from one throw.
     func loadPretrained(directory: String, log: (String) -> Void) throws
-    /// Whether the sampler shuffles the samples every epoch (true) or takes them in order (truncated
-    /// backpropagation through time: sample k G + s is chunk k of stream s).
-    var shufflesSamples: Bool { get }
+    /// The order the sampler visits the samples in each epoch: shuffled (the default), in order (truncated
+    /// backpropagation through time: sample k G + s is chunk k of stream s) or the task's own (length
+    /// bucketing).
+    var sampleOrder: SampleOrder { get }
     /// State carried from one step's forward pass to the next one's (a recurrent model's hidden state per
     /// stream under truncated BPTT), laid out by global-batch slot: `perSlot` floats for each of the
     /// global batch's G slots. A rank updates only the slots of its own samples; the trainer gathers
@@ -79,7 +81,7 @@ extension EvaluatingTask {
 }
 
 extension TrainingTask {
-    public var shufflesSamples: Bool { true }
+    public var sampleOrder: SampleOrder { .shuffled }
     public var carriedState: CarriedState? { nil }
     public func finishedForward() {}
 

@@ -13,8 +13,8 @@ struct Tandem: ParsableCommand {
         single rank. Exit status is 0 only on success.
         """,
         version: TrainingRun.version,
-        subcommands: [Train.self, PrepareText.self, PrepareImages.self, Vocab.self, Tokenize.self, Debug.self,
-                      Inspect.self, Bench.self, Plot.self])
+        subcommands: [Train.self, PrepareText.self, PrepareImages.self, PrepareTranslation.self, Vocab.self, Tokenize.self,
+                      Bleu.self, Debug.self, Inspect.self, Bench.self, Plot.self])
 
     /// OpenBLAS's faster kernels for this CPU first (a re-exec with OPENBLAS_CORETYPE when it has a
     /// preference: `BLAS.selectPreferredCore`), then the command line. A command that failed through
@@ -60,11 +60,13 @@ struct PrepareText: ParsableCommand {
     @Option(name: .customLong("eval-fraction"), help: "Fraction of whole documents held out in OUT-eval.") var evalFraction: Double = 0
     @Option(help: "Seed of the held-out split.") var seed: UInt64 = 0
     @Flag(help: "Keep case and accents (a cased vocabulary).") var cased = false
+    @Flag(name: .customLong("line-aligned"), help: "Line i is sentence i (one side of a parallel corpus): no blank lines, token-less lines become [UNK].")
+    var lineAligned = false
     @Argument(help: "Input text files.") var inputs: [String]
     func run() throws {
         try withCommunicator {
             try TextCommands.prepare(vocab: vocab, cased: cased, out: out, inputs: inputs, evalFraction: evalFraction,
-                                     seed: seed, communicator: $0)
+                                     seed: seed, lineAligned: lineAligned, communicator: $0)
         }
     }
 }
@@ -98,6 +100,23 @@ struct PrepareImages: ParsableCommand {
     }
 }
 
+struct PrepareTranslation: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prepare-translation", abstract: "Parallel text from Debian packages -> OUT/{train,valid,test}.{src,tgt}.",
+        discussion: """
+        en-es: the KJV and the Reina-Valera 1909 (sword-text-kjv, sword-text-sparv, read with diatheke), verses \
+        aligned by reference, a book a document. en-hi: LibreOffice's Hindi UI catalogues (libreoffice-l10n-hi) \
+        and help pages (libreoffice-help-hi against libreoffice-help-en-us), a catalogue or page a document. \
+        Whole documents are held out for valid and test. Writes manifest.json (sources, licences, counts, SHA-256).
+        """)
+    @Option(help: "en-es or en-hi") var pair: String
+    @Option(help: "Output directory.") var out: String
+    @Option(help: "Seed of the held-out split.") var seed: UInt64 = 0
+    func run() throws {
+        try withCommunicator { _ in try TranslationCommands.prepare(pair: pair, out: out, seed: seed) }
+    }
+}
+
 struct Vocab: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a WordPiece vocabulary.")
     @Option(help: "Vocabulary size.") var size: Int
@@ -119,6 +138,15 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Keep case and accents (a cased vocab.txt).") var cased = false
     func run() throws {
         try withCommunicator { _ in try TextCommands.tokenize(vocab: vocab, cased: cased, special: special) }
+    }
+}
+
+struct Bleu: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Corpus BLEU of stdin's lines against --ref, as sacreBLEU computes it (13a, exp smoothing).")
+    @Option(help: "Reference translations, one a line, aligned with the hypotheses.") var ref: String
+    func run() throws {
+        try withCommunicator { _ in _ = try TranslationCommands.bleu(reference: ref) }
     }
 }
 

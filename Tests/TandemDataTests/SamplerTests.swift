@@ -75,10 +75,31 @@ final class SamplerTests: XCTestCase {
 
     /// Without shuffling every epoch takes the samples in order, and ranks still take contiguous parts.
     func testSequentialOrderKeepsTheSamplesOwnOrder() {
-        let s = Sampler(count: 100, globalBatch: 8, seed: 5, shuffle: false)
+        let s = Sampler(count: 100, globalBatch: 8, seed: 5, order: .sequential)
         XCTAssertEqual(s.batchesPerEpoch, 12)
         XCTAssertEqual(s.permutation(epoch: 3), Array(0..<100))
         XCTAssertEqual(s.indices(forBatchAt: 8 * 13, rank: 1, worldSize: 2), [12, 13, 14, 15])
         XCTAssertEqual(s.sample(atCursor: 96 + 5), 5)
+    }
+}
+
+final class CustomOrderSamplerTests: XCTestCase {
+    /// With a custom order (length bucketing's), global batch k is positions [kG, (k+1)G) of it and rank r
+    /// of W takes the contiguous part [rG/W, (r+1)G/W), for any W; resume from a cursor is unchanged.
+    func testBatchesAreContiguousPartsOfTheOrder() {
+        let count = 103, g = 12
+        let order: (Int) -> [Int] = { epoch in (0..<count).map { ($0 * 7 + epoch) % count } }
+        let s = Sampler(count: count, globalBatch: g, seed: 0, lastBatch: .drop, order: .custom(order))
+        XCTAssertEqual(s.batchesPerEpoch, 8)
+        for epoch in 0..<2 {
+            for k in 0..<s.batchesPerEpoch {
+                let cursor = s.cursor(atEpoch: epoch) + k * g
+                let expected = Array(order(epoch)[(k * g)..<((k + 1) * g)])
+                XCTAssertEqual(s.globalBatch(at: cursor), expected)
+                for w in [1, 2, 3, 4] {
+                    XCTAssertEqual((0..<w).flatMap { s.indices(forBatchAt: cursor, rank: $0, worldSize: w) }, expected)
+                }
+            }
+        }
     }
 }
