@@ -221,8 +221,10 @@ def rnn_worker(rank, a, torch, dist, DDP, peak):
     model = RNNModel()
     model.train()
     params = sum(p.numel() for p in model.parameters())
-    # Tandem's RNNLanguageModelTask: 6 FLOPs per parameter per token, the embedding a lookup.
-    flops = 6.0 * (params - model.encoder.weight.numel()) * bptt
+    # Tandem's RNNLanguageModel.trainingFLOPsPerToken: 6 x the multiply-adds per token of the recurrent
+    # weights and the decoder (the embedding is a lookup; biases are adds).
+    macs = model.decoder.weight.numel() + sum(p.numel() for n, p in model.rnn.named_parameters() if "weight" in n)
+    flops = 6.0 * macs * bptt
     ddp = DDP(model)
     B = a.global_batch // a.procs
     g = torch.Generator().manual_seed(rank)
