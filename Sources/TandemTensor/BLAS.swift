@@ -29,16 +29,23 @@ public enum BLAS {
     }
 
     /// The OpenBLAS kernels to ask for (`OPENBLAS_CORETYPE`) on this CPU when OpenBLAS's own choice is
-    /// slower, else nil. On AMD Zen 4 (family 0x19 with AVX-512) OpenBLAS 0.3.21 picks its AVX-512
-    /// Cooperlake kernels, but Zen 4 runs 512-bit FMAs as two 256-bit halves and its Zen (AVX2) kernels
-    /// measured faster: single-core sgemm 107-112 against 95-104 GFLOP/s on ViT-tiny's products, and
-    /// +2-8% samples/s per step on ViT-tiny, ViT-B/16 and BERT-base (docs/performance.md). Zen 3 gets
-    /// the Zen kernels anyway; other CPUs keep OpenBLAS's choice.
+    /// slower, else nil.
+    /// - AMD Zen 4 (family 0x19 with AVX-512): OpenBLAS 0.3.21 picks its AVX-512 Cooperlake kernels, but
+    ///   Zen 4 runs 512-bit FMAs as two 256-bit halves and its Zen (AVX2) kernels measured faster:
+    ///   single-core sgemm 107-112 against 95-104 GFLOP/s on ViT-tiny's products, and +2-8% samples/s per
+    ///   step on ViT-tiny, ViT-B/16 and BERT-base (docs/performance.md). Zen 3 gets the Zen kernels anyway.
+    /// - Intel CPUs with AVX-512 (F, CD, BW, DQ, VL) that OpenBLAS does not recognise (newer models, or a
+    ///   hypervisor's generic "Intel Xeon Processor"): OpenBLAS 0.3.21 falls back to its SSE3 Prescott
+    ///   kernels, 32 GFLOP/s single-core sgemm at 4096x768x768 on such a Xeon (AVX-512 BF16 and FP16)
+    ///   against 156-158 with its Cooperlake or SkylakeX kernels (`tandem bench kernels`). They get
+    ///   Cooperlake where the CPU has AVX512_BF16, else SkylakeX; a CPU OpenBLAS already gives AVX-512
+    ///   kernels keeps them (`selectPreferredCore` compares).
+    /// Other CPUs keep OpenBLAS's choice.
     public static var preferredCore: String? {
         #if os(Linux)
         guard let file = fopen("/proc/cpuinfo", "r") else { return nil }
         defer { fclose(file) }
-        var amd = false, family = -1, avx512 = false
+        var vendor = "", family = -1, flags: Set<Substring> = []
         var line: UnsafeMutablePointer<CChar>? = nil
         var capacity = 0
         defer { free(line) }
@@ -51,17 +58,24 @@ public enum BLAS {
             }
             guard parts.count == 2 else { continue }
             switch parts[0] {
-            case "vendor_id": amd = parts[1] == "AuthenticAMD"
+            case "vendor_id": vendor = parts[1]
             case "cpu family": family = Int(parts[1]) ?? -1
-            case "flags": avx512 = parts[1].split(separator: " ").contains("avx512f")
+            case "flags": flags = Set(parts[1].split(separator: " "))
             default: break
             }
         }
-        return amd && family == 0x19 && avx512 ? "Zen" : nil
+        if vendor == "AuthenticAMD" && family == 0x19 && flags.contains("avx512f") { return "Zen" }
+        if vendor == "GenuineIntel" && ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) {
+            return flags.contains("avx512_bf16") ? "Cooperlake" : "SkylakeX"
+        }
+        return nil
         #else
         return nil
         #endif
     }
+
+    /// OpenBLAS's AVX-512 kernels, which `selectPreferredCore` does not replace by others of Intel's.
+    static let avx512Cores: Set<String> = ["SkylakeX", "Cooperlake", "SapphireRapids"]
 
     /// Re-executes this program with `OPENBLAS_CORETYPE` = `preferredCore` when the variable is unset and
     /// the CPU has a preference. OpenBLAS picks its kernels while it loads, before `main`, so the choice
@@ -69,7 +83,8 @@ public enum BLAS {
     /// `OPENBLAS_CORETYPE` (any value) is kept. Returns when there is nothing to do or exec fails.
     public static func selectPreferredCore() {
         #if os(Linux)
-        guard getenv("OPENBLAS_CORETYPE") == nil, let core = preferredCore else { return }
+        guard getenv("OPENBLAS_CORETYPE") == nil, let core = preferredCore, core != coreName,
+              core == "Zen" || !avx512Cores.contains(coreName) else { return }
         setenv("OPENBLAS_CORETYPE", core, 0)
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         #endif
