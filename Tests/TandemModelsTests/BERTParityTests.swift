@@ -10,18 +10,7 @@ import TandemTraining
 /// `tandem debug forward|grads` against transformers' BertForPreTraining on the fixtures written by
 /// scripts/fixtures/make_bert_fixtures.py (a random model with shapes that are not powers of two and a
 /// padded batch), and BertModel on real all-MiniLM-L6-v2 weights.
-final class BERTParityTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-bert-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
-
+final class BERTParityTests: ScratchDirectoryTestCase {
     private func out(_ name: String) -> String { scratch.appendingPathComponent(name).path }
 
     func testDebugForwardMatchesTransformers() throws {

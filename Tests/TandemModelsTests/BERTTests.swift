@@ -8,18 +8,7 @@ import TandemTools
 import TandemTraining
 
 /// BERT's config, parameter layout, loader and batch checks, and the gather op its MLM head uses.
-final class BERTTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-bert-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
-
+final class BERTTests: ScratchDirectoryTestCase {
     // MARK: - Config
 
     func testConfigTakesBertConfigDefaultsForMissingFields() throws {

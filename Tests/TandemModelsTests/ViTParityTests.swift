@@ -10,18 +10,7 @@ import TandemTraining
 /// `tandem debug forward|grads` against transformers' ViTForImageClassification and
 /// ViTForMaskedImageModeling on the fixtures written by scripts/fixtures/make_vit_fixtures.py (random
 /// models of 20 px images, patch 5, hidden 36 = 3 heads of 12, 2 layers, 7 labels, batch 3).
-final class ViTParityTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-vit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
-
+final class ViTParityTests: ScratchDirectoryTestCase {
     private func out(_ name: String) -> String { scratch.appendingPathComponent(name).path }
 
     func testClassificationForwardMatchesTransformers() throws {

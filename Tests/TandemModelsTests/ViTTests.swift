@@ -8,18 +8,7 @@ import TandemTools
 import TandemTraining
 
 /// ViT's config, parameter layout, loader and batch checks.
-final class ViTTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-vit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
-
+final class ViTTests: ScratchDirectoryTestCase {
     private func decode(_ json: String) throws -> ViTConfig {
         try JSONDecoder().decode(ViTConfig.self, from: Data(json.utf8))
     }

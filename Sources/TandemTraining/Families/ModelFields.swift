@@ -1,5 +1,6 @@
 import Foundation
 import TandemCheckpoint
+import TandemData
 
 /// HF config.json fields as a family builds its config from them: a preset's or a model directory's
 /// fields, `model.<field>` overrides merged in, then decoded into the family's Codable config type.
@@ -50,6 +51,16 @@ public enum ModelFields {
             throw ConfigError("\(file): invalid model fields: \(describeDecodingError(e))")
         } catch {
             throw ConfigError("\(file): invalid model fields: \(error)")
+        }
+    }
+
+    /// The WordPiece vocabulary the run's token shards were made with (`data.vocab`, required).
+    public static func tokenizer(_ config: TrainingConfig, for family: any ModelFamily.Type) throws -> WordPieceTokenizer {
+        guard let path = config.data.vocab else {
+            throw ConfigError("\(config.file): data.vocab is required for \(family.name) (the vocab.txt the shards were made with)")
+        }
+        do { return try WordPieceTokenizer(path: path, cased: config.data.cased) } catch {
+            throw ConfigError("data.vocab: \(error)")
         }
     }
 

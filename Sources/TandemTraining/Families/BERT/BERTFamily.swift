@@ -57,13 +57,7 @@ public enum BERTFamily: ModelFamily {
     }
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
-        guard let vocabPath = config.data.vocab else {
-            throw ConfigError("\(config.file): data.vocab is required for BERT (the vocab.txt the shards were made with)")
-        }
-        let tokenizer: WordPieceTokenizer
-        do { tokenizer = try WordPieceTokenizer(path: vocabPath, cased: config.data.cased) } catch {
-            throw ConfigError("data.vocab: \(error)")
-        }
+        let tokenizer = try ModelFields.tokenizer(config, for: self)
         let fields = config.model.fields
         let bert = try initFrom.map { try self.config(initFrom: $0, overrides: fields, file: config.file) }
             ?? self.config(preset: config.model.preset ?? "", overrides: fields,

@@ -42,13 +42,7 @@ public enum RNNFamily: ModelFamily {
     }
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
-        guard let vocabPath = config.data.vocab else {
-            throw ConfigError("\(config.file): data.vocab is required for rnn_lm (the vocab.txt the shards were made with)")
-        }
-        let tokenizer: WordPieceTokenizer
-        do { tokenizer = try WordPieceTokenizer(path: vocabPath, cased: config.data.cased) } catch {
-            throw ConfigError("data.vocab: \(error)")
-        }
+        let tokenizer = try ModelFields.tokenizer(config, for: self)
         let rnn = try self.config(preset: config.model.preset, initFrom: initFrom, overrides: config.model.fields,
                                   vocabSize: config.model.fields["vocab_size"] == nil ? tokenizer.vocabSize : nil,
                                   file: config.file)
