@@ -30,6 +30,16 @@ final class Seq2SeqDecodingTests: XCTestCase {
         return (model, arena)
     }
 
+    /// Calls `body` with each config, its random model and a decoder, for each source.
+    static func forEachCase(_ body: (Seq2SeqConfig, Seq2SeqModel, Seq2SeqDecoder, [Int32]) -> Void) {
+        for (n, config) in configs.enumerated() {
+            let (model, arena) = Self.model(config, seed: UInt64(n))
+            defer { withExtendedLifetime(arena) {} }
+            let decoder = Seq2SeqDecoder(model: model)
+            for source in sources { body(config, model, decoder, source) }
+        }
+    }
+
     /// The hypothesis's log-probability and attention under the teacher-forced graph.
     static func teacherForced(_ model: Seq2SeqModel, source: [Int32], tokens: [Int32]) -> (logProbability: Double, attention: [Float]) {
         let tape = Tape()
@@ -44,38 +54,28 @@ final class Seq2SeqDecodingTests: XCTestCase {
     }
 
     func testDecodersReportTheModelsScoresAndAttention() {
-        for (n, config) in Self.configs.enumerated() {
-            let (model, arena) = Self.model(config, seed: UInt64(n))
-            defer { withExtendedLifetime(arena) {} }
-            let decoder = Seq2SeqDecoder(model: model)
-            for source in Self.sources {
-                let label = "\(config.rnnType.rawValue) \(config.attention.rawValue) source \(source)"
-                let greedy = decoder.greedy(source: source, maxLength: 7)
-                XCTAssertTrue(greedy.finished || greedy.tokens.count == 7, label)
-                XCTAssertEqual(greedy.finished, greedy.tokens.last == Int32(config.eosTokenId), label)
-                let forced = Self.teacherForced(model, source: source, tokens: greedy.tokens)
-                XCTAssertEqual(greedy.logProbability, forced.logProbability, accuracy: 1e-4 * max(1, abs(forced.logProbability)), label)
-                assertClose(greedy.attention, forced.attention, atol: 1e-5, rtol: 1e-4, "\(label) attention")
-                XCTAssertEqual(greedy.attention.count, config.attention == .none ? 0 : greedy.tokens.count * source.count, label)
-                for h in decoder.beamSearch(source: source, width: 3, lengthPenalty: 0.6, maxLength: 7) {
-                    let forced = Self.teacherForced(model, source: source, tokens: h.tokens)
-                    XCTAssertEqual(h.logProbability, forced.logProbability, accuracy: 1e-4 * max(1, abs(forced.logProbability)), label)
-                    assertClose(h.attention, forced.attention, atol: 1e-5, rtol: 1e-4, "\(label) beam attention")
-                }
+        Self.forEachCase { config, model, decoder, source in
+            let label = "\(config.rnnType.rawValue) \(config.attention.rawValue) source \(source)"
+            let greedy = decoder.greedy(source: source, maxLength: 7)
+            XCTAssertTrue(greedy.finished || greedy.tokens.count == 7, label)
+            XCTAssertEqual(greedy.finished, greedy.tokens.last == Int32(config.eosTokenId), label)
+            let forced = Self.teacherForced(model, source: source, tokens: greedy.tokens)
+            XCTAssertEqual(greedy.logProbability, forced.logProbability, accuracy: 1e-4 * max(1, abs(forced.logProbability)), label)
+            assertClose(greedy.attention, forced.attention, atol: 1e-5, rtol: 1e-4, "\(label) attention")
+            XCTAssertEqual(greedy.attention.count, config.attention == .none ? 0 : greedy.tokens.count * source.count, label)
+            for h in decoder.beamSearch(source: source, width: 3, lengthPenalty: 0.6, maxLength: 7) {
+                let forced = Self.teacherForced(model, source: source, tokens: h.tokens)
+                XCTAssertEqual(h.logProbability, forced.logProbability, accuracy: 1e-4 * max(1, abs(forced.logProbability)), label)
+                assertClose(h.attention, forced.attention, atol: 1e-5, rtol: 1e-4, "\(label) beam attention")
             }
         }
     }
 
     func testBeamWidthOneIsGreedy() {
-        for (n, config) in Self.configs.enumerated() {
-            let (model, arena) = Self.model(config, seed: UInt64(n))
-            defer { withExtendedLifetime(arena) {} }
-            let decoder = Seq2SeqDecoder(model: model)
-            for source in Self.sources {
-                let greedy = decoder.greedy(source: source, maxLength: 7)
-                let beam = decoder.beamSearch(source: source, width: 1, lengthPenalty: 0.6, maxLength: 7)
-                XCTAssertEqual(beam, [greedy], "\(config.attention.rawValue) source \(source)")
-            }
+        Self.forEachCase { config, model, decoder, source in
+            let greedy = decoder.greedy(source: source, maxLength: 7)
+            let beam = decoder.beamSearch(source: source, width: 1, lengthPenalty: 0.6, maxLength: 7)
+            XCTAssertEqual(beam, [greedy], "\(config.attention.rawValue) source \(source)")
         }
     }
 
@@ -88,28 +88,23 @@ final class Seq2SeqDecodingTests: XCTestCase {
     func testWiderBeamsNeverScoreBelowGreedyButForKnownSearchErrors() {
         var wins = 0
         var searchErrors: [String] = []
-        for (n, config) in Self.configs.enumerated() {
-            let (model, arena) = Self.model(config, seed: UInt64(n))
-            defer { withExtendedLifetime(arena) {} }
-            let decoder = Seq2SeqDecoder(model: model)
-            for source in Self.sources {
-                let greedy = decoder.greedy(source: source, maxLength: 7)
-                for width in [2, 4] {
-                    for alpha in [0, 0.6] {
-                        let beam = decoder.beamSearch(source: source, width: width, lengthPenalty: alpha, maxLength: 7)
-                        XCTAssertLessThanOrEqual(beam.count, width)
-                        // Both scored by the teacher-forced graph: the same tokens get the same score.
-                        func score(_ tokens: [Int32]) -> Double {
-                            Self.teacherForced(model, source: source, tokens: tokens).logProbability
-                                / Seq2SeqDecoder.lengthPenalty(length: tokens.count, alpha: alpha)
-                        }
-                        let best = score(beam[0].tokens), baseline = score(greedy.tokens)
-                        if best < baseline {
-                            searchErrors.append("\(config.attention.rawValue) \(source) width \(width) alpha \(alpha): "
-                                                + "beam \(beam[0].tokens), greedy \(greedy.tokens)")
-                        }
-                        if best > baseline + 1e-6 { wins += 1 }
+        Self.forEachCase { config, model, decoder, source in
+            let greedy = decoder.greedy(source: source, maxLength: 7)
+            for width in [2, 4] {
+                for alpha in [0, 0.6] {
+                    let beam = decoder.beamSearch(source: source, width: width, lengthPenalty: alpha, maxLength: 7)
+                    XCTAssertLessThanOrEqual(beam.count, width)
+                    // Both scored by the teacher-forced graph: the same tokens get the same score.
+                    func score(_ tokens: [Int32]) -> Double {
+                        Self.teacherForced(model, source: source, tokens: tokens).logProbability
+                            / Seq2SeqDecoder.lengthPenalty(length: tokens.count, alpha: alpha)
                     }
+                    let best = score(beam[0].tokens), baseline = score(greedy.tokens)
+                    if best < baseline {
+                        searchErrors.append("\(config.attention.rawValue) \(source) width \(width) alpha \(alpha): "
+                                            + "beam \(beam[0].tokens), greedy \(greedy.tokens)")
+                    }
+                    if best > baseline + 1e-6 { wins += 1 }
                 }
             }
         }

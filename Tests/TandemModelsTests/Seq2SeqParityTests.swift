@@ -61,23 +61,9 @@ final class Seq2SeqParityTests: XCTestCase {
             }
 
             let reference = try SafeTensorsFile(path: Self.path("\(name)-grads.safetensors"))
-            let loss = graph.loss.data[0], expected = try reference.floats("loss")[0]
-            let lossError = abs(loss - expected) / abs(expected)
-            XCTAssertLessThanOrEqual(lossError, 1e-5, "\(name) loss \(loss) vs \(expected)")
-            XCTAssertEqual(Set(reference.names), Set(model.parameters.map(\.name) + ["loss"]), name)
-            var worst = (name: "", error: 0.0)
-            for p in model.parameters {
-                let ours = Array(p.grads), theirs = try reference.floats(p.name)
-                if p.name == Self.zeroGradientName {
-                    XCTAssertLessThanOrEqual(l2Norm(ours), 1e-6, "\(name) \(p.name)")
-                    XCTAssertLessThanOrEqual(l2Norm(theirs), 1e-6, "\(name) \(p.name)")
-                    continue
-                }
-                XCTAssertGreaterThan(l2Norm(theirs), 1e-6, "\(name) \(p.name) does not matter in the fixture")
-                let error = relativeError(ours, theirs)
-                XCTAssertLessThanOrEqual(error, 1e-4, "\(name) \(p.name)")
-                if error > worst.error { worst = (p.name, error) }
-            }
+            let (lossError, worst) = try assertParameterGradientsMatch(loss: graph.loss.data[0], parameters: model.parameters,
+                                                                       reference: reference,
+                                                                       zeroGradientNames: [Self.zeroGradientName], name)
             print("seq2seq \(name) parity: loss relative error \(lossError), worst gradient \(worst.error) on \(worst.name)")
         }
     }
