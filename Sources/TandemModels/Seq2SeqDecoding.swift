@@ -41,24 +41,32 @@ public final class Seq2SeqDecoder {
     /// The most probable token at every step, from bos until eos or `maxLength` tokens. `source` holds the
     /// source ids without padding (at least one).
     public func greedy(source: [Int32], maxLength: Int) -> Seq2SeqHypothesis {
-        let steps = DecoderSteps(model, source: source, rows: 1)
-        let V = model.config.targetVocabSize, eos = Int32(model.config.eosTokenId)
-        var hypothesis = Seq2SeqHypothesis(tokens: [], logProbability: 0, finished: false, attention: [])
-        var token = Int32(model.config.bosTokenId)
-        while hypothesis.tokens.count < maxLength && !hypothesis.finished {
-            steps.ids[0] = token
+        greedy(sources: [source], maxLength: maxLength)[0]
+    }
+
+    /// `greedy(source:maxLength:)` for a batch of sentences at once (padded together, each attending to
+    /// its own positions only): the same translations up to rounding, at the cost of one step for all.
+    /// For BLEU over a held-out set; sort the sentences by length to keep the padding small.
+    public func greedy(sources: [[Int32]], maxLength: Int) -> [Seq2SeqHypothesis] {
+        let steps = DecoderSteps(model, sources: sources, rowsPerSource: 1)
+        let V = model.config.targetVocabSize, eos = Int32(model.config.eosTokenId), bos = Int32(model.config.bosTokenId)
+        var hypotheses = sources.map { _ in Seq2SeqHypothesis(tokens: [], logProbability: 0, finished: false, attention: []) }
+        for _ in 0..<maxLength {
+            guard hypotheses.contains(where: { !$0.finished }) else { break }
+            for (b, h) in hypotheses.enumerated() { steps.ids[b] = h.tokens.last ?? bos }
             steps.run()
-            let logits = steps.logits.data
-            var best = 0
-            for v in 1..<V where logits[v] > logits[best] { best = v }
-            token = Int32(best)
-            hypothesis.logProbability += Double(logits[best]) - logSumExp(logits, count: V)
-            hypothesis.tokens.append(token)
-            hypothesis.attention += steps.attentionRow(0)
-            hypothesis.finished = token == eos
-            steps.advance(parents: [0])
+            for b in hypotheses.indices where !hypotheses[b].finished {
+                let logits = steps.logits.data + b * V
+                var best = 0
+                for v in 1..<V where logits[v] > logits[best] { best = v }
+                hypotheses[b].logProbability += Double(logits[best]) - logSumExp(logits, count: V)
+                hypotheses[b].tokens.append(Int32(best))
+                hypotheses[b].attention += steps.attentionRow(b)
+                hypotheses[b].finished = Int32(best) == eos
+            }
+            steps.advance(parents: Array(hypotheses.indices))
         }
-        return hypothesis
+        return hypotheses
     }
 
     /// Beam search with `width` hypotheses: at each step every live hypothesis is extended by every token
@@ -69,7 +77,7 @@ public final class Seq2SeqDecoder {
     public func beamSearch(source: [Int32], width K: Int, lengthPenalty alpha: Double = 0, maxLength: Int)
         -> [Seq2SeqHypothesis] {
         precondition(K >= 1, "beamSearch: width \(K)")
-        let steps = DecoderSteps(model, source: source, rows: K)
+        let steps = DecoderSteps(model, sources: [source], rowsPerSource: K)
         let V = model.config.targetVocabSize, eos = model.config.eosTokenId, bos = Int32(model.config.bosTokenId)
         var live = [Seq2SeqHypothesis(tokens: [], logProbability: 0, finished: false, attention: [])]
         var finished: [Seq2SeqHypothesis] = []
@@ -126,9 +134,9 @@ public final class Seq2SeqDecoder {
     }
 }
 
-/// The decoder step recorded once for K rows over one encoded source sentence: the caller sets `ids`,
-/// `run()` computes `logits` (K, V) and the attention, `advance(parents:)` makes row i continue from row
-/// parents[i]'s new state.
+/// The decoder step recorded once for K rows per source sentence (row b K + k belongs to sentence b) over
+/// the encoded sentences: the caller sets `ids`, `run()` computes `logits` (rows, V) and the attention,
+/// `advance(parents:)` makes row i continue from row parents[i]'s new state.
 private final class DecoderSteps {
     let tape: Tape
     let ids: UnsafeMutablePointer<Int32>
@@ -136,52 +144,62 @@ private final class DecoderSteps {
     let weights: Tensor?
     private let state: RecurrentState, next: RecurrentState
     private let feed: Tensor?, output: Tensor
-    private let K: Int
+    private let rows: Int
+    /// Each row's source length.
+    private let lengths: [Int32]
 
-    init(_ model: Seq2SeqModel, source: [Int32], rows K: Int) {
-        let config = model.config, S = source.count, H = config.hiddenSize
-        precondition(S >= 1, "decoding: the source is empty")
-        precondition(source.allSatisfy { (0..<Int32(config.sourceVocabSize)).contains($0) },
+    init(_ model: Seq2SeqModel, sources: [[Int32]], rowsPerSource K: Int) {
+        let config = model.config, B = sources.count, H = config.hiddenSize
+        precondition(B >= 1 && sources.allSatisfy { !$0.isEmpty }, "decoding: an empty source")
+        precondition(sources.allSatisfy { $0.allSatisfy { (0..<Int32(config.sourceVocabSize)).contains($0) } },
                      "decoding: a source id is outside the source vocabulary 0..<\(config.sourceVocabSize)")
-        self.K = K
+        let S = sources.map(\.count).max()!, N = B * K
+        rows = N
+        let lengths = sources.flatMap { Array(repeating: Int32($0.count), count: K) }
+        self.lengths = lengths
         let encoderTape = Tape(minimumBlockBytes: 1 << 20)
         encoderTape.training = false
-        let sourceIDs = encoderTape.intInput(count: S), sourceLength = encoderTape.intInput(count: 1)
-        sourceIDs.update(from: source, count: S)
-        sourceLength[0] = Int32(S)
-        let encoded = model.encode(sourceIDs, lengths: sourceLength, batch: 1, length: S, on: encoderTape)
+        let sourceIDs = encoderTape.intInput(count: B * S), sourceLengths = encoderTape.intInput(count: B)
+        for (b, source) in sources.enumerated() {
+            (sourceIDs + b * S).update(from: source + Array(repeating: Int32(config.sourcePadTokenId), count: S - source.count),
+                                       count: S)
+            sourceLengths[b] = Int32(source.count)
+        }
+        let encoded = model.encode(sourceIDs, lengths: sourceLengths, batch: B, length: S, on: encoderTape)
         encoderTape.forward()
 
         let tape = Tape(minimumBlockBytes: 1 << 20)
         tape.training = false
         self.tape = tape
-        /// x (layers, 1, C) repeated as (layers, K, C), an input of the step tape.
+        /// x (layers, B, ...) with each sentence's rows repeated K times, (layers, B K, ...), an input of the step tape.
         func repeated(_ x: Tensor) -> Tensor {
-            let layers = x.shape[0], C = x.count / layers
-            let y = tape.input(Shape([layers, K] + Array(x.shape.dims.dropFirst(2))))
-            for l in 0..<layers { for k in 0..<K { (y.data + (l * K + k) * C).update(from: x.data + l * C, count: C) } }
+            let layers = x.shape[0], C = x.count / (layers * B)
+            let y = tape.input(Shape([layers, N] + Array(x.shape.dims.dropFirst(2))))
+            for l in 0..<layers {
+                for r in 0..<N { (y.data + (l * N + r) * C).update(from: x.data + (l * B + r / K) * C, count: C) }
+            }
             return y
         }
-        let memory = repeated(encoded.memory.reshaped(Shape(1, 1, S, H))).reshaped(Shape(K, S, H))
-        let keys = encoded.keys.map { repeated($0.reshaped(Shape(1, 1, S, H))).reshaped(Shape(K, S, H)) }
+        let memory = repeated(encoded.memory.reshaped(Shape(1, B, S, H))).reshaped(Shape(N, S, H))
+        let keys = encoded.keys.map { repeated($0.reshaped(Shape(1, B, S, H))).reshaped(Shape(N, S, H)) }
         let state = RecurrentState(hidden: repeated(encoded.state.hidden), cell: encoded.state.cell.map(repeated))
         self.state = state
         var feed: Tensor? = nil
         if config.attention.feedsInput {
-            feed = tape.input(Shape(K, H))
-            feed!.data.update(repeating: 0, count: K * H)
+            feed = tape.input(Shape(N, H))
+            feed!.data.update(repeating: 0, count: N * H)
         }
         self.feed = feed
-        let lengths = tape.intInput(count: K)
-        lengths.update(repeating: Int32(S), count: K)
-        ids = tape.intInput(count: K)
-        ids.update(repeating: Int32(config.bosTokenId), count: K)
-        let weights = tape.input(Shape(K, S))
+        let rowLengths = tape.intInput(count: N)
+        rowLengths.update(from: lengths, count: N)
+        ids = tape.intInput(count: N)
+        ids.update(repeating: Int32(config.bosTokenId), count: N)
+        let weights = tape.input(Shape(N, S))
         self.weights = config.attention == .none ? nil : weights
-        let embedded = model.decoderEmbedding(ids, count: K, on: tape)
+        let embedded = model.decoderEmbedding(ids, count: N, on: tape)
         let step = model.decoderStep(embedded, state: state, feed: feed,
                                      encoded: Seq2SeqModel.Encoded(memory: memory, keys: keys, state: state),
-                                     lengths: lengths, weights: weights.data, ldw: S, on: tape)
+                                     lengths: rowLengths, weights: weights.data, ldw: S, on: tape)
         output = step.output
         next = step.state
         logits = model.outputLayer(step.output, on: tape)
@@ -189,20 +207,19 @@ private final class DecoderSteps {
 
     func run() { tape.forward() }
 
-    /// Row i's attention probabilities (S) of the last step; empty without attention.
+    /// Row i's attention probabilities over its source's positions in the last step; empty without attention.
     func attentionRow(_ i: Int) -> [Float] {
         guard let weights else { return [] }
-        let S = weights.shape[1]
-        return Array(UnsafeBufferPointer(start: weights.data + i * S, count: S))
+        return Array(UnsafeBufferPointer(start: weights.data + i * weights.shape[1], count: Int(lengths[i])))
     }
 
     /// Row i of the states (and Luong's feed) becomes row parents[i] of the step's results.
     func advance(parents: [Int]) {
         func gather(_ source: Tensor, into target: Tensor) {
-            let layers = target.count / (K * target.shape[-1]), C = target.shape[-1]
+            let layers = target.count / (rows * target.shape[-1]), C = target.shape[-1]
             for l in 0..<layers {
                 for (i, p) in parents.enumerated() {
-                    (target.data + (l * K + i) * C).update(from: source.data + (l * K + p) * C, count: C)
+                    (target.data + (l * rows + i) * C).update(from: source.data + (l * rows + p) * C, count: C)
                 }
             }
         }

@@ -79,6 +79,24 @@ final class Seq2SeqDecodingTests: XCTestCase {
         }
     }
 
+    /// Decoding a batch of sentences padded together gives each sentence's own greedy translation.
+    func testBatchedGreedyMatchesOneSentenceAtATime() {
+        for (n, config) in Self.configs.enumerated() {
+            let (model, arena) = Self.model(config, seed: UInt64(n))
+            defer { withExtendedLifetime(arena) {} }
+            let decoder = Seq2SeqDecoder(model: model)
+            let batched = decoder.greedy(sources: Self.sources, maxLength: 7)
+            for (source, h) in zip(Self.sources, batched) {
+                let alone = decoder.greedy(source: source, maxLength: 7)
+                let label = "\(config.attention.rawValue) source \(source)"
+                XCTAssertEqual(h.tokens, alone.tokens, label)
+                XCTAssertEqual(h.finished, alone.finished, label)
+                XCTAssertEqual(h.logProbability, alone.logProbability, accuracy: 1e-5 * max(1, abs(alone.logProbability)), label)
+                assertClose(h.attention, alone.attention, atol: 1e-6, rtol: 1e-5, "\(label) attention")
+            }
+        }
+    }
+
     /// A wider beam scores at least as high as greedy decoding under the model, with one known exception
     /// pinned here: beam search (as Hugging Face's and fairseq's) finishes an eos extension only when it
     /// ranks among the `width` best candidates, so it can drop greedy's translation and then find only
