@@ -132,6 +132,40 @@ final class Seq2SeqModelTests: XCTestCase {
                        + rnn("decoder.rnn.") + ["decoder.concat.weight"] + out)
     }
 
+    /// With dropout on (training) every attention trains: the loss and all gradients are finite, and the
+    /// replay of the same step gives the same loss (dropout masks are a function of the step).
+    func testTrainingWithDropoutIsFiniteAndReplayable() {
+        for attention in Seq2SeqConfig.Attention.allCases {
+            let config = Seq2SeqConfig(rnnType: .lstm, attention: attention, sourceVocabSize: 13, targetVocabSize: 11,
+                                       embeddingSize: 6, hiddenSize: 8, numLayers: 2, bidirectionalEncoder: true, dropout: 0.3)
+            let arena = ParameterArena()
+            let model = Seq2SeqModel(config, arena: arena, rng: Philox(seed: 3))
+            arena.seal()
+            defer { withExtendedLifetime(arena) {} }
+            let B = 2, S = 5, T = 4
+            let tape = Tape()
+            let graph = model.record(on: tape, batch: B, sourceLength: S, targetLength: T)
+            graph.sourceIDs.update(from: [3, 4, 5, 6, 7, 8, 9, 0, 0, 0], count: B * S)
+            graph.sourceLengths.update(from: [5, 2], count: B)
+            graph.decoderInputIDs.update(from: [1, 4, 5, 6, 1, 7, 0, 0], count: B * T)
+            graph.labels.update(from: [4, 5, 6, 2, 7, 2, -100, -100], count: B * T)
+            var losses: [Float] = []
+            for _ in 0..<2 {
+                arena.zeroGrads()
+                tape.step = 7
+                tape.forward()
+                tape.backward(from: graph.loss)
+                losses.append(graph.loss.data[0])
+            }
+            XCTAssertTrue(losses[0].isFinite, attention.rawValue)
+            XCTAssertEqual(losses[0], losses[1], attention.rawValue)
+            XCTAssertTrue(arena.grads.allSatisfy(\.isFinite), attention.rawValue)
+            tape.training = false
+            tape.forward()
+            XCTAssertNotEqual(graph.loss.data[0], losses[0], "\(attention.rawValue): dropout changed nothing")
+        }
+    }
+
     func testSourceLengthsFromTheMask() throws {
         XCTAssertEqual(try Seq2SeqModel.sourceLengths(attentionMask: [1, 1, 0, 1, 1, 1, 0, 0, 0], batch: 3, length: 3), [2, 3, 0])
         XCTAssertThrowsError(try Seq2SeqModel.sourceLengths(attentionMask: [1, 0, 1], batch: 1, length: 3)) { error in
