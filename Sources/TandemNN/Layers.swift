@@ -28,9 +28,19 @@ public final class Linear {
     public let weight: Parameter
     public let bias: Parameter?
 
-    public init(_ scope: ParameterScope, inputs: Int, outputs: Int, bias: Bool = true, initializer: ParameterInit) {
+    /// The bias starts at `biasInitializer`: zeros as the transformers' `_init_weights`, or
+    /// `.uniform(bound: 1/√inputs)` as `nn.Linear`'s own `reset_parameters`.
+    public init(_ scope: ParameterScope, inputs: Int, outputs: Int, bias: Bool = true, initializer: ParameterInit,
+                biasInitializer: ParameterInit = .zeros) {
         weight = scope.parameter("weight", Shape(outputs, inputs), initializer)
-        self.bias = bias ? scope.parameter("bias", Shape(outputs), .zeros, decays: false) : nil
+        self.bias = bias ? scope.parameter("bias", Shape(outputs), biasInitializer, decays: false) : nil
+    }
+
+    /// `nn.Linear(inputs, outputs, bias)` with PyTorch's default init: weight and bias U(-1/√inputs, 1/√inputs)
+    /// (kaiming_uniform with a = √5 gives the same bound for the weight).
+    public convenience init(torchDefault scope: ParameterScope, inputs: Int, outputs: Int, bias: Bool = true) {
+        let bound = ParameterInit.uniform(bound: 1 / Float(inputs).squareRoot())
+        self.init(scope, inputs: inputs, outputs: outputs, bias: bias, initializer: bound, biasInitializer: bound)
     }
 
     public func callAsFunction(_ x: Tensor, on tape: Tape) -> Tensor {

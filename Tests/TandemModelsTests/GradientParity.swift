@@ -1,4 +1,5 @@
 import XCTest
+import TandemAutograd
 import TandemCheckpoint
 import TandemTestSupport
 
@@ -27,6 +28,36 @@ func assertGradientsMatch(_ ours: SafeTensorsFile, _ reference: SafeTensorsFile,
         let error = relativeError(try ours.floats(name), try reference.floats(name))
         XCTAssertLessThanOrEqual(error, 1e-4, name, file: file, line: line)
         if error > worst.error { worst = (name, error) }
+    }
+    return (lossError, worst)
+}
+
+/// Compares a model's loss and its parameters' gradients (after backward) with a PyTorch fixture holding
+/// `loss` and one gradient per parameter name: the same names, the loss within 1e-5 relative, every
+/// gradient within 1e-4 relative and not negligible (norm above 1e-6, so that it tests something).
+/// `zeroGradientNames` are parameters whose exact gradient is zero (a bias softmax ignores): both norms
+/// must be below 1e-6 instead. Returns the loss's relative difference and the worst gradient.
+@discardableResult
+func assertParameterGradientsMatch(loss: Float, parameters: [Parameter], reference: SafeTensorsFile,
+                                   zeroGradientNames: Set<String> = [], _ label: String,
+                                   file: StaticString = #filePath, line: UInt = #line) throws
+    -> (lossError: Float, worst: (name: String, error: Double)) {
+    let expected = try reference.floats("loss")[0]
+    let lossError = abs(loss - expected) / abs(expected)
+    XCTAssertLessThanOrEqual(lossError, 1e-5, "\(label) loss \(loss) vs \(expected)", file: file, line: line)
+    XCTAssertEqual(Set(reference.names), Set(parameters.map(\.name) + ["loss"]), label, file: file, line: line)
+    var worst = (name: "", error: 0.0)
+    for p in parameters {
+        let ours = Array(p.grads), theirs = try reference.floats(p.name)
+        if zeroGradientNames.contains(p.name) {
+            XCTAssertLessThanOrEqual(l2Norm(ours), 1e-6, "\(label) \(p.name)", file: file, line: line)
+            XCTAssertLessThanOrEqual(l2Norm(theirs), 1e-6, "\(label) \(p.name)", file: file, line: line)
+            continue
+        }
+        XCTAssertGreaterThan(l2Norm(theirs), 1e-6, "\(label) \(p.name) does not matter in the fixture", file: file, line: line)
+        let error = relativeError(ours, theirs)
+        XCTAssertLessThanOrEqual(error, 1e-4, "\(label) \(p.name)", file: file, line: line)
+        if error > worst.error { worst = (p.name, error) }
     }
     return (lossError, worst)
 }

@@ -42,16 +42,8 @@ final class RNNParityTests: XCTestCase {
             tape.backward(from: graph.loss)
 
             let reference = try SafeTensorsFile(path: Self.path("lm-\(name)-grads.safetensors"))
-            let loss = graph.loss.data[0], expected = try reference.floats("loss")[0]
-            let lossError = abs(loss - expected) / abs(expected)
-            XCTAssertLessThanOrEqual(lossError, 1e-5, "\(name) loss \(loss) vs \(expected)")
-            XCTAssertEqual(Set(reference.names), Set(model.parameters.map(\.name) + ["loss"]), name)
-            var worst = (name: "", error: 0.0)
-            for p in model.parameters {
-                let error = relativeError(Array(p.grads), try reference.floats(p.name))
-                XCTAssertLessThanOrEqual(error, 1e-4, "\(name) \(p.name)")
-                if error > worst.error { worst = (p.name, error) }
-            }
+            let (lossError, worst) = try assertParameterGradientsMatch(loss: graph.loss.data[0], parameters: model.parameters,
+                                                                       reference: reference, name)
             print("rnn_lm \(name) parity: loss relative error \(lossError), worst gradient \(worst.error) on \(worst.name)")
         }
     }
