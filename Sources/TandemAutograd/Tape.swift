@@ -127,6 +127,28 @@ public final class Tape {
         }
     }
 
+    /// Forgets the recorded graph so that another one can be recorded on the same memory: the activation
+    /// arenas rewind (their blocks are kept, so a graph no larger than the biggest recorded so far
+    /// allocates nothing), the ops, parameter bookkeeping and stream numbers start again; `training`,
+    /// `step`, `rng`, `precision` and `onGradientFinal` stay. Tensors of the old graph must not be used
+    /// afterwards. For tasks whose graph depends on the batch (a seq2seq batch's lengths).
+    public func reset() {
+        values.rewind()
+        grads.rewind()
+        forwards = []
+        backwards = []
+        finalParameters = []
+        finalStart = [0]
+        firstUse = [:]
+        pendingParameters = []
+        gradientBuffers = []
+        streams = 0
+        opGradients = []
+        zeroedBuffers = []
+        storedGradientCount = 0
+        isSealed = false
+    }
+
     /// Ends recording: from now on only `forward()` and `backward()` may run.
     public func seal() {
         guard !isSealed else { return }

@@ -44,6 +44,7 @@ final class Checkpointer {
         let state = try TrainerState(trainer, config: config).json()
         let modelConfig = trainer.task.hfConfigJSON
         let tensors = trainer.task.checkpointTensors
+        let textFiles = trainer.task.checkpointTextFiles
         let optimizerStep = opt.step
         let carried = trainer.task.carriedState.map { (values: Array($0.values), shape: [$0.values.count / $0.perSlot, $0.perSlot]) }
         lastBlockingSeconds = monotonicSeconds() - started
@@ -70,6 +71,7 @@ final class Checkpointer {
                     .safetensors("optimizer.safetensors", moments),
                     .text("trainer_state.json", state),
                 ]
+                files += textFiles.map { CheckpointFile.text($0.name, $0.text) }
                 if let carried {
                     var w = SafeTensorsWriter()
                     w.add(Resumer.carriedStateTensor, shape: carried.shape, floats: carried.values)

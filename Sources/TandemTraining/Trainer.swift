@@ -102,7 +102,11 @@ public final class Trainer {
     public let tape: Tape
     public let optimizer: Optimizer
     public let sampler: Sampler
-    public let loss: Tensor
+    /// The loss of the graph on the tape (re-recorded with the tape for tasks whose graph depends on
+    /// the batch, `TrainingTask.graphShape`).
+    public private(set) var loss: Tensor
+    /// The shape the tape's graph was recorded for, when the task's graph depends on the batch.
+    private var recordedShape: [Int]?
     /// The next optimizer step to run (0-based); a resumed run starts past 0.
     public var step = 0
     /// Where every micro-batch is written as an HF batch file (`train.dump_batches`); nil in training.
@@ -164,6 +168,17 @@ public final class Trainer {
         lossBuffer = .allocate(capacity: 3)
     }
 
+    /// Re-records the tape when the task needs another graph shape for `indices` (nothing for tasks with
+    /// one graph). Allocates only when the shape is larger than any recorded so far.
+    private func prepareGraph(evaluation: Bool) {
+        guard let shape = task.graphShape(samples: UnsafeBufferPointer(indices), evaluation: evaluation),
+              shape != recordedShape else { return }
+        tape.reset()
+        loss = task.record(on: tape, microBatch: settings.microBatch)
+        tape.seal()
+        recordedShape = shape
+    }
+
     /// Whether each rank updates only its share of the parameters (see `RunSettings.shardOptimizer`).
     public var optimizerIsSharded: Bool { shard != nil }
 
@@ -209,7 +224,8 @@ public final class Trainer {
     }
 
     /// Runs one optimizer step: `accumulation` micro-batches forward and backward, the gradient
-    /// all-reduce overlapped with the last backward pass, clipping and the update. Allocates nothing.
+    /// all-reduce overlapped with the last backward pass, clipping and the update. Allocates nothing, except
+    /// the closures of a re-recorded graph for tasks whose graph depends on the batch.
     @discardableResult
     public func trainStep() -> StepResult {
         var r = StepResult()
@@ -225,6 +241,7 @@ public final class Trainer {
             for b in 0..<s.microBatch {
                 indices[b] = sampler.sample(atCursor: step * s.globalBatch + first + b)
             }
+            prepareGraph(evaluation: false)
             task.fill(samples: UnsafeBufferPointer(indices), epoch: sampler.epoch(ofCursor: step * s.globalBatch),
                       microBatchIndex: step * microPerStep + first / s.microBatch)
             if let dir = batchDumpDirectory, let writer = task as? BatchWriting {
@@ -309,6 +326,7 @@ extension Trainer {
                 let i = (k * size + rank) * m + b
                 indices[b] = pad && i >= count ? -1 : i % count
             }
+            prepareGraph(evaluation: true)
             task.fill(evalSamples: UnsafeBufferPointer(indices))
             tape.forward()
             task.accumulateEvalStatistics(into: sums.baseAddress!)

@@ -26,6 +26,8 @@ public protocol TrainingTask: AnyObject {
     var hfConfigJSON: String { get }
     /// The tensors of `model.safetensors`, under their checkpoint names, in order.
     var checkpointTensors: [(String, Parameter)] { get }
+    /// Text files saved beside model.safetensors in every checkpoint (a seq2seq model's vocabularies).
+    var checkpointTextFiles: [(name: String, text: String)] { get }
     /// Fills the model from a transformers directory (`--init-from`); `log` hears what kept its init and
     /// what was ignored. Families that cannot start from one throw.
     func loadPretrained(directory: String, log: (String) -> Void) throws
@@ -40,6 +42,11 @@ public protocol TrainingTask: AnyObject {
     var carriedState: CarriedState? { get }
     /// Called after each training forward pass, before backward (to keep the final states).
     func finishedForward()
+    /// For a task whose graph depends on the batch (seq2seq: the longest source and target of the
+    /// micro-batch), the shape that `indices` (training samples, or held-out ones when `evaluation`; -1 is
+    /// a padding slot) need, which the next `record` uses; the trainer re-records the tape whenever it
+    /// differs from the recorded one. nil (the default): the graph recorded first fits every batch.
+    func graphShape(samples indices: UnsafeBufferPointer<Int>, evaluation: Bool) -> [Int]?
 }
 
 /// A task's state carried across steps (`TrainingTask.carriedState`).
@@ -84,6 +91,8 @@ extension TrainingTask {
     public var sampleOrder: SampleOrder { .shuffled }
     public var carriedState: CarriedState? { nil }
     public func finishedForward() {}
+    public var checkpointTextFiles: [(name: String, text: String)] { [] }
+    public func graphShape(samples indices: UnsafeBufferPointer<Int>, evaluation: Bool) -> [Int]? { nil }
 
     public func loadPretrained(directory: String, log: (String) -> Void) throws {
         throw ConfigError("--init-from \(directory): \(modelDescription.prefix { $0 != " " }) models cannot start from a transformers checkpoint")
