@@ -39,19 +39,57 @@ public enum BLEU {
         guard hypotheses.count == references.count else {
             throw DataError.invalidArgument("BLEU: \(hypotheses.count) hypotheses but \(references.count) references")
         }
-        var counts = [Int](repeating: 0, count: maxOrder), totals = counts
-        var hypothesisLength = 0, referenceLength = 0
+        var total = Statistics()
         for (hypothesis, reference) in zip(hypotheses, references) {
-            let h = tokenize13a(rstripPython(hypothesis)), r = tokenize13a(rstripPython(reference))
-            hypothesisLength += h.count
-            referenceLength += r.count
-            let referenceNgrams = ngramCounts(r)
-            for (ngram, count) in ngramCounts(h) {
-                totals[ngram.count - 1] += count
-                if let available = referenceNgrams[ngram] { counts[ngram.count - 1] += min(count, available) }
-            }
+            total.add(statistics(hypothesis: hypothesis, reference: reference))
         }
-        return score(counts: counts, totals: totals, hypothesisLength: hypothesisLength, referenceLength: referenceLength)
+        return total.score
+    }
+
+    /// What corpus BLEU sums over segments: clipped matching and hypothesis n-grams of order 1...4 and
+    /// the two token counts. Sums of them (over the held-out set's shares on every rank, or over one
+    /// length bucket) give the corpus score of their segments.
+    public struct Statistics: Equatable, Sendable {
+        public var counts = [Int](repeating: 0, count: BLEU.maxOrder)
+        public var totals = [Int](repeating: 0, count: BLEU.maxOrder)
+        public var hypothesisLength = 0
+        public var referenceLength = 0
+        public init() {}
+
+        /// The statistics as 2 x maxOrder + 2 numbers (counts, totals, lengths), for a reduction.
+        public var values: [Double] { (counts + totals + [hypothesisLength, referenceLength]).map(Double.init) }
+        public init(values v: some Collection<Double>) {
+            let a = v.map { Int($0.rounded()) }
+            precondition(a.count == 2 * BLEU.maxOrder + 2, "BLEU.Statistics: \(a.count) values")
+            counts = Array(a[0..<BLEU.maxOrder])
+            totals = Array(a[BLEU.maxOrder..<2 * BLEU.maxOrder])
+            hypothesisLength = a[2 * BLEU.maxOrder]
+            referenceLength = a[2 * BLEU.maxOrder + 1]
+        }
+
+        public mutating func add(_ o: Statistics) {
+            for n in 0..<BLEU.maxOrder { counts[n] += o.counts[n]; totals[n] += o.totals[n] }
+            hypothesisLength += o.hypothesisLength
+            referenceLength += o.referenceLength
+        }
+
+        public var score: BLEUScore {
+            BLEU.score(counts: counts, totals: totals, hypothesisLength: hypothesisLength, referenceLength: referenceLength)
+        }
+    }
+
+    /// One segment's statistics (13a tokenisation of both sides).
+    public static func statistics(hypothesis: String, reference: String) -> Statistics {
+        let h = tokenize13a(rstripPython(hypothesis)), r = tokenize13a(rstripPython(reference))
+        var s = Statistics()
+        s.hypothesisLength = h.count
+        s.referenceLength = r.count
+        let referenceNgrams = ngramCounts(r)
+        for (ngram, count) in ngramCounts(h) {
+            s.totals[ngram.count - 1] += count
+            if let available = referenceNgrams[ngram] { s.counts[ngram.count - 1] += min(count, available) }
+        }
+        return s
     }
 
     /// The score from corpus statistics (sacreBLEU's `BLEU.compute_bleu` with `smooth_method="exp"`).

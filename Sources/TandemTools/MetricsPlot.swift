@@ -207,8 +207,10 @@ struct Figure {
         return p
     }
 
+    /// Accuracies (0...1, drawn in %) and BLEU (already 0...100) share the scores panel.
     static func isAccuracy(_ name: String) -> Bool {
         name.contains("accuracy") || name.contains("top1") || name.contains("top5") || name.hasSuffix("_acc")
+            || name.contains("bleu")
     }
 
     func evalSeries(_ name: String, scale: Double = 1) -> [(x: Double, y: Double)] {
@@ -236,10 +238,13 @@ struct Figure {
     }
 
     func accuracyPanel() -> Panel {
-        var p = Panel(title: "Evaluation accuracy", yLabel: "accuracy (%)", fromZero: true)
-        for (i, name) in evalNames.filter(Self.isAccuracy).enumerated() {
+        let names = evalNames.filter(Self.isAccuracy)
+        let bleuOnly = !names.isEmpty && names.allSatisfy { $0.contains("bleu") }
+        var p = Panel(title: bleuOnly ? "Evaluation BLEU" : "Evaluation accuracy", yLabel: bleuOnly ? "BLEU" : "accuracy (%)",
+                      fromZero: true)
+        for (i, name) in names.enumerated() {
             p.curves.append(Curve(name: String(name.dropFirst("eval_".count)), color: Self.palette[i % Self.palette.count],
-                                  points: evalSeries(name, scale: 100), width: 2, markers: true))
+                                  points: evalSeries(name, scale: name.contains("bleu") ? 1 : 100), width: 2, markers: true))
         }
         if p.curves.isEmpty { p.empty = "no accuracy metrics among the evaluation records" }
         return p

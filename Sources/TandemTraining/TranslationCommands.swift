@@ -74,20 +74,51 @@ public enum TranslationCommands {
     }
 
     /// Prints sacreBLEU's line for the hypotheses read from `hypotheses` (one a line) against `reference`.
-    public static func bleu(reference: String, hypotheses: FileHandle = .standardInput) throws -> BLEUScore {
-        guard let data = FileManager.default.contents(atPath: reference) else { throw DataError.io(path: reference, reason: "cannot read") }
-        let references = lines(String(decoding: data, as: UTF8.self))
+    /// With `bySourceLength` (the source sentences, aligned), also the corpus BLEU of each bucket of
+    /// source length in words (`lengthBuckets`), the figure of Bahdanau et al. 2015.
+    @discardableResult
+    public static func bleu(reference: String, bySourceLength sourcePath: String? = nil,
+                            hypotheses: FileHandle = .standardInput) throws -> BLEUScore {
+        let references = try readLines(reference)
         let hyps = lines(String(decoding: hypotheses.readDataToEndOfFile(), as: UTF8.self))
         guard hyps.count == references.count else {
             throw DataError.invalidFormat(path: "stdin", reason: "\(hyps.count) hypotheses but \(reference) has \(references.count) lines")
         }
         let score = try BLEU.corpusScore(hypotheses: hyps, references: references)
         print(score.formatted)
+        guard let sourcePath else { return score }
+        let sources = try readLines(sourcePath)
+        guard sources.count == references.count else {
+            throw DataError.invalidFormat(path: sourcePath, reason: "\(sources.count) source lines but \(reference) has \(references.count)")
+        }
+        var buckets = [BLEU.Statistics](repeating: BLEU.Statistics(), count: lengthBuckets.count)
+        var sentences = [Int](repeating: 0, count: lengthBuckets.count)
+        for (i, source) in sources.enumerated() {
+            let words = source.split(whereSeparator: \.isWhitespace).count
+            let k = lengthBuckets.lastIndex { words >= $0.lowerBound }!
+            buckets[k].add(BLEU.statistics(hypothesis: hyps[i], reference: references[i]))
+            sentences[k] += 1
+        }
+        print("source words | sentences | BLEU")
+        for (k, range) in lengthBuckets.enumerated() where sentences[k] > 0 {
+            let name = range.upperBound == Int.max ? "\(range.lowerBound)+" : "\(range.lowerBound)-\(range.upperBound)"
+            print(String(format: "%@ | %d | %.2f", name, sentences[k], buckets[k].score.score))
+        }
         return score
     }
 
+    /// The source-length buckets of `bleu(bySourceLength:)`, in words.
+    public static let lengthBuckets: [ClosedRange<Int>] = [0...10, 11...20, 21...30, 31...40, 41...50, 51...Int.max]
+
+    static func readLines(_ path: String) throws -> [String] {
+        // Through a file handle, so that pipes (bash's <(...)) read as well as files.
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw DataError.io(path: path, reason: "cannot read") }
+        defer { try? handle.close() }
+        return lines(String(decoding: handle.readDataToEndOfFile(), as: UTF8.self))
+    }
+
     /// Lines of a text file, without the newline after the last one.
-    static func lines(_ text: String) -> [String] {
+    public static func lines(_ text: String) -> [String] {
         var text = text[...]
         if text.hasSuffix("\n") { text = text.dropLast() }
         return text.isEmpty ? [] : text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

@@ -14,7 +14,7 @@ struct Tandem: ParsableCommand {
         """,
         version: TrainingRun.version,
         subcommands: [Train.self, PrepareText.self, PrepareImages.self, PrepareTranslation.self, Vocab.self, Tokenize.self,
-                      Bleu.self, Debug.self, Inspect.self, Bench.self, Plot.self])
+                      Translate.self, Bleu.self, Debug.self, Inspect.self, Bench.self, Plot.self])
 
     /// OpenBLAS's faster kernels for this CPU first (a re-exec with OPENBLAS_CORETYPE when it has a
     /// preference: `BLAS.selectPreferredCore`), then the command line. A command that failed through
@@ -145,8 +145,33 @@ struct Bleu: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Corpus BLEU of stdin's lines against --ref, as sacreBLEU computes it (13a, exp smoothing).")
     @Option(help: "Reference translations, one a line, aligned with the hypotheses.") var ref: String
+    @Option(name: .customLong("by-source-length"),
+            help: "The source sentences (aligned): also print BLEU per bucket of source length in words.") var source: String?
     func run() throws {
-        try withCommunicator { _ in _ = try TranslationCommands.bleu(reference: ref) }
+        try withCommunicator { _ in try TranslationCommands.bleu(reference: ref, bySourceLength: source) }
+    }
+}
+
+struct Translate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Translate stdin's lines with a seq2seq checkpoint, one translation per line on stdout.",
+        discussion: "The checkpoint directory (runs/NAME/step-N) holds config.json, model.safetensors and both vocabularies.")
+    @Option(help: "A seq2seq checkpoint directory.") var model: String
+    @Option(help: "Beam width (1: greedy decoding).") var beam = 1
+    @Option(name: .customLong("length-penalty"), help: "GNMT length penalty alpha for beam search (0: none).") var lengthPenalty = 0.0
+    @Option(name: .customLong("max-length"), help: "Target tokens at most (default: twice the source's plus 10).") var maxLength: Int?
+    @Option(help: "Draw the attention matrix of one sentence into this SVG file.") var attention: String?
+    @Option(name: .customLong("attention-line"), help: "The input line (1-based) whose attention --attention draws.") var attentionLine = 1
+    func run() throws {
+        var o = Translation.Options()
+        o.beam = beam
+        o.lengthPenalty = lengthPenalty
+        o.maxLength = maxLength
+        o.attentionSVG = attention
+        o.attentionLine = attentionLine
+        try withCommunicator { _ in
+            try Translation.run(model: model, options: o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        }
     }
 }
 

@@ -28,6 +28,18 @@ final class BLEUTests: XCTestCase {
 
     /// mteval-v13a's rules one by one: symbols split, period and comma split unless between digits, a dash
     /// split after a digit, apostrophes and inner hyphens kept, entities unescaped, non-ASCII untouched.
+    /// Per-segment statistics summed (as ranks sum their shares at evaluation) give the corpus score, and
+    /// survive the round trip through the Doubles a reduction carries.
+    func testStatisticsAddUpToTheCorpusScore() throws {
+        let hypotheses = ["En el principio creó Dios los cielos y la tierra.", "Y la tierra estaba desordenada", "Y dijo Dios: Sea la luz."]
+        let references = ["EN el principio crió Dios los cielos y la tierra.", "Y la tierra estaba desordenada y vacía,", "Y dijo Dios: Sea la luz: y fué la luz."]
+        var total = BLEU.Statistics()
+        for (h, r) in zip(hypotheses, references) { total.add(BLEU.statistics(hypothesis: h, reference: r)) }
+        XCTAssertEqual(total.score, try BLEU.corpusScore(hypotheses: hypotheses, references: references))
+        XCTAssertEqual(BLEU.Statistics(values: total.values), total)
+        XCTAssertGreaterThan(total.score.score, 0)
+    }
+
     func testTokenize13a() {
         XCTAssertEqual(BLEU.tokenize13a("Hello, world!"), ["Hello", ",", "world", "!"])
         XCTAssertEqual(BLEU.tokenize13a("3.14 and 1,000 but end."), ["3.14", "and", "1,000", "but", "end", "."])

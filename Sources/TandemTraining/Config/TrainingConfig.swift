@@ -34,6 +34,11 @@ public struct DataSection: ConfigSection {
     public var maskRatio = 0.6
     public var maskPatchSize: Int?
     public var carryState = false
+    public var trainTarget: String?
+    public var evalTarget: String?
+    public var targetVocab: String?
+    public var targetCased = false
+    public var targetSeqLen: Int?
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
@@ -54,6 +59,11 @@ public struct DataSection: ConfigSection {
         .float("mix_switch_prob", \.mixSwitchProb, 0...1, "images: probability of cutmix when both mixup and cutmix are on"),
         .float("mask_ratio", \.maskRatio, 0.01...0.99, "masked image modelling: fraction of mask patches masked"),
         .int("mask_patch_size", \.maskPatchSize, 1...4096, "masked image modelling: side of a mask patch in pixels (default 32 when it tiles the image, else the model's patch)"),
+        .string("train_target", \.trainTarget, "translation: the target side's shard directory, line-aligned with data.train (the source side)"),
+        .string("eval_target", \.evalTarget, "translation: the held-out target shards, line-aligned with data.eval"),
+        .string("target_vocab", \.targetVocab, "translation: the target side's vocab.txt (data.vocab is the source side's)"),
+        .bool("target_cased", \.targetCased, "translation: keep case and accents on the target side (needed for Hindi's vowel signs)"),
+        .int("target_seq_len", \.targetSeqLen, 1...65536, "translation: target tokens per sentence at most, eos included (default data.seq_len); longer training pairs are skipped"),
         .bool("carry_state", \.carryState, "recurrent language models: the token stream is cut into one stream per global-batch slot and each stream's hidden state is carried from a batch to the next (truncated backpropagation through time, checkpointed); false: independent windows from a zero state"),
     ]
 }
