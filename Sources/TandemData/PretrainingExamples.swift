@@ -76,7 +76,7 @@ public final class PretrainingExamples {
         self.dataset = dataset; self.options = options; self.seed = seed
         cls = tokenizer.clsID; sep = tokenizer.sepID; self.mask = mask; self.pad = pad
         vocabSize = tokenizer.vocabSize
-        isContinuation = tokenizer.tokens.map { $0.hasPrefix(tokenizer.continuingSubwordPrefix) }
+        isContinuation = tokenizer.tokens.map { $0.droppingScalarPrefix(tokenizer.continuingSubwordPrefix) != nil }
         var special = [Bool](repeating: false, count: tokenizer.vocabSize)
         for id in [tokenizer.clsID, tokenizer.sepID, tokenizer.unkID, mask, pad] { special[Int(id)] = true }
         isSpecial = special

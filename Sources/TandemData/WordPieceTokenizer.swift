@@ -447,8 +447,8 @@ public struct WordPieceTokenizer: @unchecked Sendable {
             if skipSpecialTokens && specialIDs.contains(id) { continue }
             var piece = id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : unkToken
             if !first {
-                if !continuingSubwordPrefix.isEmpty && piece.hasPrefix(continuingSubwordPrefix) {
-                    piece = String(piece.dropFirst(continuingSubwordPrefix.count))
+                if let rest = piece.droppingScalarPrefix(continuingSubwordPrefix) {
+                    piece = rest
                 } else {
                     piece = " " + piece
                 }
@@ -490,4 +490,15 @@ public struct WordPieceTokenizer: @unchecked Sendable {
         scalar = scalar << 6 | UInt32(b & 0x3F)
     }
     return (scalar, length)
+}
+
+extension String {
+    /// The string without `prefix` when it starts with it, compared and dropped by Unicode scalars (nil
+    /// otherwise, and for an empty prefix). Character-wise `hasPrefix("##")` fails on "##ि": the Devanagari
+    /// vowel sign joins the second "#" in one grapheme cluster.
+    func droppingScalarPrefix(_ prefix: String) -> String? {
+        let p = prefix.unicodeScalars
+        guard !p.isEmpty, unicodeScalars.starts(with: p) else { return nil }
+        return String(String.UnicodeScalarView(unicodeScalars.dropFirst(p.count)))
+    }
 }

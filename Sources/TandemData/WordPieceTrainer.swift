@@ -188,9 +188,7 @@ public struct WordPieceTrainer {
             }
             if top.count < 1 || top.count < minFrequency { break }
             var second = idToWord[Int(top.pair.b)]
-            if !continuingSubwordPrefix.isEmpty && second.hasPrefix(continuingSubwordPrefix) {
-                second = String(second.dropFirst(continuingSubwordPrefix.count))
-            }
+            if let rest = second.droppingScalarPrefix(continuingSubwordPrefix) { second = rest }
             let newID = add(idToWord[Int(top.pair.a)] + second)
 
             for w in top.positions.sorted() {

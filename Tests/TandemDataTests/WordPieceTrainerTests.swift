@@ -13,6 +13,22 @@ final class WordPieceTrainerTests: XCTestCase {
                                          "##u", "##n", "##g", "##s", "##ug", "##un", "hug", "pun", "pug", "hugs"])
     }
 
+    /// Devanagari: a vowel sign (ि, U+093F) joins the "#" before it in one grapheme cluster, so "##ि" does
+    /// not have the Character prefix "##". Merges must strip the prefix by scalars ("द" + "##ि" -> "दि"), or
+    /// the vocabulary fills with pieces like "द##िन" that no text contains (and Hindi took three times the
+    /// tokens); decoding glues such pieces to the word as well.
+    func testMergesStripThePrefixOfCombiningMarks() throws {
+        var trainer = WordPieceTrainer(vocabSize: 40, minFrequency: 2, normalization: .cased)
+        trainer.feed(String(repeating: "दिन दिनों हिंदी ", count: 5))
+        let tokens = trainer.train()
+        for t in tokens { XCTAssertFalse((t.droppingScalarPrefix("##") ?? t).contains("#"), "\(t)") }
+        XCTAssertTrue(tokens.contains("दिन"), "\(tokens)")
+        let tokenizer = try WordPieceTokenizer(tokens: tokens, normalization: .cased)
+        let ids = tokenizer.encode("दिन हिंदी")
+        XCTAssertEqual(ids.count, 2, "\(ids.map { tokenizer.tokens[Int($0)] })")
+        XCTAssertEqual(tokenizer.decode(tokenizer.encode("दिनों")), "दिनों", "\(tokenizer.encode("दिनों").map { tokenizer.tokens[Int($0)] })")
+    }
+
     func testVocabSizeMinFrequencyAndAlphabetLimit() {
         var trainer = WordPieceTrainer(vocabSize: 18, minFrequency: 1)
         trainer.feed("hug hug hug pug pun pun bun hugs")
