@@ -39,11 +39,15 @@ VIT_LABELS = 10
 RNN_PRESETS = {  # the word-level language models of Tandem's configs: (rnn_type, layers, hidden, vocab, bptt, dropout)
     "lstm-medium": ("LSTM", 2, 650, 10000, 35, 0.5),  # Zaremba et al. 2014's medium model
 }
+SEQ2SEQ_PRESETS = {  # Tandem's seq2seq presets: (rnn_type, embedding, hidden, source and target vocab, S, T, dropout)
+    "seq2seq-gru-bahdanau": ("GRU", 256, 512, 8000, 32, 0.1),
+}
 
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS))
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
+                    + sorted(SEQ2SEQ_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-predictions", type=int, default=20)
@@ -137,7 +141,8 @@ def worker(rank, a):
     dist.all_reduce(peak_t, op=dist.ReduceOp.MAX)
     peak = peak_t.item()
 
-    worker = vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS else bert_worker
+    worker = (vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
+              else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else bert_worker)
     worker(rank, a, torch, dist, DDP, peak)
     dist.destroy_process_group()
 
@@ -235,6 +240,76 @@ def rnn_worker(rank, a, torch, dist, DDP, peak):
     describe = (f"word_language_model RNNModel {rnn_type} layers={layers} hidden={hidden} vocab={vocab} "
                 f"bptt={bptt} dropout={dropout} params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, bptt, describe)
+
+
+def seq2seq_worker(rank, a, torch, dist, DDP, peak):
+    """PyTorch's "NLP From Scratch: Translation with a Sequence to Sequence Network and Attention": an
+    embedding and nn.GRU encoder, and a decoder that at every target step scores the encoder outputs with
+    BahdanauAttention (Va(tanh(Wa(q) + Ua(k)))), q the previous hidden state, and runs nn.GRU on
+    [embedded; context]; teacher forcing; one Linear over all steps' outputs and cross-entropy. Ua(k) is
+    computed once per batch (the tutorial recomputes it at every step, which would only slow PyTorch
+    down). Dropout on both embeddings, as Tandem's Seq2SeqModel. Fixed shapes: S source and S target
+    tokens per pair (Tandem runs with data.bucket_by_length=false, padded to the same shape)."""
+    nn = torch.nn
+    rnn_type, E, H, V, S, dropout = SEQ2SEQ_PRESETS[a.preset]
+    T = S
+
+    class Output:
+        def __init__(self, loss):
+            self.loss = loss
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.Wa, self.Ua, self.Va = nn.Linear(H, H), nn.Linear(H, H), nn.Linear(H, 1)
+
+    class Seq2Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(dropout)
+            self.encoder_embedding = nn.Embedding(V, E)
+            self.encoder_rnn = getattr(nn, rnn_type)(E, H, batch_first=True)
+            self.decoder_embedding = nn.Embedding(V, E)
+            self.attention = Attention()
+            self.decoder_rnn = getattr(nn, rnn_type)(E + H, H, batch_first=True)
+            self.out = nn.Linear(H, V)
+            self.config = type("Config", (), {"_attn_implementation": "bahdanau"})()
+
+        def forward(self, input_ids, decoder_input_ids, labels):
+            memory, hidden = self.encoder_rnn(self.drop(self.encoder_embedding(input_ids)))
+            keys = self.attention.Ua(memory)  # (B, S, H)
+            embedded = self.drop(self.decoder_embedding(decoder_input_ids))  # (B, T, E)
+            outputs = []
+            for t in range(decoder_input_ids.shape[1]):
+                q = self.attention.Wa(hidden[-1]).unsqueeze(1)  # (B, 1, H)
+                scores = self.attention.Va(torch.tanh(q + keys)).squeeze(2)  # (B, S)
+                weights = torch.softmax(scores, dim=-1).unsqueeze(1)  # (B, 1, S)
+                context = torch.bmm(weights, memory)  # (B, 1, H)
+                output, hidden = self.decoder_rnn(torch.cat([embedded[:, t:t + 1], context], dim=2), hidden)
+                outputs.append(output)
+            logits = self.out(torch.cat(outputs, dim=1))
+            return Output(nn.functional.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=-100))
+
+    torch.manual_seed(0)
+    model = Seq2Seq()
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    # Tandem's Seq2SeqModel.trainingFLOPsPerSample(S, T) for a 1-layer GRU with Bahdanau attention.
+    G = 3
+    source = G * H * (E + H) + H * H
+    target = H * V + G * H * ((E + H) + H) + H * H + 3 * S * H
+    flops = 6.0 * (S * source + T * target)
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = []
+    for _ in range(2):
+        tgt = torch.randint(5, V, (B, T + 1), generator=g)
+        batches.append(dict(input_ids=torch.randint(5, V, (B, S), generator=g), decoder_input_ids=tgt[:, :-1].contiguous(),
+                            labels=tgt[:, 1:].contiguous()))
+    describe = (f"seq2seq tutorial {rnn_type} + Bahdanau attention embedding={E} hidden={H} vocab={V}->{V} "
+                f"source={S} target={T} dropout={dropout} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
 
 
 def run(rank, a, torch, dist, model, ddp, batches, flops, peak, tokens, describe):

@@ -39,6 +39,7 @@ public struct DataSection: ConfigSection {
     public var targetVocab: String?
     public var targetCased = false
     public var targetSeqLen: Int?
+    public var bucketByLength = true
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
@@ -64,6 +65,7 @@ public struct DataSection: ConfigSection {
         .string("target_vocab", \.targetVocab, "translation: the target side's vocab.txt (data.vocab is the source side's)"),
         .bool("target_cased", \.targetCased, "translation: keep case and accents on the target side (needed for Hindi's vowel signs)"),
         .int("target_seq_len", \.targetSeqLen, 1...65536, "translation: target tokens per sentence at most, eos included (default data.seq_len); longer training pairs are skipped"),
+        .bool("bucket_by_length", \.bucketByLength, "translation: batches of similar length, each micro-batch's graph as long as its longest pair; false: shuffled pairs padded to data.seq_len and data.target_seq_len (static shapes)"),
         .bool("carry_state", \.carryState, "recurrent language models: the token stream is cut into one stream per global-batch slot and each stream's hidden state is carried from a batch to the next (truncated backpropagation through time, checkpointed); false: independent windows from a zero state"),
     ]
 }

@@ -11,10 +11,12 @@ import TandemModels
 /// model description counts them). The decoder reads bos ([CLS]) then the target and predicts the target
 /// then eos ([SEP]); the loss is the mean cross-entropy over a micro-batch's target tokens.
 ///
-/// The sampler's order is `LengthBucketing` over the kept pairs (source length, ties by target length), so
-/// each global batch holds pairs of similar length, and each micro-batch's graph is recorded for its own
-/// longest source and target (`graphShape`): no step computes more than its pairs need. The first graph is
-/// recorded for the largest shape allowed, so later ones reuse its memory.
+/// By default (`data.bucket_by_length`) the sampler's order is `LengthBucketing` over the kept pairs
+/// (source length, ties by target length), so each global batch holds pairs of similar length, and each
+/// micro-batch's graph is recorded for its own longest source and target (`graphShape`): no step computes
+/// more than its pairs need. The first graph is recorded for the largest shape allowed, so later ones
+/// reuse its memory. Without bucketing the pairs are shuffled and every graph has the largest shape
+/// (static shapes, as the PyTorch comparison runs), and the FLOPs per sample count that shape.
 ///
 /// Evaluation, over the held-out pairs within the same limits sorted by source length: loss and perplexity
 /// (teacher-forced, per target token) and BLEU of greedy translations (sacreBLEU's corpus BLEU, 13a, of
@@ -35,7 +37,7 @@ public final class Seq2SeqTask: EvaluatingTask {
     /// Training and held-out pairs skipped for their length.
     public let skipped: (train: Int, eval: Int)
     private let vocabFiles: (source: String, target: String)
-    private let bucketing: LengthBucketing
+    private let bucketing: LengthBucketing?
     private let meanFLOPs: Double
     private let meanTargetTokens: Double
     /// The (S, T) of the graph the next `record` builds.
@@ -47,7 +49,7 @@ public final class Seq2SeqTask: EvaluatingTask {
 
     public init(config: Seq2SeqConfig, train: ParallelDataset, eval: ParallelDataset?, sourceVocab: WordPieceTokenizer,
                 targetVocab: WordPieceTokenizer, vocabFiles: (String, String), maxSource: Int, maxTarget: Int,
-                globalBatch G: Int, seed: UInt64) throws {
+                bucketByLength: Bool = true, globalBatch G: Int, seed: UInt64) throws {
         guard maxSource >= 2, maxTarget >= 2 else {
             throw ConfigError("data.seq_len and data.target_seq_len must be at least 2 (a token and eos), not \(maxSource) and \(maxTarget)")
         }
@@ -80,10 +82,15 @@ public final class Seq2SeqTask: EvaluatingTask {
         self.maxSource = maxSource
         self.maxTarget = maxTarget
         let sourceLengths = pairs.map { train.sourceLengths[$0] + 1 }, targetLengths = pairs.map { train.targetLengths[$0] + 1 }
-        bucketing = LengthBucketing(lengths: sourceLengths, secondaryLengths: targetLengths, globalBatch: G, seed: seed)
-        var flops = 0.0
-        for (s, t) in zip(sourceLengths, targetLengths) { flops += model.trainingFLOPsPerSample(sourceLength: s, targetLength: t) }
-        meanFLOPs = flops / Double(pairs.count)
+        if bucketByLength {
+            bucketing = LengthBucketing(lengths: sourceLengths, secondaryLengths: targetLengths, globalBatch: G, seed: seed)
+            var flops = 0.0
+            for (s, t) in zip(sourceLengths, targetLengths) { flops += model.trainingFLOPsPerSample(sourceLength: s, targetLength: t) }
+            meanFLOPs = flops / Double(pairs.count)
+        } else {
+            bucketing = nil
+            meanFLOPs = model.trainingFLOPsPerSample(sourceLength: maxSource, targetLength: maxTarget)
+        }
         meanTargetTokens = Double(targetLengths.reduce(0, +)) / Double(pairs.count)
         shape = (maxSource, maxTarget)
     }
@@ -91,9 +98,13 @@ public final class Seq2SeqTask: EvaluatingTask {
     public var sampleCount: Int { pairs.count }
     /// Target tokens (with eos) of the mean pair: throughput counts target tokens, as fairseq's wps does.
     public var tokensPerSample: Int { Int(meanTargetTokens.rounded()) }
-    public var sampleOrder: SampleOrder { .custom { [bucketing] in bucketing.order(epoch: $0) } }
+    public var sampleOrder: SampleOrder {
+        guard let bucketing else { return .shuffled }
+        return .custom { bucketing.order(epoch: $0) }
+    }
 
     public func graphShape(samples indices: UnsafeBufferPointer<Int>, evaluation: Bool) -> [Int]? {
+        guard bucketing != nil else { return nil }
         var S = 1, T = 1
         for i in indices where i >= 0 {
             let (corpus, pair) = evaluation ? (eval!, evalPairs[i]) : (train, pairs[i])
@@ -145,7 +156,7 @@ public final class Seq2SeqTask: EvaluatingTask {
 
     public var modelDescription: String {
         let c = model.config
-        return "seq2seq \(c.rnnType.rawValue) attention=\(c.attention.rawValue) layers=\(c.numLayers) hidden=\(c.hiddenSize) embedding=\(c.embeddingSize) bidirectional_encoder=\(c.bidirectionalEncoder) vocab=\(c.sourceVocabSize)->\(c.targetVocabSize) pairs=\(pairs.count) (skipped \(skipped.train) over \(maxSource)/\(maxTarget) tokens) params=\(arena.parameterCount)"
+        return "seq2seq \(c.rnnType.rawValue) attention=\(c.attention.rawValue) layers=\(c.numLayers) hidden=\(c.hiddenSize) embedding=\(c.embeddingSize) bidirectional_encoder=\(c.bidirectionalEncoder) vocab=\(c.sourceVocabSize)->\(c.targetVocabSize) pairs=\(pairs.count) (skipped \(skipped.train) over \(maxSource)/\(maxTarget) tokens) \(bucketing == nil ? "static shape \(maxSource)x\(maxTarget)" : "length-bucketed") params=\(arena.parameterCount)"
     }
 
     public var hfConfigJSON: String {
