@@ -82,8 +82,8 @@ public enum Translation {
             return result
         }
 
-        /// The hypothesis as text (special tokens dropped).
-        public func text(_ h: Seq2SeqHypothesis?) -> String { h.map { target.decode($0.tokens) } ?? "" }
+        /// The hypothesis as text: special tokens dropped, pieces joined, punctuation rejoined (`Detokenizer`).
+        public func text(_ h: Seq2SeqHypothesis?) -> String { h.map { Detokenizer.detokenize(target.decode($0.tokens)) } ?? "" }
     }
 
     /// Translates every line of `input` to stdout; reports speed on stderr through `log`.

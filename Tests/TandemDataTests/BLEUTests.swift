@@ -40,6 +40,15 @@ final class BLEUTests: XCTestCase {
         XCTAssertGreaterThan(total.score.score, 0)
     }
 
+    /// Punctuation split off by the pre-tokenizer is rejoined as Moses detokenises (Spanish's inverted
+    /// marks, Hindi's danda), and other spacing stays.
+    func testDetokenizer() {
+        XCTAssertEqual(Detokenizer.detokenize("Y dijo : ¿ Qué es esto ? ( dijo él ) ."), "Y dijo: ¿Qué es esto? (dijo él).")
+        XCTAssertEqual(Detokenizer.detokenize("फ़ाइल खोलें । ¡ Hola !"), "फ़ाइल खोलें। ¡Hola!")
+        XCTAssertEqual(Detokenizer.detokenize("a - b \" c \" 50 %"), "a - b \" c \" 50%")
+        XCTAssertEqual(Detokenizer.detokenize(""), "")
+    }
+
     func testTokenize13a() {
         XCTAssertEqual(BLEU.tokenize13a("Hello, world!"), ["Hello", ",", "world", "!"])
         XCTAssertEqual(BLEU.tokenize13a("3.14 and 1,000 but end."), ["3.14", "and", "1,000", "but", "end", "."])

@@ -20,7 +20,7 @@ import TandemModels
 ///
 /// Evaluation, over the held-out pairs within the same limits sorted by source length: loss and perplexity
 /// (teacher-forced, per target token) and BLEU of greedy translations (sacreBLEU's corpus BLEU, 13a, of
-/// the detokenised translation against the detokenised reference target).
+/// the decoded and detokenised translation against the reference target decoded and detokenised alike).
 public final class Seq2SeqTask: EvaluatingTask {
     public let arena = ParameterArena()
     public let model: Seq2SeqModel
@@ -210,7 +210,8 @@ public final class Seq2SeqTask: EvaluatingTask {
         let hypotheses = Seq2SeqDecoder(model: model).greedy(sources: sources, maxLength: 2 * longest + 10)
         var bleu = BLEU.Statistics()
         for (pair, h) in zip(slots, hypotheses) {
-            bleu.add(BLEU.statistics(hypothesis: targetVocab.decode(h.tokens), reference: targetVocab.decode(Array(eval.pair(pair).target))))
+            bleu.add(BLEU.statistics(hypothesis: Detokenizer.detokenize(targetVocab.decode(h.tokens)),
+                                     reference: Detokenizer.detokenize(targetVocab.decode(Array(eval.pair(pair).target)))))
         }
         for (k, v) in bleu.values.enumerated() { s[2 + k] += v }
     }
