@@ -96,8 +96,9 @@ public final class Seq2SeqTask: EvaluatingTask {
     }
 
     public var sampleCount: Int { pairs.count }
-    /// Target tokens (with eos) of the mean pair: throughput counts target tokens, as fairseq's wps does.
-    public var tokensPerSample: Int { Int(meanTargetTokens.rounded()) }
+    /// Target tokens (with eos) of the mean pair, or of the static shape: throughput counts target tokens,
+    /// as fairseq's wps does.
+    public var tokensPerSample: Int { bucketing == nil ? maxTarget : Int(meanTargetTokens.rounded()) }
     public var sampleOrder: SampleOrder {
         guard let bucketing else { return .shuffled }
         return .custom { bucketing.order(epoch: $0) }
