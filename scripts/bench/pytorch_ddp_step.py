@@ -44,6 +44,12 @@ SEQ2SEQ_PRESETS = {  # Tandem's seq2seq presets: (rnn_type, embedding, hidden, s
 }
 
 
+class Output:
+    """What transformers' models return, as far as the timed loop reads it: the loss."""
+    def __init__(self, loss):
+        self.loss = loss
+
+
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
@@ -199,10 +205,6 @@ def rnn_worker(rank, a, torch, dist, DDP, peak):
     nn = torch.nn
     rnn_type, layers, hidden, vocab, bptt, dropout = RNN_PRESETS[a.preset]
 
-    class Output:
-        def __init__(self, loss):
-            self.loss = loss
-
     class RNNModel(nn.Module):
         def __init__(self):
             super().__init__()
@@ -253,10 +255,6 @@ def seq2seq_worker(rank, a, torch, dist, DDP, peak):
     nn = torch.nn
     rnn_type, E, H, V, S, dropout = SEQ2SEQ_PRESETS[a.preset]
     T = S
-
-    class Output:
-        def __init__(self, loss):
-            self.loss = loss
 
     class Attention(nn.Module):
         def __init__(self):
