@@ -128,8 +128,11 @@ final class Seq2SeqTaskTests: ScratchDirectoryTestCase {
             task.accumulateEvalStatistics(into: &s)
             return s
         }
+        // One block of the evaluation order: all 8 pairs by source length, so eval sample 0 is the
+        // shortest pair ("god" -> "dios": 1 target token and eos).
+        XCTAssertEqual(task.evalPairs.first, 7)
+        XCTAssertEqual(Set(task.evalPairs), Set(0..<8))
         let padded = evaluate([0, -1]), alone = evaluate([0])
-        // The held-out pairs go by source length: eval sample 0 is the shortest pair ("god" -> "dios").
         XCTAssertEqual(padded[1], 2)
         XCTAssertEqual(alone[1], 2)
         XCTAssertEqual(padded[0], alone[0], accuracy: 1e-5)
@@ -137,6 +140,18 @@ final class Seq2SeqTaskTests: ScratchDirectoryTestCase {
         let metrics = Dictionary(uniqueKeysWithValues: task.describeEval(padded))
         XCTAssertEqual(metrics["eval_perplexity"]!, exp(metrics["eval_loss"]!), accuracy: 1e-9)
         XCTAssertTrue((0...100).contains(metrics["eval_bleu"]!))
+    }
+
+    /// A partial evaluation samples every length: the first 256 of 1,000 pairs of lengths 1...1000 span
+    /// them, each block of 256 is sorted, and the order is a permutation.
+    func testEvaluationOrderSpreadsLengths() {
+        let lengths = Array(1...1000)
+        let order = Seq2SeqTask.evaluationOrder(Array(0..<1000), lengths: lengths)
+        XCTAssertEqual(order.sorted(), Array(0..<1000))
+        let first = order.prefix(256).map { lengths[$0] }
+        XCTAssertEqual(first, first.sorted())
+        XCTAssertLessThan(first.first!, 50)
+        XCTAssertGreaterThan(first.last!, 950)
     }
 
     /// The family reads both sides from the config and names the missing key.

@@ -18,7 +18,7 @@ import TandemModels
 /// reuse its memory. Without bucketing the pairs are shuffled and every graph has the largest shape
 /// (static shapes, as the PyTorch comparison runs), and the FLOPs per sample count that shape.
 ///
-/// Evaluation, over the held-out pairs within the same limits sorted by source length: loss and perplexity
+/// Evaluation, over the held-out pairs within the same limits (`evaluationOrder`): loss and perplexity
 /// (teacher-forced, per target token) and BLEU of greedy translations (sacreBLEU's corpus BLEU, 13a, of
 /// the decoded and detokenised translation against the reference target decoded and detokenised alike).
 public final class Seq2SeqTask: EvaluatingTask {
@@ -32,7 +32,7 @@ public final class Seq2SeqTask: EvaluatingTask {
     public let maxTarget: Int
     /// The training pairs kept, in corpus order (sample i is pair `pairs[i]`).
     public let pairs: [Int]
-    /// The held-out pairs kept, by source length.
+    /// The held-out pairs kept, in `evaluationOrder`.
     public let evalPairs: [Int]
     /// Training and held-out pairs skipped for their length.
     public let skipped: (train: Int, eval: Int)
@@ -67,10 +67,7 @@ public final class Seq2SeqTask: EvaluatingTask {
             throw ConfigError("\(train.source.directory): \(pairs.count) of \(train.count) pairs fit data.seq_len \(maxSource) and data.target_seq_len \(maxTarget), fewer than one global batch of \(G)")
         }
         let heldOut = eval.map(kept) ?? []
-        evalPairs = heldOut.sorted { a, b in
-            let (x, y) = (eval!.sourceLengths[a], eval!.sourceLengths[b])
-            return x != y ? x < y : a < b
-        }
+        evalPairs = eval.map { Self.evaluationOrder(heldOut, lengths: $0.sourceLengths) } ?? []
         skipped = (train.count - pairs.count, (eval?.count ?? 0) - heldOut.count)
         model = Seq2SeqModel(config, arena: arena, rng: Philox(seed: seed))
         arena.seal()
@@ -93,6 +90,25 @@ public final class Seq2SeqTask: EvaluatingTask {
         }
         meanTargetTokens = Double(targetLengths.reduce(0, +)) / Double(pairs.count)
         shape = (maxSource, maxTarget)
+    }
+
+    /// The held-out pairs in a fixed shuffle (Philox, seed 0) sorted by source length within blocks of 256:
+    /// an evaluation of the first k pairs (`eval.batches` > 0) samples every length, and a micro-batch
+    /// of pairs next to each other in the order is little padding.
+    static func evaluationOrder(_ pairs: [Int], lengths: [Int]) -> [Int] {
+        var order = pairs
+        let rng = Philox(seed: 0)
+        var i = order.count - 1
+        while i > 0 {
+            order.swapAt(i, rng.below(i + 1, stream: LengthBucketing.stream, step: 0, index: UInt64(i)))
+            i -= 1
+        }
+        let block = 256
+        return stride(from: 0, to: order.count, by: block).flatMap { start in
+            order[start..<min(order.count, start + block)].sorted { a, b in
+                lengths[a] != lengths[b] ? lengths[a] < lengths[b] : a < b
+            }
+        }
     }
 
     public var sampleCount: Int { pairs.count }
