@@ -4,11 +4,12 @@
 // 54% of the forward step product's time and 43% of the backward one's for a 2 x 650 LSTM, perf), which
 // costs more than the 20-row product itself.
 //
-// The register tile is up to 12 rows x 32 columns (24 zmm accumulators): per k, two aligned loads of
+// The register tile is up to 12 rows x 32 columns (24 zmm accumulators): per k, two loads of
 // the panel and one broadcast of A per row feed 2 x rows FMAs. A panel (K x 32 floats, 83 KB for an
 // LSTM of 650) is read once from L3 by the first row chunk and from L2 by the others, while a software
 // prefetch spread over the chunks brings the next panel into L2, so the L3 traffic is even over the
-// whole panel instead of in a burst (without it: 127 against 155 GFLOP/s, B = 20, H = 650).
+// whole panel instead of in a burst (the forward product of B = 20, H = 650 ran at 136 GFLOP/s without it,
+// 153-159 with it; 10 x 48 and 24 x 16 tiles measured 127-139).
 //
 // Numerics: every C element is one running FMA sum over k = 0 ..< K in order, added to C at the end,
 // independent of the tile, the row chunks and the panel ranges (so of any split across threads). The
@@ -54,18 +55,18 @@ AVX512 static inline __mmask16 firstLanes(long lanes) {
 }
 
 /// C (rows, width) += A (rows, K) P (K, 32), P one packed panel; vectors = 1 when width <= 16.
-/// Prefetches `prefetchLines` cache lines from `prefetch` (the next panel's share of this chunk) into L2,
-/// `perK` lines per k.
+/// At each k < `prefetches` prefetches the line at `prefetch` + k `stride` bytes into L2 (this chunk's
+/// share of the next panel).
 AVX512 static inline __attribute__((always_inline))
 void tile(int rows, int vectors, long k, const float *a, long lda, const float *p, float *c, long ldc, long width,
-          const char *prefetch, long prefetchLines, long perK) {
+          const char *prefetch, long prefetches, long stride) {
     __m512 acc[MAX_ROWS][2];
     for (int i = 0; i < rows; i++)
         for (int j = 0; j < vectors; j++) acc[i][j] = _mm512_setzero_ps();
     for (long kk = 0; kk < k; kk++) {
         __m512 w0 = _mm512_loadu_ps(p + kk * PANEL), w1 = w0;
         if (vectors == 2) w1 = _mm512_loadu_ps(p + kk * PANEL + 16);
-        for (long l = kk * perK; l < (kk + 1) * perK && l < prefetchLines; l++) _mm_prefetch(prefetch + 64 * l, _MM_HINT_T1);
+        if (kk < prefetches) _mm_prefetch(prefetch + kk * stride, _MM_HINT_T1);
         for (int i = 0; i < rows; i++) {
             __m512 x = _mm512_set1_ps(a[i * lda + kk]);
             acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
@@ -82,8 +83,8 @@ void tile(int rows, int vectors, long k, const float *a, long lda, const float *
 }
 
 #define ROWS(R) case R: \
-    if (vectors == 2) tile(R, 2, k, ar, lda, panel, cr, ldc, width, prefetch, lines, perK); \
-    else tile(R, 1, k, ar, lda, panel, cr, ldc, width, prefetch, lines, perK); \
+    if (vectors == 2) tile(R, 2, k, ar, lda, panel, cr, ldc, width, prefetch, prefetches, stride); \
+    else tile(R, 1, k, ar, lda, panel, cr, ldc, width, prefetch, prefetches, stride); \
     break;
 
 AVX512 void tandem_panel_gemm(float *c, long ldc, const float *a, long lda, const float *packed,
@@ -96,16 +97,17 @@ AVX512 void tandem_panel_gemm(float *c, long ldc, const float *a, long lda, cons
         long n0 = p * PANEL, width = n - n0 < PANEL ? n - n0 : PANEL;
         int vectors = width > 16 ? 2 : 1;
         const float *panel = packed + p * k * PANEL;
-        // The next panel: 2 k lines, each chunk prefetches its share.
+        // The next panel, 2 k lines: each chunk prefetches its share, at most one line per k (a lone chunk
+        // every other line, which the L2 streamer's pairing of adjacent lines fills in).
         long nextLines = p + 1 < panelEnd && p + 1 < panels ? 2 * k : 0;
         long share = (nextLines + chunks - 1) / chunks;
-        long perK = (share + k - 1) / k;
+        long stride = share > k ? 128 : 64;
         for (long ch = 0; ch < chunks; ch++) {
             long r0 = m * ch / chunks, rows = m * (ch + 1) / chunks - r0;
             const float *ar = a + r0 * lda;
             float *cr = c + r0 * ldc + n0;
             long first = ch * share, lines = nextLines - first < share ? nextLines - first : share;
-            if (lines < 0) lines = 0;
+            long prefetches = lines <= 0 ? 0 : (lines * 64 + stride - 1) / stride;
             const char *prefetch = (const char *)(panel + k * PANEL) + 64 * first;
             switch (rows) {
                 ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6)
