@@ -18,8 +18,10 @@
 // are held to their Double reference within rounding (TandemKernelsTests.PanelGemmTests).
 #include "CKernels.h"
 
-#include <immintrin.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #define PANEL 32
 
