@@ -39,6 +39,7 @@ let package = Package(
         .target(name: "CBF16Gemm", path: "Sources/CBF16Gemm", cSettings: [.unsafeFlags(["-O3"])]),
         // Loops that need vector square roots (AdamW): -fno-math-errno lets sqrtf vectorise, and
         // -ffp-contract=off keeps every multiply and add separately rounded, as in the Swift references.
+        // panel_gemm.c (recurrent step products) fuses on purpose, with FMA intrinsics (see the file).
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
         .target(name: "TandemTensor", dependencies: ["CBLAS", .product(name: "Crypto", package: "swift-crypto")]),

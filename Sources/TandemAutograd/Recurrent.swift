@@ -58,6 +58,8 @@ extension Tape {
         let shapes = (0..<D).map { RecurrentShape(cell: cell, B: B, T: T, I: I, H: H, reverse: $0 == 1) }
         let saved = shapes.map { scratch(count: $0.savedCount) }
         let work = scratch(count: shapes[0].backwardScratchCount)
+        // W_hh packed for the steps' products, one buffer for both directions, forward and backward.
+        let packed = shapes[0].packedWeightCount > 0 ? scratch(count: shapes[0].packedWeightCount) : nil
         let h0 = initialHidden, c0 = cell.hasCellState ? initialCell : nil
         let precision = precision
         record(parameters: directions.flatMap(\.all), inputs: [x] + [h0, c0].compactMap { $0 }, forward: {
@@ -66,7 +68,7 @@ extension Tape {
                 recurrentForward(out: y.data + d * H, ldo: D * H, hN: hN.data + o, cN: cN.map { $0.data + o },
                                  saved: saved[d], inp: x.data, h0: h0.map { UnsafePointer($0.data + o) },
                                  c0: c0.map { UnsafePointer($0.data + o) }, lengths: lengths,
-                                 weights: directions[d].weights, shape: shapes[d], precision: precision)
+                                 weights: directions[d].weights, shape: shapes[d], packed: packed, precision: precision)
             }
         }, backward: {
             for d in 0..<D {
@@ -74,7 +76,8 @@ extension Tape {
                 recurrentBackward(dinp: x.grad, dh0: h0?.grad.map { $0 + o }, dc0: c0?.grad.map { $0 + o },
                                   dweights: directions[d].gradients, scratch: work, dout: y.grad! + d * H, ldo: D * H,
                                   dhN: hN.grad! + o, dcN: cN.map { $0.grad! + o }, saved: saved[d], inp: x.data,
-                                  lengths: lengths, weights: directions[d].weights, shape: shapes[d], precision: precision)
+                                  lengths: lengths, weights: directions[d].weights, shape: shapes[d], packed: packed,
+                                  precision: precision)
             }
         })
         return (y, hN, cN)

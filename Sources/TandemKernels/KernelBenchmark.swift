@@ -20,6 +20,7 @@ public enum KernelBenchmark {
         benchmarkBF16Gemm(repeats: repeats, log: log)
         benchmarkMemoryBound(repeats: repeats, log: log)
         benchmarkAdamW(repeats: repeats, log: log)
+        benchmarkRecurrent(repeats: repeats, log: log)
     }
 
     // MARK: - Matrix products
@@ -234,6 +235,92 @@ public enum KernelBenchmark {
         let same = [0, 2, 3].allSatisfy { k in (0..<n).allSatisfy { state[k][$0].bitPattern == copy[k][$0].bitPattern } }
             && (0..<n).allSatisfy { copy[1][$0] == 0 }
         log("3 fused updates identical to scale + scalar loop, bit for bit (weights, m, v), gradients zeroed: \(same ? "yes" : "NO")")
+    }
+
+    // MARK: - Recurrent layers
+
+    /// The W_hh products of a recurrent layer's T steps (forward h W_hh^T, backward dgates W_hh) as
+    /// `cblas_sgemm` runs them, repacking W_hh at every step, next to `panelGemm` on W_hh packed once
+    /// (the packing counted), then one layer's whole `recurrentForward` + `recurrentBackward` both ways:
+    /// the rnn_lm presets' LSTMs (Zaremba medium and large, 20 streams) and GRUs of seq2seq's sizes.
+    static func benchmarkRecurrent(repeats: Int, log: (String) -> Void) {
+        log("")
+        guard PanelGemm.supported else {
+            log("recurrent steps: skipped, panelGemm needs AVX-512")
+            return
+        }
+        log("recurrent layers: the W_hh products of T steps, cblas_sgemm (packs W_hh every step) against panelGemm")
+        log("(W_hh packed once per call, packing included); GFLOP/s median (best) of \(repeats); ratio = panelGemm / sgemm")
+        log(pad("layer", 26) + pad("B x G H x H", 16) + pad("T", 5) + pad("product", 10) + pad("cblas_sgemm", 20)
+            + pad("panelGemm", 20) + "ratio")
+        let layers: [(cell: RecurrentCell, B: Int, H: Int, T: Int)] = [
+            (.lstm, 20, 650, 35), (.lstm, 20, 1500, 35), (.gru, 32, 256, 20), (.gru, 64, 512, 20), (.gru, 64, 512, 1),
+        ]
+        for l in layers {
+            let H = l.H, GH = l.cell.gates * H, B = l.B, T = l.T
+            let w = filled(GH * H, seed: 31, scale: 0.05), a = filled(B * GH, seed: 32), c = filled(B * GH, seed: 33)
+            let packed = AlignedMemory.allocate(Float.self, count: max(PanelGemm.packedCount(k: H, n: GH), PanelGemm.packedCount(k: GH, n: H)))
+            defer { [w, a, c, packed].forEach(AlignedMemory.deallocate) }
+            let flops = 2 * Double(B * GH * H * T)
+            let label = "\(l.cell.rawValue) \(H)"
+            let (fwdRaw, fwdOurs) = interleaved(repeats: repeats, {
+                for _ in 0..<T { BLAS.sgemm(.none, .transpose, m: B, n: GH, k: H, a: a, lda: H, b: w, ldb: H, beta: 1, c: c, ldc: GH) }
+            }, {
+                if T > 1 { panelPack(packed, .transpose, w: w, ldw: H, k: H, n: GH) }
+                for _ in 0..<T {
+                    if T > 1 { panelGemm(c: c, ldc: GH, a: a, lda: H, packed: packed, m: B, n: GH, k: H) } else {
+                        gemm(.none, .transpose, m: B, n: GH, k: H, alpha: 1, a: a, lda: H, b: w, ldb: H, beta: 1, c: c, ldc: GH)
+                    }
+                }
+            })
+            log(pad(label, 26) + pad("\(B)x\(GH)x\(H)", 16) + pad("\(T)", 5) + pad("forward", 10)
+                + pad(rate(flops, fwdRaw), 20) + pad(rate(flops, fwdOurs), 20) + ratio(fwdRaw, fwdOurs))
+            let (bwdRaw, bwdOurs) = interleaved(repeats: repeats, {
+                for _ in 0..<T { BLAS.sgemm(.none, .none, m: B, n: H, k: GH, a: a, lda: GH, b: w, ldb: H, beta: 1, c: c, ldc: H) }
+            }, {
+                if T > 1 { panelPack(packed, .none, w: w, ldw: H, k: GH, n: H) }
+                for _ in 0..<T {
+                    if T > 1 { panelGemm(c: c, ldc: H, a: a, lda: GH, packed: packed, m: B, n: H, k: GH) } else {
+                        gemm(.none, .none, m: B, n: H, k: GH, alpha: 1, a: a, lda: GH, b: w, ldb: H, beta: 1, c: c, ldc: H)
+                    }
+                }
+            })
+            log(pad(label, 26) + pad("\(B)x\(H)x\(GH)", 16) + pad("\(T)", 5) + pad("backward", 10)
+                + pad(rate(flops, bwdRaw), 20) + pad(rate(flops, bwdOurs), 20) + ratio(bwdRaw, bwdOurs))
+        }
+        log("")
+        log("one recurrent layer, recurrentForward + recurrentBackward (input I = H, every gradient): ms median (best)")
+        log("of \(repeats); steps on gemm against steps on panelGemm; speed-up = gemm / panelGemm")
+        log(pad("layer", 26) + pad("B x T x H", 16) + pad("steps on gemm", 20) + pad("on panelGemm", 20) + "speed-up")
+        for l in [(cell: RecurrentCell.lstm, B: 20, H: 650, T: 35), (.gru, 32, 256, 20), (.gru, 64, 512, 20)] {
+            let s = RecurrentShape(cell: l.cell, B: l.B, T: l.T, I: l.H, H: l.H, reverse: false)
+            let GH = s.cell.gates * s.H, BT = s.B * s.T
+            let x = filled(BT * s.I, seed: 41), out = filled(BT * s.H, seed: 42), dout = filled(BT * s.H, seed: 43)
+            let hN = filled(s.B * s.H, seed: 44), cN = filled(s.B * s.H, seed: 45), dx = filled(BT * s.I, seed: 46)
+            let wih = filled(GH * s.I, seed: 47, scale: 0.05), whh = filled(GH * s.H, seed: 48, scale: 0.05)
+            let bih = filled(GH, seed: 49), bhh = filled(GH, seed: 50)
+            let dwih = filled(GH * s.I, seed: 51), dwhh = filled(GH * s.H, seed: 52), dbih = filled(GH, seed: 53), dbhh = filled(GH, seed: 54)
+            let saved = filled(s.savedCount, seed: 55), scratch = filled(s.backwardScratchCount, seed: 56)
+            let packed = filled(max(1, s.packedWeightCount), seed: 57)
+            defer {
+                [x, out, dout, hN, cN, dx, wih, whh, bih, bhh, dwih, dwhh, dbih, dbhh, saved, scratch, packed]
+                    .forEach(AlignedMemory.deallocate)
+            }
+            let weights = RecurrentWeights(inputWeight: wih, hiddenWeight: whh, inputBias: bih, hiddenBias: bhh)
+            let grads = RecurrentWeightGradients(inputWeight: dwih, hiddenWeight: dwhh, inputBias: dbih, hiddenBias: dbhh)
+            func layer(_ packed: UnsafeMutablePointer<Float>?) {
+                recurrentForward(out: out, ldo: s.H, hN: hN, cN: s.cell.hasCellState ? cN : nil, saved: saved, inp: x,
+                                 h0: nil, c0: nil, lengths: nil, weights: weights, shape: s, packed: packed)
+                recurrentBackward(dinp: dx, dh0: nil, dc0: nil, dweights: grads, scratch: scratch, dout: dout, ldo: s.H,
+                                  dhN: nil, dcN: nil, saved: saved, inp: x, lengths: nil, weights: weights, shape: s,
+                                  packed: packed)
+            }
+            let (onGemm, onPanels) = interleaved(repeats: repeats, { layer(nil) }, { layer(packed) })
+            log(pad("\(s.cell.rawValue) \(s.H)", 26) + pad("\(s.B)x\(s.T)x\(s.H)", 16)
+                + pad(format(onGemm.median * 1e3, 2) + " (" + format(onGemm.best * 1e3, 2) + ")", 20)
+                + pad(format(onPanels.median * 1e3, 2) + " (" + format(onPanels.best * 1e3, 2) + ")", 20)
+                + ratio(onGemm, onPanels))
+        }
     }
 
     // MARK: - Timing

@@ -17,7 +17,11 @@ import Darwin
 /// one matrix product before the time loop; each step is one (B, H) x (H, G H) product for W_hh added
 /// into that step's slice of the gate buffer and one fused, vectorised elementwise pass. Backward through
 /// time runs the steps in reverse with the same structure, and dW_hh, dW_ih, dx and the biases are single
-/// products (or column sums) over all B T positions after the loop.
+/// products (or column sums) over all B T positions after the loop. Given a `packed` buffer
+/// (`RecurrentShape.packedWeightCount` floats, nonzero when T >= 2 on a CPU with AVX-512), forward and
+/// backward each pack W_hh once (`panelPack`) and run the steps' products as `panelGemm`, instead of
+/// `cblas_sgemm` packing it again at every step; T = 1 keeps `gemm` (packing would be all the work).
+/// bf16 products (`MatmulPrecision.bf16`) keep `gemm` too.
 ///
 /// Padding (`pack_padded_sequence` then `pad_packed_sequence`): sequence b has lengths[b] valid steps; at
 /// a step t >= lengths[b] h (and c) stay unchanged and the output row is zero. The reverse direction runs
@@ -106,6 +110,21 @@ public struct RecurrentShape: Sendable {
         B * T * GH * (cell == .gru ? 2 : 1) + 2 * B * H
     }
 
+    /// Whether the steps' W_hh products can run on W_hh packed once (`panelGemm`): T >= 2 steps share it
+    /// and the CPU has AVX-512.
+    public var packsHiddenWeight: Bool { T >= 2 && PanelGemm.supported }
+
+    /// Floats of the `packed` buffer `recurrentForward` and `recurrentBackward` pack W_hh into (both
+    /// layouts fit; forward and backward may share it): 0 when `packsHiddenWeight` is false.
+    public var packedWeightCount: Int {
+        packsHiddenWeight ? max(PanelGemm.packedCount(k: H, n: GH), PanelGemm.packedCount(k: GH, n: H)) : 0
+    }
+
+    /// Whether the steps of a call with this `packed` buffer and precision run `panelGemm`.
+    func packsHiddenWeight(_ packed: UnsafeMutablePointer<Float>?, _ precision: MatmulPrecision) -> Bool {
+        packed != nil && packsHiddenWeight && !(precision == .bf16 && MatmulPrecision.usesBF16(m: B, n: GH, k: H))
+    }
+
     /// Step s of the loop works on time t.
     @inline(__always)
     func time(_ s: Int) -> Int { reverse ? T - 1 - s : s }
@@ -145,11 +164,12 @@ private func sigmoid(_ x: Vector) -> Vector { 1 / (1 + FastMath.exp(-x)) }
 /// (ldo = D H lets two directions write their halves of one (B, T, 2 H) buffer), the final states into
 /// hN (B, H) and, for LSTM, cN (B, H), and what backward needs into `saved` (`savedCount`). h0, c0 (B, H)
 /// nil start from zeros; `lengths` (B), each in 0...T, nil means all T. Products run in `precision`.
+/// `packed` (`packedWeightCount` floats, nil: none) is where W_hh is packed for the steps' products.
 public func recurrentForward(out: UnsafeMutablePointer<Float>, ldo: Int, hN: UnsafeMutablePointer<Float>,
                              cN: UnsafeMutablePointer<Float>?, saved: UnsafeMutablePointer<Float>,
                              inp: UnsafePointer<Float>, h0: UnsafePointer<Float>?, c0: UnsafePointer<Float>?,
                              lengths: UnsafePointer<Int32>?, weights w: RecurrentWeights, shape s: RecurrentShape,
-                             precision: MatmulPrecision = .fp32) {
+                             packed: UnsafeMutablePointer<Float>? = nil, precision: MatmulPrecision = .fp32) {
     let B = s.B, T = s.T, I = s.I, H = s.H, GH = s.GH, cell = s.cell
     precondition(ldo >= H, "recurrent: output stride \(ldo) below H \(H)")
     precondition(!cell.hasCellState || cN != nil, "recurrent: LSTM needs cN")
@@ -173,6 +193,9 @@ public func recurrentForward(out: UnsafeMutablePointer<Float>, ldo: Int, hN: Uns
     if let cN {
         if let c0 { cN.update(from: c0, count: B * H) } else { cN.update(repeating: 0, count: B * H) }
     }
+    // W_hh^T (H, G H) packed once for all T steps.
+    let packs = s.packsHiddenWeight(packed, precision)
+    if packs, let packed { panelPack(packed, .transpose, w: w.hiddenWeight, ldw: H, k: H, n: GH) }
 
     for step in 0..<T {
         let t = s.time(step)
@@ -188,8 +211,12 @@ public func recurrentForward(out: UnsafeMutablePointer<Float>, ldo: Int, hN: Uns
         } else {
             target = m.gates + t * GH
         }
-        gemm(.none, .transpose, m: B, n: GH, k: H, alpha: 1, a: hN, lda: H, b: w.hiddenWeight, ldb: H,
-             beta: 1, c: target, ldc: T * GH, precision: precision)
+        if packs, let packed {
+            panelGemm(c: target, ldc: T * GH, a: hN, lda: H, packed: packed, m: B, n: GH, k: H)
+        } else {
+            gemm(.none, .transpose, m: B, n: GH, k: H, alpha: 1, a: hN, lda: H, b: w.hiddenWeight, ldb: H,
+                 beta: 1, c: target, ldc: T * GH, precision: precision)
+        }
         for b in 0..<B {
             let r = b * T + t
             let o = out + r * ldo
@@ -251,13 +278,14 @@ public func recurrentForward(out: UnsafeMutablePointer<Float>, ldo: Int, hN: Uns
 /// (B, H) (nil: the final states feed nothing): into dinp (B, T, I), dh0, dc0 (B, H) and the weight
 /// gradients, each skipped when nil. `saved` is what forward wrote; `scratch` holds
 /// `backwardScratchCount` floats. dout at padded positions is ignored (their outputs are constant zeros).
+/// `packed` (`packedWeightCount` floats, nil: none) is where W_hh is packed for the steps' products.
 public func recurrentBackward(dinp: UnsafeMutablePointer<Float>?, dh0: UnsafeMutablePointer<Float>?,
                               dc0: UnsafeMutablePointer<Float>?, dweights dw: RecurrentWeightGradients,
                               scratch: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, ldo: Int,
                               dhN: UnsafePointer<Float>?, dcN: UnsafePointer<Float>?,
                               saved: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                               lengths: UnsafePointer<Int32>?, weights w: RecurrentWeights, shape s: RecurrentShape,
-                              precision: MatmulPrecision = .fp32) {
+                              packed: UnsafeMutablePointer<Float>? = nil, precision: MatmulPrecision = .fp32) {
     let B = s.B, T = s.T, I = s.I, H = s.H, GH = s.GH, cell = s.cell
     let m = SavedLayout(saved, s)
     // dxg: gradients of the input projections' pre-activations; dhg: of the hidden products' (the same
@@ -267,6 +295,9 @@ public func recurrentBackward(dinp: UnsafeMutablePointer<Float>?, dh0: UnsafeMut
     let dh = dhg + B * T * GH, dc = dh + B * H
     if let dhN { dh.update(from: dhN, count: B * H) } else { dh.update(repeating: 0, count: B * H) }
     if let dcN { dc.update(from: dcN, count: B * H) } else { dc.update(repeating: 0, count: B * H) }
+    // W_hh (G H, H) packed once for all T steps.
+    let packs = s.packsHiddenWeight(packed, precision)
+    if packs, let packed { panelPack(packed, .none, w: w.hiddenWeight, ldw: H, k: GH, n: H) }
 
     for step in (0..<T).reversed() {
         let t = s.time(step)
@@ -323,8 +354,12 @@ public func recurrentBackward(dinp: UnsafeMutablePointer<Float>?, dh0: UnsafeMut
             }
         }
         // dh (B, H) += dhg_t (B, G H) W_hh: padded rows have zero gate gradients and keep their dh.
-        gemm(.none, .none, m: B, n: H, k: GH, alpha: 1, a: dhg + t * GH, lda: T * GH, b: w.hiddenWeight, ldb: H,
-             beta: 1, c: dh, ldc: H, precision: precision)
+        if packs, let packed {
+            panelGemm(c: dh, ldc: H, a: dhg + t * GH, lda: T * GH, packed: packed, m: B, n: H, k: GH)
+        } else {
+            gemm(.none, .none, m: B, n: H, k: GH, alpha: 1, a: dhg + t * GH, lda: T * GH, b: w.hiddenWeight, ldb: H,
+                 beta: 1, c: dh, ldc: H, precision: precision)
+        }
     }
     if let dh0 { residualBackward(da: dh0, db: nil, dout: dh, count: B * H) }
     if let dc0, cell.hasCellState { residualBackward(da: dc0, db: nil, dout: dc, count: B * H) }

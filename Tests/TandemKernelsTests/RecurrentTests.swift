@@ -10,6 +10,8 @@ final class RecurrentTests: KernelTestCase {
         let shape: RecurrentShape
         var x, h0, c0, wih, whh, bih, bhh: [Float]
         let lengths: [Int32]?
+        /// Whether the W_hh products of the steps run on W_hh packed once (`panelGemm`), where supported.
+        var packed = false
 
         init(_ cell: RecurrentCell, B: Int, T: Int, I: Int, H: Int, reverse: Bool, lengths: [Int32]?, seed: UInt64) {
             shape = RecurrentShape(cell: cell, B: B, T: T, I: I, H: H, reverse: reverse)
@@ -41,7 +43,8 @@ final class RecurrentTests: KernelTestCase {
                                           h0: Buffer(h0).c, c0: Buffer(c0).c, lengths: lengthPointer, weights: weights, shape: s)
             } else {
                 recurrentForward(out: out.p, ldo: ldo, hN: hN.p, cN: lstm ? cN.p : nil, saved: saved.p, inp: Buffer(x).c,
-                                 h0: Buffer(h0).c, c0: Buffer(c0).c, lengths: lengthPointer, weights: weights, shape: s)
+                                 h0: Buffer(h0).c, c0: Buffer(c0).c, lengths: lengthPointer, weights: weights, shape: s,
+                                 packed: packedBuffer)
             }
             var outputs: [Float] = []
             for r in 0..<s.B * s.T { outputs += Array(out.array[r * ldo..<r * ldo + s.H]) }
@@ -67,9 +70,15 @@ final class RecurrentTests: KernelTestCase {
                 recurrentBackward(dinp: g[0].p, dh0: g[1].p, dc0: g[2].p, dweights: dw,
                                   scratch: Buffer(zeros: s.backwardScratchCount).p, dout: dout.c, ldo: ldo,
                                   dhN: dhN.c, dcN: dcN?.c, saved: saved.p, inp: Buffer(x).c, lengths: lengthPointer,
-                                  weights: weights, shape: s)
+                                  weights: weights, shape: s, packed: packedBuffer)
             }
             return g.map(\.array)
+        }
+
+        /// A fresh buffer for W_hh packed (filled with NaN: the kernels must write what they read), or nil.
+        var packedBuffer: UnsafeMutablePointer<Float>? {
+            guard packed, shape.packedWeightCount > 0 else { return nil }
+            return Buffer([Float](repeating: .nan, count: shape.packedWeightCount)).p
         }
 
         var outputCount: Int { shape.B * shape.T * shape.H + shape.B * shape.H * (lstm ? 2 : 1) }
@@ -79,11 +88,13 @@ final class RecurrentTests: KernelTestCase {
 
     func testForwardAndBackwardMatchReference() {
         // H = 19 exercises a full 16-lane chunk and a tail; lengths include a full, a short and an empty sequence.
+        // packed: the steps' W_hh products on W_hh packed once (`panelGemm`) instead of `gemm`.
         for cell in RecurrentCell.allCases {
             for reverse in [false, true] {
-                for lengths in [nil, [5, 2, 0, 4] as [Int32]] {
-                    let c = Case(cell, B: 4, T: 5, I: 7, H: 19, reverse: reverse, lengths: lengths, seed: 11)
-                    let label = "\(cell) reverse \(reverse) lengths \(lengths.map { "\($0)" } ?? "nil")"
+                for (lengths, packed) in [(nil, false), ([5, 2, 0, 4] as [Int32]?, false), (nil, true), ([5, 2, 0, 4], true)] {
+                    var c = Case(cell, B: 4, T: 5, I: 7, H: 19, reverse: reverse, lengths: lengths, seed: 11)
+                    c.packed = packed
+                    let label = "\(cell) reverse \(reverse) lengths \(lengths.map { "\($0)" } ?? "nil") packed \(packed)"
                     let ldo = 2 * 19 + 3
                     let fast = c.forward(ldo: ldo).outputs, reference = c.forward(ldo: ldo, reference: true).outputs
                     assertClose(fast, reference, atol: 2e-6, rtol: 1e-5, "\(label) forward")
@@ -117,12 +128,13 @@ final class RecurrentTests: KernelTestCase {
 
     func testGradients() {
         for cell in RecurrentCell.allCases {
-            for reverse in [false, true] {
-                let c = Case(cell, B: 2, T: 4, I: 3, H: 5, reverse: reverse, lengths: [4, 3], seed: 21)
+            for (reverse, packed) in [(false, false), (true, false), (false, true), (true, true)] {
+                var c = Case(cell, B: 2, T: 4, I: 3, H: 5, reverse: reverse, lengths: [4, 3], seed: 21)
+                c.packed = packed
                 let step: Float = cell == .rnnRelu ? 1e-3 : 1e-2
                 let inputs: [WritableKeyPath<Case, [Float]>] = [\.x, \.h0, \.c0, \.wih, \.whh, \.bih, \.bhh]
                 for (i, path) in inputs.enumerated() where i != 2 || c.lstm {
-                    gradCheck("\(cell) reverse \(reverse) \(Self.names[i])", x: c[keyPath: path], outputCount: c.outputCount,
+                    gradCheck("\(cell) reverse \(reverse) packed \(packed) \(Self.names[i])", x: c[keyPath: path], outputCount: c.outputCount,
                               step: step, forward: { value in
                         var probe = c
                         probe[keyPath: path] = value

@@ -37,6 +37,22 @@ void tandem_attention_softmax(float *rows, long count, long nrows, const float *
 /// Needs tandem_avx512_supported().
 void tandem_attention_softmax_backward(const float *p, float *d, long count, long nrows);
 
+/// The W_hh product of a recurrent layer's time step (panel_gemm.c): op(W) (K, N) packed once by
+/// tandem_panel_pack into ceil(N / 32) panels of K x 32 floats (columns past N zero), then
+/// C (M, N) += A (M, K) op(W) for the panels panelBegin ..< panelEnd (columns 32 panelBegin ..< 32 panelEnd;
+/// a range per thread), C and A rows of stride ldc and lda. Each C element is one FMA sum over k in order,
+/// so the result does not depend on the ranges. Unlike the loops above it fuses multiply-adds and has no
+/// bit-exact Swift twin: it is tested against a Double reference.
+/// Floats the packed op(W) takes (`tandem_panel_pack`'s output), and its number of panels.
+long tandem_panel_packed_count(long k, long n);
+long tandem_panel_count(long n);
+/// Packs op(W) (K, N): W stored (K, N) with row stride ldw when `transposed` is 0 (op(W) = W), stored
+/// (N, K) when 1 (op(W) = W^T).
+void tandem_panel_pack(float *packed, const float *w, long ldw, long k, long n, int transposed);
+/// The product; needs tandem_avx512_supported().
+void tandem_panel_gemm(float *c, long ldc, const float *a, long lda, const float *packed,
+                       long m, long n, long k, long panelBegin, long panelEnd);
+
 #ifdef __cplusplus
 }
 #endif
