@@ -72,7 +72,11 @@ struct MetricsRun {
             let record = line.trimmingCharacters(in: .whitespaces)
             if record.isEmpty { continue }
             let place = "\(path):\(index + 1)"
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(record.utf8))) as? [String: Any] else {
+            let parsed: Any
+            do { parsed = try JSONSerialization.jsonObject(with: Data(record.utf8)) } catch {
+                throw MetricsPlotError("\(place): not a JSON object: \(record.prefix(80)) (\(error))")
+            }
+            guard let object = parsed as? [String: Any] else {
                 throw MetricsPlotError("\(place): not a JSON object: \(record.prefix(80))")
             }
             var fields: [String: Double] = [:]

@@ -21,7 +21,7 @@ final class PlotTests: XCTestCase {
         let t = 0.5 + 0.1 * Double(rank) + (step == 1 ? 2 : 0)
         return String(format: #"{"step":%d,"rank":%d,"time":%.3f,"loss":%.6f,"lr":%.6e,"grad_norm":%.6f,"samples_per_s":%.3f,"tokens_per_s":%.1f,"mfu":%.4f,"t_data":%.6f,"t_forward":%.6f,"t_backward":%.6f,"t_grad_wait":%.6f,"t_optimizer":%.6f,"t_checkpoint":%.6f,"t_step":%.6f}"#,
                       step, rank, 1000 + Double(step), loss, 1e-3 * min(Double(step) / 10, 1), 1.5, 64 / t, 8192 / t,
-                      0.3, 0.01, t * 0.3, t * 0.55, 0.05 * Double(1 - rank), 0.03, step % 50 == 0 ? 0.4 : 0, t + 0.02)
+                      0.3, 0.01, t * 0.3, t * 0.55, 0.05 * Double(1 - rank), 0.03, step % 50 == 0 ? 0.4 : 0.0, t + 0.02)
     }
 
     func evalLine(_ step: Int, rank: Int) -> String {
