@@ -263,30 +263,21 @@ public enum KernelBenchmark {
             defer { [w, a, c, packed].forEach(AlignedMemory.deallocate) }
             let flops = 2 * Double(B * GH * H * T)
             let label = "\(l.cell.rawValue) \(H)"
-            let (fwdRaw, fwdOurs) = interleaved(repeats: repeats, {
-                for _ in 0..<T { BLAS.sgemm(.none, .transpose, m: B, n: GH, k: H, a: a, lda: H, b: w, ldb: H, beta: 1, c: c, ldc: GH) }
-            }, {
-                if T > 1 { panelPack(packed, .transpose, w: w, ldw: H, k: H, n: GH) }
-                for _ in 0..<T {
-                    if T > 1 { panelGemm(c: c, ldc: GH, a: a, lda: H, packed: packed, m: B, n: GH, k: H) } else {
-                        gemm(.none, .transpose, m: B, n: GH, k: H, alpha: 1, a: a, lda: H, b: w, ldb: H, beta: 1, c: c, ldc: GH)
+            // Forward C (B, GH) += A W^T (W (GH, H) transposed); backward C (B, H) += A W.
+            for (direction, op, n, k) in [("forward", Transpose.transpose, GH, H), ("backward", Transpose.none, H, GH)] {
+                let (raw, ours) = interleaved(repeats: repeats, {
+                    for _ in 0..<T { BLAS.sgemm(.none, op, m: B, n: n, k: k, a: a, lda: k, b: w, ldb: H, beta: 1, c: c, ldc: n) }
+                }, {
+                    if T > 1 { panelPack(packed, op, w: w, ldw: H, k: k, n: n) }
+                    for _ in 0..<T {
+                        if T > 1 { panelGemm(c: c, ldc: n, a: a, lda: k, packed: packed, m: B, n: n, k: k) } else {
+                            gemm(.none, op, m: B, n: n, k: k, alpha: 1, a: a, lda: k, b: w, ldb: H, beta: 1, c: c, ldc: n)
+                        }
                     }
-                }
-            })
-            log(pad(label, 26) + pad("\(B)x\(GH)x\(H)", 16) + pad("\(T)", 5) + pad("forward", 10)
-                + pad(rate(flops, fwdRaw), 20) + pad(rate(flops, fwdOurs), 20) + ratio(fwdRaw, fwdOurs))
-            let (bwdRaw, bwdOurs) = interleaved(repeats: repeats, {
-                for _ in 0..<T { BLAS.sgemm(.none, .none, m: B, n: H, k: GH, a: a, lda: GH, b: w, ldb: H, beta: 1, c: c, ldc: H) }
-            }, {
-                if T > 1 { panelPack(packed, .none, w: w, ldw: H, k: GH, n: H) }
-                for _ in 0..<T {
-                    if T > 1 { panelGemm(c: c, ldc: H, a: a, lda: GH, packed: packed, m: B, n: H, k: GH) } else {
-                        gemm(.none, .none, m: B, n: H, k: GH, alpha: 1, a: a, lda: GH, b: w, ldb: H, beta: 1, c: c, ldc: H)
-                    }
-                }
-            })
-            log(pad(label, 26) + pad("\(B)x\(H)x\(GH)", 16) + pad("\(T)", 5) + pad("backward", 10)
-                + pad(rate(flops, bwdRaw), 20) + pad(rate(flops, bwdOurs), 20) + ratio(bwdRaw, bwdOurs))
+                })
+                log(pad(label, 26) + pad("\(B)x\(n)x\(k)", 16) + pad("\(T)", 5) + pad(direction, 10)
+                    + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20) + ratio(raw, ours))
+            }
         }
         log("")
         log("one recurrent layer, recurrentForward + recurrentBackward (input I = H, every gradient): ms median (best)")
