@@ -36,6 +36,10 @@ public enum Translation {
             guard FileManager.default.fileExists(atPath: configPath) else {
                 throw ConfigError("\(directory): no config.json (give a checkpoint directory such as runs/NAME/step-00001500)")
             }
+            let type = (try? ModelFields.read(directory: directory))?["model_type"] as? String
+            guard type == "seq2seq" else {
+                throw ConfigError("\(configPath): model_type \(type ?? "(none)") is not seq2seq: tandem translate needs a checkpoint of a seq2seq run")
+            }
             let config = try Seq2SeqFamily.config(preset: nil, initFrom: directory, overrides: [:], source: nil, target: nil,
                                                   file: configPath)
             arena = ParameterArena()
@@ -95,6 +99,9 @@ public enum Translation {
         if let svg = o.attentionSVG, !(1...max(lines.count, 1)).contains(o.attentionLine) || lines.isEmpty {
             throw ConfigError("--attention \(svg): --attention-line \(o.attentionLine) is not among the \(lines.count) input lines")
         }
+        if o.attentionSVG != nil && translator.model.config.attention == .none {
+            throw ConfigError("--attention: the model has attention none, so there is no alignment to draw")
+        }
         let started = Date()
         let hypotheses = translator.translate(lines, options: o)
         let seconds = Date().timeIntervalSince(started)
@@ -108,9 +115,6 @@ public enum Translation {
         if let svg = o.attentionSVG {
             let i = o.attentionLine - 1
             guard let h = hypotheses[i] else { throw ConfigError("--attention: line \(o.attentionLine) has no tokens") }
-            guard !h.attention.isEmpty else {
-                throw ConfigError("--attention: the model has attention none, so there is no alignment to draw")
-            }
             let source = translator.sourceIDs(lines[i]).map { translator.source.tokens[Int($0)] }
             let target = h.tokens.map { Int($0) < translator.target.tokens.count ? translator.target.tokens[Int($0)] : "?" }
             let picture = AttentionPlot.svg(source: source, target: target, weights: h.attention,
