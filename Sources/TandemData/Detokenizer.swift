@@ -19,3 +19,8 @@ public enum Detokenizer {
         return out
     }
 }
+
+extension WordPieceTokenizer {
+    /// `ids` as a translation reads: decoded (special tokens dropped, pieces joined) and detokenised.
+    public func detokenizedText(_ ids: [Int32]) -> String { Detokenizer.detokenize(decode(ids)) }
+}

@@ -35,6 +35,9 @@ public final class Seq2SeqDecoder {
 
     public init(model: Seq2SeqModel) { self.model = model }
 
+    /// The default limit on a translation's tokens (eos included): twice the source's plus 10.
+    public static func defaultMaxLength(sourceLength: Int) -> Int { 2 * sourceLength + 10 }
+
     /// GNMT's length penalty lp(len) = ((5 + len) / 6)^alpha; alpha 0 ranks by log-probability alone.
     public static func lengthPenalty(length: Int, alpha: Double) -> Double { pow((5 + Double(length)) / 6, alpha) }
 

@@ -67,7 +67,7 @@ public enum Translation {
             let sources = lines.map(sourceIDs)
             var result = [Seq2SeqHypothesis?](repeating: nil, count: lines.count)
             let decoder = Seq2SeqDecoder(model: model)
-            func limit(_ s: [Int32]) -> Int { o.maxLength ?? 2 * s.count + 10 }
+            func limit(_ s: [Int32]) -> Int { o.maxLength ?? Seq2SeqDecoder.defaultMaxLength(sourceLength: s.count) }
             if o.beam > 1 {
                 for (i, s) in sources.enumerated() where !s.isEmpty {
                     result[i] = decoder.beamSearch(source: s, width: o.beam, lengthPenalty: o.lengthPenalty, maxLength: limit(s))[0]
@@ -87,7 +87,7 @@ public enum Translation {
         }
 
         /// The hypothesis as text: special tokens dropped, pieces joined, punctuation rejoined (`Detokenizer`).
-        public func text(_ h: Seq2SeqHypothesis?) -> String { h.map { Detokenizer.detokenize(target.decode($0.tokens)) } ?? "" }
+        public func text(_ h: Seq2SeqHypothesis?) -> String { h.map { target.detokenizedText($0.tokens) } ?? "" }
     }
 
     /// Translates every line of `input` to stdout; reports speed on stderr through `log`.

@@ -224,11 +224,11 @@ public final class Seq2SeqTask: EvaluatingTask {
         let slots = evalSlots.filter { $0 >= 0 }
         let sources = slots.map { pair -> [Int32] in Array(eval.pair(pair).source) + [sourceVocab.sepID] }
         let longest = sources.map(\.count).max() ?? 0
-        let hypotheses = Seq2SeqDecoder(model: model).greedy(sources: sources, maxLength: 2 * longest + 10)
+        let hypotheses = Seq2SeqDecoder(model: model).greedy(sources: sources, maxLength: Seq2SeqDecoder.defaultMaxLength(sourceLength: longest))
         var bleu = BLEU.Statistics()
         for (pair, h) in zip(slots, hypotheses) {
-            bleu.add(BLEU.statistics(hypothesis: Detokenizer.detokenize(targetVocab.decode(h.tokens)),
-                                     reference: Detokenizer.detokenize(targetVocab.decode(Array(eval.pair(pair).target)))))
+            bleu.add(BLEU.statistics(hypothesis: targetVocab.detokenizedText(h.tokens),
+                                     reference: targetVocab.detokenizedText(Array(eval.pair(pair).target))))
         }
         for (k, v) in bleu.values.enumerated() { s[2 + k] += v }
     }
