@@ -115,8 +115,14 @@ AVX512 static void softmaxRow(float *row, long count, const float *mask, long la
     }
 }
 
-AVX512 void tandem_attention_softmax(float *rows, long count, long nrows, const float *mask, int causal) {
-    for (long i = 0; i < nrows; i++) softmaxRow(rows + i * count, count, mask, causal ? i : count - 1);
+AVX512 void tandem_attention_softmax(float *rows, long count, long nrows, const float *mask, int causal,
+                                     const int *first_keys) {
+    for (long i = 0; i < nrows; i++) {
+        float *row = rows + i * count;
+        long first = first_keys ? first_keys[i] : 0, last = causal ? i : count - 1;
+        for (long j = 0; j < first; j++) row[j] = 0;
+        softmaxRow(row + first, count - first, mask ? mask + first : 0, last - first);
+    }
 }
 
 AVX512 void tandem_attention_softmax_backward(const float *p, float *d, long count, long nrows) {
@@ -137,6 +143,6 @@ AVX512 void tandem_attention_softmax_backward(const float *p, float *d, long cou
     }
 }
 #else
-void tandem_attention_softmax(float *rows, long count, long nrows, const float *mask, int causal) { __builtin_trap(); }
+void tandem_attention_softmax(float *rows, long count, long nrows, const float *mask, int causal, const int *first_keys) { __builtin_trap(); }
 void tandem_attention_softmax_backward(const float *p, float *d, long count, long nrows) { __builtin_trap(); }
 #endif

@@ -9,8 +9,11 @@ extension Tape {
     /// A weight of higher rank (OC, ...) is viewed as (OC, C) with C its count / OC: a Conv2d whose kernel
     /// covers its whole input row (a patch embedding on `patches` rows, or a 1x1 convolution on
     /// channels-last positions). The products run in the tape's `precision` at recording time.
-    public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?) -> Tensor {
-        let OC = weight.shape[0], C = weight.count / OC
+    ///
+    /// With `layout: .inputsByOutputs` the weight is (C, OC) and y = x · W + b: GPT-2's `Conv1D`.
+    public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?,
+                       layout: WeightLayout = .outputsByInputs) -> Tensor {
+        let OC = layout == .outputsByInputs ? weight.shape[0] : weight.shape[-1], C = weight.count / OC
         precondition(x.shape[-1] == C, "linear \(weight.name) \(weight.shape): input \(x.shape) does not end in \(C)")
         let N = x.count / C
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
@@ -20,10 +23,11 @@ extension Tape {
         // Products add into zeroed gradients: storing through sgemm's beta = 0 (OpenBLAS then zeroes C in a
         // pass of its own) measured no faster than the tape's zeroing.
         record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: {
-            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC, precision: precision)
+            linearForward(out: y.data, inp: x.data, weight: w, bias: b, N: N, C: C, OC: OC, layout: layout,
+                          precision: precision)
         }, backward: {
             linearBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
-                           N: N, C: C, OC: OC, precision: precision)
+                           N: N, C: C, OC: OC, layout: layout, precision: precision)
         })
         return y
     }
@@ -133,6 +137,32 @@ extension Tape {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
                               q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS,
                               precision: precision)
+        })
+        return y
+    }
+
+    /// Causal self-attention over a packed (B, T, 3C) projection holding q, k and v side by side in each
+    /// row (GPT-2's `c_attn` output), read and differentiated in place; the output is (B, T, C).
+    /// `firstKeys` (B, T) or nil: query t sees no key before `firstKeys[b T + t]` (documents packed into one
+    /// sequence, `attentionForward`); the caller fills it before each forward.
+    public func causalSelfAttention(packed qkv: Tensor, heads NH: Int, firstKeys: UnsafeMutablePointer<Int32>?) -> Tensor {
+        let B = qkv.shape[0], T = qkv.shape[1], C = qkv.shape[2] / 3
+        precondition(qkv.shape[2] == 3 * C && C % NH == 0, "attention: packed q, k, v \(qkv.shape) for \(NH) heads")
+        let HS = C / NH
+        let y = tensor(Shape(B, T, C))
+        let probs = scratch(count: B * NH * T * T)
+        let dprobs = scratch(count: B * NH * T * T)
+        let first = firstKeys.map { UnsafePointer($0) }
+        let precision = precision
+        record(inputs: [qkv], forward: {
+            attentionForward(out: y.data, probs: probs, q: qkv.data, k: qkv.data + C, v: qkv.data + 2 * C, keyMask: nil,
+                             B: B, T: T, NH: NH, HS: HS, causal: true, firstKeys: first, rowStride: 3 * C,
+                             precision: precision)
+        }, backward: {
+            let d = qkv.grad!
+            attentionBackward(dq: d, dk: d + C, dv: d + 2 * C, dprobs: dprobs, dout: y.grad!, probs: probs,
+                              q: qkv.data, k: qkv.data + C, v: qkv.data + 2 * C, B: B, T: T, NH: NH, HS: HS,
+                              rowStride: 3 * C, precision: precision)
         })
         return y
     }

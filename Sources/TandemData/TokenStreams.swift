@@ -37,37 +37,57 @@ public final class ByteTokens: TokenSource {
     }
 }
 
-/// The sentences of a token-shard directory (`tandem prepare-text`) as one stream, each sentence followed
-/// by `separator` (a line-end token, such as the [SEP] of a WordPiece vocabulary, as PyTorch's
-/// word_language_model appends <eos> to every line): what a language model reads, memory-mapped. Finding
-/// a position costs a binary search over the sentences' stream offsets (one Int per sentence).
+/// The sentences of a token-shard directory (`tandem prepare-text`) as one stream of segments with a
+/// `separator` token, memory-mapped, in one of two ways (`Segments`):
+/// - `.sentencesEachFollowed`: each sentence followed by the separator (a line-end token, such as the
+///   [SEP] of a WordPiece vocabulary, as PyTorch's word_language_model appends <eos> to every line);
+/// - `.documentsEachPreceded`: each document's sentences back to back, the document preceded by the
+///   separator (GPT-2's `<|endoftext|>` between documents, whose lines keep their "\n" tokens), so that a
+///   separator starts every document and a model may restart attention and positions there.
+/// Finding a position costs a binary search over the segments' stream offsets (one Int per segment).
 public final class ShardTokenStream: TokenSource {
+    public enum Segments: Sendable { case sentencesEachFollowed, documentsEachPreceded }
+
     public let origin: String
     public let vocabSize: Int
     public let separator: Int32
+    public let segments: Segments
     private let dataset: ShardDataset
-    /// Stream offset of sentence j's first token, for j in 0...sentences (the last is the stream's length).
+    /// Stream offset of segment j's first position, for j in 0...segments (the last is the stream's length).
     private let starts: [Int]
-    /// Dataset token offset of sentence j's first token.
+    /// Dataset token offset of segment j's first token.
     private let tokenStarts: [Int]
 
-    public init(dataset: ShardDataset, separator: Int32) throws {
+    public init(dataset: ShardDataset, separator: Int32, segments: Segments = .sentencesEachFollowed) throws {
         origin = dataset.directory
         vocabSize = dataset.manifest.vocab_size
         guard (0..<Int32(vocabSize)).contains(separator) else {
             throw DataError.invalidArgument("\(dataset.directory): separator id \(separator) is outside the vocabulary of \(vocabSize)")
         }
         self.separator = separator
+        self.segments = segments
         self.dataset = dataset
         var starts = [0], tokenStarts = [Int]()
-        starts.reserveCapacity(dataset.sentenceCount + 1)
-        tokenStarts.reserveCapacity(dataset.sentenceCount)
+        let count = segments == .sentencesEachFollowed ? dataset.sentenceCount : dataset.documentCount
+        starts.reserveCapacity(count + 1)
+        tokenStarts.reserveCapacity(count)
         var tokenBase = 0
         for reader in dataset.shards {
-            for s in 0..<reader.sentenceCount {
-                let r = reader.tokenRange(ofSentence: s)
-                tokenStarts.append(tokenBase + r.lowerBound)
-                starts.append(starts.last! + r.count + 1)
+            switch segments {
+            case .sentencesEachFollowed:
+                for s in 0..<reader.sentenceCount {
+                    let r = reader.tokenRange(ofSentence: s)
+                    tokenStarts.append(tokenBase + r.lowerBound)
+                    starts.append(starts.last! + r.count + 1)
+                }
+            case .documentsEachPreceded:
+                for d in 0..<reader.documentCount {
+                    let sentences = reader.sentences(ofDocument: d)
+                    guard let first = sentences.first, let last = sentences.last else { continue }
+                    let begin = reader.tokenRange(ofSentence: first).lowerBound, end = reader.tokenRange(ofSentence: last).upperBound
+                    tokenStarts.append(tokenBase + begin)
+                    starts.append(starts.last! + (end - begin) + 1)
+                }
             }
             tokenBase += reader.tokenCount
         }
@@ -75,6 +95,9 @@ public final class ShardTokenStream: TokenSource {
         self.tokenStarts = tokenStarts
         guard starts.last! >= 2 else { throw DataError.invalidFormat(path: dataset.directory, reason: "the shards hold no tokens") }
     }
+
+    /// Segments (sentences or documents) in the stream.
+    public var segmentCount: Int { starts.count - 1 }
 
     public var count: Int { starts.last! }
 
@@ -86,19 +109,22 @@ public final class ShardTokenStream: TokenSource {
             let mid = (lo + hi + 1) / 2
             if starts[mid] <= start { lo = mid } else { hi = mid - 1 }
         }
+        // Within segment j, the separator sits at offset `length` (after the tokens) or 0 (before them).
+        let leading = segments == .documentsEachPreceded ? 1 : 0
         var j = lo, position = start, done = 0
         while done < n {
-            let offset = position - starts[j], length = starts[j + 1] - starts[j] - 1
-            if offset < length {
+            let offset = position - starts[j] - leading, length = starts[j + 1] - starts[j] - 1
+            if offset >= 0 && offset < length {
                 let take = min(length - offset, n - done)
                 dataset.copyTokens(from: tokenStarts[j] + offset, count: take, into: out + done)
                 done += take
                 position += take
+                if leading == 1 && offset + take == length { j += 1 }
             } else {
                 out[done] = separator
                 done += 1
                 position += 1
-                j += 1
+                if leading == 0 || length == 0 { j += 1 }
             }
         }
     }

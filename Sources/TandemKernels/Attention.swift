@@ -26,23 +26,34 @@ import Darwin
 /// `causal`) get probability exactly 0, as adding `finfo.min` to the scores does in Hugging Face. A query
 /// with no key left gives a zero probability row and a zero output (Hugging Face would spread it
 /// uniformly; such rows are padding whose outputs are ignored, and zeros cannot leak NaN).
+///
+/// `firstKeys` (B, Tq) or nil: query i of sequence b sees no key before `firstKeys[b Tq + i]`. With
+/// `causal` this makes the block-diagonal masks of documents packed into one sequence (each query sees
+/// the keys from its document's start up to itself).
+///
+/// `rowStride` (default C): the distance between rows of q, k and v (and of their gradients), so that they
+/// may be column blocks of one packed (B, T, 3C) projection, as GPT-2's `c_attn` writes them; out stays
+/// (B, Tq, C).
 public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
-                             causal: Bool, precision: MatmulPrecision = .fp32) {
-    let C = NH * HS, Tq = queries ?? T
+                             causal: Bool, firstKeys: UnsafePointer<Int32>? = nil, rowStride: Int? = nil,
+                             precision: MatmulPrecision = .fp32) {
+    let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
     precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
+    precondition(ld >= C, "attention: row stride \(ld) is below \(C) channels")
     let scale = 1 / Float(HS).squareRoot()
     for b in 0..<B {
         let mask = keyMask.map { $0 + b * T }
+        let first = firstKeys.map { $0 + b * Tq }
         for h in 0..<NH {
-            let head = b * T * C + h * HS, queryHead = b * Tq * C + h * HS
+            let head = b * T * ld + h * HS, queryHead = b * Tq * ld + h * HS, outHead = b * Tq * C + h * HS
             let p = probs + (b * NH + h) * Tq * T  // (Tq, T)
-            gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: scale, a: q + queryHead, lda: C, b: k + head, ldb: C,
+            gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: scale, a: q + queryHead, lda: ld, b: k + head, ldb: ld,
                  beta: 0, c: p, ldc: T, precision: precision)
-            attentionSoftmax(p, count: T, rows: Tq, mask: mask, causal: causal)
-            gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: C,
-                 beta: 0, c: out + queryHead, ldc: C, precision: precision)
+            attentionSoftmax(p, count: T, rows: Tq, mask: mask, causal: causal, firstKeys: first)
+            gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: ld,
+                 beta: 0, c: out + outHead, ldc: C, precision: precision)
         }
     }
 }
@@ -53,11 +64,19 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
 let attentionRowsInC = tandem_avx512_supported() != 0
 
 /// `maskedSoftmaxRow` over `rows` consecutive rows of `count` scores; row i sees keys up to i when
-/// `causal`. `inC` picks CKernels' port (the default where the CPU has AVX-512) or the Swift loop.
+/// `causal`, and none before `firstKeys[i]` when given: the row's scores from there on are softmaxed as a
+/// row of their own, those before it become 0. `inC` picks CKernels' port (the default where the CPU has
+/// AVX-512) or the Swift loop.
 func attentionSoftmax(_ p: UnsafeMutablePointer<Float>, count: Int, rows: Int, mask: UnsafePointer<Float>?,
-                      causal: Bool, inC: Bool = attentionRowsInC) {
-    if inC { return tandem_attention_softmax(p, count, rows, mask, causal ? 1 : 0) }
-    for i in 0..<rows { maskedSoftmaxRow(p + i * count, count: count, mask: mask, lastKey: causal ? i : count - 1) }
+                      causal: Bool, firstKeys: UnsafePointer<Int32>? = nil, inC: Bool = attentionRowsInC) {
+    if inC { return tandem_attention_softmax(p, count, rows, mask, causal ? 1 : 0, firstKeys) }
+    for i in 0..<rows {
+        let first = firstKeys.map { Int($0[i]) } ?? 0, last = causal ? i : count - 1
+        precondition(first >= 0 && first < count, "attention: first key \(first) of row \(i) is outside 0..<\(count)")
+        let row = p + i * count
+        row.update(repeating: 0, count: first)
+        maskedSoftmaxRow(row + first, count: count - first, mask: mask.map { $0 + first }, lastKey: last - first)
+    }
 }
 
 /// Softmax backward over `rows` rows in place: d = p ⊙ (d - rowsum(p ⊙ d)). `inC` as in `attentionSoftmax`.
@@ -107,6 +126,26 @@ func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, mask: Unsa
     for (j, lanes) in chunks(keys) { store(load(row + j, lanes: lanes) * inv, to: row + j, lanes: lanes) }
 }
 
+// MARK: - Inference with a key/value cache
+
+/// Causal attention of `n` new positions p0..<p0 + n of one sequence over a key/value cache, for
+/// generation: q (n, NH HS) with row stride `ldq`, the cache's keys and values (at least p0 + n rows of
+/// NH HS, row stride `ldkv`) already holding the new positions' rows, out (n, NH HS). Query i sees keys
+/// 0...p0 + i. `scores` holds n (p0 + n) floats. The same products and softmax as `attentionForward`.
+public func cachedAttentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, ldq: Int,
+                                   keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ldkv: Int,
+                                   past p0: Int, count n: Int, NH: Int, HS: Int, scores: UnsafeMutablePointer<Float>) {
+    let C = NH * HS, T = p0 + n
+    let scale = 1 / Float(HS).squareRoot()
+    for h in 0..<NH {
+        gemm(.none, .transpose, m: n, n: T, k: HS, alpha: scale, a: q + h * HS, lda: ldq, b: keys + h * HS, ldb: ldkv,
+             beta: 0, c: scores, ldc: T)
+        for i in 0..<n { maskedSoftmaxRow(scores + i * T, count: T, mask: nil, lastKey: p0 + i) }
+        gemm(.none, .none, m: n, n: HS, k: T, alpha: 1, a: scores, lda: T, b: values + h * HS, ldb: ldkv,
+             beta: 0, c: out + h * HS, ldc: C)
+    }
+}
+
 // MARK: - Backward
 
 /// Gradients of `attentionForward`, accumulated into dk, dv (B, T, C) and dq (B, Tq, C) (nil skips one),
@@ -119,30 +158,30 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
                               dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                               dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                              B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
+                              B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int, rowStride: Int? = nil,
                               precision: MatmulPrecision = .fp32) {
-    let C = NH * HS, Tq = queries ?? T
+    let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
     precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
     let scale = 1 / Float(HS).squareRoot()
     for b in 0..<B {
         for h in 0..<NH {
-            let head = b * T * C + h * HS, queryHead = b * Tq * C + h * HS
+            let head = b * T * ld + h * HS, queryHead = b * Tq * ld + h * HS, outHead = b * Tq * C + h * HS
             let p = probs + (b * NH + h) * Tq * T, dp = dprobs + (b * NH + h) * Tq * T
             if let dv {
-                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: p, lda: T, b: dout + queryHead, ldb: C,
-                     beta: 1, c: dv + head, ldc: C, precision: precision)
+                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: p, lda: T, b: dout + outHead, ldb: C,
+                     beta: 1, c: dv + head, ldc: ld, precision: precision)
             }
             if dq == nil && dk == nil { continue }
-            gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + queryHead, lda: C, b: v + head, ldb: C,
+            gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + outHead, lda: C, b: v + head, ldb: ld,
                  beta: 0, c: dp, ldc: T, precision: precision)
             attentionSoftmaxBackward(p, dp, count: T, rows: Tq)
             if let dq {
-                gemm(.none, .none, m: Tq, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: C,
-                     beta: 1, c: dq + queryHead, ldc: C, precision: precision)
+                gemm(.none, .none, m: Tq, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: ld,
+                     beta: 1, c: dq + queryHead, ldc: ld, precision: precision)
             }
             if let dk {
-                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: scale, a: dp, lda: T, b: q + queryHead, ldb: C,
-                     beta: 1, c: dk + head, ldc: C, precision: precision)
+                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: scale, a: dp, lda: T, b: q + queryHead, ldb: ld,
+                     beta: 1, c: dk + head, ldc: ld, precision: precision)
             }
         }
     }
@@ -154,7 +193,7 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
 public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                                       q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                       keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil,
-                                      NH: Int, HS: Int, causal: Bool) {
+                                      NH: Int, HS: Int, causal: Bool, firstKeys: UnsafePointer<Int32>? = nil) {
     let C = NH * HS, Tq = queries ?? T
     let scale = 1 / Double(HS).squareRoot()
     for b in 0..<B {
@@ -162,6 +201,7 @@ public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: U
             for i in 0..<Tq {
                 let keys = (0..<T).filter { j in
                     (keyMask == nil || keyMask![b * T + j] != 0) && (!causal || j <= i)
+                        && (firstKeys == nil || j >= Int(firstKeys![b * Tq + i]))
                 }
                 var scores = [Double](repeating: 0, count: T)
                 for j in keys {

@@ -2,32 +2,49 @@
 
 // MARK: - Linear
 
-/// out = inp weight^T + bias: inp (N, C), weight (OC, C), bias (OC) or nil, out (N, OC).
+/// How a weight matrix is stored.
+public enum WeightLayout: Sendable {
+    /// (OC, C), PyTorch's `nn.Linear`.
+    case outputsByInputs
+    /// (C, OC), GPT-2's `Conv1D` in transformers (`x @ weight + bias`).
+    case inputsByOutputs
+}
+
+/// out = inp weight^T + bias: inp (N, C), weight (OC, C) (or (C, OC) with `layout: .inputsByOutputs`,
+/// then out = inp weight + bias), bias (OC) or nil, out (N, OC).
 /// The bias is written into `out` first and the product added by sgemm with beta = 1, so the bias costs
 /// one write pass instead of a read-modify-write pass. The product runs in `precision` (see `gemm`).
 public func linearForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, N: Int, C: Int, OC: Int,
-                          precision: MatmulPrecision = .fp32) {
+                          layout: WeightLayout = .outputsByInputs, precision: MatmulPrecision = .fp32) {
     if let bias {
         for n in 0..<N { (out + n * OC).update(from: bias, count: OC) }
     }
-    gemm(.none, .transpose, m: N, n: OC, k: C, alpha: 1, a: inp, lda: C, b: weight, ldb: C,
-         beta: bias == nil ? 0 : 1, c: out, ldc: OC, precision: precision)
+    let inputMajor = layout == .inputsByOutputs
+    gemm(.none, inputMajor ? .none : .transpose, m: N, n: OC, k: C, alpha: 1, a: inp, lda: C, b: weight,
+         ldb: inputMajor ? OC : C, beta: bias == nil ? 0 : 1, c: out, ldc: OC, precision: precision)
 }
 
-/// Gradients of `linearForward`, accumulated: dinp (N, C) += dout weight, dweight (OC, C) += dout^T inp,
-/// dbias (OC) += column sums of dout (N, OC). A nil gradient is skipped. Products in `precision`.
+/// Gradients of `linearForward`, accumulated: dinp (N, C) += dout weight, dweight (OC, C) += dout^T inp
+/// (with `.inputsByOutputs`: dinp += dout weight^T, dweight (C, OC) += inp^T dout), dbias (OC) += column
+/// sums of dout (N, OC). A nil gradient is skipped. Products in `precision`.
 public func linearBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                            dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                            inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, N: Int, C: Int, OC: Int,
-                           precision: MatmulPrecision = .fp32) {
+                           layout: WeightLayout = .outputsByInputs, precision: MatmulPrecision = .fp32) {
+    let inputMajor = layout == .inputsByOutputs
     if let dinp {
-        gemm(.none, .none, m: N, n: C, k: OC, alpha: 1, a: dout, lda: OC, b: weight, ldb: C,
-             beta: 1, c: dinp, ldc: C, precision: precision)
+        gemm(.none, inputMajor ? .transpose : .none, m: N, n: C, k: OC, alpha: 1, a: dout, lda: OC, b: weight,
+             ldb: inputMajor ? OC : C, beta: 1, c: dinp, ldc: C, precision: precision)
     }
     if let dweight {
-        gemm(.transpose, .none, m: OC, n: C, k: N, alpha: 1, a: dout, lda: OC, b: inp, ldb: C,
-             beta: 1, c: dweight, ldc: C, precision: precision)
+        if inputMajor {
+            gemm(.transpose, .none, m: C, n: OC, k: N, alpha: 1, a: inp, lda: C, b: dout, ldb: OC,
+                 beta: 1, c: dweight, ldc: OC, precision: precision)
+        } else {
+            gemm(.transpose, .none, m: OC, n: C, k: N, alpha: 1, a: dout, lda: OC, b: inp, ldb: C,
+                 beta: 1, c: dweight, ldc: C, precision: precision)
+        }
     }
     if let dbias { accumulateColumnSums(dbias, dout, N: N, C: OC) }
 }

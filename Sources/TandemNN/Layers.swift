@@ -48,6 +48,22 @@ public final class Linear {
     }
 }
 
+/// y = x W + b with W stored (in, out): transformers' `Conv1D` (GPT-2's projections), a linear layer
+/// whose weight is the transpose of `nn.Linear`'s.
+public final class Conv1D {
+    public let weight: Parameter
+    public let bias: Parameter
+
+    public init(_ scope: ParameterScope, inputs: Int, outputs: Int, initializer: ParameterInit) {
+        weight = scope.parameter("weight", Shape(inputs, outputs), initializer)
+        bias = scope.parameter("bias", Shape(outputs), .zeros, decays: false)
+    }
+
+    public func callAsFunction(_ x: Tensor, on tape: Tape) -> Tensor {
+        tape.linear(x, weight: weight, bias: bias, layout: .inputsByOutputs)
+    }
+}
+
 /// A lookup table of `count` vectors of `dimensions` (PyTorch `nn.Embedding`).
 public final class Embedding {
     public let weight: Parameter

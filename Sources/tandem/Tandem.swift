@@ -14,7 +14,7 @@ struct Tandem: ParsableCommand {
         """,
         version: TrainingRun.version,
         subcommands: [Train.self, PrepareText.self, PrepareImages.self, PrepareTranslation.self, Vocab.self, Tokenize.self,
-                      Translate.self, Bleu.self, Debug.self, Inspect.self, Bench.self, Plot.self])
+                      Translate.self, Bleu.self, Generate.self, Debug.self, Inspect.self, Bench.self, Plot.self])
 
     /// OpenBLAS's faster kernels for this CPU first (a re-exec with OPENBLAS_CORETYPE when it has a
     /// preference: `BLAS.selectPreferredCore`), then the command line. A command that failed through
@@ -171,6 +171,30 @@ struct Translate: ParsableCommand {
         o.attentionLine = attentionLine
         try withCommunicator { _ in
             try Translation.run(model: model, options: o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        }
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue a prompt with a GPT-2 checkpoint (key/value cache); the text on stdout, tokens/s on stderr.",
+        discussion: "The checkpoint directory (runs/NAME/step-N, or a transformers GPT-2 directory) holds config.json, model.safetensors and the run's tokenizer.")
+    @Option(help: "A GPT-2 checkpoint directory.") var model: String
+    @Option(help: "The text to continue.") var prompt: String
+    @Option(name: .customLong("max-new-tokens"), help: "Tokens to generate at most (fewer at the end-of-text token or the context's end).") var maxNewTokens = 100
+    @Option(help: "Softmax temperature (0: greedy).") var temperature: Float = 1
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens only (0: all).") var topK = 0
+    @Option(name: .customLong("top-p"), help: "Sample among the most likely tokens whose probability reaches p (nucleus; 1: all).") var topP: Float = 1
+    @Option(help: "Seed of the sampling.") var seed: UInt64 = 0
+    func run() throws {
+        var o = Generation.Options()
+        o.maxNewTokens = maxNewTokens
+        o.sampling.temperature = temperature
+        o.sampling.topK = topK
+        o.sampling.topP = topP
+        o.sampling.seed = seed
+        try withCommunicator { _ in
+            try Generation.run(model: model, prompt: prompt, options: o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         }
     }
 }

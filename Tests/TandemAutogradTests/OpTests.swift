@@ -52,6 +52,18 @@ final class OpTests: XCTestCase {
         }
     }
 
+    func testPackedCausalSelfAttentionGradientWithDocuments() {
+        let B = 2, T = 5, NH = 2, C = 6
+        check("causal self-attention, packed q k v", outputCount: B * T * C, step: 1e-2) { tape in
+            let qkv = tape.tensor(Shape(B, T, 3 * C))
+            self.fill(qkv, seed: 4)
+            let first = tape.intInput(count: B * T)
+            first.update(from: [0, 0, 2, 2, 2, 0, 1, 1, 3, 3], count: B * T)
+            let y = tape.causalSelfAttention(packed: qkv, heads: NH, firstKeys: first)
+            return (y, qkv, { XCTAssertEqual(y.shape, Shape(B, T, C)) })
+        }
+    }
+
     func testLinearWithConvolutionWeightIsTheConvolutionOnPatches() {
         // A Conv2d (OC, C, P, P) with stride P, computed directly, equals linear(patches) with the weight viewed as (OC, C*P*P).
         let B = 2, C = 2, S = 6, P = 3, OC = 5

@@ -33,5 +33,19 @@ final class TokenStreamTests: XCTestCase {
         XCTAssertThrowsError(try ShardTokenStream(dataset: ShardDataset(directory: dir, vocabHash: "h"), separator: 100)) {
             XCTAssertTrue("\($0)".contains("separator id 100 is outside the vocabulary of 100"), "\($0)")
         }
+
+        // GPT-2's packing: each document's sentences back to back, the end-of-text id before every document.
+        let documents = try ShardTokenStream(dataset: ShardDataset(directory: dir, vocabHash: "h"), separator: 99,
+                                             segments: .documentsEachPreceded)
+        let packed: [Int32] = shards.joined().flatMap { document -> [Int32] in [99] + document.joined() }
+        XCTAssertEqual(documents.count, packed.count)
+        XCTAssertEqual(documents.segmentCount, 4)
+        for start in 0..<packed.count {
+            for n in 0...(packed.count - start) {
+                documents.copy(from: start, count: n, into: out)
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: out, count: n)), Array(packed[start..<(start + n)]),
+                               "documents, window \(start)..<\(start + n)")
+            }
+        }
     }
 }

@@ -168,6 +168,44 @@ final class AttentionTests: KernelTestCase {
         }
     }
 
+    /// q, k and v side by side in one packed (B, T, 3C) buffer (rowStride 3C, GPT-2's c_attn output) with
+    /// per-query first keys (documents packed in a row: block-diagonal causal masks) give the reference's
+    /// outputs, probabilities and gradients on the separate tensors, the gradients landing in the packed
+    /// buffer's columns.
+    func testPackedRowsWithFirstKeysMatchReference() {
+        let q = GradCheck.random(count: B * T * C, seed: 1), k = GradCheck.random(count: B * T * C, seed: 2)
+        let v = GradCheck.random(count: B * T * C, seed: 3), dout = GradCheck.random(count: B * T * C, seed: 4)
+        // Row 0: documents [0, 2) and [2, 5); row 1: [0, 1), [1, 4), [4, 5).
+        let first = IntBuffer([0, 0, 2, 2, 2, 0, 1, 1, 1, 4])
+        var packed = [Float](repeating: 0, count: B * T * 3 * C)
+        for r in 0..<B * T {
+            for c in 0..<C {
+                packed[r * 3 * C + c] = q[r * C + c]; packed[r * 3 * C + C + c] = k[r * C + c]; packed[r * 3 * C + 2 * C + c] = v[r * C + c]
+            }
+        }
+        let qkv = Buffer(packed)
+        let out = Buffer(zeros: B * T * C), probs = Buffer(zeros: B * NH * T * T)
+        attentionForward(out: out.p, probs: probs.p, q: qkv.c, k: qkv.c + C, v: qkv.c + 2 * C, keyMask: nil, B: B, T: T,
+                         NH: NH, HS: HS, causal: true, firstKeys: first.c, rowStride: 3 * C)
+        let refOut = Buffer(zeros: B * T * C), refProbs = Buffer(zeros: B * NH * T * T)
+        attentionForwardReference(out: refOut.p, probs: refProbs.p, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c, keyMask: nil,
+                                  B: B, T: T, NH: NH, HS: HS, causal: true, firstKeys: first.c)
+        assertClose(out.array, refOut.array, atol: 1e-5, rtol: 1e-5, "out")
+        assertClose(probs.array, refProbs.array, atol: 1e-6, rtol: 1e-5, "probs")
+        XCTAssertEqual(probs.array[2 * T + 1], 0, "row 0, query 2 starts a document: key 1 is hidden")
+
+        let dqkv = Buffer(zeros: B * T * 3 * C), scratch = Buffer(zeros: B * NH * T * T)
+        attentionBackward(dq: dqkv.p, dk: dqkv.p + C, dv: dqkv.p + 2 * C, dprobs: scratch.p, dout: Buffer(dout).c, probs: probs.c,
+                          q: qkv.c, k: qkv.c + C, v: qkv.c + 2 * C, B: B, T: T, NH: NH, HS: HS, rowStride: 3 * C)
+        let dq = Buffer(zeros: B * T * C), dk = Buffer(zeros: B * T * C), dv = Buffer(zeros: B * T * C)
+        attentionBackwardReference(dq: dq.p, dk: dk.p, dv: dv.p, dprobs: Buffer(zeros: B * NH * T * T).p, dout: Buffer(dout).c,
+                                   probs: refProbs.c, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c, B: B, T: T, NH: NH, HS: HS)
+        for (part, reference) in [dq, dk, dv].enumerated() {
+            let ours = (0..<B * T * C).map { i in dqkv.array[(i / C) * 3 * C + part * C + i % C] }
+            assertClose(ours, reference.array, atol: 1e-5, rtol: 1e-5, "packed gradient \(part)")
+        }
+    }
+
     /// CKernels' AVX-512 row loops give exactly the Swift loops' bits: row lengths around the 16-lane
     /// boundaries (the partial last vector is where they differ in method), padding masks, causal rows,
     /// a fully masked row, large scores (exp's clamp) and ViT's 65 and 197.
@@ -180,10 +218,13 @@ final class AttentionTests: KernelTestCase {
             var maskValues = (0..<count).map { Float($0 % 3 == 1 ? 0 : 1) }
             maskValues[0] = 0
             let mask = Buffer(maskValues), allMasked = Buffer([Float](repeating: 0, count: count))
-            for (m, causal) in [(nil, false), (mask, false), (mask, true), (nil, true), (allMasked, false)] as [(Buffer?, Bool)] {
+            // Documents starting at rows 0, 2 and 7 (block-diagonal causal masks).
+            let firstKeys = IntBuffer((0..<rows).map { Int32($0 >= 7 ? 7 : $0 >= 2 ? 2 : 0) })
+            for (m, causal, first) in [(nil, false, nil), (mask, false, nil), (mask, true, nil), (nil, true, nil), (allMasked, false, nil),
+                                       (nil, true, firstKeys), (mask, true, firstKeys)] as [(Buffer?, Bool, IntBuffer?)] {
                 let c = Buffer(scores.array), swift = Buffer(scores.array)
-                attentionSoftmax(c.p, count: count, rows: rows, mask: m?.c, causal: causal, inC: true)
-                attentionSoftmax(swift.p, count: count, rows: rows, mask: m?.c, causal: causal, inC: false)
+                attentionSoftmax(c.p, count: count, rows: rows, mask: m?.c, causal: causal, firstKeys: first?.c, inC: true)
+                attentionSoftmax(swift.p, count: count, rows: rows, mask: m?.c, causal: causal, firstKeys: first?.c, inC: false)
                 XCTAssertEqual(c.array.map(\.bitPattern), swift.array.map(\.bitPattern), "softmax, \(count) keys, causal \(causal)")
 
                 let dc = Buffer(random: rows * count, seed: UInt64(count) + 100), dswift = Buffer(dc.array)

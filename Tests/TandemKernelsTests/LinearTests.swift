@@ -56,6 +56,36 @@ final class LinearTests: KernelTestCase {
         }
     }
 
+    /// GPT-2's Conv1D layout: with the weight stored (C, OC), forward and backward equal nn.Linear's on the
+    /// transposed (OC, C) weight (checked against the reference and gradients above), and dweight arrives
+    /// transposed; the (C, OC) weight's gradient passes a finite-difference check of its own.
+    func testInputsByOutputsLayoutIsTheTransposedWeight() {
+        let inp = Buffer(random: N * C, seed: 1), w = Buffer(random: OC * C, seed: 2), bias = Buffer(random: OC, seed: 3)
+        let wt = Buffer((0..<C * OC).map { i in w.array[(i % OC) * C + i / OC] })  // (C, OC)
+        let a = Buffer(zeros: N * OC), b = Buffer(zeros: N * OC)
+        linearForward(out: a.p, inp: inp.c, weight: w.c, bias: bias.c, N: N, C: C, OC: OC)
+        linearForward(out: b.p, inp: inp.c, weight: wt.c, bias: bias.c, N: N, C: C, OC: OC, layout: .inputsByOutputs)
+        assertClose(b.array, a.array, atol: 1e-6, rtol: 1e-6, "forward")
+        let dout = Buffer(random: N * OC, seed: 4)
+        let dinpA = Buffer(zeros: N * C), dinpB = Buffer(zeros: N * C), dwA = Buffer(zeros: OC * C), dwB = Buffer(zeros: C * OC)
+        linearBackward(dinp: dinpA.p, dweight: dwA.p, dbias: nil, dout: dout.c, inp: inp.c, weight: w.c, N: N, C: C, OC: OC)
+        linearBackward(dinp: dinpB.p, dweight: dwB.p, dbias: nil, dout: dout.c, inp: inp.c, weight: wt.c, N: N, C: C, OC: OC,
+                       layout: .inputsByOutputs)
+        assertClose(dinpB.array, dinpA.array, atol: 1e-6, rtol: 1e-6, "dinp")
+        assertClose(dwB.array, (0..<C * OC).map { i in dwA.array[(i % OC) * C + i / OC] }, atol: 1e-6, rtol: 1e-6, "dweight")
+        gradCheck("conv1d dweight", x: wt.array, outputCount: N * OC, forward: { w in
+            let out = Buffer(zeros: self.N * self.OC)
+            linearForward(out: out.p, inp: inp.c, weight: Buffer(w).c, bias: nil, N: self.N, C: self.C, OC: self.OC,
+                          layout: .inputsByOutputs)
+            return out.array
+        }) { w, dout, dw in
+            let g = Buffer(dw)
+            linearBackward(dinp: nil, dweight: g.p, dbias: nil, dout: Buffer(dout).c, inp: inp.c, weight: Buffer(w).c,
+                           N: self.N, C: self.C, OC: self.OC, layout: .inputsByOutputs)
+            dw = g.array
+        }
+    }
+
     func testBiasAdd() {
         let N = 3, C = 19
         let inp = Buffer(random: N * C, seed: 1), bias = Buffer(random: C, seed: 2)

@@ -36,16 +36,17 @@ func assertGradientsMatch(_ ours: SafeTensorsFile, _ reference: SafeTensorsFile,
 /// `loss` and one gradient per parameter name: the same names, the loss within 1e-5 relative, every
 /// gradient within 1e-4 relative and not negligible (norm above 1e-6, so that it tests something).
 /// `zeroGradientNames` are parameters whose exact gradient is zero (a bias softmax ignores): both norms
-/// must be below 1e-6 instead. Returns the loss's relative difference and the worst gradient.
+/// must be below 1e-6 instead; `others` are reference tensors that are not gradients (outputs). Returns
+/// the loss's relative difference and the worst gradient.
 @discardableResult
 func assertParameterGradientsMatch(loss: Float, parameters: [Parameter], reference: SafeTensorsFile,
-                                   zeroGradientNames: Set<String> = [], _ label: String,
+                                   zeroGradientNames: Set<String> = [], ignoring others: Set<String> = [], _ label: String,
                                    file: StaticString = #filePath, line: UInt = #line) throws
     -> (lossError: Float, worst: (name: String, error: Double)) {
     let expected = try reference.floats("loss")[0]
     let lossError = abs(loss - expected) / abs(expected)
     XCTAssertLessThanOrEqual(lossError, 1e-5, "\(label) loss \(loss) vs \(expected)", file: file, line: line)
-    XCTAssertEqual(Set(reference.names), Set(parameters.map(\.name) + ["loss"]), label, file: file, line: line)
+    XCTAssertEqual(Set(reference.names).subtracting(others), Set(parameters.map(\.name) + ["loss"]), label, file: file, line: line)
     var worst = (name: "", error: 0.0)
     for p in parameters {
         let ours = Array(p.grads), theirs = try reference.floats(p.name)

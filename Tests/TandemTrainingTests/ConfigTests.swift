@@ -110,7 +110,7 @@ final class ConfigTests: XCTestCase {
             catch { return "\(error)" }
         }
         XCTAssertEqual(error(["train.objective=distillation"]),
-                       "test.yaml: train.objective = distillation is not an objective of the gpt family (it has one objective and no train.objective)")
+                       "test.yaml: train.objective = distillation is not an objective of the gpt2 family (it has one objective and no train.objective)")
         XCTAssertEqual(error(["model.preset=vit-tiny", "train.objective=mim"]),
                        "test.yaml: train.objective = mim is not an objective of the vit family (its objectives are classification, masked_image_modeling, distillation)")
         XCTAssertEqual(error(["model.preset=vit-tiny", "train.teacher=runs/x"]),
@@ -127,7 +127,7 @@ final class ConfigTests: XCTestCase {
             do { return "found \(try ModelFamilies.family(ofDirectory: dir).name)" } catch { return "\(error)" }
         }
         let supported = ModelFamilies.all.flatMap { $0.modelTypes }.joined(separator: ", ")
-        XCTAssertTrue(supported.hasPrefix("bert, vit, deit, tandem-gpt"), supported)
+        XCTAssertTrue(supported.hasPrefix("bert, vit, deit, gpt2"), supported)
         XCTAssertEqual(message(), "\(dir)/config.json: cannot read (is \(dir) a model directory?)")
         try #"{"model_type": "roberta", "hidden_size": 17}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
         XCTAssertEqual(message(), "\(dir)/config.json: model_type roberta is not supported (supported model_types: \(supported))")

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem checkpoint directory (BERT, ViT, SimMIM or DeiT) is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, ViT, SimMIM, DeiT or GPT-2) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
 Loads CKPT_DIR with the class its config.json names (BertForPreTraining, ViTForImageClassification,
-ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher) through from_pretrained, reporting
-missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids with
-padding for BERT, random pixels and a random patch mask for ViT), runs `tandem debug forward` on the same
+ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, GPT2LMHeadModel) through from_pretrained,
+reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
+with padding for BERT, random ids and labels for GPT-2, random pixels and a random patch mask for ViT), runs `tandem debug forward` on the same
 directory and batch, and prints the largest differences. Needs torch, transformers and
 safetensors (pip install them in a virtual environment); Tandem itself never needs Python.
 """
@@ -68,10 +68,29 @@ def check_vision(binary, ckpt, architecture):
     report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in names])
 
 
+def check_gpt2(binary, ckpt):
+    model, info = transformers.GPT2LMHeadModel.from_pretrained(ckpt, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
+    model.eval()
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    B, T = 3, min(29, cfg.n_positions)
+    ids = rng.integers(0, cfg.vocab_size, size=(B, T)).astype(np.int64)
+    labels = ids.copy()
+    labels[1, 20:] = -100
+    ours = run_tandem(binary, ckpt, {"input_ids": ids, "labels": labels})
+    with torch.no_grad():
+        ref = model(input_ids=torch.from_numpy(ids), labels=torch.from_numpy(labels))
+    report(problems, [("logits", ours["logits"], ref.logits.numpy()), ("loss", ours["loss"].reshape(()), ref.loss.numpy())])
+
+
 def main():
     binary, ckpt = sys.argv[1], sys.argv[2]
     with open(os.path.join(ckpt, "config.json")) as f:
         architecture = json.load(f).get("architectures", ["BertForPreTraining"])[0]
+    if architecture == "GPT2LMHeadModel":
+        return check_gpt2(binary, ckpt)
     if architecture != "BertForPreTraining":
         return check_vision(binary, ckpt, architecture)
     model, info = BertForPreTraining.from_pretrained(ckpt, output_loading_info=True)

@@ -29,8 +29,11 @@ int tandem_avx512_supported(void);
 /// becomes zeros. The same operations as the Swift version (its exp polynomial, its lane order, its
 /// halving sums), so the same bits, but a row's partial last vector is a masked load and store
 /// instead of a copy through the stack, which is what made the Swift loop slow on rows of 65 or 197.
+/// With `first_keys` (one per row, or NULL for zeros), row i sees no key before first_keys[i]: entries
+/// before it become 0 and the rest is done as a row of its own starting there (mask read from there too).
 /// Needs tandem_avx512_supported().
-void tandem_attention_softmax(float *rows, long count, long nrows, const float *mask, int causal);
+void tandem_attention_softmax(float *rows, long count, long nrows, const float *mask, int causal,
+                              const int *first_keys);
 
 /// Softmax backward over `nrows` rows of `count`: d[j] = p[j] * (d[j] - Σ_k p[k] d[k]) for each row,
 /// in place in `d` (the Σ in 16 fused multiply-add lanes summed by halving, as TandemKernels' `rowDot`).

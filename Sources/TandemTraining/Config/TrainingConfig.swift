@@ -40,6 +40,7 @@ public struct DataSection: ConfigSection {
     public var targetCased = false
     public var targetSeqLen: Int?
     public var bucketByLength = true
+    public var crossDocumentAttention = true
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
@@ -66,6 +67,7 @@ public struct DataSection: ConfigSection {
         .bool("target_cased", \.targetCased, "translation: keep case and accents on the target side (needed for Hindi's vowel signs)"),
         .int("target_seq_len", \.targetSeqLen, 1...65536, "translation: target tokens per sentence at most, eos included (default data.seq_len); longer training pairs are skipped"),
         .bool("bucket_by_length", \.bucketByLength, "translation: batches of similar length, each micro-batch's graph as long as its longest pair; false: shuffled pairs padded to data.seq_len and data.target_seq_len (static shapes)"),
+        .bool("cross_document_attention", \.crossDocumentAttention, "causal language models on token shards: documents are packed back to back, each preceded by the end-of-text token; false: attention and positions restart at every document (block-diagonal causal masks)"),
         .bool("carry_state", \.carryState, "recurrent language models: the token stream is cut into one stream per global-batch slot and each stream's hidden state is carried from a batch to the next (truncated backpropagation through time, checkpointed); false: independent windows from a zero state"),
     ]
 }
