@@ -39,6 +39,9 @@ VIT_LABELS = 10
 RNN_PRESETS = {  # the word-level language models of Tandem's configs: (rnn_type, layers, hidden, vocab, bptt, dropout)
     "lstm-medium": ("LSTM", 2, 650, 10000, 35, 0.5),  # Zaremba et al. 2014's medium model
 }
+GPT2_PRESETS = {  # GPT-2 sizes at a sequence length: (layers, hidden, sequence, vocab)
+    "gpt2-small-512": (12, 768, 512, 50257),
+}
 SEQ2SEQ_PRESETS = {  # Tandem's seq2seq presets: (rnn_type, embedding, hidden, source and target vocab, S, T, dropout)
     "seq2seq-gru-bahdanau": ("GRU", 256, 512, 8000, 32, 0.1),
 }
@@ -53,7 +56,7 @@ class Output:
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
-                    + sorted(SEQ2SEQ_PRESETS))
+                    + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-predictions", type=int, default=20)
@@ -148,7 +151,8 @@ def worker(rank, a):
     peak = peak_t.item()
 
     worker = (vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
-              else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else bert_worker)
+              else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else gpt2_worker if a.preset in GPT2_PRESETS
+              else bert_worker)
     worker(rank, a, torch, dist, DDP, peak)
     dist.destroy_process_group()
 
@@ -194,6 +198,32 @@ def vit_worker(rank, a, torch, dist, DDP, peak):
                     labels=torch.randint(0, VIT_LABELS, (B,), generator=g)) for _ in range(2)]
     describe = (f"transformers ViTForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
                 f"image={image}px patch={patch} labels={VIT_LABELS} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+
+
+def gpt2_worker(rank, a, torch, dist, DDP, peak):
+    """transformers' GPT2LMHeadModel (pre-LN, gelu_new, tied head) on random token windows, labels the
+    inputs (the model shifts them). Embedding and residual dropout 0.1 and no attention-probability dropout,
+    as in Tandem; attention is transformers' default implementation (sdpa)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    layers, hidden, T, vocab = GPT2_PRESETS[a.preset]
+    cfg = GPT2Config(vocab_size=vocab, n_positions=1024, n_embd=hidden, n_layer=layers, n_head=hidden // 64,
+                     attn_pdrop=0.0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(cfg)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())  # the tied head counts once
+    # Tandem's CausalLanguageModelTask.trainingFLOPsPerSample: (6 x parameters + 12 x L x C x T) x T.
+    flops = (6.0 * params + 12.0 * layers * hidden * T) * T
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = []
+    for _ in range(2):
+        ids = torch.randint(0, vocab, (B, T), generator=g)
+        batches.append(dict(input_ids=ids, labels=ids.clone()))
+    describe = (f"transformers GPT2LMHeadModel layers={layers} hidden={hidden} heads={hidden // 64} vocab={vocab} "
+                f"sequence={T} attention={model.config._attn_implementation} params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
 
 
