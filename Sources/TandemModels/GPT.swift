@@ -83,15 +83,15 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         }
     }
 
-    /// Why this config cannot be built, or nil.
+    /// Why this config cannot be built, or nil; names the fields as `model.<field>` keys.
     public var problem: String? {
         if vocabSize <= 0 || nLayer <= 0 || nPositions <= 0 || nEmbd <= 0 || nHead <= 0 {
-            return "vocab_size, n_layer, n_positions, n_embd and n_head must be positive"
+            return "model.vocab_size, model.n_layer, model.n_positions, model.n_embd and model.n_head must be positive"
         }
-        if nEmbd % nHead != 0 { return "n_embd = \(nEmbd) is not divisible by n_head = \(nHead)" }
-        if gelu == nil { return "activation_function = \(activationFunction) is not supported (gelu_new, gelu_pytorch_tanh, gelu)" }
-        if !tieWordEmbeddings { return "tie_word_embeddings = false is not supported (GPT-2 ties lm_head to wte)" }
-        if innerSize <= 0 { return "n_inner must be positive" }
+        if nEmbd % nHead != 0 { return "model.n_embd = \(nEmbd) is not divisible by model.n_head = \(nHead)" }
+        if gelu == nil { return "model.activation_function = \(activationFunction) is not supported (gelu_new, gelu_pytorch_tanh, gelu)" }
+        if !tieWordEmbeddings { return "model.tie_word_embeddings = false is not supported (GPT-2 ties lm_head to wte)" }
+        if innerSize <= 0 { return "model.n_inner must be positive" }
         return nil
     }
 }

@@ -13,6 +13,8 @@ public enum Generation {
         public var sampling = SamplingOptions()
         /// Stop at the end-of-text token.
         public var stopAtEndOfText = true
+        /// Also log the prompt's and the new tokens' ids.
+        public var showIDs = false
         public init() {}
     }
 
@@ -132,6 +134,10 @@ public enum Generation {
         let generator = try Generator(directory: directory)
         let r = try generator.generate(prompt: prompt, options: o)
         FileHandle.standardOutput.write(Data((r.text + "\n").utf8))
+        if o.showIDs {
+            log("prompt ids: " + r.promptTokens.map(String.init).joined(separator: " "))
+            log("new ids: " + r.newTokens.map(String.init).joined(separator: " "))
+        }
         let context = generator.model.config.nPositions
         if r.promptTokens.count + r.newTokens.count == context && r.newTokens.count < o.maxNewTokens {
             log("generate: stopped at the model's context of \(context) tokens")

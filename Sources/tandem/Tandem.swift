@@ -186,8 +186,10 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens only (0: all).") var topK = 0
     @Option(name: .customLong("top-p"), help: "Sample among the most likely tokens whose probability reaches p (nucleus; 1: all).") var topP: Float = 1
     @Option(help: "Seed of the sampling.") var seed: UInt64 = 0
+    @Flag(name: .customLong("show-ids"), help: "Also print the prompt's and the new tokens' ids on stderr.") var showIDs = false
     func run() throws {
         var o = Generation.Options()
+        o.showIDs = showIDs
         o.maxNewTokens = maxNewTokens
         o.sampling.temperature = temperature
         o.sampling.topK = topK

@@ -47,17 +47,14 @@ public enum GPTFamily: ModelFamily {
         }
         try ModelFields.merge(&fields, overrides, known: fieldNames, file: file)
         let c: GPTConfig = try ModelFields.decode(fields, file: file)
-        if let problem = c.problem { throw ConfigError("\(file): model: \(problem)") }
+        if let problem = c.problem { throw ConfigError("\(file): \(problem)") }
         return c
     }
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
         guard let train = config.data.train else { throw ConfigError("\(config.file): data.train is required") }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: train, isDirectory: &isDirectory) else {
-            throw ConfigError("data.train: \(train) does not exist")
-        }
-        if !isDirectory.boolValue {
+        if !(FileManager.default.fileExists(atPath: train, isDirectory: &isDirectory) && isDirectory.boolValue) {
             // Bytes of a text file: vocabulary 256, no documents.
             guard config.data.crossDocumentAttention else {
                 throw ConfigError("\(config.file): data.cross_document_attention = false needs token shards with documents (data.train \(train) is a text file read as bytes)")
@@ -87,7 +84,8 @@ public enum GPTFamily: ModelFamily {
         return try CausalLanguageModelTask(config: gpt, source: stream("data.train", train)!, eval: stream("data.eval", config.data.eval),
                                            sequenceLength: settings.sequenceLength,
                                            separator: config.data.crossDocumentAttention ? nil : eos,
-                                           tokenizerFile: ((vocabPath as NSString).lastPathComponent, text), seed: settings.seed)
+                                           tokenizerFile: (vocabPath.hasSuffix(".json") ? "tokenizer.json" : "vocab.txt", text),
+                                           seed: settings.seed)
     }
 
     /// `logits` (B, T, V) of GPT2LMHeadModel; the loss needs `labels` (shifted by the model, as transformers

@@ -158,7 +158,7 @@ public final class RNNLanguageModelTask: EvaluatingTask {
         let path = (directory as NSString).appendingPathComponent("model.safetensors")
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch { throw ConfigError("--init-from: \(error)") }
-        try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
+        _ = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
     }
 
     // MARK: - Evaluation
