@@ -47,9 +47,9 @@ func readLines(path: String, chunk: (Int) -> Void = { _ in }, line: (UnsafeRawBu
     try readLines(fd: fd, name: path, chunk: chunk, line: line)
 }
 
-extension WordPieceTokenizer {
+extension TextTokenizer {
     /// `tandem tokenize`: reads lines from `input` and writes one line of space-separated decimal ids per
-    /// input line to `output` (with [CLS] ... [SEP] when `addSpecialTokens`), streaming.
+    /// input line to `output` (with WordPiece's [CLS] ... [SEP] when `addSpecialTokens`), streaming.
     /// Returns the number of input bytes and lines.
     @discardableResult
     public func tokenizeLines(input: Int32 = STDIN_FILENO, output: Int32 = STDOUT_FILENO, addSpecialTokens: Bool = false) throws -> (bytes: Int, lines: Int) {
@@ -71,9 +71,7 @@ extension WordPieceTokenizer {
         }
         try readLines(fd: input, name: "standard input", chunk: { bytes += $0 }) { line in
             ids.removeAll(keepingCapacity: true)
-            if addSpecialTokens { ids.append(clsID) }
-            appendIDs(utf8: line, to: &ids)
-            if addSpecialTokens { ids.append(sepID) }
+            appendTokenizeIDs(utf8: line, special: addSpecialTokens, to: &ids)
             for (k, id) in ids.enumerated() {
                 if k > 0 { out.append(0x20) }
                 appendDecimal(&out, id)

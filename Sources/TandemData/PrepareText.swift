@@ -73,7 +73,7 @@ public struct PrepareTextSummary: Sendable {
 ///   - progress: called after every few megabytes and at the end of each file.
 ///   - log: receives the closing line with the throughput in MB/s.
 @discardableResult
-public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextShardJob], evalFraction: Double = 0,
+public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShardJob], evalFraction: Double = 0,
                         evalOut: String? = nil, seed: UInt64 = 0, lineAligned: Bool = false, writeManifest: Bool = true,
                         progress: ((PrepareTextProgress) -> Void)? = nil,
                         log: (String) -> Void = { print($0) }) throws -> PrepareTextSummary {
@@ -127,10 +127,10 @@ public func prepareText(vocab: WordPieceTokenizer, out: String, inputs: [TextSha
                 return
             }
             ids.removeAll(keepingCapacity: true)
-            vocab.appendIDs(utf8: line, to: &ids)
+            vocab.appendLineIDs(utf8: line, to: &ids)
             if ids.isEmpty {
                 guard lineAligned else { return }
-                ids.append(vocab.unkID)
+                ids.append(vocab.unknownID)
             }
             if !documentOpen {
                 documentOpen = true

@@ -130,7 +130,7 @@ public final class ShardDataset {
     }
 
     /// Opens `directory` for the vocabulary of `tokenizer`.
-    public convenience init(directory: String, tokenizer: WordPieceTokenizer, verifyChecksums: Bool = false) throws {
+    public convenience init(directory: String, tokenizer: any TextTokenizer, verifyChecksums: Bool = false) throws {
         try self.init(directory: directory, vocabHash: tokenizer.vocabHash, vocabSize: tokenizer.vocabSize, verifyChecksums: verifyChecksums)
     }
 

@@ -38,11 +38,14 @@ public enum Generation {
         case bytes
         /// A WordPiece vocab.txt saved with the checkpoint.
         case wordPiece(WordPieceTokenizer)
+        /// A byte-level BPE tokenizer.json (GPT-2's) saved with the checkpoint.
+        case bpe(ByteLevelBPETokenizer)
 
         func encode(_ text: String) -> [Int32] {
             switch self {
             case .bytes: return text.utf8.map { Int32($0) }
             case .wordPiece(let t): return t.encode(text)
+            case .bpe(let t): return t.encode(text)
             }
         }
 
@@ -50,6 +53,7 @@ public enum Generation {
             switch self {
             case .bytes: return String(decoding: ids.map { UInt8(truncatingIfNeeded: $0) }, as: UTF8.self)
             case .wordPiece(let t): return t.detokenizedText(ids)
+            case .bpe(let t): return t.decode(ids)
             }
         }
     }
@@ -78,7 +82,15 @@ public enum Generation {
             let file = try SafeTensorsFile(path: path)
             try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { try file.copyFloats($0, into: $1) }
             let vocab = (directory as NSString).appendingPathComponent("vocab.txt")
-            if FileManager.default.fileExists(atPath: vocab) {
+            let json = (directory as NSString).appendingPathComponent("tokenizer.json")
+            if FileManager.default.fileExists(atPath: json) {
+                let tokenizer: ByteLevelBPETokenizer
+                do { tokenizer = try ByteLevelBPETokenizer(tokenizerJSON: json) } catch { throw ConfigError("\(error)") }
+                guard tokenizer.vocabSize <= config.vocabSize else {
+                    throw ConfigError("\(json): \(tokenizer.vocabSize) tokens, more than the model's vocab_size \(config.vocabSize)")
+                }
+                codec = .bpe(tokenizer)
+            } else if FileManager.default.fileExists(atPath: vocab) {
                 let tokenizer = try WordPieceTokenizer(path: vocab, cased: false)
                 guard tokenizer.vocabSize <= config.vocabSize else {
                     throw ConfigError("\(vocab): \(tokenizer.vocabSize) tokens, more than the model's vocab_size \(config.vocabSize)")
@@ -87,7 +99,7 @@ public enum Generation {
             } else if config.vocabSize == 256 {
                 codec = .bytes
             } else {
-                throw ConfigError("\(directory): no tokenizer (vocab.txt) beside the model, and vocab_size \(config.vocabSize) is not a byte-level model's 256")
+                throw ConfigError("\(directory): no tokenizer (tokenizer.json or vocab.txt) beside the model, and vocab_size \(config.vocabSize) is not a byte-level model's 256")
             }
         }
 

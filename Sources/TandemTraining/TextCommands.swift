@@ -9,7 +9,7 @@ public enum TextCommands {
     /// With `lineAligned`, line i of each file is sentence i of its shard (see `prepareText`).
     public static func prepare(vocab: String, cased: Bool, out: String, inputs: [String], evalFraction: Double,
                                seed: UInt64, lineAligned: Bool = false, communicator comm: any Communicator) throws {
-        let tokenizer = try WordPieceTokenizer(path: vocab, cased: cased)
+        let tokenizer = try openTokenizer(path: vocab, cased: cased)
         let jobs = TextShardJob.plan(inputs: inputs)
         let mine = jobs.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
         let isTerminal = isatty(STDERR_FILENO) != 0
@@ -47,17 +47,30 @@ public enum TextCommands {
         comm.barrier()
     }
 
-    /// Trains a WordPiece vocabulary of `size` tokens on `inputs` and writes it as vocab.txt.
-    public static func vocab(size: Int, minFrequency: Int, cased: Bool, out: String, inputs: [String]) throws {
-        var trainer = WordPieceTrainer(vocabSize: size, minFrequency: minFrequency,
-                                       normalization: cased ? .cased : .uncased)
-        let tokens = try trainer.train(files: inputs, output: out)
-        print("vocab: \(tokens.count) tokens from \(inputs.count) file(s) written to \(out)")
+    /// Trains a WordPiece vocabulary of `size` tokens on `inputs` and writes it as vocab.txt (`type`
+    /// "wordpiece"), or a byte-level BPE (`type` "bpe", GPT-2's) and writes tokenizer.json, vocab.json and
+    /// merges.txt into the directory `out`.
+    public static func vocab(type: String = "wordpiece", size: Int, minFrequency: Int, cased: Bool, out: String, inputs: [String]) throws {
+        let started = Date()
+        switch type {
+        case "wordpiece":
+            var trainer = WordPieceTrainer(vocabSize: size, minFrequency: minFrequency,
+                                           normalization: cased ? .cased : .uncased)
+            let tokens = try trainer.train(files: inputs, output: out)
+            print("vocab: \(tokens.count) tokens from \(inputs.count) file(s) written to \(out)")
+        case "bpe":
+            guard !cased else { throw ConfigError("--cased is for WordPiece: byte-level BPE keeps every byte as it is") }
+            let tokenizer = try BPETrainer(vocabSize: size, minFrequency: minFrequency).train(files: inputs, directory: out)
+            print(String(format: "vocab: byte-level BPE of %d tokens (%d merges) from %d file(s) in %.1f s: tokenizer.json, vocab.json and merges.txt in %@",
+                         tokenizer.vocabSize, tokenizer.vocabSize - 257, inputs.count, Date().timeIntervalSince(started), out))
+        default:
+            throw ConfigError("--type \(type): expected wordpiece or bpe")
+        }
     }
 
     /// Reads lines from stdin and prints each one's ids, space-separated.
     public static func tokenize(vocab: String, cased: Bool, special: Bool) throws {
-        let tokenizer = try WordPieceTokenizer(path: vocab, cased: cased)
+        let tokenizer = try openTokenizer(path: vocab, cased: cased)
         try tokenizer.tokenizeLines(addSpecialTokens: special)
     }
 }

@@ -118,15 +118,17 @@ struct PrepareTranslation: ParsableCommand {
 }
 
 struct Vocab: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a WordPiece vocabulary.")
+    static let configuration = CommandConfiguration(
+        abstract: "Train a WordPiece vocabulary (vocab.txt) or a byte-level BPE (GPT-2's: tokenizer.json, vocab.json, merges.txt).")
+    @Option(help: "wordpiece or bpe.") var type = "wordpiece"
     @Option(help: "Vocabulary size.") var size: Int
-    @Option(help: "Output vocab.txt.") var out: String
+    @Option(help: "Output vocab.txt (wordpiece) or directory (bpe).") var out: String
     @Option(name: .customLong("min-frequency"), help: "Least count of a merged pair.") var minFrequency: Int = 2
-    @Flag(help: "Keep case and accents.") var cased = false
+    @Flag(help: "Keep case and accents (WordPiece).") var cased = false
     @Argument(help: "Input text files.") var inputs: [String]
     func run() throws {
         try withCommunicator { _ in
-            try TextCommands.vocab(size: size, minFrequency: minFrequency, cased: cased, out: out, inputs: inputs)
+            try TextCommands.vocab(type: type, size: size, minFrequency: minFrequency, cased: cased, out: out, inputs: inputs)
         }
     }
 }

@@ -64,6 +64,14 @@ public enum ModelFields {
         }
     }
 
+    /// The tokenizer of `data.vocab` of any kind (`openTokenizer`): WordPiece or byte-level BPE.
+    public static func textTokenizer(_ config: TrainingConfig, for family: any ModelFamily.Type) throws -> any TextTokenizer {
+        guard let path = config.data.vocab else {
+            throw ConfigError("\(config.file): data.vocab is required for \(family.name) with token shards (the tokenizer.json or vocab.txt the shards were made with)")
+        }
+        do { return try openTokenizer(path: path, cased: config.data.cased) } catch { throw ConfigError("data.vocab: \(error)") }
+    }
+
     /// A config's fields as JSON with its `model_type` and `architectures`: the checkpoint's config.json.
     public static func configJSON<T: Encodable>(_ config: T, adding extra: [String: Any] = [:]) -> String {
         let data = try! JSONEncoder().encode(config)

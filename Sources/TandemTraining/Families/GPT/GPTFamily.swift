@@ -68,8 +68,17 @@ public enum GPTFamily: ModelFamily {
             return try CausalLanguageModelTask(config: gpt, source: bytes("data.train", train)!, eval: bytes("data.eval", config.data.eval),
                                                sequenceLength: settings.sequenceLength, separator: nil, seed: settings.seed)
         }
-        let tokenizer = try ModelFields.tokenizer(config, for: self)
-        let eos = tokenizer.sepID
+        let tokenizer = try ModelFields.textTokenizer(config, for: self)
+        // GPT-2's <|endoftext|>, or a WordPiece vocabulary's [SEP].
+        let eos: Int32
+        if let bpe = tokenizer as? ByteLevelBPETokenizer {
+            guard let id = bpe.endOfTextID else {
+                throw ConfigError("data.vocab: \(bpe.source) has no \(ByteLevelBPETokenizer.endOfText) token to put between documents")
+            }
+            eos = id
+        } else {
+            eos = (tokenizer as! WordPieceTokenizer).sepID
+        }
         let gpt = try self.config(preset: config.model.preset, initFrom: initFrom, overrides: config.model.fields,
                                   vocabSize: tokenizer.vocabSize, eosID: Int(eos), file: config.file)
         func stream(_ key: String, _ path: String?) throws -> ShardTokenStream? {

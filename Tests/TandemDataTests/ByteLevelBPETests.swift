@@ -1,0 +1,116 @@
+import Foundation
+import XCTest
+import TandemData
+
+/// GPT-2's byte-level BPE against HF tokenizers (the fixtures of scripts/tokenizer/make_bpe_fixture.py): a
+/// tokenizer.json trained by HF gives HF's ids on real and adversarial lines; `BPETrainer` learns the same
+/// vocabulary and merges as HF's trainer from the same text; decoding gives back the bytes; what Tandem
+/// does not implement, and merges that do not parse, are errors naming the file.
+final class ByteLevelBPETests: XCTestCase {
+    static let tokenizerPath = Fixtures.path("bpe/tokenizer.json")
+
+    func testIDsEqualHFTokenizers() throws {
+        let tokenizer = try ByteLevelBPETokenizer(tokenizerJSON: Self.tokenizerPath)
+        let cases = try Fixtures.jsonLines("bpe/parity.jsonl")
+        XCTAssertGreaterThan(cases.count, 250)
+        for c in cases {
+            let text = c["text"] as! String, expected = (c["ids"] as! [NSNumber]).map { $0.int32Value }
+            XCTAssertEqual(tokenizer.encode(text), expected, text)
+        }
+    }
+
+    func testDecodeGivesBackTheText() throws {
+        let tokenizer = try ByteLevelBPETokenizer(tokenizerJSON: Self.tokenizerPath)
+        for c in try Fixtures.jsonLines("bpe/parity.jsonl") {
+            let text = c["text"] as! String
+            XCTAssertEqual(tokenizer.decode(tokenizer.encode(text)), text)
+        }
+        XCTAssertEqual(tokenizer.encode("<|endoftext|>"), [tokenizer.endOfTextID!])
+    }
+
+    func testTrainerLearnsHFsMergesAndVocabulary() throws {
+        let trained = try BPETrainer(vocabSize: 900).train(words: BPETrainer.countWords(files: [Fixtures.path("bpe/train.txt")]))
+        let hf = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.tokenizerPath))) as! [String: Any]
+        let model = hf["model"] as! [String: Any]
+        let merges = (model["merges"] as! [Any]).map { m -> String in (m as? String) ?? (m as! [String]).joined(separator: " ") }
+        XCTAssertEqual(trained.merges.map { "\($0.0) \($0.1)" }, merges)
+        XCTAssertEqual(trained.vocab, (model["vocab"] as! [String: NSNumber]).mapValues { $0.int32Value })
+    }
+
+    func testTrainedFilesReloadWithTheSameIDs() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let trained = try BPETrainer(vocabSize: 700).train(files: [Fixtures.path("bpe/train.txt")], directory: dir)
+        let again = try BPETrainer(vocabSize: 700).train(files: [Fixtures.path("bpe/train.txt")], directory: dir + "/again")
+        XCTAssertEqual(trained.vocabHash, again.vocabHash, "training is deterministic")
+        let pair = try ByteLevelBPETokenizer(vocabJSON: dir + "/vocab.json", mergesTXT: dir + "/merges.txt")
+        for c in try Fixtures.jsonLines("bpe/parity.jsonl") {
+            let text = c["text"] as! String
+            XCTAssertEqual(pair.encode(text), trained.encode(text), text)
+        }
+        XCTAssertEqual(trained.vocabSize, 700)
+    }
+
+    /// prepare-text encodes a document line by line, each with its "\n": the same ids as the whole text,
+    /// since merges never cross pre-tokens and "\n" always ends one.
+    func testLinesWithTheirNewlinesEqualTheWholeDocument() throws {
+        let tokenizer = try ByteLevelBPETokenizer(tokenizerJSON: Self.tokenizerPath)
+        let document = ["In the beginning  ", "  God created\tthe heaven", "and the earth.", " x", "'s 'S", "end   "]
+        var lineByLine: [Int32] = []
+        for line in document {
+            var bytes = Array(line.utf8)
+            bytes.withUnsafeMutableBytes { tokenizer.appendLineIDs(utf8: UnsafeRawBufferPointer($0), to: &lineByLine) }
+        }
+        XCTAssertEqual(lineByLine, tokenizer.encode(document.map { $0 + "\n" }.joined()))
+    }
+
+    func testPreTokenizationFollowsGPT2sPattern() {
+        func pieces(_ s: String) -> [String] {
+            let scalars = Array(s.unicodeScalars)
+            var out: [String] = []
+            ByteLevel.preTokenize(scalars) { r in var t = ""; t.unicodeScalars.append(contentsOf: scalars[r]); out.append(t) }
+            return out
+        }
+        XCTAssertEqual(pieces("Hello world's  end!! 42x"), ["Hello", " world", "'s", " ", " end", "!!", " 42", "x"])
+        XCTAssertEqual(pieces("a  \n b"), ["a", "  \n", " b"])
+        XCTAssertEqual(pieces("I'LL it'll"), ["I", "'", "LL", " it", "'ll"])
+        XCTAssertEqual(pieces("   "), ["   "])
+        XCTAssertEqual(ByteLevel.characters[0x20], "Ġ")
+        XCTAssertEqual(ByteLevel.characters[0x0A], "Ċ")
+    }
+
+    func testUnsupportedTokenizersAndBadMergesAreErrorsNamingTheFile() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        func write(_ name: String, _ json: String) -> String {
+            let path = dir + "/" + name
+            try! json.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let bpe = """
+        {"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": MERGES},
+         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}, "added_tokens": []}
+        """
+        let cases: [(String, String, String)] = [
+            ("unigram.json", #"{"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}"#, "model.type is Unigram, expected BPE"),
+            ("wordpiece.json", #"{"model": {"type": "WordPiece", "vocab": {"a": 0}}}"#, "model.type is WordPiece, expected BPE"),
+            ("split.json", #"{"model": {"type": "BPE", "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split"}, {"type": "ByteLevel"}]}}"#,
+             "only a ByteLevel pre-tokenizer"),
+            ("whitespace.json", #"{"model": {"type": "BPE", "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "Whitespace"}}"#,
+             "pre_tokenizer is Whitespace, expected ByteLevel"),
+            ("arity.json", bpe.replacingOccurrences(of: "MERGES", with: #"["a b", "a b c"]"#), "model.merges[1] = \"a b c\" is not two tokens"),
+            ("unknown.json", bpe.replacingOccurrences(of: "MERGES", with: #"["a z"]"#), "merge 0 (a z): z is not in the vocabulary"),
+            ("shape.json", bpe.replacingOccurrences(of: "MERGES", with: #"[7]"#), "model.merges[0] is neither"),
+            ("broken.json", "{\"model\": ", "not a JSON object"),
+        ]
+        for (name, json, expected) in cases {
+            let path = write(name, json)
+            XCTAssertThrowsError(try ByteLevelBPETokenizer(tokenizerJSON: path), name) { error in
+                XCTAssertTrue("\(error)".contains(path), "\(error)")
+                XCTAssertTrue("\(error)".contains(expected), "\(name): \(error)")
+            }
+        }
+        XCTAssertThrowsError(try openTokenizer(path: dir + "/unigram.json")) {
+            XCTAssertTrue("\($0)".contains("model.type is Unigram, a tokenizer Tandem does not implement"), "\($0)")
+        }
+        XCTAssertNoThrow(try ByteLevelBPETokenizer(tokenizerJSON: write("good.json", bpe.replacingOccurrences(of: "MERGES", with: #"[["a", "b"]]"#))))
+    }
+}
