@@ -15,7 +15,7 @@ public final class ByteLevelBPETokenizer: TextTokenizer, @unchecked Sendable {
     /// The id of each byte's single-character token (-1 where the vocabulary lacks it).
     let byteIDs: [Int32]
     /// Added tokens matched in the text before pre-tokenization, longest first.
-    let added: [(content: [UInt8], id: Int32)]
+    let added: [(scalars: [Unicode.Scalar], id: Int32)]
     /// The ByteLevel pre-tokenizer's options.
     public let addPrefixSpace: Bool
     public let useRegex: Bool
@@ -62,16 +62,16 @@ public final class ByteLevelBPETokenizer: TextTokenizer, @unchecked Sendable {
             let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
             if merges[key] == nil { merges[key] = (Int32(rank), merged) }
         }
-        var added: [(content: [UInt8], id: Int32)] = []
+        var added: [(scalars: [Unicode.Scalar], id: Int32)] = []
         for token in addedTokens {
             guard let id = vocab[token] else { throw DataError.invalidFormat(path: source, reason: "added token \(token) is not in the vocabulary") }
-            added.append((Array(token.utf8), id))
+            added.append((Array(token.unicodeScalars), id))
         }
         self.tokens = tokens
         ids = vocab
         self.merges = merges
         byteIDs = ByteLevel.characters.map { vocab[String($0)] ?? -1 }
-        self.added = added.filter { !$0.content.isEmpty }.sorted { $0.content.count > $1.content.count }
+        self.added = added.filter { !$0.scalars.isEmpty }.sorted { $0.scalars.count > $1.scalars.count }
         self.addPrefixSpace = addPrefixSpace
         self.useRegex = useRegex
         self.ignoreMerges = ignoreMerges
@@ -131,6 +131,9 @@ public final class ByteLevelBPETokenizer: TextTokenizer, @unchecked Sendable {
             guard let content = entry["content"] as? String, let id = (entry["id"] as? NSNumber)?.int32Value else {
                 throw DataError.invalidFormat(path: path, reason: "added_tokens[\(i)] lacks content or id")
             }
+            for flag in ["lstrip", "rstrip", "single_word"] where entry[flag] as? Bool == true {
+                throw DataError.invalidFormat(path: path, reason: "added_tokens[\(i)] (\(content)) has \(flag): true, which Tandem does not implement")
+            }
             if let existing = vocab[content], existing != id {
                 throw DataError.invalidFormat(path: path, reason: "added token \(content) has id \(id) but model.vocab gives it \(existing)")
             }
@@ -189,60 +192,89 @@ public final class ByteLevelBPETokenizer: TextTokenizer, @unchecked Sendable {
     /// The ids of `text`.
     public func encode(_ text: String) -> [Int32] {
         var out: [Int32] = []
-        var bytes = Array(text.utf8)
-        bytes.withUnsafeMutableBytes { appendIDs(utf8: UnsafeRawBufferPointer($0), to: &out) }
+        forEachPiece(Array(text.unicodeScalars)) { ids, _ in out.append(contentsOf: ids) }
         return out
     }
 
     /// Appends the ids of UTF-8 `bytes` (invalid sequences read as U+FFFD, as Swift's String does).
     public func appendIDs(utf8 bytes: UnsafeRawBufferPointer, to out: inout [Int32]) {
-        var start = 0
-        var i = 0
-        let n = bytes.count
-        // Added tokens split the text; the pieces between them are pre-tokenized on their own.
+        forEachPiece(Array(String(decoding: bytes, as: UTF8.self).unicodeScalars)) { ids, _ in out.append(contentsOf: ids) }
+    }
+
+    /// The ids of a document given as its lines (without their "\n"): the document's text, every line
+    /// ended by "\n", encoded as one text (so pre-tokens that span a line end, such as "  \n" before an
+    /// indented line, are GPT-2's), each pre-token's ids given to the line it starts in. The lines' ids
+    /// back to back are `encode` of the whole text.
+    public func documentLineIDs(_ lines: [[UInt8]]) -> [[Int32]] {
+        var scalars: [Unicode.Scalar] = []
+        var lineStarts: [Int] = []
+        for line in lines {
+            lineStarts.append(scalars.count)
+            scalars.append(contentsOf: String(decoding: line, as: UTF8.self).unicodeScalars)
+            scalars.append("\n")
+        }
+        var out = [[Int32]](repeating: [], count: lines.count)
+        var line = 0
+        forEachPiece(scalars) { ids, start in
+            while line + 1 < lineStarts.count && lineStarts[line + 1] <= start { line += 1 }
+            out[line].append(contentsOf: ids)
+        }
+        return out
+    }
+
+    /// Calls `body` with the ids of each added token and pre-token of `scalars` in order, and the index of
+    /// the scalar it starts at. Added tokens are matched first; the text between them is pre-tokenized on
+    /// its own (with a space in front when `addPrefixSpace`, as HF does for every such stretch).
+    private func forEachPiece(_ scalars: [Unicode.Scalar], _ body: ([Int32], Int) -> Void) {
+        var start = 0, i = 0
+        let n = scalars.count
         if !added.isEmpty {
             while i < n {
                 if let match = added.first(where: { token in
-                    token.content.count <= n - i && token.content.withUnsafeBytes { memcmp($0.baseAddress!, bytes.baseAddress! + i, token.content.count) == 0 }
+                    token.scalars.count <= n - i && token.scalars.first == scalars[i]
+                        && scalars[i..<(i + token.scalars.count)].elementsEqual(token.scalars)
                 }) {
-                    if i > start { encodeSegment(UnsafeRawBufferPointer(rebasing: bytes[start..<i]), to: &out) }
-                    out.append(match.id)
-                    i += match.content.count
+                    if i > start { encodeSegment(scalars, start..<i, body) }
+                    body([match.id], i)
+                    i += match.scalars.count
                     start = i
                 } else {
                     i += 1
                 }
             }
         }
-        if start < n { encodeSegment(UnsafeRawBufferPointer(rebasing: bytes[start..<n]), to: &out) }
+        if start < n { encodeSegment(scalars, start..<n, body) }
     }
 
-    /// Pre-tokenizes one segment (no added token inside) and appends each pre-token's BPE ids.
-    private func encodeSegment(_ bytes: UnsafeRawBufferPointer, to out: inout [Int32]) {
-        var text = String(decoding: bytes, as: UTF8.self)
-        if addPrefixSpace, let first = text.unicodeScalars.first, !ByteLevel.isWhitespace(first) { text = " " + text }
-        guard useRegex else { return appendWord(Array(text.utf8), to: &out) }
-        let scalars = Array(text.unicodeScalars)
-        var word: [UInt8] = []
-        ByteLevel.preTokenize(scalars) { range in
-            word.removeAll(keepingCapacity: true)
-            for s in scalars[range] { word.append(contentsOf: UTF8.encode(s)!) }
-            appendWord(word, to: &out)
+    /// Pre-tokenizes `scalars[range]` (no added token inside) and reports each pre-token's BPE ids.
+    private func encodeSegment(_ all: [Unicode.Scalar], _ range: Range<Int>, _ body: ([Int32], Int) -> Void) {
+        var scalars = Array(all[range])
+        var shift = range.lowerBound
+        if addPrefixSpace, let first = scalars.first, !ByteLevel.isWhitespace(first) {
+            scalars.insert(" ", at: 0)
+            shift -= 1
         }
+        var word: [UInt8] = []
+        func emit(_ r: Range<Int>) {
+            word.removeAll(keepingCapacity: true)
+            for s in scalars[r] { word.append(contentsOf: UTF8.encode(s)!) }
+            body(bpeCached(word), max(r.lowerBound + shift, range.lowerBound))
+        }
+        if useRegex { ByteLevel.preTokenize(scalars, emit) } else { emit(0..<scalars.count) }
     }
 
-    /// Appends the BPE ids of one pre-token's bytes, through the cache.
-    private func appendWord(_ word: [UInt8], to out: inout [Int32]) {
+    /// The BPE ids of one pre-token's bytes, through the cache.
+    private func bpeCached(_ word: [UInt8]) -> [Int32] {
         lock.lock()
         let cached = cache[word]
         lock.unlock()
-        if let cached { out.append(contentsOf: cached); return }
+        if let cached { return cached }
         let ids = bpe(word)
         lock.lock()
         if cache.count > 500_000 { cache.removeAll(keepingCapacity: true) }
         cache[word] = ids
         lock.unlock()
-        out.append(contentsOf: ids)
+        return ids
     }
 
     /// Merges one pre-token's byte symbols: repeatedly the adjacent pair of lowest rank, every
@@ -296,6 +328,9 @@ public final class ByteLevelBPETokenizer: TextTokenizer, @unchecked Sendable {
         bytes.append(0x0A)
         bytes.withUnsafeBytes { appendIDs(utf8: $0, to: &ids) }
     }
+
+    /// Documents are encoded whole (`documentLineIDs`), so that shards hold GPT-2's encoding of each.
+    public var encodesWholeDocuments: Bool { true }
 
     /// `special` adds nothing: GPT-2's tokenizer has no post-processor tokens (documents are separated by
     /// `<|endoftext|>` when shards are packed, not here).

@@ -116,6 +116,18 @@ public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShar
         var documentOpen = false
         var lineNumber = 0
 
+        // A tokenizer that encodes whole documents (byte-level BPE) gets each document's lines at its end.
+        var pending: [[UInt8]] = []
+        func flushDocument() throws {
+            guard !pending.isEmpty else { return }
+            let lines = pending
+            pending.removeAll()
+            for lineIDs in vocab.documentLineIDs(lines) {
+                ids = lineIDs
+                try addSentence()
+            }
+        }
+
         // One line (without its "\n"): a blank line closes the document, another line is a sentence of it.
         func handle(_ line: UnsafeRawBufferPointer) throws {
             lineNumber += 1
@@ -123,11 +135,21 @@ public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShar
                 if lineAligned {
                     throw DataError.invalidFormat(path: "\(job.input):\(lineNumber)", reason: "empty line in a line-aligned corpus (one sentence of a pair a line)")
                 }
+                try flushDocument()
                 documentOpen = false
+                return
+            }
+            if vocab.encodesWholeDocuments && !lineAligned {
+                pending.append([UInt8](line))
                 return
             }
             ids.removeAll(keepingCapacity: true)
             vocab.appendLineIDs(utf8: line, to: &ids)
+            try addSentence()
+        }
+
+        // `ids` as the next sentence of the open document (opening one, train or held out, if needed).
+        func addSentence() throws {
             if ids.isEmpty {
                 guard lineAligned else { return }
                 ids.append(vocab.unknownID)
@@ -152,6 +174,7 @@ public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShar
                 progress?(state)
             }
         }, line: handle)
+        try flushDocument()
         try train.finish()
         try held?.finish()
         state.seconds = Date().timeIntervalSince(start)

@@ -11,12 +11,29 @@ public protocol TextTokenizer {
     /// The id that stands for a line with no token in a line-aligned corpus (WordPiece's [UNK]).
     var unknownID: Int32 { get }
     /// Appends the ids of one line of a document (its bytes, without the "\n") as a sentence of a shard.
-    /// WordPiece drops the line's end; byte-level BPE keeps it as a "\n" token, so that the sentences of a
-    /// document back to back are the document's own encoding.
+    /// WordPiece drops the line's end; byte-level BPE keeps it as a "\n" token (and encodes whole
+    /// documents, `encodesWholeDocuments`, so that the sentences of a document back to back are the
+    /// document's own encoding).
     func appendLineIDs(utf8 line: UnsafeRawBufferPointer, to ids: inout [Int32])
     /// The ids of `line` as `tandem tokenize` prints them (HF's `encode(line)`), optionally with the
     /// tokenizer's special tokens around them.
     func appendTokenizeIDs(utf8 line: UnsafeRawBufferPointer, special: Bool, to ids: inout [Int32])
+    /// Whether `prepare-text` should hand it whole documents (`documentLineIDs`) rather than lines.
+    var encodesWholeDocuments: Bool { get }
+    /// The ids of each line of a document (lines without their "\n").
+    func documentLineIDs(_ lines: [[UInt8]]) -> [[Int32]]
+}
+
+extension TextTokenizer {
+    public var encodesWholeDocuments: Bool { false }
+
+    public func documentLineIDs(_ lines: [[UInt8]]) -> [[Int32]] {
+        lines.map { line in
+            var ids: [Int32] = []
+            line.withUnsafeBytes { appendLineIDs(utf8: $0, to: &ids) }
+            return ids
+        }
+    }
 }
 
 extension WordPieceTokenizer: TextTokenizer {

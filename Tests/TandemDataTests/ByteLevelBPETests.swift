@@ -50,17 +50,41 @@ final class ByteLevelBPETests: XCTestCase {
         XCTAssertEqual(trained.vocabSize, 700)
     }
 
-    /// prepare-text encodes a document line by line, each with its "\n": the same ids as the whole text,
-    /// since merges never cross pre-tokens and "\n" always ends one.
-    func testLinesWithTheirNewlinesEqualTheWholeDocument() throws {
+    /// prepare-text hands byte-level BPE whole documents: the lines' ids back to back are the encoding of
+    /// the document's text (every line ended by "\n"), also where a pre-token spans a line end ("  \n "
+    /// before an indented line, which encoding line by line would cut), and every line gets the ids of the
+    /// pre-tokens that start in it.
+    func testDocumentLinesAreTheWholeDocumentsEncoding() throws {
         let tokenizer = try ByteLevelBPETokenizer(tokenizerJSON: Self.tokenizerPath)
-        let document = ["In the beginning  ", "  God created\tthe heaven", "and the earth.", " x", "'s 'S", "end   "]
-        var lineByLine: [Int32] = []
-        for line in document {
-            var bytes = Array(line.utf8)
-            bytes.withUnsafeMutableBytes { tokenizer.appendLineIDs(utf8: UnsafeRawBufferPointer($0), to: &lineByLine) }
+        let documents = [["In the beginning  ", "  God created\tthe heaven", "and the earth.", " x", "'s 'S", "end   "],
+                         ["x  ", "B"], ["x", "  B", "<|endoftext|> after", "\u{3000}ideographic space"], ["one line"]]
+        for document in documents {
+            let perLine = tokenizer.documentLineIDs(document.map { Array($0.utf8) })
+            XCTAssertEqual(perLine.count, document.count)
+            XCTAssertEqual(Array(perLine.joined()), tokenizer.encode(document.map { $0 + "\n" }.joined()), "\(document)")
+            XCTAssertFalse(perLine.contains { $0.isEmpty }, "every line has a token: \(perLine)")
         }
-        XCTAssertEqual(lineByLine, tokenizer.encode(document.map { $0 + "\n" }.joined()))
+        // "x  \nB": the whole text splits "  " | "\n" where the line alone would give "  \n".
+        let whole = tokenizer.documentLineIDs([Array("x  ".utf8), Array("B".utf8)])
+        XCTAssertEqual(tokenizer.decode(whole[0]), "x  \n")
+        XCTAssertEqual(whole[0], tokenizer.encode("x") + tokenizer.encode("  ") + tokenizer.encode("\n"))
+    }
+
+    /// prepare-text with a tokenizer.json writes each document's encoding, a sentence per line.
+    func testShardsHoldEachDocumentsEncoding() throws {
+        let tokenizer = try ByteLevelBPETokenizer(tokenizerJSON: Self.tokenizerPath)
+        let dir = try Fixtures.temporaryDirectory()
+        let documents = [["In the beginning  ", "  God created"], ["x  ", "B", "\tC"], ["<|endoftext|> last"]]
+        let text = documents.map { $0.joined(separator: "\n") + "\n" }.joined(separator: "\n")
+        try text.write(toFile: dir + "/text.txt", atomically: true, encoding: .utf8)
+        try prepareText(vocab: tokenizer, out: dir + "/shards", inputs: TextShardJob.plan(inputs: [dir + "/text.txt"]), log: { _ in })
+        let dataset = try ShardDataset(directory: dir + "/shards", tokenizer: tokenizer)
+        XCTAssertEqual(dataset.documentCount, documents.count)
+        for (d, document) in documents.enumerated() {
+            let sentences = dataset.sentences(ofDocument: d)
+            XCTAssertEqual(sentences.count, document.count)
+            XCTAssertEqual(sentences.flatMap { Array($0) }, tokenizer.encode(document.map { $0 + "\n" }.joined()), "document \(d)")
+        }
     }
 
     func testPreTokenizationFollowsGPT2sPattern() {
@@ -100,6 +124,8 @@ final class ByteLevelBPETests: XCTestCase {
             ("unknown.json", bpe.replacingOccurrences(of: "MERGES", with: #"["a z"]"#), "merge 0 (a z): z is not in the vocabulary"),
             ("shape.json", bpe.replacingOccurrences(of: "MERGES", with: #"[7]"#), "model.merges[0] is neither"),
             ("broken.json", "{\"model\": ", "not a JSON object"),
+            ("lstrip.json", bpe.replacingOccurrences(of: "MERGES", with: "[]").replacingOccurrences(of: #""added_tokens": []"#, with: #""added_tokens": [{"id": 2, "content": "ab", "lstrip": true}]"#),
+             "has lstrip: true, which Tandem does not implement"),
         ]
         for (name, json, expected) in cases {
             let path = write(name, json)

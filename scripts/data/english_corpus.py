@@ -22,10 +22,15 @@ import time
 HELD_OUT = 200  # one document in 200 (0.5%) goes to heldout/, by the SHA-1 of its text
 
 
+CONTROL = re.compile(r".\x08|[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def clean(text):
-    """Whitespace normalised: no trailing spaces, tabs as spaces, no blank lines (paragraphs one a line)."""
+    """Whitespace normalised: no trailing spaces, tabs as spaces, no blank lines (paragraphs one a line), no
+    control characters (a character overstruck with a backspace, as old fortunes underline, is dropped with it)."""
     lines = []
-    for line in text.replace("\r", "").replace("\t", "    ").split("\n"):
+    text = CONTROL.sub("", text.replace("\r", "").replace("\t", "    "))
+    for line in text.split("\n"):
         line = re.sub(r"[ \u00a0]+$", "", line)
         if line.strip():
             lines.append(line)
