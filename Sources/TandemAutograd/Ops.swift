@@ -113,12 +113,13 @@ extension Tape {
 
     /// Multi-head scaled dot-product attention (Vaswani et al. 2017) with NH heads of keys and values k, v
     /// (B, T, C) and queries q (B, Tq, C), which are the first Tq <= T positions of each sequence (all of
-    /// them in self-attention; fewer when only those positions' outputs are needed); the output is
-    /// (B, Tq, C). `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
+    /// them in self-attention; fewer when only those positions' outputs are needed) or, when not `causal`,
+    /// any Tq positions of another sequence (cross-attention: decoder queries over encoder keys); the
+    /// output is (B, Tq, C). `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
     public func attention(q: Tensor, k: Tensor, v: Tensor, heads NH: Int, keyMask: Tensor?, causal: Bool) -> Tensor {
         let B = k.shape[0], T = k.shape[1], C = k.shape[2], Tq = q.shape[1]
         precondition(C % NH == 0, "attention: \(C) channels do not split into \(NH) heads")
-        precondition(v.shape == k.shape && q.shape == Shape(B, Tq, C) && Tq <= T,
+        precondition(v.shape == k.shape && q.shape == Shape(B, Tq, C) && (Tq <= T || !causal),
                      "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
         let HS = C / NH
         let y = tensor(q.shape)
