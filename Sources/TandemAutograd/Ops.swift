@@ -60,6 +60,25 @@ extension Tape {
         return y
     }
 
+    /// The feed-forward activation `kind`, elementwise: GELU, SiLU (x σ(x)) or ReLU.
+    public func activation(_ x: Tensor, _ kind: Activation) -> Tensor {
+        if case .gelu(let approximation) = kind { return gelu(x, approximation: approximation) }
+        let y = tensor(x.shape)
+        let n = x.count
+        let write = gradientWrite(x)
+        record(inputs: [x], storing: [write], forward: {
+            if kind == .silu { siluForward(out: y.data, inp: x.data, count: n) } else { reluForward(out: y.data, inp: x.data, count: n) }
+        }, backward: {
+            guard let dx = x.grad else { return }
+            if kind == .silu {
+                siluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, accumulate: write.accumulates)
+            } else {
+                reluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, accumulate: write.accumulates)
+            }
+        })
+        return y
+    }
+
     /// tanh, elementwise.
     public func tanh(_ x: Tensor) -> Tensor {
         let y = tensor(x.shape)
