@@ -9,13 +9,15 @@ extension Tape {
     /// A weight of higher rank (OC, ...) is viewed as (OC, C) with C its count / OC: a Conv2d whose kernel
     /// covers its whole input row (a patch embedding on `patches` rows, or a 1x1 convolution on
     /// channels-last positions). The products run in the tape's `precision` at recording time.
-    public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?) -> Tensor {
+    /// With `frozenBias` the bias is a constant that gets no gradient (a PyTorch buffer such as Marian's
+    /// `final_logits_bias`): its gradient stays zero, so AdamW leaves it where it is.
+    public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?, frozenBias: Bool = false) -> Tensor {
         let OC = weight.shape[0], C = weight.count / OC
         precondition(x.shape[-1] == C, "linear \(weight.name) \(weight.shape): input \(x.shape) does not end in \(C)")
         let N = x.count / C
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
-        let b = bias?.value, db = bias?.grad
+        let b = bias?.value, db = frozenBias ? nil : bias?.grad
         let precision = precision
         // Products add into zeroed gradients: storing through sgemm's beta = 0 (OpenBLAS then zeroes C in a
         // pass of its own) measured no faster than the tape's zeroing.
