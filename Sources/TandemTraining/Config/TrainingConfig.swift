@@ -106,7 +106,7 @@ public struct TrainSection: ConfigSection {
         .int("seed", \.seed, 0...Int.max, "seed of every random draw"),
         .float("lr", \.lr, 1e-12...10, "peak learning rate"),
         .int("warmup", \.warmup, 0...Int.max, "linear warm-up steps"),
-        .choice("schedule", \.schedule, "decay after warm-up"),
+        .choice("schedule", \.schedule, "after warm-up: linear or cosine decay to 0 at train.steps, constant, or inverse_sqrt (lr sqrt(warmup/step), the Transformer paper's)"),
         .choice("optimizer", \.optimizer, "optimizer"),
         .float("weight_decay", \.weightDecay, 0...1, "decoupled weight decay (not on LayerNorm and biases)"),
         .float("beta1", \.beta1, 0...0.999999, "Adam beta1"),
