@@ -99,7 +99,7 @@ public struct TrainSection: ConfigSection {
     public static let keys: [ConfigKey<Self>] = [
         .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher))"),
         .string("teacher", \.teacher, "distillation: a ViTForImageClassification checkpoint directory whose predictions are the distillation targets"),
-        .float("label_smoothing", \.labelSmoothing, 0...0.99, "classification: label smoothing"),
+        .float("label_smoothing", \.labelSmoothing, 0...0.99, "classification and translation (seq2seq, marian): label smoothing of the cross-entropy's targets"),
         .int("steps", \.steps, 1...Int.max, "optimizer steps"),
         .int("global_batch", \.globalBatch, 1...Int.max, "sequences per step over all ranks = micro_batch x accumulation x ranks"),
         .int("micro_batch", \.microBatch, 1...Int.max, "sequences per forward pass on one rank"),
