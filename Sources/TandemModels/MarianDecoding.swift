@@ -6,6 +6,8 @@ extension MarianMT: StepwiseTranslator {
     public var targetVocabularySize: Int { config.vocabSize }
     public var decoderStartID: Int32 { Int32(config.decoderStartTokenId) }
     public var endID: Int32 { Int32(config.eosTokenId) }
+    /// Multi-head, multi-layer cross-attention has no single alignment to report.
+    public var reportsAttention: Bool { false }
 
     public func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps {
         MarianDecoderSteps(self, sources: sources, rowsPerSource: rowsPerSource, maxLength: maxLength)

@@ -34,6 +34,8 @@ public protocol StepwiseTranslator: AnyObject {
     var decoderStartID: Int32 { get }
     /// The token that ends a translation.
     var endID: Int32 { get }
+    /// Whether `DecodingSteps.attentionRow` reports attention probabilities over the source.
+    var reportsAttention: Bool { get }
     /// The decoder step for `rowsPerSource` rows per sentence of `sources` (ids without padding, none
     /// empty), for translations of up to `maxLength` tokens.
     func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps
@@ -56,6 +58,7 @@ extension Seq2SeqModel: StepwiseTranslator {
     public var targetVocabularySize: Int { config.targetVocabSize }
     public var decoderStartID: Int32 { Int32(config.bosTokenId) }
     public var endID: Int32 { Int32(config.eosTokenId) }
+    public var reportsAttention: Bool { config.attention != .none }
     public func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps {
         DecoderSteps(self, sources: sources, rowsPerSource: rowsPerSource)
     }

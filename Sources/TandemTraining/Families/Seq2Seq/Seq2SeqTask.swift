@@ -215,9 +215,12 @@ public final class Seq2SeqTask: EvaluatingTask {
         let path = (directory as NSString).appendingPathComponent("model.safetensors")
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch { throw ConfigError("--init-from: \(error)") }
+        let report: CheckpointLoadReport
         do {
-            _ = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
+            report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
         } catch { throw ConfigError("--init-from: \(error)") }
+        if !report.keptInit.isEmpty { log("--init-from: kept the init of \(report.keptInit.joined(separator: ", "))") }
+        if !report.ignored.isEmpty { log("--init-from: ignored \(report.ignored.joined(separator: ", "))") }
     }
 
     // MARK: - Evaluation
