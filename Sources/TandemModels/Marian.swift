@@ -245,8 +245,8 @@ public final class MarianMT {
     public let encoderLayers: [TransformerBlock]
     public let decoderLayers: [MarianDecoderLayer]
     public let finalLogitsBias: Parameter
-    /// (max_position_embeddings, C), constant.
-    public let positions: UnsafeMutablePointer<Float>
+    /// (max_position_embeddings, C), constant; the graphs' ops hold it too, so a tape may outlive the model.
+    public let positions: [Float]
     /// This model's parameters in registration order.
     public let parameters: [Parameter]
 
@@ -294,13 +294,9 @@ public final class MarianMT {
                                       dropout: config.dropout)
         }
         finalLogitsBias = root.parameter("final_logits_bias", Shape(1, config.vocabSize), .zeros, decays: false)
-        let table = sinusoidalPositions(count: config.maxPositionEmbeddings, dimensions: C)
-        positions = .allocate(capacity: table.count)
-        positions.initialize(from: table, count: table.count)
+        positions = sinusoidalPositions(count: config.maxPositionEmbeddings, dimensions: C)
         parameters = Array(arena.parameters[firstIndex...])
     }
-
-    deinit { positions.deallocate() }
 
     /// √d_model with `scale_embedding`, else 1.
     public var embeddingScale: Float { config.scaleEmbedding ? Float(config.dModel).squareRoot() : 1 }
