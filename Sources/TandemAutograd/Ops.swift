@@ -11,14 +11,16 @@ extension Tape {
     /// channels-last positions). The products run in the tape's `precision` at recording time.
     ///
     /// With `layout: .inputsByOutputs` the weight is (C, OC) and y = x · W + b: GPT-2's `Conv1D`.
-    public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?,
-                       layout: WeightLayout = .outputsByInputs) -> Tensor {
+    /// With `frozenBias` the bias is a constant that gets no gradient (a PyTorch buffer such as Marian's
+    /// `final_logits_bias`): its gradient stays zero, so AdamW leaves it where it is.
+    public func linear(_ x: Tensor, weight: Parameter, bias: Parameter?, layout: WeightLayout = .outputsByInputs,
+                       frozenBias: Bool = false) -> Tensor {
         let OC = layout == .outputsByInputs ? weight.shape[0] : weight.shape[-1], C = weight.count / OC
         precondition(x.shape[-1] == C, "linear \(weight.name) \(weight.shape): input \(x.shape) does not end in \(C)")
         let N = x.count / C
         let y = tensor(Shape(Array(x.shape.dims.dropLast()) + [OC]))
         let w = weight.value, dw = weight.grad
-        let b = bias?.value, db = bias?.grad
+        let b = bias?.value, db = frozenBias ? nil : bias?.grad
         let precision = precision
         // Products add into zeroed gradients: storing through sgemm's beta = 0 (OpenBLAS then zeroes C in a
         // pass of its own) measured no faster than the tape's zeroing.
@@ -59,6 +61,25 @@ extension Tape {
             if let dx = x.grad {
                 geluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, approximation: approximation,
                              accumulate: write.accumulates)
+            }
+        })
+        return y
+    }
+
+    /// The feed-forward activation `kind`, elementwise: GELU, SiLU (x σ(x)) or ReLU.
+    public func activation(_ x: Tensor, _ kind: Activation) -> Tensor {
+        if case .gelu(let approximation) = kind { return gelu(x, approximation: approximation) }
+        let y = tensor(x.shape)
+        let n = x.count
+        let write = gradientWrite(x)
+        record(inputs: [x], storing: [write], forward: {
+            if kind == .silu { siluForward(out: y.data, inp: x.data, count: n) } else { reluForward(out: y.data, inp: x.data, count: n) }
+        }, backward: {
+            guard let dx = x.grad else { return }
+            if kind == .silu {
+                siluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, accumulate: write.accumulates)
+            } else {
+                reluBackward(dinp: dx, inp: x.data, dout: y.grad!, count: n, accumulate: write.accumulates)
             }
         })
         return y
@@ -117,12 +138,13 @@ extension Tape {
 
     /// Multi-head scaled dot-product attention (Vaswani et al. 2017) with NH heads of keys and values k, v
     /// (B, T, C) and queries q (B, Tq, C), which are the first Tq <= T positions of each sequence (all of
-    /// them in self-attention; fewer when only those positions' outputs are needed); the output is
-    /// (B, Tq, C). `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
+    /// them in self-attention; fewer when only those positions' outputs are needed) or, when not `causal`,
+    /// any Tq positions of another sequence (cross-attention: decoder queries over encoder keys); the
+    /// output is (B, Tq, C). `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
     public func attention(q: Tensor, k: Tensor, v: Tensor, heads NH: Int, keyMask: Tensor?, causal: Bool) -> Tensor {
         let B = k.shape[0], T = k.shape[1], C = k.shape[2], Tq = q.shape[1]
         precondition(C % NH == 0, "attention: \(C) channels do not split into \(NH) heads")
-        precondition(v.shape == k.shape && q.shape == Shape(B, Tq, C) && Tq <= T,
+        precondition(v.shape == k.shape && q.shape == Shape(B, Tq, C) && (Tq <= T || !causal),
                      "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
         let HS = C / NH
         let y = tensor(q.shape)

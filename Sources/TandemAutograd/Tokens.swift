@@ -43,4 +43,21 @@ extension Tape {
         })
         return y
     }
+
+    /// y = scale x + table[positions[n]] for the rows n of x (N, C): token embeddings scaled by √C plus fixed
+    /// position encodings (Marian's `embed_tokens(ids) * embed_scale + embed_positions(...)`). `table`
+    /// (P, C) is a constant with no gradient, kept alive by the op (a model may go before its tape);
+    /// `positions` (N) are filled by the caller, each in 0..<P.
+    public func scaledPositions(_ x: Tensor, table: [Float], positions: UnsafeMutablePointer<Int32>, scale: Float) -> Tensor {
+        let C = x.shape[-1], N = x.count / C
+        let y = tensor(x.shape)
+        record(inputs: [x], forward: {
+            table.withUnsafeBufferPointer { t in
+                scaledPositionsForward(out: y.data, inp: x.data, table: t.baseAddress!, positions: positions, scale: scale, N: N, C: C)
+            }
+        }, backward: {
+            if let dx = x.grad { scaledPositionsBackward(dinp: dx, dout: y.grad!, scale: scale, count: N * C) }
+        })
+        return y
+    }
 }

@@ -4,13 +4,33 @@ import Glibc
 import Darwin
 #endif
 
-/// Elementwise activations: GELU (exact and tanh forms) and tanh, on `FastMath`.
+/// Elementwise activations: GELU (exact and tanh forms), SiLU, ReLU and tanh, on `FastMath`.
 
 /// Which GELU: `erf` is the exact x Φ(x) (Hugging Face "gelu", BERT and ViT); `tanh` is the
 /// approximation 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) of Hendrycks & Gimpel, "Gaussian Error
 /// Linear Units" (2016) (Hugging Face "gelu_new", GPT-2).
 public enum GELUApproximation: Sendable {
     case erf, tanh
+}
+
+/// The activation of a transformer's feed-forward network, by Hugging Face's `ACT2FN` names.
+public enum Activation: Sendable, Equatable {
+    case gelu(GELUApproximation)
+    /// x σ(x) (Hugging Face "swish" and "silu"; Ramachandran et al. 2017), Marian's default.
+    case silu
+    /// max(x, 0), the original Transformer's (Vaswani et al. 2017).
+    case relu
+
+    /// The activation of a Hugging Face `activation_function` / `hidden_act` name, nil for one not supported.
+    public init?(huggingFaceName name: String) {
+        switch name {
+        case "gelu": self = .gelu(.erf)
+        case "gelu_new", "gelu_pytorch_tanh": self = .gelu(.tanh)
+        case "swish", "silu": self = .silu
+        case "relu": self = .relu
+        default: return nil
+        }
+    }
 }
 
 // MARK: - GELU
@@ -77,6 +97,46 @@ public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     }
 }
 
+// MARK: - SiLU and ReLU
+
+/// out (count) = x σ(x) = x / (1 + e^(-x)); FastMath's exp gives +inf below x = -88.7, so x / inf = -0
+/// there, the limit. `out` may be `inp`.
+public func siluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
+    for (i, lanes) in chunks(count) {
+        let x = load(inp + i, lanes: lanes)
+        store(x / (1 + FastMath.exp(-x)), to: out + i, lanes: lanes)
+    }
+}
+
+/// dinp (count) += dout σ(x) (1 + x (1 - σ(x))), from the pre-activation x given to `siluForward`; with
+/// `accumulate` false, stored instead.
+public func siluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+                         count: Int, accumulate adding: Bool = true) {
+    for (i, lanes) in chunks(count) {
+        let x = load(inp + i, lanes: lanes)
+        let s = 1 / (1 + FastMath.exp(-x))
+        let g = s * (1 + x - x * s) * load(dout + i, lanes: lanes)
+        writeGradient(g, into: dinp + i, lanes: lanes, adding: adding)
+    }
+}
+
+/// out (count) = max(inp, 0). `out` may be `inp`.
+public func reluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
+    for (i, lanes) in chunks(count) {
+        let x = load(inp + i, lanes: lanes)
+        store(x.replacing(with: 0, where: x .< 0), to: out + i, lanes: lanes)
+    }
+}
+
+/// dinp (count) += dout where inp > 0 (PyTorch's ReLU passes no gradient at 0); with `accumulate` false, stored.
+public func reluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+                         count: Int, accumulate adding: Bool = true) {
+    for (i, lanes) in chunks(count) {
+        let g = load(dout + i, lanes: lanes).replacing(with: 0, where: load(inp + i, lanes: lanes) .<= 0)
+        writeGradient(g, into: dinp + i, lanes: lanes, adding: adding)
+    }
+}
+
 // MARK: - tanh
 
 /// out (count) = tanh(inp). `out` may be `inp`.
@@ -123,6 +183,12 @@ func geluReference(_ x: Double, _ approximation: GELUApproximation) -> (value: D
         let du = c * (1 + 3 * 0.044715 * x * x)
         return (0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
     }
+}
+
+/// Naive `siluForward` and its derivative in Double libm: (x σ(x), σ(x) (1 + x (1 - σ(x)))).
+public func siluReference(_ x: Double) -> (value: Double, derivative: Double) {
+    let s = 1 / (1 + exp(-x))
+    return (x * s, s * (1 + x * (1 - s)))
 }
 
 /// Naive `tanhForward` with Double libm.

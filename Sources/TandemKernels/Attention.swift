@@ -14,7 +14,9 @@ import Darwin
 /// The queries may be the first Tq <= T positions of each sequence only (q and out (B, Tq, C), probs
 /// (B, NH, Tq, T)): a model whose loss reads only those positions' outputs (ViT's [CLS] token after the
 /// last block) computes exactly those rows of the full attention, keys and values still coming from all
-/// T positions. With `causal`, query i still sees the keys j <= i.
+/// T positions. With `causal`, query i still sees the keys j <= i. Without `causal` no query row depends
+/// on its position, so Tq may also exceed T: cross-attention, the decoder's Tq target positions reading
+/// the encoder's T source positions (Vaswani et al. 2017, §3.2.3).
 
 // MARK: - Forward
 
@@ -40,7 +42,7 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
                              causal: Bool, firstKeys: UnsafePointer<Int32>? = nil, rowStride: Int? = nil,
                              precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
-    precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
+    precondition(Tq >= 1 && (Tq <= T || !causal), "attention: \(Tq) causal queries for \(T) keys")
     precondition(ld >= C, "attention: row stride \(ld) is below \(C) channels")
     let scale = 1 / Float(HS).squareRoot()
     for b in 0..<B {
@@ -150,7 +152,8 @@ public func cachedAttentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePo
 
 /// Gradients of `attentionForward`, accumulated into dk, dv (B, T, C) and dq (B, Tq, C) (nil skips one),
 /// from dout (B, Tq, C) and the saved probs (B, NH, Tq, T), Tq = `queries` (T when nil). `dprobs`
-/// (B, NH, Tq, T) is scratch, overwritten (it ends holding the gradient of the pre-softmax scores).
+/// (B, NH, Tq, T) is scratch, overwritten (it ends holding the gradient of the pre-softmax scores); Tq
+/// may exceed T where the forward pass allowed it (not causal): backward reads the mask only through probs.
 /// Per (batch, head), with P the probabilities and s = 1/√HS:
 /// dv += Pᵀ dout, dP = dout vᵀ, dS = P ⊙ (dP - rowsum(P ⊙ dP)), dq += s dS k, dk += s dSᵀ q.
 /// Masked entries have P = 0, so they pass no gradient. Products in `precision`.
@@ -161,7 +164,7 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
                               B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int, rowStride: Int? = nil,
                               precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
-    precondition(Tq >= 1 && Tq <= T, "attention: \(Tq) queries for \(T) keys")
+    precondition(Tq >= 1, "attention: \(Tq) queries")
     let scale = 1 / Float(HS).squareRoot()
     for b in 0..<B {
         for h in 0..<NH {

@@ -298,7 +298,8 @@ public final class Seq2SeqModel {
     /// the tape: per step one attention op over the memory and one `Recurrent` call with T = 1 started
     /// from the previous step's states; the decoder embeddings (one lookup over all B T ids, time-major)
     /// and the output projection and loss (one Linear over all B T hidden states) stay batched.
-    public func record(on tape: Tape, batch B: Int, sourceLength S: Int, targetLength T: Int) -> Graph {
+    /// The loss smooths its targets by `labelSmoothing` (Szegedy et al. 2016; 0: none).
+    public func record(on tape: Tape, batch B: Int, sourceLength S: Int, targetLength T: Int, labelSmoothing: Float = 0) -> Graph {
         let E = config.embeddingSize, H = config.hiddenSize
         let sourceIDs = tape.intInput(count: B * S), lengths = tape.intInput(count: B)
         let decoderIDs = tape.intInput(count: B * T), labels = tape.intInput(count: B * T)
@@ -340,7 +341,7 @@ public final class Seq2SeqModel {
             attention = weights
         }
         let logits = outputLayer(hidden, on: tape)
-        let loss = tape.crossEntropy(logits, targets: labels)
+        let loss = tape.crossEntropy(logits, targets: labels, labelSmoothing: labelSmoothing)
         return Graph(batch: B, sourceLength: S, targetLength: T, sourceIDs: sourceIDs, sourceLengths: lengths,
                      decoderInputIDs: decoderIDs, labels: labels, logits: logits, loss: loss, attention: attention)
     }

@@ -25,15 +25,53 @@ public struct Seq2SeqHypothesis: Equatable, Sendable {
     }
 }
 
-/// Translation with a trained `Seq2SeqModel`, without gradients and with dropout off: greedy decoding and
-/// beam search, one source sentence at a time (for `tandem translate` and BLEU at evaluation). Every call
-/// encodes the source once on a tape of its own and records the decoder step (the model's
-/// `decoderStep`, the same code as training's graph) once for all the hypotheses, then replays it step by
-/// step, reordering the hypotheses' states between steps.
-public final class Seq2SeqDecoder {
-    public let model: Seq2SeqModel
+/// A model that translates one token at a time: the recurrent `Seq2SeqModel` and the Transformer
+/// `MarianMT`. `Seq2SeqDecoder`'s searches drive its `DecodingSteps`.
+public protocol StepwiseTranslator: AnyObject {
+    /// The logits' width.
+    var targetVocabularySize: Int { get }
+    /// The decoder's first input.
+    var decoderStartID: Int32 { get }
+    /// The token that ends a translation.
+    var endID: Int32 { get }
+    /// Whether `DecodingSteps.attentionRow` reports attention probabilities over the source.
+    var reportsAttention: Bool { get }
+    /// The decoder step for `rowsPerSource` rows per sentence of `sources` (ids without padding, none
+    /// empty), for translations of up to `maxLength` tokens.
+    func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps
+}
 
-    public init(model: Seq2SeqModel) { self.model = model }
+/// One decoder step recorded for K rows per source sentence (row b K + k belongs to sentence b): the caller
+/// sets `ids` (each row's last token), `run()` computes `logits` (rows, V), `advance(parents:)` makes row i
+/// continue from row parents[i]'s new state.
+public protocol DecodingSteps: AnyObject {
+    var ids: UnsafeMutablePointer<Int32> { get }
+    var logits: Tensor { get }
+    func run()
+    /// Row i's attention probabilities over its source's positions in the last step (empty when the model
+    /// reports none).
+    func attentionRow(_ i: Int) -> [Float]
+    func advance(parents: [Int])
+}
+
+extension Seq2SeqModel: StepwiseTranslator {
+    public var targetVocabularySize: Int { config.targetVocabSize }
+    public var decoderStartID: Int32 { Int32(config.bosTokenId) }
+    public var endID: Int32 { Int32(config.eosTokenId) }
+    public var reportsAttention: Bool { config.attention != .none }
+    public func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps {
+        DecoderSteps(self, sources: sources, rowsPerSource: rowsPerSource)
+    }
+}
+
+/// Translation with a trained `StepwiseTranslator` (`Seq2SeqModel`, `MarianMT`), without gradients and
+/// with dropout off: greedy decoding and beam search (for `tandem translate` and BLEU at evaluation).
+/// Every call encodes the sources once and records the model's decoder step once for all the
+/// hypotheses, then replays it step by step, reordering the hypotheses' states between steps.
+public final class Seq2SeqDecoder {
+    public let model: any StepwiseTranslator
+
+    public init(model: any StepwiseTranslator) { self.model = model }
 
     /// The default limit on a translation's tokens (eos included): twice the source's plus 10.
     public static func defaultMaxLength(sourceLength: Int) -> Int { 2 * sourceLength + 10 }
@@ -51,8 +89,8 @@ public final class Seq2SeqDecoder {
     /// its own positions only): the same translations up to rounding, at the cost of one step for all.
     /// For BLEU over a held-out set; sort the sentences by length to keep the padding small.
     public func greedy(sources: [[Int32]], maxLength: Int) -> [Seq2SeqHypothesis] {
-        let steps = DecoderSteps(model, sources: sources, rowsPerSource: 1)
-        let V = model.config.targetVocabSize, eos = Int32(model.config.eosTokenId), bos = Int32(model.config.bosTokenId)
+        let steps = model.decodingSteps(sources: sources, rowsPerSource: 1, maxLength: maxLength)
+        let V = model.targetVocabularySize, eos = model.endID, bos = model.decoderStartID
         var hypotheses = sources.map { _ in Seq2SeqHypothesis(tokens: [], logProbability: 0, finished: false, attention: []) }
         for _ in 0..<maxLength {
             guard hypotheses.contains(where: { !$0.finished }) else { break }
@@ -80,8 +118,8 @@ public final class Seq2SeqDecoder {
     public func beamSearch(source: [Int32], width K: Int, lengthPenalty alpha: Double = 0, maxLength: Int)
         -> [Seq2SeqHypothesis] {
         precondition(K >= 1, "beamSearch: width \(K)")
-        let steps = DecoderSteps(model, sources: [source], rowsPerSource: K)
-        let V = model.config.targetVocabSize, eos = model.config.eosTokenId, bos = Int32(model.config.bosTokenId)
+        let steps = model.decodingSteps(sources: [source], rowsPerSource: K, maxLength: maxLength)
+        let V = model.targetVocabularySize, eos = Int(model.endID), bos = model.decoderStartID
         var live = [Seq2SeqHypothesis(tokens: [], logProbability: 0, finished: false, attention: [])]
         var finished: [Seq2SeqHypothesis] = []
         for _ in 0..<maxLength {
@@ -137,10 +175,9 @@ public final class Seq2SeqDecoder {
     }
 }
 
-/// The decoder step recorded once for K rows per source sentence (row b K + k belongs to sentence b) over
-/// the encoded sentences: the caller sets `ids`, `run()` computes `logits` (rows, V) and the attention,
-/// `advance(parents:)` makes row i continue from row parents[i]'s new state.
-private final class DecoderSteps {
+/// The recurrent model's decoder step (its `decoderStep`, the same code as training's graph) recorded once
+/// over the encoded sentences; the recurrent states (and Luong's feed) are what `advance` reorders.
+private final class DecoderSteps: DecodingSteps {
     let tape: Tape
     let ids: UnsafeMutablePointer<Int32>
     let logits: Tensor

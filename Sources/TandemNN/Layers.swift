@@ -114,7 +114,8 @@ public final class MultiHeadAttention {
 
     /// x (B, T, C) for the keys and values, `queries` (B, Tq, C) the first Tq positions of x (or of
     /// whatever x was computed from row by row) -> (B, Tq, C): the first Tq rows of the self-attention's
-    /// output, at Tq/T of the cost of the query and output projections.
+    /// output, at Tq/T of the cost of the query and output projections. Not causal, `queries` may be any
+    /// other sequence's positions (`crossAttention`).
     public func callAsFunction(_ x: Tensor, queries: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
         let q = query(queries, on: tape), k = key(x, on: tape), v = value(x, on: tape)
         let a = tape.attention(q: q, k: k, v: v, heads: heads, keyMask: keyMask, causal: causal)
@@ -122,17 +123,33 @@ public final class MultiHeadAttention {
     }
 }
 
-/// The position-wise feed-forward network: Linear, GELU, Linear.
+extension MultiHeadAttention {
+    /// Cross-attention (Vaswani et al. 2017, §3.2.3; HF `encoder_attn`): queries (B, Tq, C) from the
+    /// decoder, keys and values from `memory` (B, T, C), the encoder's output, whose padding `memoryMask`
+    /// (B, T) hides -> (B, Tq, C). Tq and T are independent.
+    public func crossAttention(_ queries: Tensor, memory: Tensor, memoryMask: Tensor?, on tape: Tape) -> Tensor {
+        self(memory, queries: queries, keyMask: memoryMask, causal: false, on: tape)
+    }
+}
+
+/// The position-wise feed-forward network: Linear, activation (GELU, SiLU or ReLU), dropout, Linear.
 public final class FeedForward {
     public let up: Linear, down: Linear
-    public let approximation: GELUApproximation
+    public let activation: Activation
+    /// Dropout on the activation's output (HF `activation_dropout`; 0 in BERT, GPT-2 and ViT, which have none there).
+    public let activationDropout: Float
 
-    public init(up: Linear, down: Linear, approximation: GELUApproximation) {
-        self.up = up; self.down = down; self.approximation = approximation
+    public init(up: Linear, down: Linear, activation: Activation, activationDropout: Float = 0) {
+        self.up = up; self.down = down; self.activation = activation; self.activationDropout = activationDropout
+    }
+
+    /// A GELU network.
+    public convenience init(up: Linear, down: Linear, approximation: GELUApproximation) {
+        self.init(up: up, down: down, activation: .gelu(approximation))
     }
 
     public func callAsFunction(_ x: Tensor, on tape: Tape) -> Tensor {
-        down(tape.gelu(up(x, on: tape), approximation: approximation), on: tape)
+        down(tape.dropout(tape.activation(up(x, on: tape), activation), p: activationDropout), on: tape)
     }
 }
 

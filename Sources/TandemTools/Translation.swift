@@ -4,8 +4,8 @@ import TandemData
 import TandemModels
 import TandemTraining
 
-/// `tandem translate`: a seq2seq checkpoint (config.json, model.safetensors and both vocabularies, as
-/// `tandem train` writes them) translating stdin's lines, one translation per line on stdout.
+/// `tandem translate`: a seq2seq or marian checkpoint (config.json, model.safetensors and both
+/// vocabularies, as `tandem train` writes them) translating stdin's lines, one translation per line on stdout.
 public enum Translation {
     public struct Options {
         /// 1: greedy decoding (batched); more: beam search of that width, one sentence at a time.
@@ -24,7 +24,7 @@ public enum Translation {
 
     /// A loaded model with its vocabularies.
     public struct Translator {
-        public let model: Seq2SeqModel
+        public let model: any TranslationModel
         /// The model's parameters (the model does not own them).
         public let arena: ParameterArena
         public let source: WordPieceTokenizer
@@ -37,20 +37,26 @@ public enum Translation {
                 throw ConfigError("\(directory): no config.json (give a checkpoint directory such as runs/NAME/step-00001500)")
             }
             let type = (try? ModelFields.read(directory: directory))?["model_type"] as? String
-            guard type == "seq2seq" else {
-                throw ConfigError("\(configPath): model_type \(type ?? "(none)") is not seq2seq: tandem translate needs a checkpoint of a seq2seq run")
-            }
-            let config = try Seq2SeqFamily.config(preset: nil, initFrom: directory, overrides: [:], source: nil, target: nil,
-                                                  file: configPath)
             arena = ParameterArena()
-            model = Seq2SeqModel(config, arena: arena, rng: Philox(seed: 0))
+            switch type {
+            case "seq2seq":
+                let config = try Seq2SeqFamily.config(preset: nil, initFrom: directory, overrides: [:], source: nil, target: nil,
+                                                      file: configPath)
+                model = Seq2SeqModel(config, arena: arena, rng: Philox(seed: 0))
+            case "marian":
+                let config = try MarianFamily.config(preset: nil, initFrom: directory, overrides: [:], vocab: nil, file: configPath)
+                model = MarianMT(config, arena: arena, rng: Philox(seed: 0))
+            default:
+                throw ConfigError("\(configPath): model_type \(type ?? "(none)") is not seq2seq or marian: tandem translate needs a checkpoint of a translation run")
+            }
             arena.seal()
             let path = (directory as NSString).appendingPathComponent("model.safetensors")
             let file = try SafeTensorsFile(path: path)
             _ = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
             source = try Seq2SeqFiles.tokenizer(side: "source", directory: directory)
             target = try Seq2SeqFiles.tokenizer(side: "target", directory: directory)
-            for (key, size, vocab) in [("source_vocab_size", config.sourceVocabSize, source), ("target_vocab_size", config.targetVocabSize, target)]
+            for (key, size, vocab) in [("the source vocabulary size", model.sourceVocabularySize, source),
+                                       ("the target vocabulary size", model.targetVocabularySize, target)]
             where size < vocab.vocabSize {
                 throw ConfigError("\(configPath): \(key) \(size) is smaller than the \(vocab.vocabSize) tokens of the checkpoint's vocabulary")
             }
@@ -99,8 +105,8 @@ public enum Translation {
         if let svg = o.attentionSVG, !(1...max(lines.count, 1)).contains(o.attentionLine) || lines.isEmpty {
             throw ConfigError("--attention \(svg): --attention-line \(o.attentionLine) is not among the \(lines.count) input lines")
         }
-        if o.attentionSVG != nil && translator.model.config.attention == .none {
-            throw ConfigError("--attention: the model has attention none, so there is no alignment to draw")
+        if o.attentionSVG != nil && !translator.model.reportsAttention {
+            throw ConfigError("--attention: the model reports no attention alignment (a seq2seq model with attention none, or a Transformer), so there is nothing to draw")
         }
         let started = Date()
         let hypotheses = translator.translate(lines, options: o)

@@ -152,7 +152,11 @@ public final class Optimizer {
 /// Learning rate at a step: linear warm-up from 0, then linear decay to 0, cosine decay to 0, or constant
 /// (HF `get_linear_schedule_with_warmup` / `get_cosine_schedule_with_warmup`; `step` counts from 0).
 public struct LRSchedule: Sendable {
-    public enum Decay: String, Sendable, CaseIterable { case linear, cosine, constant }
+    /// What follows the linear warm-up: linear or cosine decay to 0 at `total`, a constant, or
+    /// `inverse_sqrt`, peak √(warmup / step) (Vaswani et al. 2017, §5.3: their
+    /// d_model^-0.5 min(step^-0.5, step warmup^-1.5) is this schedule with peak d_model^-0.5 warmup^-0.5;
+    /// fairseq's `inverse_sqrt`). It ignores `total`; with no warm-up it is peak / √step.
+    public enum Decay: String, Sendable, CaseIterable { case linear, cosine, constant, inverseSqrt = "inverse_sqrt" }
     public let peak: Float, warmup: Int, total: Int, decay: Decay
 
     public init(peak: Float, warmup: Int, total: Int, decay: Decay) {
@@ -162,11 +166,13 @@ public struct LRSchedule: Sendable {
     public func callAsFunction(_ step: Int) -> Float {
         // As HF: the update at step s uses s / warmup of the peak (so the very first update uses 0).
         if step < warmup { return peak * Float(step) / Float(warmup) }
+        if decay == .inverseSqrt { return peak * Float((Double(max(1, warmup)) / Double(max(1, step))).squareRoot()) }
         let progress = Double(step - warmup) / Double(max(1, total - warmup))
         switch decay {
         case .constant: return peak
         case .linear: return peak * Float(max(0, 1 - progress))
         case .cosine: return peak * Float(0.5 * (1 + cos(Double.pi * min(1, progress))))
+        case .inverseSqrt: return peak
         }
     }
 }

@@ -36,6 +36,34 @@ final class ActivationTests: KernelTestCase {
         }
     }
 
+    /// SiLU against Double libm, including where exp overflows (x = -100 gives -0 and a zero gradient), and
+    /// its gradient by finite differences; ReLU exactly, with no gradient at 0 (PyTorch's).
+    func testSiLUAndReLU() {
+        let inp = Buffer(x0 + [-100, -30, 0, 30]), n = x0.count + 4
+        let fast = Buffer(zeros: n), dout = Buffer(random: n, seed: 2), dinp = Buffer(zeros: n)
+        siluForward(out: fast.p, inp: inp.c, count: n)
+        siluBackward(dinp: dinp.p, inp: inp.c, dout: dout.c, count: n)
+        let reference = inp.array.map { siluReference(Double($0)) }
+        assertClose(fast.array, reference.map { Float($0.value) }, atol: 1e-6, rtol: 1e-5, "silu")
+        assertClose(dinp.array, zip(reference, dout.array).map { Float($0.derivative * Double($1)) }, atol: 1e-6, rtol: 1e-5,
+                    "silu backward")
+        gradCheck("silu", x: x0, outputCount: x0.count, forward: { x in
+            let out = Buffer(zeros: x.count)
+            siluForward(out: out.p, inp: Buffer(x).c, count: x.count)
+            return out.array
+        }) { x, dout, dx in
+            let g = Buffer(dx)
+            siluBackward(dinp: g.p, inp: Buffer(x).c, dout: Buffer(dout).c, count: x.count)
+            dx = g.array
+        }
+
+        let relu = Buffer(zeros: n), drelu = Buffer([Float](repeating: 1, count: n))
+        reluForward(out: relu.p, inp: inp.c, count: n)
+        reluBackward(dinp: drelu.p, inp: inp.c, dout: dout.c, count: n)
+        XCTAssertEqual(relu.array, inp.array.map { max($0, 0) })
+        XCTAssertEqual(drelu.array, zip(inp.array, dout.array).map { $0 > 0 ? 1 + $1 : 1 })
+    }
+
     func testTanh() {
         let n = x0.count
         let inp = Buffer(x0)

@@ -149,6 +149,40 @@ final class AttentionTests: KernelTestCase {
         }
     }
 
+    /// More queries than keys without the causal mask (cross-attention: 7 decoder positions over the T = 5
+    /// encoder positions, padding masked): matches the reference, and its gradients pass the finite-difference check.
+    func testCrossAttentionWithMoreQueriesThanKeys() {
+        let Tq = 7
+        let inputs = [GradCheck.random(count: B * Tq * C, seed: 30)]
+            + (1..<3).map { GradCheck.random(count: B * T * C, seed: 30 + UInt64($0)) }
+        let dout = GradCheck.random(count: B * Tq * C, seed: 33)
+        for m in [nil, mask] as [[Float]?] {
+            let fast = forward(inputs[0], inputs[1], inputs[2], mask: m, causal: false, queries: Tq)
+            let reference = forward(inputs[0], inputs[1], inputs[2], mask: m, causal: false, queries: Tq, reference: true)
+            assertClose(fast.out, reference.out, atol: 1e-5, rtol: 1e-5, "cross out mask \(m != nil)")
+            assertClose(fast.probs, reference.probs, atol: 1e-6, rtol: 1e-5, "cross probs mask \(m != nil)")
+            var g = inputs.map { [Float](repeating: 0, count: $0.count) }, gRef = g
+            backward(inputs[0], inputs[1], inputs[2], mask: m, causal: false, queries: Tq, dout: dout, grads: &g)
+            backward(inputs[0], inputs[1], inputs[2], mask: m, causal: false, queries: Tq, dout: dout, grads: &gRef, reference: true)
+            for (i, name) in ["dq", "dk", "dv"].enumerated() {
+                assertClose(g[i], gRef[i], atol: 1e-5, rtol: 1e-4, "cross \(name) mask \(m != nil)")
+            }
+        }
+        for (index, name) in ["q", "k", "v"].enumerated() {
+            func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
+            gradCheck("cross-attention, \(Tq) queries, d\(name)", x: inputs[index], outputCount: B * Tq * C, forward: { x in
+                let a = with(x)
+                return self.forward(a[0], a[1], a[2], mask: self.mask, causal: false, queries: Tq).out
+            }) { x, dout, dx in
+                let a = with(x)
+                var grads = inputs.map { [Float](repeating: 0, count: $0.count) }
+                grads[index] = dx
+                self.backward(a[0], a[1], a[2], mask: self.mask, causal: false, queries: Tq, dout: dout, grads: &grads)
+                dx = grads[index]
+            }
+        }
+    }
+
     func testGradients() {
         let inputs = (0..<3).map { GradCheck.random(count: B * T * C, seed: 20 + UInt64($0)) }
         for (m, causal) in [(nil, false), (mask, true)] as [([Float]?, Bool)] {

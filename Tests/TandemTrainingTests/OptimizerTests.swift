@@ -58,6 +58,24 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(cos(100), 0, accuracy: 1e-6)
     }
 
+    /// The Transformer paper's schedule: d^-0.5 min(step^-0.5, step warmup^-1.5) is inverse_sqrt with
+    /// peak d^-0.5 warmup^-0.5; the peak is at the end of the warm-up, then lr halves when step quadruples.
+    func testInverseSquareRootScheduleIsThePapers() {
+        let d = 512.0, warmup = 4000
+        let schedule = LRSchedule(peak: Float(1 / (d * Double(warmup)).squareRoot()), warmup: warmup, total: 100_000,
+                                  decay: .inverseSqrt)
+        for step in [1, 100, 2000, 3999, 4000, 4001, 16000, 64000, 1_000_000] {
+            let paper = pow(d, -0.5) * min(pow(Double(step), -0.5), Double(step) * pow(Double(warmup), -1.5))
+            XCTAssertEqual(Double(schedule(step)), paper, accuracy: paper * 1e-6, "step \(step)")
+        }
+        XCTAssertEqual(schedule(0), 0)
+        XCTAssertEqual(schedule(16000), schedule(4000) / 2, accuracy: 1e-9)
+        let noWarmup = LRSchedule(peak: 1, warmup: 0, total: 10, decay: .inverseSqrt)
+        XCTAssertEqual(noWarmup(0), 1)
+        XCTAssertEqual(noWarmup(4), 0.5)
+        XCTAssertEqual(noWarmup(100), 0.1, accuracy: 1e-7)
+    }
+
     func testClipping() {
         let arena = ParameterArena()
         let w = arena.register("w", Shape(2), initializer: .zeros)

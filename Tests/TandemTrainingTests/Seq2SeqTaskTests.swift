@@ -172,9 +172,9 @@ final class Seq2SeqTaskTests: ScratchDirectoryTestCase {
             XCTAssertTrue("\($0)".contains("data.train_target is required with data.train"), "\($0)")
         }
         let task = try XCTUnwrap(make(["data.train_target=\(data.target.directory)"]) as? Seq2SeqTask)
-        XCTAssertEqual(task.model.config.sourceVocabSize, sourceVocab.vocabSize)
-        XCTAssertEqual(task.model.config.targetVocabSize, targetVocab.vocabSize)
-        XCTAssertEqual(task.model.config.eosTokenId, 3)
+        XCTAssertEqual((task.model as! Seq2SeqModel).config.sourceVocabSize, sourceVocab.vocabSize)
+        XCTAssertEqual((task.model as! Seq2SeqModel).config.targetVocabSize, targetVocab.vocabSize)
+        XCTAssertEqual((task.model as! Seq2SeqModel).config.eosTokenId, 3)
         XCTAssertEqual(task.checkpointTextFiles.map(\.name), ["source_vocab.txt", "target_vocab.txt"])
         XCTAssertTrue(task.hfConfigJSON.contains("\"model_type\" : \"seq2seq\""), task.hfConfigJSON)
     }

@@ -45,6 +45,9 @@ GPT2_PRESETS = {  # GPT-2 sizes at a sequence length: (layers, hidden, sequence,
 SEQ2SEQ_PRESETS = {  # Tandem's seq2seq presets: (rnn_type, embedding, hidden, source and target vocab, S, T, dropout)
     "seq2seq-gru-bahdanau": ("GRU", 256, 512, 8000, 32, 0.1),
 }
+MARIAN_PRESETS = {  # Tandem's marian presets: (d_model, layers per stack, heads, ffn, activation, shared vocab, S = T)
+    "marian-base": (512, 6, 8, 2048, "swish", 8000, 32),
+}
 
 
 class Output:
@@ -56,7 +59,7 @@ class Output:
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
-                    + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS))
+                    + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS) + sorted(MARIAN_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-predictions", type=int, default=20)
@@ -152,6 +155,7 @@ def worker(rank, a):
 
     worker = (vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
               else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else gpt2_worker if a.preset in GPT2_PRESETS
+              else marian_worker if a.preset in MARIAN_PRESETS
               else bert_worker)
     worker(rank, a, torch, dist, DDP, peak)
     dist.destroy_process_group()
@@ -337,6 +341,40 @@ def seq2seq_worker(rank, a, torch, dist, DDP, peak):
                             labels=tgt[:, 1:].contiguous()))
     describe = (f"seq2seq tutorial {rnn_type} + Bahdanau attention embedding={E} hidden={H} vocab={V}->{V} "
                 f"source={S} target={T} dropout={dropout} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+
+
+def marian_worker(rank, a, torch, dist, DDP, peak):
+    """transformers' MarianMTModel shaped as Tandem's preset (shared vocabulary, scaled embeddings,
+    sinusoidal positions, dropout 0.1, no attention or activation dropout, as Tandem), teacher-forced on
+    random pairs of S source and S target tokens (Tandem runs with data.bucket_by_length=false, padded to
+    the same shape), HF's mean cross-entropy without label smoothing."""
+    from transformers import MarianConfig, MarianMTModel
+    C, L, NH, F, activation, V, S = MARIAN_PRESETS[a.preset]
+    T = S
+    cfg = MarianConfig(vocab_size=V, decoder_vocab_size=V, d_model=C, encoder_layers=L, decoder_layers=L,
+                       encoder_attention_heads=NH, decoder_attention_heads=NH, encoder_ffn_dim=F, decoder_ffn_dim=F,
+                       max_position_embeddings=512, dropout=0.1, attention_dropout=0.0, activation_dropout=0.0,
+                       activation_function=activation, scale_embedding=True, pad_token_id=0, decoder_start_token_id=2,
+                       eos_token_id=3, forced_eos_token_id=3)
+    torch.manual_seed(0)
+    model = MarianMTModel(cfg)
+    model.train()
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Tandem's MarianMT.trainingFLOPsPerSample(S, T).
+    encoder = L * (4 * C * C + 2 * C * F)
+    decoder = L * (8 * C * C + 2 * C * F)
+    flops = 6.0 * (S * encoder + T * (decoder + C * V)) + 12.0 * C * (L * S * S + L * (T * T / 2 + T * S))
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = []
+    for _ in range(2):
+        tgt = torch.randint(5, V, (B, T + 1), generator=g)
+        batches.append(dict(input_ids=torch.randint(5, V, (B, S), generator=g), decoder_input_ids=tgt[:, :-1].contiguous(),
+                            labels=tgt[:, 1:].contiguous()))
+    describe = (f"transformers MarianMTModel d_model={C} layers={L}+{L} heads={NH} ffn={F} {activation} vocab={V} (shared) "
+                f"source={S} target={T} params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
 
 

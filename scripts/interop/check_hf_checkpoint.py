@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem checkpoint directory (BERT, ViT, SimMIM, DeiT or GPT-2) is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
 Loads CKPT_DIR with the class its config.json names (BertForPreTraining, ViTForImageClassification,
-ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, GPT2LMHeadModel) through from_pretrained,
+ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, GPT2LMHeadModel,
+MarianMTModel) through from_pretrained,
 reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
-with padding for BERT, random ids and labels for GPT-2, random pixels and a random patch mask for ViT), runs `tandem debug forward` on the same
+with padding for BERT, random ids and labels for GPT-2, random pixels and a random patch mask for ViT, random sources and targets padded on
+both sides for Marian, whose loss is compared too), runs `tandem debug forward` on the same
 directory and batch, and prints the largest differences. Needs torch, transformers and
 safetensors (pip install them in a virtual environment); Tandem itself never needs Python.
 """
@@ -85,12 +87,47 @@ def check_gpt2(binary, ckpt):
     report(problems, [("logits", ours["logits"], ref.logits.numpy()), ("loss", ours["loss"].reshape(()), ref.loss.numpy())])
 
 
+def check_marian(binary, ckpt):
+    model, info = transformers.MarianMTModel.from_pretrained(ckpt, output_loading_info=True, attn_implementation="eager")
+    problems = {k: v for k, v in info.items() if v}
+    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
+    model.eval()
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    B, S, T = 3, 13, 11
+    pad, start = cfg.pad_token_id, cfg.decoder_start_token_id
+    ids = rng.integers(5, cfg.vocab_size, size=(B, S)).astype(np.int64)
+    mask = np.ones((B, S), dtype=np.int64)
+    labels = rng.integers(5, cfg.vocab_size, size=(B, T)).astype(np.int64)
+    target_mask = np.ones((B, T), dtype=np.int64)
+    for b, (n, m) in enumerate([(13, 11), (7, 4), (2, 9)]):
+        ids[b, n - 1] = cfg.eos_token_id
+        ids[b, n:] = pad
+        mask[b, n:] = 0
+        labels[b, m - 1] = cfg.eos_token_id
+        labels[b, m:] = -100
+        target_mask[b, m:] = 0
+    decoder = np.full((B, T), pad, dtype=np.int64)
+    decoder[:, 0] = start
+    decoder[:, 1:] = np.where(labels[:, :-1] == -100, pad, labels[:, :-1])
+    batch = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder,
+             "decoder_attention_mask": target_mask, "labels": labels}
+    ours = run_tandem(binary, ckpt, batch)
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+    report(problems, [("logits", ours["logits"], ref.logits.numpy()),
+                      ("encoder_last_hidden_state", ours["encoder_last_hidden_state"], ref.encoder_last_hidden_state.numpy()),
+                      ("loss", ours["loss"].reshape(-1), ref.loss.numpy().reshape(-1))])
+
+
 def main():
     binary, ckpt = sys.argv[1], sys.argv[2]
     with open(os.path.join(ckpt, "config.json")) as f:
         architecture = json.load(f).get("architectures", ["BertForPreTraining"])[0]
     if architecture == "GPT2LMHeadModel":
         return check_gpt2(binary, ckpt)
+    if architecture == "MarianMTModel":
+        return check_marian(binary, ckpt)
     if architecture != "BertForPreTraining":
         return check_vision(binary, ckpt, architecture)
     model, info = BertForPreTraining.from_pretrained(ckpt, output_loading_info=True)

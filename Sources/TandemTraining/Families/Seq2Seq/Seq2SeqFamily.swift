@@ -93,6 +93,7 @@ public enum Seq2SeqFamily: ModelFamily {
         let eval = try corpus("data.eval", d.eval, "data.eval_target", d.evalTarget)
         return try Seq2SeqTask(config: model, train: train, eval: eval, sourceVocab: sourceVocab, targetVocab: targetVocab,
                                vocabFiles: (d.vocab!, targetPath), maxSource: d.seqLen, maxTarget: d.targetSeqLen ?? d.seqLen,
-                               bucketByLength: d.bucketByLength, globalBatch: settings.globalBatch, seed: settings.seed)
+                               bucketByLength: d.bucketByLength, labelSmoothing: Float(config.train.labelSmoothing),
+                               globalBatch: settings.globalBatch, seed: settings.seed)
     }
 }

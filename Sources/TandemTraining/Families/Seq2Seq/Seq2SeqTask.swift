@@ -4,12 +4,15 @@ import TandemCheckpoint
 import TandemData
 import TandemModels
 
-/// Translation with a recurrent encoder-decoder, teacher-forced, on the sentence pairs of a parallel corpus.
+/// Translation with an encoder-decoder (`TranslationModel`: the recurrent `Seq2SeqModel` of the `seq2seq`
+/// family, the Transformer `MarianMT` of the `marian` family), teacher-forced, on the sentence pairs of a
+/// parallel corpus.
 ///
 /// Sample i is the i-th training pair whose source (with the source's [SEP] appended as its eos) fits
 /// `data.seq_len` and whose target (with eos) fits `data.target_seq_len`; longer pairs are skipped (the
 /// model description counts them). The decoder reads bos ([CLS]) then the target and predicts the target
-/// then eos ([SEP]); the loss is the mean cross-entropy over a micro-batch's target tokens.
+/// then eos ([SEP]); the loss is the mean cross-entropy over a micro-batch's target tokens (label-smoothed
+/// by `train.label_smoothing`).
 ///
 /// By default (`data.bucket_by_length`) the sampler's order is `LengthBucketing` over the kept pairs
 /// (source length, ties by target length), so each global batch holds pairs of similar length, and each
@@ -23,7 +26,7 @@ import TandemModels
 /// the decoded and detokenised translation against the reference target decoded and detokenised alike).
 public final class Seq2SeqTask: EvaluatingTask {
     public let arena = ParameterArena()
-    public let model: Seq2SeqModel
+    public let model: any TranslationModel
     public let train: ParallelDataset
     public let eval: ParallelDataset?
     public let sourceVocab: WordPieceTokenizer
@@ -40,16 +43,35 @@ public final class Seq2SeqTask: EvaluatingTask {
     private let bucketing: LengthBucketing?
     private let meanFLOPs: Double
     private let meanTargetTokens: Double
+    private let labelSmoothing: Float
+    /// The model part of `modelDescription`, and the checkpoint's config.json.
+    private let summary: String, configJSON: String
     /// The (S, T) of the graph the next `record` builds.
     private var shape: (S: Int, T: Int)
-    private(set) var graph: Seq2SeqModel.Graph?
+    private(set) var graph: TeacherForcedGraph?
     private var microBatch = 0
     /// Per slot of the evaluation micro-batch in the graph: the held-out pair, or -1 for padding.
     private var evalSlots: [Int] = []
 
-    public init(config: Seq2SeqConfig, train: ParallelDataset, eval: ParallelDataset?, sourceVocab: WordPieceTokenizer,
+    /// A recurrent seq2seq task (`Seq2SeqModel` of `config`).
+    public convenience init(config: Seq2SeqConfig, train: ParallelDataset, eval: ParallelDataset?, sourceVocab: WordPieceTokenizer,
+                            targetVocab: WordPieceTokenizer, vocabFiles: (String, String), maxSource: Int, maxTarget: Int,
+                            bucketByLength: Bool = true, labelSmoothing: Float = 0, globalBatch G: Int, seed: UInt64) throws {
+        let summary = "seq2seq \(config.rnnType.rawValue) attention=\(config.attention.rawValue) layers=\(config.numLayers) hidden=\(config.hiddenSize) embedding=\(config.embeddingSize) bidirectional_encoder=\(config.bidirectionalEncoder) vocab=\(config.sourceVocabSize)->\(config.targetVocabSize)"
+        let json = ModelFields.configJSON(config, adding: ["architectures": ["Seq2SeqModel"],
+                                                           "source_do_lower_case": sourceVocab.normalization.lowercase,
+                                                           "target_do_lower_case": targetVocab.normalization.lowercase])
+        try self.init(model: { Seq2SeqModel(config, arena: $0, rng: $1) }, summary: summary, configJSON: json, train: train,
+                      eval: eval, sourceVocab: sourceVocab, targetVocab: targetVocab, vocabFiles: vocabFiles, maxSource: maxSource,
+                      maxTarget: maxTarget, bucketByLength: bucketByLength, labelSmoothing: labelSmoothing, globalBatch: G, seed: seed)
+    }
+
+    /// A task over the model `makeModel` registers in the task's arena, drawing from `Philox(seed)`;
+    /// `summary` describes the model in the log and `configJSON` is the checkpoint's config.json.
+    public init(model makeModel: (ParameterArena, Philox) -> any TranslationModel, summary: String, configJSON: String,
+                train: ParallelDataset, eval: ParallelDataset?, sourceVocab: WordPieceTokenizer,
                 targetVocab: WordPieceTokenizer, vocabFiles: (String, String), maxSource: Int, maxTarget: Int,
-                bucketByLength: Bool = true, globalBatch G: Int, seed: UInt64) throws {
+                bucketByLength: Bool = true, labelSmoothing: Float = 0, globalBatch G: Int, seed: UInt64) throws {
         guard maxSource >= 2, maxTarget >= 2 else {
             throw ConfigError("data.seq_len and data.target_seq_len must be at least 2 (a token and eos), not \(maxSource) and \(maxTarget)")
         }
@@ -69,8 +91,11 @@ public final class Seq2SeqTask: EvaluatingTask {
         let heldOut = eval.map(kept) ?? []
         evalPairs = eval.map { Self.evaluationOrder(heldOut, lengths: $0.sourceLengths) } ?? []
         skipped = (train.count - pairs.count, (eval?.count ?? 0) - heldOut.count)
-        model = Seq2SeqModel(config, arena: arena, rng: Philox(seed: seed))
+        model = makeModel(arena, Philox(seed: seed))
         arena.seal()
+        self.labelSmoothing = labelSmoothing
+        self.summary = summary
+        self.configJSON = configJSON
         self.train = train
         self.eval = eval
         self.sourceVocab = sourceVocab
@@ -133,18 +158,19 @@ public final class Seq2SeqTask: EvaluatingTask {
     }
 
     public func record(on tape: Tape, microBatch B: Int) -> Tensor {
-        let g = model.record(on: tape, batch: B, sourceLength: shape.S, targetLength: shape.T)
+        let g = model.recordTeacherForced(on: tape, batch: B, sourceLength: shape.S, targetLength: shape.T,
+                                          labelSmoothing: labelSmoothing)
         graph = g
         microBatch = B
         return g.loss
     }
 
     /// Writes pair `pair` of `corpus` into slot b (nil: a padding slot, one source pad and no label).
-    private func fillSlot(_ g: Seq2SeqModel.Graph, _ b: Int, corpus: ParallelDataset, pair: Int?) {
-        let S = g.sourceLength, T = g.targetLength, c = model.config
+    private func fillSlot(_ g: TeacherForcedGraph, _ b: Int, corpus: ParallelDataset, pair: Int?) {
+        let S = g.sourceLength, T = g.targetLength
         let src = g.sourceIDs + b * S, dec = g.decoderInputIDs + b * T, labels = g.labels + b * T
-        src.update(repeating: Int32(c.sourcePadTokenId), count: S)
-        dec.update(repeating: Int32(c.targetPadTokenId), count: T)
+        src.update(repeating: model.sourcePadID, count: S)
+        dec.update(repeating: model.targetPadID, count: T)
         labels.update(repeating: -100, count: T)
         guard let pair else {
             g.sourceLengths[b] = 1
@@ -155,12 +181,12 @@ public final class Seq2SeqTask: EvaluatingTask {
         for (k, id) in source.enumerated() { src[k] = id }
         src[source.count] = sourceVocab.sepID
         g.sourceLengths[b] = Int32(source.count + 1)
-        dec[0] = Int32(c.bosTokenId)
+        dec[0] = model.decoderStartID
         for (k, id) in target.enumerated() {
             dec[k + 1] = id
             labels[k] = id
         }
-        labels[target.count] = Int32(c.eosTokenId)
+        labels[target.count] = model.endID
     }
 
     public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int, microBatchIndex: Int) {
@@ -172,15 +198,10 @@ public final class Seq2SeqTask: EvaluatingTask {
     public var trainingFLOPsPerSample: Double { meanFLOPs }
 
     public var modelDescription: String {
-        let c = model.config
-        return "seq2seq \(c.rnnType.rawValue) attention=\(c.attention.rawValue) layers=\(c.numLayers) hidden=\(c.hiddenSize) embedding=\(c.embeddingSize) bidirectional_encoder=\(c.bidirectionalEncoder) vocab=\(c.sourceVocabSize)->\(c.targetVocabSize) pairs=\(pairs.count) (skipped \(skipped.train) over \(maxSource)/\(maxTarget) tokens) \(bucketing == nil ? "static shape \(maxSource)x\(maxTarget)" : "length-bucketed") params=\(arena.parameterCount)"
+        "\(summary) pairs=\(pairs.count) (skipped \(skipped.train) over \(maxSource)/\(maxTarget) tokens) \(bucketing == nil ? "static shape \(maxSource)x\(maxTarget)" : "length-bucketed")\(labelSmoothing > 0 ? " label_smoothing=\(labelSmoothing)" : "") params=\(arena.parameterCount)"
     }
 
-    public var hfConfigJSON: String {
-        ModelFields.configJSON(model.config, adding: ["architectures": ["Seq2SeqModel"],
-                                                      "source_do_lower_case": sourceVocab.normalization.lowercase,
-                                                      "target_do_lower_case": targetVocab.normalization.lowercase])
-    }
+    public var hfConfigJSON: String { configJSON }
 
     public var checkpointTensors: [(String, Parameter)] { model.checkpointTensors }
 
@@ -194,9 +215,12 @@ public final class Seq2SeqTask: EvaluatingTask {
         let path = (directory as NSString).appendingPathComponent("model.safetensors")
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch { throw ConfigError("--init-from: \(error)") }
+        let report: CheckpointLoadReport
         do {
-            _ = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
+            report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
         } catch { throw ConfigError("--init-from: \(error)") }
+        if !report.keptInit.isEmpty { log("--init-from: kept the init of \(report.keptInit.joined(separator: ", "))") }
+        if !report.ignored.isEmpty { log("--init-from: ignored \(report.ignored.joined(separator: ", "))") }
     }
 
     // MARK: - Evaluation
