@@ -402,15 +402,16 @@ public final class MarianMT {
 
     /// Training FLOPs of one sentence pair of S source and T target tokens: 6 x (the multiply-adds of the
     /// encoder's projections per source token, the decoder's and the output projection per target token)
-    /// plus the attention scores and sums (2 x 2 x positions x keys x C multiply-adds each, times 3 for
-    /// forward and backward): the DESIGN.md rule applied to each stack.
+    /// plus 12 x C x queries x keys per attention layer (the encoder's S x S, the decoder's T x T
+    /// self-attention, counted whole as GPT's causal one is, and its T x S cross-attention): the DESIGN.md
+    /// rule applied to each stack.
     public func trainingFLOPsPerSample(sourceLength S: Int, targetLength T: Int) -> Double {
         let C = Double(config.dModel), V = Double(config.vocabSize)
         let encoder = Double(config.encoderLayers) * (4 * C * C + 2 * C * Double(config.encoderFfnDim))
         let decoder = Double(config.decoderLayers) * (8 * C * C + 2 * C * Double(config.decoderFfnDim))
         let s = Double(S), t = Double(T)
         let attention = 12 * C * (Double(config.encoderLayers) * s * s
-                                  + Double(config.decoderLayers) * (t * t / 2 + t * s))
+                                  + Double(config.decoderLayers) * (t * t + t * s))
         return 6 * (s * encoder + t * (decoder + C * V)) + attention
     }
 

@@ -8,6 +8,7 @@ extension MarianMT: StepwiseTranslator {
     public var endID: Int32 { Int32(config.eosTokenId) }
     /// Multi-head, multi-layer cross-attention has no single alignment to report.
     public var reportsAttention: Bool { false }
+    public var maxPositions: Int? { config.maxPositionEmbeddings }
 
     public func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps {
         MarianDecoderSteps(self, sources: sources, rowsPerSource: rowsPerSource, maxLength: maxLength)

@@ -36,6 +36,8 @@ public protocol StepwiseTranslator: AnyObject {
     var endID: Int32 { get }
     /// Whether `DecodingSteps.attentionRow` reports attention probabilities over the source.
     var reportsAttention: Bool { get }
+    /// The most positions a source or a translation may have (a Transformer's position table); nil: no limit.
+    var maxPositions: Int? { get }
     /// The decoder step for `rowsPerSource` rows per sentence of `sources` (ids without padding, none
     /// empty), for translations of up to `maxLength` tokens.
     func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps
@@ -59,6 +61,7 @@ extension Seq2SeqModel: StepwiseTranslator {
     public var decoderStartID: Int32 { Int32(config.bosTokenId) }
     public var endID: Int32 { Int32(config.eosTokenId) }
     public var reportsAttention: Bool { config.attention != .none }
+    public var maxPositions: Int? { nil }
     public func decodingSteps(sources: [[Int32]], rowsPerSource: Int, maxLength: Int) -> DecodingSteps {
         DecoderSteps(self, sources: sources, rowsPerSource: rowsPerSource)
     }
@@ -79,7 +82,8 @@ public final class Seq2SeqDecoder {
     /// GNMT's length penalty lp(len) = ((5 + len) / 6)^alpha; alpha 0 ranks by log-probability alone.
     public static func lengthPenalty(length: Int, alpha: Double) -> Double { pow((5 + Double(length)) / 6, alpha) }
 
-    /// The most probable token at every step, from bos until eos or `maxLength` tokens. `source` holds the
+    /// The most probable token at every step, from bos until eos or `maxLength` tokens (at most the model's
+    /// `maxPositions`, as every search here). `source` holds the
     /// source ids without padding (at least one).
     public func greedy(source: [Int32], maxLength: Int) -> Seq2SeqHypothesis {
         greedy(sources: [source], maxLength: maxLength)[0]
@@ -89,6 +93,7 @@ public final class Seq2SeqDecoder {
     /// its own positions only): the same translations up to rounding, at the cost of one step for all.
     /// For BLEU over a held-out set; sort the sentences by length to keep the padding small.
     public func greedy(sources: [[Int32]], maxLength: Int) -> [Seq2SeqHypothesis] {
+        let maxLength = min(maxLength, model.maxPositions ?? maxLength)
         let steps = model.decodingSteps(sources: sources, rowsPerSource: 1, maxLength: maxLength)
         let V = model.targetVocabularySize, eos = model.endID, bos = model.decoderStartID
         var hypotheses = sources.map { _ in Seq2SeqHypothesis(tokens: [], logProbability: 0, finished: false, attention: []) }
@@ -118,6 +123,7 @@ public final class Seq2SeqDecoder {
     public func beamSearch(source: [Int32], width K: Int, lengthPenalty alpha: Double = 0, maxLength: Int)
         -> [Seq2SeqHypothesis] {
         precondition(K >= 1, "beamSearch: width \(K)")
+        let maxLength = min(maxLength, model.maxPositions ?? maxLength)
         let steps = model.decodingSteps(sources: [source], rowsPerSource: K, maxLength: maxLength)
         let V = model.targetVocabularySize, eos = Int(model.endID), bos = model.decoderStartID
         var live = [Seq2SeqHypothesis(tokens: [], logProbability: 0, finished: false, attention: [])]

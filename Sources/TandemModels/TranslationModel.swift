@@ -32,8 +32,6 @@ public struct TeacherForcedGraph {
 /// An encoder-decoder that a translation task trains on sentence pairs and decodes for BLEU: the recurrent
 /// `Seq2SeqModel` and the Transformer `MarianMT`.
 public protocol TranslationModel: StepwiseTranslator {
-    /// The model's parameters in registration order.
-    var parameters: [Parameter] { get }
     /// model.safetensors' tensors under their names.
     var checkpointTensors: [(String, Parameter)] { get }
     /// The source ids' width.

@@ -62,10 +62,11 @@ public enum Translation {
             }
         }
 
-        /// The source ids the model reads for `line`: its tokens then [SEP] (empty for a line without tokens).
+        /// The source ids the model reads for `line`: its tokens then [SEP] (empty for a line without tokens),
+        /// the tokens cut to the model's `maxPositions` (a Transformer's position table) with [SEP] kept.
         public func sourceIDs(_ line: String) -> [Int32] {
             let ids = source.encode(line)
-            return ids.isEmpty ? [] : ids + [source.sepID]
+            return ids.isEmpty ? [] : ids.prefix((model.maxPositions ?? Int.max) - 1) + [source.sepID]
         }
 
         /// The best hypothesis for each line (nil for a line without tokens).

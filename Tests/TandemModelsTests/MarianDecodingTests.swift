@@ -70,4 +70,15 @@ final class MarianDecodingTests: XCTestCase {
             }
         }
     }
+
+    /// A limit past the position table stops at the table's end instead of running out of cache.
+    func testLengthStopsAtMaxPositions() {
+        let (model, arena) = Self.model(seed: 1)
+        defer { withExtendedLifetime(arena) {} }
+        let decoder = Seq2SeqDecoder(model: model)
+        XCTAssertLessThanOrEqual(decoder.greedy(source: Self.sources[1], maxLength: 100).tokens.count, Self.config.maxPositionEmbeddings)
+        for h in decoder.beamSearch(source: Self.sources[1], width: 2, maxLength: 100) {
+            XCTAssertLessThanOrEqual(h.tokens.count, Self.config.maxPositionEmbeddings)
+        }
+    }
 }

@@ -6,6 +6,7 @@ import TandemKernels
 import TandemModels
 import TandemNN
 import TandemTestSupport
+import TandemTools
 
 /// The Transformer encoder-decoder against transformers' MarianMTModel, on the fixtures written by
 /// scripts/fixtures/make_marian_fixtures.py (swish with scaled embeddings over 2 + 2 layers, relu without
@@ -115,5 +116,31 @@ final class MarianParityTests: XCTestCase {
         let fields = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         XCTAssertEqual(fields["architectures"] as? [String], ["MarianMTModel"])
         XCTAssertEqual(fields["model_type"] as? String, "marian")
+    }
+}
+
+/// `tandem debug forward|grads` on the directories transformers wrote for the parity fixtures: the
+/// outputs, the loss and every trainable parameter's gradient under HF's names (final_logits_bias, a
+/// buffer, has none) match transformers'.
+final class MarianDebugCommandTests: XCTestCase {
+    func testDebugForwardAndGradsMatchTransformers() throws {
+        let dir = NSTemporaryDirectory() + "tandem-marian-debug-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in MarianParityTests.names {
+            let model = MarianParityTests.path(name), batch = MarianParityTests.path("\(name)-batch.safetensors")
+            try DebugCommands.forward(model: model, batch: batch, out: dir + "/forward.safetensors", log: { _ in })
+            let ours = try SafeTensorsFile(path: dir + "/forward.safetensors")
+            let reference = try SafeTensorsFile(path: MarianParityTests.path("\(name)-forward.safetensors"))
+            for output in ["logits", "encoder_last_hidden_state"] {
+                XCTAssertEqual(try ours.info(output).shape, try reference.info(output).shape, output)
+                assertClose(try ours.floats(output), try reference.floats(output), atol: 1e-5, rtol: 1e-4, "\(name) \(output)")
+            }
+            try DebugCommands.grads(model: model, batch: batch, out: dir + "/grads.safetensors", log: { _ in })
+            let (lossError, worst) = try assertGradientsMatch(try SafeTensorsFile(path: dir + "/grads.safetensors"),
+                                                              try SafeTensorsFile(path: MarianParityTests.path("\(name)-grads.safetensors")),
+                                                              zeroGradientSuffix: "k_proj.bias")
+            print("marian \(name) debug grads: loss relative difference \(lossError), worst gradient \(worst.error) on \(worst.name)")
+        }
     }
 }

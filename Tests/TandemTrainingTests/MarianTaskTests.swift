@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TandemAutograd
+import TandemCheckpoint
 import TandemData
 import TandemModels
 import TandemTestSupport
@@ -95,5 +96,26 @@ final class MarianTaskTests: ScratchDirectoryTestCase {
                 XCTAssertTrue("\($0)".contains(expected), "\($0) does not contain \(expected)")
             }
         }
+    }
+
+    /// --init-from a directory transformers wrote (the parity fixture's save_pretrained output): its
+    /// config.json is the architecture, its weights load with nothing kept at init or ignored.
+    func testInitFromATransformersDirectory() throws {
+        let yaml = try setUpCorpus().replacingOccurrences(of: #"model: {preset: transformer-tiny, d_model: 8, encoder_attention_heads: 2, decoder_attention_heads: 2, encoder_ffn_dim: 12, decoder_ffn_dim: 12, dropout: 0}"#,
+                                                          with: "model: {dropout: 0}")
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TandemModelsTests/Fixtures/marian/marian-relu").path
+        let config = try TrainingConfig(yaml: yaml, file: "marian.yaml", overrides: [])
+        let task = try XCTUnwrap(try ModelFamilies.makeTask(config, settings: RunSettings(config, worldSize: 1), initFrom: fixture)
+                                 as? Seq2SeqTask)
+        var logs: [String] = []
+        try task.loadPretrained(directory: fixture) { logs.append($0) }
+        XCTAssertEqual(logs, [])
+        let model = try XCTUnwrap(task.model as? MarianMT)
+        XCTAssertEqual([model.config.dModel, model.config.vocabSize, model.config.encoderLayers], [15, 29, 1])
+        XCTAssertEqual(model.config.activationFunction, "relu")
+        let weights = try SafeTensorsFile(path: fixture + "/model.safetensors")
+        XCTAssertEqual(Array(model.shared.weight.values), try weights.floats("model.shared.weight"))
+        XCTAssertEqual(Array(model.finalLogitsBias.values), try weights.floats("final_logits_bias"))
     }
 }

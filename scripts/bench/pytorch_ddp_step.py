@@ -364,7 +364,7 @@ def marian_worker(rank, a, torch, dist, DDP, peak):
     # Tandem's MarianMT.trainingFLOPsPerSample(S, T).
     encoder = L * (4 * C * C + 2 * C * F)
     decoder = L * (8 * C * C + 2 * C * F)
-    flops = 6.0 * (S * encoder + T * (decoder + C * V)) + 12.0 * C * (L * S * S + L * (T * T / 2 + T * S))
+    flops = 6.0 * (S * encoder + T * (decoder + C * V)) + 12.0 * C * (L * S * S + L * (T * T + T * S))
     ddp = DDP(model)
     B = a.global_batch // a.procs
     g = torch.Generator().manual_seed(rank)

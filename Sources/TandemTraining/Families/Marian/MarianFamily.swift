@@ -110,7 +110,8 @@ public enum MarianFamily: ModelFamily {
 
     /// A transformers Marian directory with a batch file (`input_ids`, `attention_mask`, `decoder_input_ids`,
     /// optional `decoder_attention_mask` and `labels`), for `tandem debug forward|grads`: outputs `logits`
-    /// and `encoder_last_hidden_state`, and the loss when the batch has labels.
+    /// and `encoder_last_hidden_state`, and the loss when the batch has labels; the gradients of every
+    /// trainable parameter.
     public static func debugModel(directory: String, batch path: String, forGradients: Bool,
                                   log: (String) -> Void) throws -> DebugModel {
         let configPath = (directory as NSString).appendingPathComponent("config.json")
@@ -146,7 +147,9 @@ public enum MarianFamily: ModelFamily {
         let labels = try batch.batchIDs("labels", shape: [B, T], range: ids, alsoAllowed: -100, fail: fail)
         if let labels { graph.labels.update(from: labels, count: B * T) }
         let C = config.dModel, V = config.vocabSize
-        return DebugModel(tape: tape, parameters: model.parameters, arena: arena, outputs: {
+        // final_logits_bias is a buffer in transformers, with no gradient: `debug grads` lists what
+        // named_parameters() does.
+        return DebugModel(tape: tape, parameters: model.parameters.filter { $0 !== model.finalLogitsBias }, arena: arena, outputs: {
             [("logits", [B, T, V], Array(graph.logits.values)),
              ("encoder_last_hidden_state", [B, S, C], Array(graph.encoderOutput.values))]
         }, loss: labels == nil ? nil : graph.loss, missingTargets: "labels")

@@ -24,7 +24,7 @@ import TandemModels
 /// Evaluation, over the held-out pairs within the same limits (`evaluationOrder`): loss and perplexity
 /// (teacher-forced, per target token) and BLEU of greedy translations (sacreBLEU's corpus BLEU, 13a, of
 /// the decoded and detokenised translation against the reference target decoded and detokenised alike).
-public final class Seq2SeqTask: EvaluatingTask {
+public final class Seq2SeqTask: EvaluatingTask, BatchWriting {
     public let arena = ParameterArena()
     public let model: any TranslationModel
     public let train: ParallelDataset
@@ -221,6 +221,19 @@ public final class Seq2SeqTask: EvaluatingTask {
         } catch { throw ConfigError("--init-from: \(error)") }
         if !report.keptInit.isEmpty { log("--init-from: kept the init of \(report.keptInit.joined(separator: ", "))") }
         if !report.ignored.isEmpty { log("--init-from: ignored \(report.ignored.joined(separator: ", "))") }
+    }
+
+    /// The micro-batch in the graph as an HF batch file: `input_ids`, `attention_mask` (B, S) (1 on each
+    /// source's tokens and [SEP]), `decoder_input_ids`, `labels` (B, T), I64.
+    public func writeBatch(to path: String) throws {
+        guard let g = graph else { return }
+        let B = g.batch, S = g.sourceLength, T = g.targetLength
+        var w = SafeTensorsWriter()
+        w.add("input_ids", shape: [B, S], int64s: (0..<(B * S)).map { Int64(g.sourceIDs[$0]) })
+        w.add("attention_mask", shape: [B, S], int64s: (0..<(B * S)).map { Int64($0 % S < Int(g.sourceLengths[$0 / S]) ? 1 : 0) })
+        w.add("decoder_input_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.decoderInputIDs[$0]) })
+        w.add("labels", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.labels[$0]) })
+        try w.write(toPath: path)
     }
 
     // MARK: - Evaluation
