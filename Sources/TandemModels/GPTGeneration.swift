@@ -108,6 +108,20 @@ public struct SamplingOptions: Sendable, Equatable {
         self.temperature = temperature; self.topK = topK; self.topP = topP; self.seed = seed
     }
 
+    /// The ids of the k largest logits, largest first (ties by id).
+    static func best(_ k: Int, of logits: UnsafeBufferPointer<Float>) -> [Int] {
+        func before(_ a: Int, _ b: Int) -> Bool { logits[a] > logits[b] || (logits[a] == logits[b] && a < b) }
+        var kept = Array(0..<k)
+        kept.sort(by: before)
+        for i in k..<logits.count where before(i, kept[k - 1]) {
+            // Insert i in order; the last one falls out.
+            var j = k - 1
+            while j > 0 && before(i, kept[j - 1]) { kept[j] = kept[j - 1]; j -= 1 }
+            kept[j] = i
+        }
+        return kept
+    }
+
     /// The token drawn from `logits` for generation step `step`.
     public func pick(_ logits: UnsafeBufferPointer<Float>, step: Int) -> Int32 {
         if temperature == 0 {
@@ -115,11 +129,18 @@ public struct SamplingOptions: Sendable, Equatable {
             for i in 1..<logits.count where logits[i] > logits[best] { best = i }
             return Int32(best)
         }
-        // Candidates by descending logit (ties by id), cut to top-k.
-        var order = Array(0..<logits.count)
-        order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        if topK > 0 && topK < order.count { order.removeLast(order.count - topK) }
-        let top = Double(logits[order[0]])
+        // Candidates by descending logit (ties by id), cut to top-k: with a top-k, only the k best are
+        // kept and sorted (one pass over the vocabulary); the whole vocabulary is sorted only for top-p alone.
+        var order: [Int]
+        if topK > 0 && topK < logits.count {
+            order = Self.best(topK, of: logits)
+        } else if topP < 1 {
+            order = Array(0..<logits.count)
+            order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        } else {
+            order = Array(0..<logits.count)
+        }
+        let top = Double(order.lazy.map { logits[$0] }.max()!)
         var weights = order.map { exp((Double(logits[$0]) - top) / Double(temperature)) }
         let total = weights.reduce(0, +)
         if topP < 1 {
