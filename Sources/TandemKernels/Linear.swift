@@ -25,6 +25,20 @@ public func linearForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
          ldb: inputMajor ? OC : C, beta: bias == nil ? 0 : 1, c: out, ldc: OC, precision: precision)
 }
 
+/// `linearForward` of one row (N = 1) as a matrix-vector product (`cblas_sgemv`), which streams the
+/// weight once where sgemm would pack it first: generation's one-token steps, which are bound by reading
+/// the weights. Inference only (its sums may round differently from `linearForward`'s).
+public func linearForwardRow(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                             bias: UnsafePointer<Float>?, C: Int, OC: Int, layout: WeightLayout = .outputsByInputs) {
+    if let bias { out.update(from: bias, count: OC) }
+    switch layout {
+    case .outputsByInputs:  // out = W inp, W (OC, C)
+        BLAS.sgemv(.none, m: OC, n: C, a: weight, lda: C, x: inp, beta: bias == nil ? 0 : 1, y: out)
+    case .inputsByOutputs:  // out = Wᵀ inp, W (C, OC)
+        BLAS.sgemv(.transpose, m: C, n: OC, a: weight, lda: OC, x: inp, beta: bias == nil ? 0 : 1, y: out)
+    }
+}
+
 /// Gradients of `linearForward`, accumulated: dinp (N, C) += dout weight, dweight (OC, C) += dout^T inp
 /// (with `.inputsByOutputs`: dinp += dout weight^T, dweight (C, OC) += inp^T dout), dbias (OC) += column
 /// sums of dout (N, OC). A nil gradient is skipped. Products in `precision`.

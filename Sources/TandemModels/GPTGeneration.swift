@@ -44,6 +44,18 @@ public final class GPTGenerator {
         AlignedMemory.deallocate(ids)
     }
 
+    /// `linearForward`, or its matrix-vector form for a single position (a generation step).
+    private func project(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ layer: Conv1D, rows n: Int,
+                         inputs: Int, outputs: Int) {
+        if n == 1 {
+            linearForwardRow(out: out, inp: inp, weight: layer.weight.value, bias: layer.bias.value, C: inputs, OC: outputs,
+                             layout: .inputsByOutputs)
+        } else {
+            linearForward(out: out, inp: inp, weight: layer.weight.value, bias: layer.bias.value, N: n, C: inputs, OC: outputs,
+                          layout: .inputsByOutputs)
+        }
+    }
+
     /// Forgets the cache: the next `append` starts a new sequence.
     public func reset() { length = 0 }
 
@@ -64,31 +76,27 @@ public final class GPTGenerator {
         for (l, block) in model.blocks.enumerated() {
             layerNormForward(out: normed, mean: mean, rstd: rstd, inp: x, weight: block.ln1.weight.value,
                              bias: block.ln1.bias.value, N: n, C: C, eps: c.layerNormEpsilon)
-            linearForward(out: qkv, inp: normed, weight: block.attention.weight.value, bias: block.attention.bias.value,
-                          N: n, C: C, OC: 3 * C, layout: .inputsByOutputs)
+            project(qkv, normed, block.attention, rows: n, inputs: C, outputs: 3 * C)
             for i in 0..<n {
                 (keys[l] + (p0 + i) * C).update(from: qkv + i * 3 * C + C, count: C)
                 (values[l] + (p0 + i) * C).update(from: qkv + i * 3 * C + 2 * C, count: C)
             }
             cachedAttentionForward(out: attended, q: qkv, ldq: 3 * C, keys: keys[l], values: values[l], ldkv: C,
                                    past: p0, count: n, NH: c.nHead, HS: C / c.nHead, scores: scores)
-            linearForward(out: projected, inp: attended, weight: block.attentionProjection.weight.value,
-                          bias: block.attentionProjection.bias.value, N: n, C: C, OC: C, layout: .inputsByOutputs)
+            project(projected, attended, block.attentionProjection, rows: n, inputs: C, outputs: C)
             residualForward(out: x, a: x, b: projected, count: n * C)
             layerNormForward(out: normed, mean: mean, rstd: rstd, inp: x, weight: block.ln2.weight.value,
                              bias: block.ln2.bias.value, N: n, C: C, eps: c.layerNormEpsilon)
-            linearForward(out: inner, inp: normed, weight: block.up.weight.value, bias: block.up.bias.value,
-                          N: n, C: C, OC: c.innerSize, layout: .inputsByOutputs)
+            project(inner, normed, block.up, rows: n, inputs: C, outputs: c.innerSize)
             geluForward(out: inner, inp: inner, count: n * c.innerSize, approximation: block.gelu)
-            linearForward(out: projected, inp: inner, weight: block.down.weight.value, bias: block.down.bias.value,
-                          N: n, C: c.innerSize, OC: C, layout: .inputsByOutputs)
+            project(projected, inner, block.down, rows: n, inputs: c.innerSize, outputs: C)
             residualForward(out: x, a: x, b: projected, count: n * C)
         }
         // Only the last position's logits are needed.
         let last = x + (n - 1) * C
         layerNormForward(out: normed, mean: mean, rstd: rstd, inp: last, weight: model.finalNorm.weight.value,
                          bias: model.finalNorm.bias.value, N: 1, C: C, eps: c.layerNormEpsilon)
-        linearForward(out: logitsBuffer, inp: normed, weight: wte, bias: nil, N: 1, C: C, OC: c.vocabSize)
+        linearForwardRow(out: logitsBuffer, inp: normed, weight: wte, bias: nil, C: C, OC: c.vocabSize)
         length = p0 + n
         return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
     }

@@ -22,6 +22,14 @@ public enum BLAS {
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// y = alpha * op(A) * x + beta * y, A M x N row-major (leading dimension `lda`), op(A) A or Aᵀ; x and y
+    /// contiguous.
+    @inlinable
+    public static func sgemv(_ transA: Transpose, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                             x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+        cblas_sgemv(CblasRowMajor, transA.cblas, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
+    }
+
     /// The number of threads OpenBLAS uses for one call on this rank.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }

@@ -86,6 +86,19 @@ final class LinearTests: KernelTestCase {
         }
     }
 
+    /// The one-row matrix-vector form (generation steps) gives linearForward's row for both layouts.
+    func testRowFormMatchesLinearForward() {
+        let inp = Buffer(random: C, seed: 1), w = Buffer(random: OC * C, seed: 2), bias = Buffer(random: OC, seed: 3)
+        for layout in [WeightLayout.outputsByInputs, .inputsByOutputs] {
+            for b in [bias, nil] {
+                let row = Buffer(zeros: OC), full = Buffer(zeros: OC)
+                linearForwardRow(out: row.p, inp: inp.c, weight: w.c, bias: b?.c, C: C, OC: OC, layout: layout)
+                linearForward(out: full.p, inp: inp.c, weight: w.c, bias: b?.c, N: 1, C: C, OC: OC, layout: layout)
+                assertClose(row.array, full.array, atol: 1e-6, rtol: 1e-6, "\(layout), bias \(b != nil)")
+            }
+        }
+    }
+
     func testBiasAdd() {
         let N = 3, C = 19
         let inp = Buffer(random: N * C, seed: 1), bias = Buffer(random: C, seed: 2)
