@@ -90,6 +90,14 @@ public enum Generation {
                     throw ConfigError("\(json): \(tokenizer.vocabSize) tokens, more than the model's vocab_size \(config.vocabSize)")
                 }
                 codec = .bpe(tokenizer)
+            } else if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("merges.txt")) {
+                // A transformers GPT-2 directory with the slow tokenizer's files only.
+                let tokenizer: ByteLevelBPETokenizer
+                do {
+                    tokenizer = try ByteLevelBPETokenizer(vocabJSON: (directory as NSString).appendingPathComponent("vocab.json"),
+                                                          mergesTXT: (directory as NSString).appendingPathComponent("merges.txt"))
+                } catch { throw ConfigError("\(error)") }
+                codec = .bpe(tokenizer)
             } else if FileManager.default.fileExists(atPath: vocab) {
                 let tokenizer = try WordPieceTokenizer(path: vocab, cased: false)
                 guard tokenizer.vocabSize <= config.vocabSize else {
@@ -99,7 +107,7 @@ public enum Generation {
             } else if config.vocabSize == 256 {
                 codec = .bytes
             } else {
-                throw ConfigError("\(directory): no tokenizer (tokenizer.json or vocab.txt) beside the model, and vocab_size \(config.vocabSize) is not a byte-level model's 256")
+                throw ConfigError("\(directory): no tokenizer (tokenizer.json, vocab.json + merges.txt, or vocab.txt) beside the model, and vocab_size \(config.vocabSize) is not a byte-level model's 256")
             }
         }
 
