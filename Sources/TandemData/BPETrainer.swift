@@ -156,7 +156,7 @@ public struct BPETrainer {
 
     /// `token -> id` as GPT-2's vocab.json writes it, in id order.
     static func vocabJSON(_ vocab: [String: Int32]) -> String {
-        "{" + vocab.sorted { $0.value < $1.value }.map { "\(jsonString($0.key)): \($0.value)" }.joined(separator: ", ") + "}\n"
+        "{" + vocab.sorted { $0.value < $1.value }.map { "\(jsonQuoted($0.key)): \($0.value)" }.joined(separator: ", ") + "}\n"
     }
 
     /// A tokenizer.json as HF tokenizers writes a byte-level BPE (GPT-2's layout): the ByteLevel
@@ -165,7 +165,7 @@ public struct BPETrainer {
     /// added tokens.
     static func tokenizerJSON(vocab: [String: Int32], merges: [(String, String)], specialTokens: [String]) -> String {
         let added = specialTokens.compactMap { t in vocab[t].map { id in
-            "    {\"id\": \(id), \"content\": \(jsonString(t)), \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": true, \"special\": true}"
+            "    {\"id\": \(id), \"content\": \(jsonQuoted(t)), \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": true, \"special\": true}"
         } }
         let byteLevel = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}"
         var s = "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
@@ -173,27 +173,11 @@ public struct BPETrainer {
         s += "  \"normalizer\": null,\n  \"pre_tokenizer\": \(byteLevel),\n  \"post_processor\": \(byteLevel),\n  \"decoder\": \(byteLevel),\n"
         s += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n    \"continuing_subword_prefix\": null,\n"
         s += "    \"end_of_word_suffix\": null,\n    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
-        s += "    \"vocab\": {\n" + vocab.sorted { $0.value < $1.value }.map { "      \(jsonString($0.key)): \($0.value)" }.joined(separator: ",\n") + "\n    },\n"
-        s += "    \"merges\": [\n" + merges.map { "      \(jsonString("\($0.0) \($0.1)"))" }.joined(separator: ",\n") + "\n    ]\n  }\n}\n"
+        s += "    \"vocab\": {\n" + vocab.sorted { $0.value < $1.value }.map { "      \(jsonQuoted($0.key)): \($0.value)" }.joined(separator: ",\n") + "\n    },\n"
+        s += "    \"merges\": [\n" + merges.map { "      \(jsonQuoted("\($0.0) \($0.1)"))" }.joined(separator: ",\n") + "\n    ]\n  }\n}\n"
         return s
     }
 
-    /// `s` as a JSON string literal.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
 }
 
 /// A binary max-heap of (count, pair) with ties to the smaller pair: the order HF's BPE trainer merges in.
