@@ -101,3 +101,17 @@ extension TrainingTask {
     /// By default every parameter under its registration name.
     public var checkpointTensors: [(String, Parameter)] { arena.parameters.map { ($0.name, $0) } }
 }
+
+/// The held-out statistics of a language model's next-token loss, shared by the recurrent LM and GPT-2:
+/// the loss summed over tokens and the tokens (two Doubles), described as eval_loss and eval_perplexity.
+enum NextTokenEvaluation {
+    static func accumulate(meanLoss: Float, tokens: Int, into s: UnsafeMutablePointer<Double>) {
+        s[0] += Double(meanLoss) * Double(tokens)
+        s[1] += Double(tokens)
+    }
+
+    static func describe(_ s: [Double]) -> [(String, Double)] {
+        let loss = s[0] / max(s[1], 1)
+        return [("eval_loss", loss), ("eval_perplexity", exp(loss))]
+    }
+}

@@ -117,13 +117,8 @@ public final class CausalLanguageModelTask: EvaluatingTask {
 
     public func accumulateEvalStatistics(into s: UnsafeMutablePointer<Double>) {
         guard let g = graph else { return }
-        let tokens = Double(microBatch * sequenceLength)
-        s[0] += Double(g.loss.data[0]) * tokens
-        s[1] += tokens
+        NextTokenEvaluation.accumulate(meanLoss: g.loss.data[0], tokens: microBatch * sequenceLength, into: s)
     }
 
-    public func describeEval(_ s: [Double]) -> [(String, Double)] {
-        let loss = s[0] / max(s[1], 1)
-        return [("eval_loss", loss), ("eval_perplexity", exp(loss))]
-    }
+    public func describeEval(_ s: [Double]) -> [(String, Double)] { NextTokenEvaluation.describe(s) }
 }
