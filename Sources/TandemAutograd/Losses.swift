@@ -4,19 +4,21 @@ import TandemKernels
 
 extension Tape {
     /// Mean softmax cross-entropy of `logits` (N, V) against `targets` (N), ignoring `ignoreIndex` and
-    /// with optional label smoothing (PyTorch's CrossEntropyLoss). Returns a scalar tensor.
+    /// with optional label smoothing (PyTorch's CrossEntropyLoss), which an `evaluation` replay leaves out.
+    /// Returns a scalar tensor.
     public func crossEntropy(_ logits: Tensor, targets: UnsafeMutablePointer<Int32>, ignoreIndex: Int32 = -100,
                              labelSmoothing: Float = 0) -> Tensor {
         let V = logits.shape[-1], N = logits.count / V
         let loss = tensor(Shape(1))
         let losses = scratch(count: N)
         let probs = scratch(count: N * V)
-        record(inputs: [logits], forward: {
+        record(inputs: [logits], forward: { [unowned self] in
             loss.data[0] = crossEntropyForward(losses: losses, probs: probs, logits: logits.data, targets: targets,
-                                               N: N, V: V, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
-        }, backward: {
-            crossEntropyBackward(dlogits: logits.grad!, probs: probs, targets: targets, N: N, V: V,
-                                 ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing, dloss: loss.grad![0])
+                                               N: N, V: V, ignoreIndex: ignoreIndex,
+                                               labelSmoothing: evaluation ? 0 : labelSmoothing)
+        }, backward: { [unowned self] in
+            crossEntropyBackward(dlogits: logits.grad!, probs: probs, targets: targets, N: N, V: V, ignoreIndex: ignoreIndex,
+                                 labelSmoothing: evaluation ? 0 : labelSmoothing, dloss: loss.grad![0])
         })
         return loss
     }

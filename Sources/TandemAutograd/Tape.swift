@@ -21,6 +21,10 @@ public final class Tape {
     public let grads: ActivationArena
     /// Whether dropout is active; read by dropout ops at replay time.
     public var training = true
+    /// Whether the replay measures held-out data: losses then drop their training-only terms (label
+    /// smoothing), so a held-out loss is the negative log-likelihood whose exponential is the perplexity
+    /// (fairseq's `nll_loss`). Read at replay time; `Trainer.evaluate` sets it with `training` false.
+    public var evaluation = false
     /// The number random ops (dropout) key their draws on: the caller sets it to the global micro-step
     /// before `forward()`, so a step can be replayed exactly from its number after a resume.
     public var step: UInt64 = 0

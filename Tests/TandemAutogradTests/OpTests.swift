@@ -243,6 +243,37 @@ final class OpTests: XCTestCase {
         XCTAssertEqual(soft.data[0], hard.data[0], accuracy: 1e-5)
     }
 
+    /// Label smoothing is a training term: an evaluation replay of the same tape gives the plain
+    /// cross-entropy (the held-out negative log-likelihood), and training replays smooth again.
+    func testEvaluationReplayDropsLabelSmoothing() {
+        let N = 5, V = 7
+        let tape = Tape(minimumBlockBytes: 1 << 16)
+        let logits = tape.tensor(Shape(N, V))
+        fill(logits, seed: 31, scale: 2)
+        let targets = tape.intInput(count: N)
+        targets.update(from: [3, 0, -100, 6, 2], count: N)
+        let smoothed = tape.crossEntropy(logits, targets: targets, labelSmoothing: 0.1)
+        let plain = tape.crossEntropy(logits, targets: targets)
+        tape.forward()
+        let trainingValue = smoothed.data[0]
+        var nll = 0.0, uniform = 0.0  // sums over the 4 labelled rows of -log p[target] and mean_v -log p[v]
+        for n in 0..<N where targets[n] != -100 {
+            let row = (0..<V).map { Double(logits.data[n * V + $0]) }
+            let m = row.max()!
+            let logZ = m + log(row.reduce(0) { $0 + exp($1 - m) })
+            nll += logZ - row[Int(targets[n])]
+            uniform += row.reduce(0) { $0 + logZ - $1 } / Double(V)
+        }
+        XCTAssertEqual(Double(plain.data[0]), nll / 4, accuracy: 1e-5)
+        XCTAssertEqual(Double(trainingValue), (0.9 * nll + 0.1 * uniform) / 4, accuracy: 1e-5)
+        tape.evaluation = true
+        tape.forward()
+        XCTAssertEqual(smoothed.data[0], plain.data[0])
+        tape.evaluation = false
+        tape.forward()
+        XCTAssertEqual(smoothed.data[0], trainingValue)
+    }
+
     func testWeightedSumOfScalars() {
         for checked in 0..<2 {
             check("weightedSum term \(checked)", outputCount: 1) { tape in
