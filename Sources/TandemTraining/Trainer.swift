@@ -87,8 +87,9 @@ public struct StepResult: Sendable {
     public var learningRate: Float = 0
     /// Global gradient norm before clipping (after the all-reduce).
     public var gradientNorm: Float = 0
-    /// True when some rank received SIGTERM or SIGUSR1 before this step's reduction: every rank sees the
-    /// same value (it travels with the loss all-reduce), so all stop after the same step.
+    /// True when some rank received SIGTERM or SIGUSR1 before this step's reduction, or passed
+    /// `stopDeadline`: every rank sees the same value (it travels with the loss all-reduce), so all stop
+    /// after the same step.
     public var stopRequested = false
     public var times = StepTimes()
 }
@@ -111,6 +112,9 @@ public final class Trainer {
     public var step = 0
     /// Where every micro-batch is written as an HF batch file (`train.dump_batches`); nil in training.
     public var batchDumpDirectory: String?
+    /// Monotonic time (`monotonicSeconds()`) after which the step in progress is the last
+    /// (`train.time_limit`); infinity for none.
+    public var stopDeadline = Double.infinity
     /// Overlapped, averaged reduction (the default mode); nil in deterministic mode.
     private let buckets: GradientBuckets?
     /// The node's gradient (and, sharded, parameter) arenas mapped into each other for the hierarchical
@@ -279,7 +283,7 @@ public final class Trainer {
             buckets!.finish()
         }
         lossBuffer[0] = lossSum / Double(s.accumulation)
-        lossBuffer[1] = Preemption.requested ? 1 : 0
+        lossBuffer[1] = Preemption.requested || monotonicSeconds() >= stopDeadline ? 1 : 0
         // Sharded: each rank's share of the squared gradient norm travels with the loss.
         lossBuffer[2] = nodeShard?.takeOwnedGradientSquares() ?? 0
         communicator.allReduce(lossBuffer, op: .sum)
@@ -320,7 +324,8 @@ extension Trainer {
         defer { sums.deallocate() }
         sums.update(repeating: 0)
         tape.training = false
-        defer { tape.training = true }
+        tape.evaluation = true
+        defer { tape.training = true; tape.evaluation = false }
         for k in 0..<batches {
             for b in 0..<m {
                 let i = (k * size + rank) * m + b

@@ -68,6 +68,7 @@ public enum TrainingRun {
         var window = [StepResult]()
         window.reserveCapacity(settings.logEvery)
         let started = monotonicSeconds(), firstStep = trainer.step
+        if config.train.timeLimit > 0 { trainer.stopDeadline = started + config.train.timeLimit }
         while trainer.step < settings.steps {
             var r = trainer.trainStep()
             guard r.loss.isFinite else {
@@ -105,7 +106,10 @@ public enum TrainingRun {
                 progress.reportEval(step: trainer.step, results)
             }
             if r.stopRequested || trainer.step == stopAt {
-                log.warning("\(r.stopRequested ? "stop signal received" : "train.stop_at reached"): stopped after step \(trainer.step) with a checkpoint")
+                let why = !r.stopRequested ? "train.stop_at reached"
+                    : Preemption.requested || config.train.timeLimit <= 0 ? "stop signal received"
+                    : "train.time_limit of \(config.train.timeLimit) s reached (or a stop signal received)"
+                if comm.rank == 0 { log.warning("\(why): stopped after step \(trainer.step) with a checkpoint") }
                 break
             }
         }

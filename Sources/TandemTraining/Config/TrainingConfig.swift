@@ -91,6 +91,7 @@ public struct TrainSection: ConfigSection {
     public var eps = 1e-6
     public var clipGradNorm = 1.0
     public var stopAt = 0
+    public var timeLimit = 0.0
     public var dumpBatches: String?
     public var logEvery = 10
     public var threads = 1
@@ -116,6 +117,7 @@ public struct TrainSection: ConfigSection {
         .float("eps", \.eps, 1e-12...1, "Adam epsilon"),
         .float("clip_grad_norm", \.clipGradNorm, 0...1e6, "global gradient-norm clip after the all-reduce; 0 turns it off"),
         .int("stop_at", \.stopAt, 0...Int.max, "stop with a checkpoint once this step is reached (0: run to train.steps); the schedule still follows train.steps"),
+        .float("time_limit", \.timeLimit, 0...1e9, "stop with a checkpoint after the first step that ends this many seconds of wall time after training started (0: no limit), for a batch system's time limit or a fixed time budget; the schedule still follows train.steps, and a resumed run counts from its own start"),
         .string("dump_batches", \.dumpBatches, "debugging: write every micro-batch as an HF batch file (step-S-rank-R-micro-M.safetensors) and the initial weights into this directory"),
         .int("log_every", \.logEvery, 1...Int.max, "steps between progress lines"),
         .int("threads", \.threads, 1...4096, "OpenBLAS threads per rank"),
