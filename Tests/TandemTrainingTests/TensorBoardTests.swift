@@ -56,4 +56,16 @@ final class TensorBoardTests: ScratchDirectoryTestCase {
                        version + TFRecord.frame(TensorBoardEvent.sessionStart(step: 11, wallTime: t))
                        + TFRecord.frame(TensorBoardEvent.scalars([("train/loss", 1.5)], step: 11, wallTime: t + 1)))
     }
+
+    func testConfigKey() throws {
+        let yaml = "train: {steps: 1}\ncheckpoint: {dir: /tmp/run}\n"
+        func directory(_ overrides: [String]) throws -> String? {
+            try TrainingRun.tensorBoardDirectory(TrainingConfig(yaml: yaml, file: "t.yaml", overrides: overrides))
+        }
+        XCTAssertEqual(try directory([]), "/tmp/run/tensorboard")
+        XCTAssertEqual(try directory(["train.tensorboard=true"]), "/tmp/run/tensorboard")
+        XCTAssertNil(try directory(["train.tensorboard=false"]))
+        XCTAssertEqual(try directory(["train.tensorboard=/tmp/tb"]), "/tmp/tb")
+        XCTAssertThrowsError(try directory(["train.tensorboard="])) { XCTAssertTrue("\($0)".contains("train.tensorboard is empty"), "\($0)") }
+    }
 }
