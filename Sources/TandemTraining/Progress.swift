@@ -1,15 +1,21 @@
 import Foundation
 
-/// Rank 0's progress: one line per log interval, ending in a bar when stdout is a terminal. Under mpirun
-/// every rank's stdout is a pseudo-terminal whatever the user's is, so there the bar needs
-/// `TANDEM_PROGRESS_BAR=1`.
+/// Rank 0's progress: one line per log interval, ending in a bar when stdout is a terminal
+/// (`isInteractive`).
 public final class Progress {
     let total: Int
     let enabled: Bool
-    let isTerminal = ProcessInfo.processInfo.environment["TANDEM_PROGRESS_BAR"] == "1"
-        || (isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil)
+    let isTerminal = Progress.isInteractive(STDOUT_FILENO)
 
     public init(total: Int, enabled: Bool) { self.total = total; self.enabled = enabled }
+
+    /// Whether output to `fd` reaches a terminal someone watches, so that a line may be redrawn in place.
+    /// Under mpirun every rank's output is a pseudo-terminal whatever the user's is, so there it takes
+    /// `TANDEM_PROGRESS_BAR=1`.
+    public static func isInteractive(_ fd: Int32) -> Bool {
+        ProcessInfo.processInfo.environment["TANDEM_PROGRESS_BAR"] == "1"
+            || (isatty(fd) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil)
+    }
 
     public func report(step: Int, loss: Double, lr: Float, gradNorm: Float, samplesPerSecond: Double,
                        tokensPerSecond: Double, mfu: Double, elapsed: Double, stepsDone: Int) {
