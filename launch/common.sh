@@ -87,3 +87,17 @@ PY
     fi
     echo "$cache"
 }
+
+# Prints a Python with tensorboard, for scripts/interop/check_tensorboard.py: the reference venv
+# $TANDEM_REF_VENV (default /opt/tandem-ref, the one launch/compare-pytorch fills with torch), made if
+# missing and given tensorboard from PyPI (no TensorFlow) once. Fails (non-zero) when PyPI cannot be reached.
+tandem_tensorboard_python() {
+    local venv=${TANDEM_REF_VENV:-/opt/tandem-ref}
+    local py="$venv/bin/python"
+    if ! "$py" -c "import tensorboard" 2>/dev/null; then
+        [ -x "$py" ] || { tandem_ensure_packages python3-venv; python3 -m venv "$venv" >&2 || return 1; }
+        tandem_log "installing tensorboard from PyPI into $venv"
+        "$py" -m pip install -q --disable-pip-version-check tensorboard >&2 || return 1
+    fi
+    echo "$py"
+}

@@ -40,11 +40,11 @@ func readLines(fd: Int32, name: String, chunkSize: Int = 4 << 20, chunk: (Int) -
 }
 
 /// `readLines` over the file at `path`; a missing file or a directory is an error naming it.
-func readLines(path: String, chunk: (Int) -> Void = { _ in }, line: (UnsafeRawBufferPointer) throws -> Void) throws {
+func readLines(path: String, chunkSize: Int = 4 << 20, chunk: (Int) -> Void = { _ in }, line: (UnsafeRawBufferPointer) throws -> Void) throws {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { throw DataError.io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
-    try readLines(fd: fd, name: path, chunk: chunk, line: line)
+    try readLines(fd: fd, name: path, chunkSize: chunkSize, chunk: chunk, line: line)
 }
 
 extension TextTokenizer {

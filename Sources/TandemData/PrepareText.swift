@@ -70,7 +70,8 @@ public struct PrepareTextSummary: Sendable {
 /// - Parameters:
 ///   - writeManifest: write `manifest.json` of the listed shards; a multi-rank run writes it on rank 0 with
 ///     `TokenShardManifest.build` once every rank is done.
-///   - progress: called after every few megabytes and at the end of each file.
+///   - progress: called after every megabyte read and at the end of each file (the caller decides how
+///     often to print).
 ///   - log: receives the closing line with the throughput in MB/s.
 @discardableResult
 public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShardJob], evalFraction: Double = 0,
@@ -105,7 +106,6 @@ public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShar
     let philox = Philox(seed: seed)
     var ids: [Int32] = []
     ids.reserveCapacity(1024)
-    var nextReport = 8 << 20
 
     for job in inputs {
         let train = try TokenShardWriter(directory: out, name: job.shard, vocabSize: vocab.vocabSize)
@@ -166,12 +166,12 @@ public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShar
             if current === train { state.tokens += ids.count; state.sentences += 1 } else { evalTokens += ids.count; evalSentences += 1 }
         }
 
-        try readLines(path: job.input, chunk: { n in
+        // Chunks of 1 MB: a progress report every few tenths of a second even for the slower tokenizers.
+        try readLines(path: job.input, chunkSize: 1 << 20, chunk: { n in
             state.bytesDone += n
-            if state.bytesDone >= nextReport {
-                nextReport = state.bytesDone + (8 << 20)
+            if let progress {
                 state.seconds = Date().timeIntervalSince(start)
-                progress?(state)
+                progress(state)
             }
         }, line: handle)
         try flushDocument()

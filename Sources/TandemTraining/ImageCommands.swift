@@ -17,16 +17,23 @@ public enum ImageCommands {
         let source = try openImageSource(input, options: options)
         var outcome = ""
         var json = ""
+        // Rank 0 shows its own share's progress: images, pixel MB written, ETA by images.
+        let progress = comm.rank == 0 ? PreparationProgress(label: "prepare-images" + (comm.size > 1 ? " (rank 0's share)" : ""),
+                                                           unit: "images") : nil
+        var last: PrepareImagesProgress?
         do {
             let reports = try writeImageShards(source: source, out: out, shardSize: options.shardSize, rank: comm.rank,
                                                ranks: comm.size, threads: threads, progress: { p in
-                guard comm.rank == 0 else { return }
-                let share = comm.size > 1 ? " (rank 0's share)" : ""
-                stderr.write(Data(String(format: "prepare-images: %d/%d images%@, %.0f images/s\n",
-                                         p.done, p.total, share, p.imagesPerSecond).utf8))
-            }, skipped: { stderr.write(Data("prepare-images: skipped \($0)\n".utf8)) })
+                last = p
+                progress?.update(items: p.done, bytes: p.bytes, totalItems: p.total)
+            }, skipped: { line in
+                progress?.abandon()
+                stderr.write(Data("prepare-images: skipped \(line)\n".utf8))
+            })
+            if let p = last { progress?.finish(items: p.done, bytes: p.bytes, totalItems: p.total) }
             json = try ImageShardReport.encode(reports)
         } catch {
+            progress?.abandon()
             outcome = "\(error)"
         }
         // Every rank learns whether any failed before rank 0 gathers the reports and writes the manifest.

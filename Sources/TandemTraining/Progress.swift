@@ -1,15 +1,21 @@
 import Foundation
 
-/// Rank 0's progress: one line per log interval, ending in a bar when stdout is a terminal. Under mpirun
-/// every rank's stdout is a pseudo-terminal whatever the user's is, so there the bar needs
-/// `TANDEM_PROGRESS_BAR=1`.
+/// Rank 0's progress: one line per log interval, ending in a bar when stdout is a terminal
+/// (`isInteractive`).
 public final class Progress {
     let total: Int
     let enabled: Bool
-    let isTerminal = ProcessInfo.processInfo.environment["TANDEM_PROGRESS_BAR"] == "1"
-        || (isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil)
+    let isTerminal = Progress.isInteractive(STDOUT_FILENO)
 
     public init(total: Int, enabled: Bool) { self.total = total; self.enabled = enabled }
+
+    /// Whether output to `fd` reaches a terminal someone watches, so that a line may be redrawn in place.
+    /// Under mpirun every rank's output is a pseudo-terminal whatever the user's is, so there it takes
+    /// `TANDEM_PROGRESS_BAR=1`.
+    public static func isInteractive(_ fd: Int32) -> Bool {
+        ProcessInfo.processInfo.environment["TANDEM_PROGRESS_BAR"] == "1"
+            || (isatty(fd) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil)
+    }
 
     public func report(step: Int, loss: Double, lr: Float, gradNorm: Float, samplesPerSecond: Double,
                        tokensPerSecond: Double, mfu: Double, elapsed: Double, stepsDone: Int) {
@@ -50,14 +56,30 @@ public final class Progress {
     }
 }
 
-/// One JSON object per optimizer step, per rank, with the time breakdown (so stragglers show).
+/// One JSON object per optimizer step, per rank, with the time breakdown (so stragglers show), and on
+/// rank 0 the same scalars in a TensorBoard event file.
 public final class MetricsWriter {
     let handle: FileHandle
     public let path: String
+    /// Gets every value the JSONL file gets, at the same step and wall time.
+    let tensorBoard: TensorBoardWriter?
+
+    /// The scalars of a step record after `step`, `rank` and `time`: the JSON key, its number format and
+    /// the TensorBoard tag. Throughput is the log window's, repeated on each of its steps.
+    static let stepFields: [(key: String, format: String, tag: String)] = [
+        ("loss", "%.6f", "train/loss"), ("lr", "%.6e", "train/lr"), ("grad_norm", "%.6f", "train/grad_norm"),
+        ("samples_per_s", "%.3f", "throughput/samples_per_s"), ("tokens_per_s", "%.1f", "throughput/tokens_per_s"),
+        ("mfu", "%.4f", "throughput/mfu"),
+        ("t_data", "%.6f", "step_time/data"), ("t_forward", "%.6f", "step_time/forward"),
+        ("t_backward", "%.6f", "step_time/backward"), ("t_grad_wait", "%.6f", "step_time/grad_wait"),
+        ("t_optimizer", "%.6f", "step_time/optimizer"), ("t_checkpoint", "%.6f", "step_time/checkpoint"),
+        ("t_step", "%.6f", "step_time/total"),
+    ]
 
     /// Creates (or, when `append`, continues) the file.
-    public init(path: String, append: Bool = false) throws {
+    public init(path: String, append: Bool = false, tensorBoard: TensorBoardWriter? = nil) throws {
         self.path = path
+        self.tensorBoard = tensorBoard
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         if !(append && FileManager.default.fileExists(atPath: path)) {
@@ -72,19 +94,27 @@ public final class MetricsWriter {
 
     deinit { try? handle.close() }
 
+    /// Evaluation metrics (`eval_*`), under TensorBoard tags `eval/*`.
     func writeEval(_ results: [(String, Double)], step: Int, rank: Int) throws {
+        let time = wallSeconds()
         let fields = results.map { String(format: "\"%@\":%.6f", $0.0, $0.1) }.joined(separator: ",")
-        try handle.write(contentsOf: Data("{\"step\":\(step),\"rank\":\(rank),\"time\":\(String(format: "%.3f", wallSeconds())),\(fields)}\n".utf8))
+        try handle.write(contentsOf: Data("{\"step\":\(step),\"rank\":\(rank),\"time\":\(String(format: "%.3f", time)),\(fields)}\n".utf8))
+        try tensorBoard?.write(step: step, wallTime: time, scalars: results.map { name, value in
+            ("eval/" + (name.hasPrefix("eval_") ? String(name.dropFirst("eval_".count)) : name), value)
+        })
     }
 
     func write(_ results: [StepResult], rank: Int, samplesPerSecond: Double, tokensPerSecond: Double, mfu: Double) throws {
+        let time = wallSeconds()
         var text = ""
         for r in results {
             let t = r.times
-            text += String(format: #"{"step":%d,"rank":%d,"time":%.3f,"loss":%.6f,"lr":%.6e,"grad_norm":%.6f,"samples_per_s":%.3f,"tokens_per_s":%.1f,"mfu":%.4f,"t_data":%.6f,"t_forward":%.6f,"t_backward":%.6f,"t_grad_wait":%.6f,"t_optimizer":%.6f,"t_checkpoint":%.6f,"t_step":%.6f}"#,
-                           r.step + 1, rank, wallSeconds(), r.loss, r.learningRate, r.gradientNorm, samplesPerSecond,
-                           tokensPerSecond, mfu, t.data, t.forward, t.backward, t.gradientWait, t.optimizer, t.checkpoint, t.total)
-            text += "\n"
+            let values = [r.loss, Double(r.learningRate), Double(r.gradientNorm), samplesPerSecond, tokensPerSecond, mfu,
+                          t.data, t.forward, t.backward, t.gradientWait, t.optimizer, t.checkpoint, t.total]
+            text += String(format: #"{"step":%d,"rank":%d,"time":%.3f"#, r.step + 1, rank, time)
+            for (field, value) in zip(Self.stepFields, values) { text += ",\"" + field.key + "\":" + String(format: field.format, value) }
+            text += "}\n"
+            try tensorBoard?.write(step: r.step + 1, wallTime: time, scalars: zip(Self.stepFields, values).map { ($0.tag, $1) })
         }
         try handle.write(contentsOf: Data(text.utf8))
     }

@@ -12,19 +12,25 @@ public enum TextCommands {
         let tokenizer = try openTokenizer(path: vocab, cased: cased)
         let jobs = TextShardJob.plan(inputs: inputs)
         let mine = jobs.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
-        let isTerminal = isatty(STDERR_FILENO) != 0
         var outcome = ""
         if !mine.isEmpty {
+            // Rank 0 shows its own files' progress: documents, input MB, ETA by bytes.
+            let progress = comm.rank == 0 ? PreparationProgress(label: "prepare-text" + (comm.size > 1 ? " (rank 0's files)" : ""),
+                                                               unit: "documents") : nil
+            var last: PrepareTextProgress?
             do {
                 try prepareText(vocab: tokenizer, out: out, inputs: mine, evalFraction: evalFraction, seed: seed, lineAligned: lineAligned,
                                 writeManifest: comm.size == 1, progress: { p in
-                                    guard comm.rank == 0 && isTerminal else { return }
-                                    let percent = p.bytesTotal > 0 ? 100 * Double(p.bytesDone) / Double(p.bytesTotal) : 100
-                                    FileHandle.standardError.write(Data(String(format: "\r%5.1f%% %.1f MB/s %d documents", percent,
-                                                                               p.megabytesPerSecond, p.documents).utf8))
-                                }, log: { print("rank \(comm.rank): \($0)") })
-                if isTerminal && comm.rank == 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+                                    last = p
+                                    progress?.update(items: p.documents + p.evalDocuments, bytes: p.bytesDone, totalBytes: p.bytesTotal)
+                                }, log: { line in
+                                    if let p = last {
+                                        progress?.finish(items: p.documents + p.evalDocuments, bytes: p.bytesDone, totalBytes: p.bytesTotal)
+                                    }
+                                    print("rank \(comm.rank): \(line)")
+                                })
             } catch {
+                progress?.abandon()
                 outcome = "\(error)"
             }
         }

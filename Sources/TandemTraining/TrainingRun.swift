@@ -22,6 +22,7 @@ public enum TrainingRun {
         log.logLevel = comm.rank == 0 ? .info : .warning
         let config = try TrainingConfig(file: configPath, overrides: overrides)
         let settings = try RunSettings(config, worldSize: comm.size)
+        let tensorBoardDirectory = try tensorBoardDirectory(config)
         let task = try ModelFamilies.makeTask(config, settings: settings, initFrom: initFrom)
         if let initFrom, comm.rank == 0 {
             try task.loadPretrained(directory: initFrom) { log.warning("\($0)") }
@@ -63,7 +64,9 @@ public enum TrainingRun {
             log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s); \(settings.precision.rawValue) matrix products (OpenBLAS kernels \(BLAS.coreName)); global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples\(trainer.optimizerIsSharded ? "; optimizer sharded over \(comm.size) ranks" : "")")
             log.info("\(String(format: "sgemm peak %.1f GFLOP/s per core (MFU denominator)", perCorePeak / 1e9))")
         }
-        let metrics = try MetricsWriter(path: metricsPath(config, rank: comm.rank), append: trainer.step > 0)
+        // A resumed run starts a new event file whose steps begin after the checkpoint's.
+        let tensorBoard = comm.rank == 0 ? try tensorBoardDirectory.map { try TensorBoardWriter(directory: $0, firstStep: trainer.step + 1) } : nil
+        let metrics = try MetricsWriter(path: metricsPath(config, rank: comm.rank), append: trainer.step > 0, tensorBoard: tensorBoard)
         let progress = Progress(total: settings.steps, enabled: comm.rank == 0)
         var window = [StepResult]()
         window.reserveCapacity(settings.logEvery)
@@ -121,6 +124,17 @@ public enum TrainingRun {
     static func metricsPath(_ config: TrainingConfig, rank: Int) -> String {
         let base = config.train.metrics ?? ((config.checkpoint.dir ?? "runs/default") + "/metrics.jsonl")
         return rank == 0 ? base : base.replacingOccurrences(of: ".jsonl", with: "") + ".rank\(rank).jsonl"
+    }
+
+    /// Where rank 0 writes TensorBoard event files (`train.tensorboard`): nil when off.
+    static func tensorBoardDirectory(_ config: TrainingConfig) throws -> String? {
+        let value = config.train.tensorboard ?? "true"
+        switch value.lowercased() {
+        case "true", "yes", "on": return (config.checkpoint.dir ?? "runs/default") + "/tensorboard"
+        case "false", "no", "off": return nil
+        case "": throw ConfigError("\(config.file): train.tensorboard is empty: expected true, false or a directory")
+        default: return value
+        }
     }
 
     /// Single-thread sgemm FLOP/s at a transformer shape, DESIGN.md's MFU denominator: the best of

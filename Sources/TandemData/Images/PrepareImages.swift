@@ -24,10 +24,12 @@ public struct ImageShardReport: Codable, Equatable, Sendable {
     }
 }
 
-/// Where `writeImageShards` is: images done out of this rank's share, and the time since the start.
+/// Where `writeImageShards` is: images done out of this rank's share, the pixel bytes written for them,
+/// and the time since the start.
 public struct PrepareImagesProgress: Sendable {
     public var done: Int
     public var total: Int
+    public var bytes: Int
     public var seconds: Double
     public var imagesPerSecond: Double { seconds > 0 ? Double(done) / seconds : 0 }
 }
@@ -38,6 +40,7 @@ public func imageShardCount(images: Int, shardSize: Int) -> Int { (images + shar
 
 /// Writes the shards `k` of `source` with `k % ranks == rank` into `out` and returns their reports.
 /// Undecodable images are skipped: `skipped` gets one line each (path and reason) as it happens.
+/// `progress` is called after every batch of images and at the end (the caller decides how often to print).
 /// `threads` threads decode batches of images at once; the files do not depend on it.
 public func writeImageShards(source: any ImageSource, out: String, shardSize: Int, rank: Int = 0, ranks: Int = 1, threads: Int = 1,
                              progress: ((PrepareImagesProgress) -> Void)? = nil,
@@ -59,7 +62,6 @@ public func writeImageShards(source: any ImageSource, out: String, shardSize: In
     var fatal: Error?
     let lock = NSLock()
     let start = Date()
-    var nextReport = 2.0
     var done = 0
     var reports: [ImageShardReport] = []
     for k in shards {
@@ -99,18 +101,12 @@ public func writeImageShards(source: any ImageSource, out: String, shardSize: In
                 accumulatePixelSums(pixels + j * imageBytes, count: h * w, channels: c, sum: &report.sum, sumSquares: &report.sum_squares)
                 done += 1
             }
-            if let progress {
-                let seconds = Date().timeIntervalSince(start)
-                if seconds >= nextReport {
-                    nextReport = seconds + 2
-                    progress(PrepareImagesProgress(done: done, total: total, seconds: seconds))
-                }
-            }
+            progress?(PrepareImagesProgress(done: done, total: total, bytes: done * imageBytes, seconds: Date().timeIntervalSince(start)))
         }
         try writer.finish()
         reports.append(report)
     }
-    progress?(PrepareImagesProgress(done: done, total: total, seconds: Date().timeIntervalSince(start)))
+    progress?(PrepareImagesProgress(done: done, total: total, bytes: done * imageBytes, seconds: Date().timeIntervalSince(start)))
     return reports
 }
 

@@ -97,6 +97,7 @@ public struct TrainSection: ConfigSection {
     public var threads = 1
     public var precision = MatmulPrecision.fp32
     public var metrics: String?
+    public var tensorboard: String? = "true"
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
@@ -123,6 +124,7 @@ public struct TrainSection: ConfigSection {
         .int("threads", \.threads, 1...4096, "OpenBLAS threads per rank"),
         .choice("precision", \.precision, "matrix products: fp32, or bf16 (inputs rounded to bf16, fp32 accumulation; needs a CPU with AVX512_BF16); weights, gradients, optimizer state, all-reduce and checkpoints stay fp32"),
         .string("metrics", \.metrics, "JSONL metrics file (default: checkpoint.dir/metrics.jsonl)"),
+        .string("tensorboard", \.tensorboard, "rank 0 writes the metrics file's scalars as TensorBoard event files: true (into checkpoint.dir/tensorboard), false, or a directory"),
     ]
 }
 
