@@ -95,7 +95,7 @@ public final class MPICommunicator: Communicator {
         if lr == 0 { MPI_Comm_rank(leaders, &leaderIndex) }
         Self.check(MPI_Bcast(&leaderIndex, 1, cmpi_int32(), 0, shared), "MPI_Bcast(node index)", rank: rank)
         nodeIndex = Int(leaderIndex)
-        tracker = CollectiveTracker(comm: cmpi_comm_world(), rank: rank, size: size)
+        tracker = CollectiveTracker(rank: rank, size: size)
     }
 
     deinit { shutdown() }
@@ -104,8 +104,7 @@ public final class MPICommunicator: Communicator {
     @discardableResult
     public func startWatchdog(_ configuration: Watchdog.Configuration = .init()) -> Watchdog {
         if let watchdog { return watchdog }
-        let w = Watchdog(configuration: configuration, tracker: tracker,
-                         progressComm: nodeCount > 1 ? comm : nil)
+        let w = Watchdog(configuration: configuration, tracker: tracker)
         watchdog = w
         return w
     }

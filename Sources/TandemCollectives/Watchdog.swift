@@ -29,16 +29,15 @@ public final class Watchdog {
 
     public let configuration: Configuration
     private let tracker: CollectiveTracker
-    private let progressComm: MPI_Comm?
     private let lock = NSLock()
     private var stepTimes: [Double] = []
     private var stopped = false
     private var thread: Thread?
 
-    /// `progressComm`, when given, is probed on every tick: across nodes a passive-target get only
-    /// completes when the target process enters MPI, and this thread may be the only one that does.
-    init(configuration: Configuration, tracker: CollectiveTracker, progressComm: MPI_Comm?) {
-        self.configuration = configuration; self.tracker = tracker; self.progressComm = progressComm
+    /// On every tick the thread also runs the board leaders' exchange of records between machines
+    /// (`CollectiveTracker.exchange()`).
+    init(configuration: Configuration, tracker: CollectiveTracker) {
+        self.configuration = configuration; self.tracker = tracker
         let t = Thread { [unowned self] in self.run() }
         t.name = "tandem-watchdog"
         thread = t
@@ -73,10 +72,7 @@ public final class Watchdog {
         let pollMicros = useconds_t(max(1000, configuration.pollSeconds * 1e6))
         while !isStopped {
             usleep(pollMicros)
-            if let comm = progressComm {
-                var flag: Int32 = 0
-                MPI_Iprobe(cmpi_any_source(), cmpi_any_tag(), comm, &flag, cmpi_status_ignore())
-            }
+            tracker.exchange()
             let limit = limitSeconds
             for channel in CollectiveChannel.allCases {
                 let own = tracker.localRecord(channel)
@@ -91,9 +87,13 @@ public final class Watchdog {
         let phase = own.phase.map { "\($0)" } ?? "unknown"
         var missing: [String] = []
         var mismatched: [String] = []
+        var silent: [Int: Double?] = [:]  // machines whose records are stale: seconds since the last, nil: none
         for q in 0..<tracker.size where q != tracker.rank {
-            guard let r = tracker.record(of: q, channel: channel) else {
-                missing.append("\(q) (unreachable)")
+            let (r, age) = tracker.record(of: q, channel: channel)
+            let m = tracker.machineOf[q]
+            guard let age, age <= 4 * CollectiveTracker.exchangeSeconds else {
+                silent[m] = age
+                missing.append("\(q) (no news from its node " + (age.map { String(format: "for %.1f s", $0) } ?? "since the start") + ")")
                 continue
             }
             let last = r.phase.map { "\($0)" } ?? "none"
@@ -109,6 +109,11 @@ public final class Watchdog {
         if !missing.isEmpty { message += "; ranks not arrived: " + missing.joined(separator: ", ") }
         if !mismatched.isEmpty { message += "; ranks in a different collective: " + mismatched.joined(separator: ", ") }
         if missing.isEmpty && mismatched.isEmpty { message += "; every rank has arrived (slow network or deadlock)" }
+        if !silent.isEmpty {
+            message += "; node(s) silent (down, or its network link cut): " + silent.keys.sorted().map { m in
+                "ranks " + tracker.machineRanks[m].map(String.init).joined(separator: ",")
+            }.joined(separator: "; ")
+        }
         fputs("tandem: rank \(tracker.rank): \(message); aborting the job\n", stderr)
         fflush(stderr)
         MPI_Abort(cmpi_comm_world(), configuration.exitCode)
