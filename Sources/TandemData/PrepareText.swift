@@ -91,7 +91,9 @@ public func prepareText(vocab: any TextTokenizer, out: String, inputs: [TextShar
     }
     var bytesTotal = 0
     for job in inputs {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: job.input) else {
+        // The file a symbolic link names: attributesOfItem describes the link itself (its size is its path's).
+        let target = URL(fileURLWithPath: job.input).resolvingSymlinksInPath().path
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target) else {
             throw DataError.io(path: job.input, reason: "no such file")
         }
         if attributes[.type] as? FileAttributeType == .typeDirectory {

@@ -71,8 +71,9 @@ public final class PreparationProgress {
         var parts = [totalItems.map { "\(items)/\($0) \(unit)" } ?? "\(items) \(unit)",
                      totalBytes.map { String(format: "%.1f/%.1f MB", Double(bytes) / 1e6, Double($0) / 1e6) }
                          ?? String(format: "%.1f MB", Double(bytes) / 1e6)]
-        let fraction: Double? = totalBytes.map { $0 > 0 ? Double(bytes) / Double($0) : 1 }
-            ?? totalItems.map { $0 > 0 ? Double(items) / Double($0) : 1 }
+        // At most 1: a file that grows while it is read must not give 120% and a negative ETA.
+        let fraction: Double? = (totalBytes.map { $0 > 0 ? Double(bytes) / Double($0) : 1 }
+            ?? totalItems.map { $0 > 0 ? Double(items) / Double($0) : 1 }).map { min($0, 1) }
         if let fraction { parts.append(String(format: "%.1f%%", 100 * fraction)) }
         let s = max(seconds, 1e-9)
         parts.append(String(format: "%.1f MB/s, %@ %@/s", Double(bytes) / 1e6 / s, Progress.si(Double(items) / s), unit))

@@ -44,6 +44,21 @@ final class PrepareTextTests: XCTestCase {
         XCTAssertEqual(window, Array(all[start..<(start + 40)]), "a window across the shard boundary")
     }
 
+    /// Progress counts a symbolically linked input by the size of the file it names (not of the link),
+    /// so the total, the percentage and the ETA are right.
+    func testProgressTotalFollowsSymbolicLinks() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        try writeCorpus(dir + "/a.txt", documents: 40)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.txt", withDestinationPath: dir + "/a.txt")
+        let size = try FileManager.default.attributesOfItem(atPath: dir + "/a.txt")[.size] as! Int
+        var last: PrepareTextProgress?
+        _ = try prepareText(vocab: tokenizer, out: dir + "/shards",
+                            inputs: TextShardJob.plan(inputs: [dir + "/link.txt"], prefix: "train"),
+                            progress: { last = $0 }, log: { _ in })
+        XCTAssertEqual(last?.bytesTotal, size)
+        XCTAssertEqual(last?.bytesDone, size)
+    }
+
     func testVocabularyMismatchIsAnErrorNamingTheManifest() throws {
         let dir = try Fixtures.temporaryDirectory()
         try writeCorpus(dir + "/a.txt", documents: 3)
