@@ -61,4 +61,38 @@ static inline void cmpi_shm_pause(void) {
 }
 static inline void cmpi_yield(void) { sched_yield(); }
 
+// bf16 gradient compression between nodes (distributed.compress: bf16), as Horovod's fp16 compression:
+// fp32 -> bf16 with round-to-nearest-even (NaN kept quiet), bf16 -> fp32 exactly, and an MPI_Op that
+// sums bf16 vectors in fp32 and rounds each sum back to bf16 (created once, on first use).
+static inline uint16_t cmpi_bf16_from_f32(float f) {
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static inline float cmpi_f32_from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+static inline void cmpi_bf16_encode(const float *in, uint16_t *out, long n) {
+    for (long i = 0; i < n; i++) out[i] = cmpi_bf16_from_f32(in[i]);
+}
+static inline void cmpi_bf16_decode(const uint16_t *in, float *out, long n) {
+    for (long i = 0; i < n; i++) out[i] = cmpi_f32_from_bf16(in[i]);
+}
+static void cmpi_bf16_sum_function(void *in, void *inout, int *len, MPI_Datatype *type) {
+    (void)type;
+    const uint16_t *a = (const uint16_t *)in;
+    uint16_t *b = (uint16_t *)inout;
+    for (int i = 0; i < *len; i++) b[i] = cmpi_bf16_from_f32(cmpi_f32_from_bf16(a[i]) + cmpi_f32_from_bf16(b[i]));
+}
+static inline MPI_Op cmpi_op_bf16_sum(void) {
+    static MPI_Op op = MPI_OP_NULL;
+    if (op == MPI_OP_NULL) MPI_Op_create(cmpi_bf16_sum_function, 1, &op);
+    return op;
+}
+static inline MPI_Datatype cmpi_uint16(void) { return MPI_UINT16_T; }
+
 #endif

@@ -94,6 +94,12 @@ final class SharedWindowReducer: BucketReducer {
     /// (localSize + 1): where the sums go in the current reduction.
     private let targets: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>
     private static let controlBytes = 4096
+    /// `distributed.compress` for the leaders' all-reduce, and its buffers on a node leader: the bf16
+    /// bucket, and with error feedback the rounding error of this node's last contribution to every
+    /// gradient element (added to the next one before it is rounded, as in 1-bit SGD's error feedback).
+    private let compression: GradientCompression
+    private let packed: UnsafeMutablePointer<UInt16>?
+    private let residual: UnsafeMutableBufferPointer<Float>?
 
     /// Whether the gradient arenas are shared in place (no copies).
     var sharesArenas: Bool { shared != nil }
@@ -103,8 +109,14 @@ final class SharedWindowReducer: BucketReducer {
     /// on a node of one rank). `shard`: this rank's share of a sharded optimizer (made over `arenas`),
     /// nil when every rank updates every parameter.
     init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>, arenas: NodeSharedArenas?,
-         shard: NodeOptimizerShard?) {
+         shard: NodeOptimizerShard?, compression: GradientCompression = .none, errorFeedback: Bool = false) {
         self.mpi = mpi
+        let compressing = compression == .bf16 && mpi.leaderComm != nil && mpi.nodeCount > 1
+        self.compression = compressing ? .bf16 : .none
+        packed = compressing ? .allocate(capacity: max(16, (capacity + 15) / 16 * 16)) : nil
+        residual = compressing && errorFeedback ? .allocate(capacity: grads.count) : nil
+        residual?.initialize(repeating: 0)
+        if compressing { _ = cmpi_op_bf16_sum() }  // created here, on the main thread
         let capacity = max(16, (capacity + 15) / 16 * 16)
         self.capacity = capacity
         sources = .allocate(capacity: mpi.localSize)
@@ -149,6 +161,8 @@ final class SharedWindowReducer: BucketReducer {
     }
 
     deinit {
+        packed?.deallocate()
+        residual?.deallocate()
         scratch.deallocate()
         sources.deallocate()
         targets.deallocate()
@@ -181,8 +195,7 @@ final class SharedWindowReducer: BucketReducer {
         if mpi.localSize == 1 {
             // Alone on the node: nothing to share, the leaders' all-reduce works on the gradients directly.
             mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
-                mpi.check(MPI_Allreduce(cmpi_in_place(), g, Int32(n), cmpi_float(), cmpi_op_sum(), leaderComm),
-                          "MPI_Allreduce(gradient bucket \(bucket) across nodes)")
+                leadersAllReduce(g, count: n, offset: offset, bucket: bucket)
             }
             scale(grads, by: inverse)
             return
@@ -220,10 +233,7 @@ final class SharedWindowReducer: BucketReducer {
             sumSlice(own, scale: single ? inverse : 1, targetCount: targetCount)
             barrier.wait()
             if !single {
-                if let leaderComm {
-                    mpi.check(MPI_Allreduce(cmpi_in_place(), result, Int32(n), cmpi_float(), cmpi_op_sum(), leaderComm),
-                              "MPI_Allreduce(gradient bucket \(bucket) across nodes)")
-                }
+                if leaderComm != nil { leadersAllReduce(result, count: n, offset: offset, bucket: bucket) }
                 barrier.wait()
             }
         }
@@ -233,6 +243,27 @@ final class SharedWindowReducer: BucketReducer {
             g.update(from: result, count: own.lowerBound)
             (g + own.upperBound).update(from: result + own.upperBound, count: n - own.upperBound)
         }
+    }
+
+    /// Sums `count` floats at `x` over the node leaders, in place: fp32, or bf16 on the wire
+    /// (`compression`), with this node's rounding error carried to the next step when `residual` is kept.
+    private func leadersAllReduce(_ x: UnsafeMutablePointer<Float>, count n: Int, offset: Int, bucket: Int) {
+        guard compression == .bf16, let packed else {
+            mpi.check(MPI_Allreduce(cmpi_in_place(), x, Int32(n), cmpi_float(), cmpi_op_sum(), leaderComm),
+                      "MPI_Allreduce(gradient bucket \(bucket) across nodes)")
+            return
+        }
+        if let residual {
+            let r = residual.baseAddress! + offset
+            for i in 0..<n { x[i] += r[i] }
+            cmpi_bf16_encode(x, packed, n)
+            for i in 0..<n { r[i] = x[i] - cmpi_f32_from_bf16(packed[i]) }
+        } else {
+            cmpi_bf16_encode(x, packed, n)
+        }
+        mpi.check(MPI_Allreduce(cmpi_in_place(), packed, Int32(n), cmpi_uint16(), cmpi_op_bf16_sum(), leaderComm),
+                  "MPI_Allreduce(gradient bucket \(bucket) across nodes, bf16)")
+        cmpi_bf16_decode(packed, x, n)
     }
 
     /// targets[t][i] = (sum over local ranks q, in order, of sources[q][i]) x scale for i in `range` and

@@ -8,6 +8,16 @@ public enum ReduceMode: String, Sendable, CaseIterable {
     case mpi
 }
 
+/// What crosses the network between nodes in the hierarchical reduction (`distributed.compress`).
+public enum GradientCompression: String, Sendable, CaseIterable {
+    /// fp32, as everywhere else.
+    case none
+    /// The node leaders' all-reduce sends bf16 (rounded to nearest even) and sums in fp32, rounding each
+    /// sum back to bf16: half the bytes, as Horovod's fp16 compression. Within a node, in the optimizer
+    /// and in checkpoints everything stays fp32.
+    case bf16
+}
+
 /// Averages the gradient arena over all ranks in buckets of about `bucketBytes` (25 MB by default),
 /// overlapping the reductions with backward: `markReady` reduces a completed bucket (and any completed
 /// ones after it, in order) on the caller's thread before returning, while the bucket is still in the
@@ -65,7 +75,8 @@ public final class GradientBuckets {
     /// this rank's gradients holding the averages only in `shard.ranges` (zeros elsewhere) and adds their
     /// squares to the shard's share of the norm.
     public init(arena: ParameterArena, communicator: any Communicator, bucketBytes: Int = 25 << 20,
-                mode: ReduceMode = .hierarchical, arenas: NodeSharedArenas? = nil, shard: NodeOptimizerShard? = nil) {
+                mode: ReduceMode = .hierarchical, arenas: NodeSharedArenas? = nil, shard: NodeOptimizerShard? = nil,
+                compression: GradientCompression = .none, errorFeedback: Bool = false) {
         precondition(arena.isSealed, "GradientBuckets needs a sealed arena (its buffers must not move)")
         self.arena = arena
         self.mode = mode
@@ -83,7 +94,7 @@ public final class GradientBuckets {
             switch mode {
             case .hierarchical:
                 let r = SharedWindowReducer(mpi: mpi, capacity: layout.maxElements, grads: arena.grads, arenas: arenas,
-                                            shard: shard)
+                                            shard: shard, compression: compression, errorFeedback: errorFeedback)
                 reducer = r
                 reducesInPlace = r.sharesArenas
             case .mpi:

@@ -29,6 +29,10 @@ public struct RunSettings {
     /// `distributed.shard_optimizer`: each rank of a node updates only its share of the parameters
     /// (AdamW, hierarchical reduction, single node; otherwise every rank updates all).
     public let shardOptimizer: Bool
+    /// `distributed.compress` and `distributed.error_feedback`: the inter-node step of the hierarchical
+    /// reduction.
+    public let compression: GradientCompression
+    public let errorFeedback: Bool
 
     public init(_ c: TrainingConfig, worldSize: Int) throws {
         func required<T>(_ value: T?, _ key: String) throws -> T {
@@ -65,6 +69,14 @@ public struct RunSettings {
         deterministic = c.distributed.deterministic
         checkEvery = c.distributed.checkEvery
         shardOptimizer = c.distributed.shardOptimizer
+        compression = c.distributed.compress
+        errorFeedback = c.distributed.errorFeedback
+        if compression != .none && (deterministic || reduceMode != .hierarchical) {
+            throw ConfigError("\(c.file): distributed.compress = \(compression.rawValue) compresses the hierarchical reduction's step between nodes: it needs distributed.reduce = hierarchical and distributed.deterministic = false")
+        }
+        if errorFeedback && compression == .none {
+            throw ConfigError("\(c.file): distributed.error_feedback needs distributed.compress = bf16")
+        }
     }
 }
 
@@ -160,7 +172,8 @@ public final class Trainer {
                                                arenas: arenas)
             }
             let b = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
-                                    mode: settings.reduceMode, arenas: arenas, shard: nodeShard)
+                                    mode: settings.reduceMode, arenas: arenas, shard: nodeShard,
+                                    compression: settings.compression, errorFeedback: settings.errorFeedback)
             buckets = b
             deterministic = nil
             tape.onGradientFinal = { p in b.markReady(p) }
