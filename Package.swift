@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "TandemAutogradTests", dependencies: ["TandemAutograd", "TandemKernels", "TandemNN", "TandemTestSupport"]),
         .testTarget(name: "TandemNNTests", dependencies: ["TandemNN", "TandemTestSupport"]),
         .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "TandemCollectivesTests", dependencies: ["TandemCollectives", "TandemTestSupport"]),
+        .testTarget(name: "TandemCollectivesTests", dependencies: ["TandemCollectives", "CMPI", "TandemTestSupport"]),
         .testTarget(name: "TandemCheckpointTests", dependencies: ["TandemCheckpoint", "TandemTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TandemModelsTests", dependencies: ["TandemModels", "TandemTraining", "TandemTools", "TandemTestSupport"],
                     exclude: ["Fixtures"]),
