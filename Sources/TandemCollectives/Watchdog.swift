@@ -87,12 +87,12 @@ public final class Watchdog {
         let phase = own.phase.map { "\($0)" } ?? "unknown"
         var missing: [String] = []
         var mismatched: [String] = []
-        var silent: [Int: Double?] = [:]  // machines whose records are stale: seconds since the last, nil: none
+        var silent = Set<Int>()  // machines whose records are stale
         for q in 0..<tracker.size where q != tracker.rank {
             let (r, age) = tracker.record(of: q, channel: channel)
             let m = tracker.machineOf[q]
             guard let age, age <= 4 * CollectiveTracker.exchangeSeconds else {
-                silent[m] = age
+                silent.insert(m)
                 missing.append("\(q) (no news from its node " + (age.map { String(format: "for %.1f s", $0) } ?? "since the start") + ")")
                 continue
             }
@@ -110,7 +110,7 @@ public final class Watchdog {
         if !mismatched.isEmpty { message += "; ranks in a different collective: " + mismatched.joined(separator: ", ") }
         if missing.isEmpty && mismatched.isEmpty { message += "; every rank has arrived (slow network or deadlock)" }
         if !silent.isEmpty {
-            message += "; node(s) silent (down, or its network link cut): " + silent.keys.sorted().map { m in
+            message += "; node(s) silent (down, or its network link cut): " + silent.sorted().map { m in
                 "ranks " + tracker.machineRanks[m].map(String.init).joined(separator: ",")
             }.joined(separator: "; ")
         }
