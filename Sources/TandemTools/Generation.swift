@@ -66,11 +66,7 @@ public enum Generation {
 
         /// Loads `directory`; errors name the file.
         public init(directory: String) throws {
-            let configPath = (directory as NSString).appendingPathComponent("config.json")
-            guard FileManager.default.fileExists(atPath: configPath) else {
-                throw ConfigError("\(directory): no config.json (give a checkpoint directory such as runs/NAME/step-00001000)")
-            }
-            let type = (try? ModelFields.read(directory: directory))?["model_type"] as? String
+            let (configPath, type) = try ModelFields.checkpointModelType(directory: directory)
             guard let type, GPTFamily.modelTypes.contains(type) else {
                 throw ConfigError("\(configPath): model_type \(type ?? "(none)") is not gpt2: tandem generate needs a GPT-2 checkpoint")
             }

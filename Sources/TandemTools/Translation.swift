@@ -32,11 +32,7 @@ public enum Translation {
 
         /// Loads checkpoint `directory`; errors name the file.
         public init(directory: String) throws {
-            let configPath = (directory as NSString).appendingPathComponent("config.json")
-            guard FileManager.default.fileExists(atPath: configPath) else {
-                throw ConfigError("\(directory): no config.json (give a checkpoint directory such as runs/NAME/step-00001500)")
-            }
-            let type = (try? ModelFields.read(directory: directory))?["model_type"] as? String
+            let (configPath, type) = try ModelFields.checkpointModelType(directory: directory)
             arena = ParameterArena()
             switch type {
             case "seq2seq":

@@ -23,6 +23,17 @@ public enum ModelFields {
         return object
     }
 
+    /// A checkpoint directory's config.json path and `model_type` (nil when it has none or is not JSON),
+    /// for the commands that load a checkpoint (`tandem generate`, `tandem translate`); no config.json is
+    /// an error naming the directory.
+    public static func checkpointModelType(directory: String) throws -> (configPath: String, type: String?) {
+        let path = (directory as NSString).appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigError("\(directory): no config.json (give a checkpoint directory such as runs/NAME/step-00001000)")
+        }
+        return (path, (try? read(directory: directory))?["model_type"] as? String)
+    }
+
     /// Applies `model.<field>` overrides; a field outside `known` is an error listing them.
     public static func merge(_ fields: inout [String: Any], _ overrides: [String: ConfigValue], known: [String],
                              file: String) throws {
