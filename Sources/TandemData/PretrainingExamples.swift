@@ -52,21 +52,13 @@ public final class PretrainingExamples {
     public let dataset: ShardDataset
     public let options: PretrainingOptions
     public let seed: UInt64
-    private let cls: Int32, sep: Int32, mask: Int32, pad: Int32
-    private let vocabSize: Int
-    /// Whether a token id is a `##` continuation (for whole-word masking).
-    private let isContinuation: [Bool]
-    /// Tokens that are never masked nor drawn as random replacements: the special tokens.
-    private let isSpecial: [Bool]
+    private let cls: Int32, sep: Int32, pad: Int32
+    private let masking: TokenMasking
     /// Per chunk: shard, first sentence (shard-local), sentence count, target length, global document.
     private var chunks: [(shard: Int32, first: Int32, count: Int32, target: Int32, document: Int32)] = []
-    // Scratch, reused by every `fill` (one PretrainingExamples per thread).
-    private var candidates: [Int32]
-    private var wordStarts: [Int32]
-    private var wordEnds: [Int32]
 
     /// Philox streams of the draws (distinct from the sampler's and dropout's).
-    static let chunkStream: UInt64 = 0x4E53_5043, pairStream: UInt64 = 0x4E53_5050, maskStream: UInt64 = 0x4D4C_4D4D
+    static let chunkStream: UInt64 = 0x4E53_5043, pairStream: UInt64 = 0x4E53_5050
 
     public init(dataset: ShardDataset, tokenizer: WordPieceTokenizer, options: PretrainingOptions, seed: UInt64) throws {
         guard let mask = tokenizer.maskID, let pad = tokenizer.padID else {
@@ -74,15 +66,11 @@ public final class PretrainingExamples {
         }
         guard options.maxSequence >= 8 else { throw DataError.invalidArgument("data.seq_len \(options.maxSequence) is too short for sentence pairs") }
         self.dataset = dataset; self.options = options; self.seed = seed
-        cls = tokenizer.clsID; sep = tokenizer.sepID; self.mask = mask; self.pad = pad
-        vocabSize = tokenizer.vocabSize
-        isContinuation = tokenizer.tokens.map { $0.droppingScalarPrefix(tokenizer.continuingSubwordPrefix) != nil }
-        var special = [Bool](repeating: false, count: tokenizer.vocabSize)
-        for id in [tokenizer.clsID, tokenizer.sepID, tokenizer.unkID, mask, pad] { special[Int(id)] = true }
-        isSpecial = special
-        candidates = [Int32](repeating: 0, count: options.maxSequence)
-        wordStarts = [Int32](repeating: 0, count: options.maxSequence)
-        wordEnds = [Int32](repeating: 0, count: options.maxSequence)
+        cls = tokenizer.clsID; sep = tokenizer.sepID; self.pad = pad
+        masking = TokenMasking(
+            options: options, seed: seed, maskID: mask, vocabSize: tokenizer.vocabSize,
+            special: [tokenizer.clsID, tokenizer.sepID, tokenizer.unkID, mask, pad],
+            isContinuation: tokenizer.tokens.map { $0.droppingScalarPrefix(tokenizer.continuingSubwordPrefix) != nil })
         cutChunks()
         guard !chunks.isEmpty else { throw DataError.invalidArgument("\(dataset.directory): no sentences to make examples from") }
     }
@@ -175,69 +163,7 @@ public final class PretrainingExamples {
         for i in used..<T { ids[i] = pad; types[i] = 0 }
         for i in 0..<T { slots.attentionMask[i] = i < used ? 1 : 0 }
         slots.nextSentenceLabel[0] = randomNext ? 1 : 0
-        maskTokens(used: used, epoch: key, index: UInt64(index), slots: slots)
+        masking.mask(used: used, epoch: key, index: UInt64(index), slots: slots)
     }
 
-    /// BERT's masked LM: shuffle the words (single pieces, or whole words with their `##` pieces), take
-    /// them until 15% of the tokens or maxPredictions are masked, replace 80/10/10, and list the positions
-    /// in ascending order.
-    private func maskTokens(used: Int, epoch: UInt64, index: UInt64, slots: PretrainingSlots) {
-        let ids = slots.inputIDs
-        let rng = Philox(seed: seed)
-        var draw = index << 16
-        var words = 0, i = 0
-        while i < used {
-            if isSpecial[Int(ids[i])] { i += 1; continue }
-            var end = i + 1
-            if options.wholeWordMasking {
-                while end < used && !isSpecial[Int(ids[end])] && isContinuation[Int(ids[end])] { end += 1 }
-            }
-            wordStarts[words] = Int32(i); wordEnds[words] = Int32(end); words += 1
-            i = end
-        }
-        let toPredict = min(options.maxPredictions, max(1, Int((Double(used) * options.maskProbability).rounded())))
-        for w in 0..<words { candidates[w] = Int32(w) }
-        var w = words - 1
-        while w > 0 {
-            draw += 1
-            candidates.swapAt(w, rng.below(w + 1, stream: Self.maskStream, step: epoch, index: draw))
-            w -= 1
-        }
-        var masked = 0
-        for k in 0..<words where masked < toPredict {
-            let start = Int(wordStarts[Int(candidates[k])]), end = Int(wordEnds[Int(candidates[k])])
-            guard masked + (end - start) <= toPredict else { continue }
-            for p in start..<end {
-                slots.maskedPositions[masked] = Int32(p)
-                slots.maskedLabels[masked] = ids[p]
-                masked += 1
-            }
-        }
-        sortPrefix(slots.maskedPositions, slots.maskedLabels, count: masked)
-        for m in 0..<masked {
-            draw += 1
-            let block = rng.block(stream: Self.maskStream, step: epoch, index: draw)
-            let u = Double(block.0 >> 8) / 16_777_216.0
-            let p = Int(slots.maskedPositions[m])
-            if u < 0.8 {
-                ids[p] = mask
-            } else if u >= 0.9 {
-                // A random token of the vocabulary (special tokens excepted: the original is kept instead).
-                let r = Int(UInt64(block.1) * UInt64(vocabSize) >> 32)
-                ids[p] = isSpecial[r] ? slots.maskedLabels[m] : Int32(r)
-            }
-        }
-        for m in masked..<options.maxPredictions { slots.maskedPositions[m] = 0; slots.maskedLabels[m] = -100 }
-    }
-
-    /// Insertion sort of positions (with their labels) — at most maxPredictions entries.
-    private func sortPrefix(_ positions: UnsafeMutablePointer<Int32>, _ labels: UnsafeMutablePointer<Int32>, count: Int) {
-        guard count > 1 else { return }
-        for i in 1..<count {
-            let p = positions[i], l = labels[i]
-            var j = i - 1
-            while j >= 0 && positions[j] > p { positions[j + 1] = positions[j]; labels[j + 1] = labels[j]; j -= 1 }
-            positions[j + 1] = p; labels[j + 1] = l
-        }
-    }
 }

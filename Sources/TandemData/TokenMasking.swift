@@ -1,0 +1,96 @@
+/// Dynamic masking for masked-LM pretraining, shared by BERT's sentence pairs and RoBERTa's full
+/// sentences: shuffle the words (single pieces, or whole words with their continuation pieces), take
+/// them until `maskProbability` of the tokens or `maxPredictions` are masked, replace 80% with the mask
+/// token, 10% with a random token of the vocabulary and keep 10%, and list the positions in ascending
+/// order. The draws come from Philox keyed by (seed, epoch, example), so each epoch masks anew and any
+/// example can be rebuilt exactly after a resume on any rank.
+public final class TokenMasking {
+    public let options: PretrainingOptions
+    public let seed: UInt64
+    private let mask: Int32
+    private let vocabSize: Int
+    /// Whether a token id continues the word before it (for whole-word masking).
+    private let isContinuation: [Bool]
+    /// Tokens that are never masked nor drawn as random replacements: the special tokens.
+    private let isSpecial: [Bool]
+    // Scratch, reused by every `mask` (one TokenMasking per examples object, one of those per thread).
+    private var candidates: [Int32]
+    private var wordStarts: [Int32]
+    private var wordEnds: [Int32]
+
+    /// The Philox stream of the masking draws (distinct from the sampler's, dropout's and the examples').
+    static let maskStream: UInt64 = 0x4D4C_4D4D
+
+    public init(options: PretrainingOptions, seed: UInt64, maskID: Int32, vocabSize: Int, special: [Int32], isContinuation: [Bool]) {
+        self.options = options; self.seed = seed; mask = maskID; self.vocabSize = vocabSize
+        self.isContinuation = isContinuation
+        var isSpecial = [Bool](repeating: false, count: vocabSize)
+        for id in special { isSpecial[Int(id)] = true }
+        self.isSpecial = isSpecial
+        candidates = [Int32](repeating: 0, count: options.maxSequence)
+        wordStarts = [Int32](repeating: 0, count: options.maxSequence)
+        wordEnds = [Int32](repeating: 0, count: options.maxSequence)
+    }
+
+    /// Masks the first `used` tokens of `slots.inputIDs` (special tokens excepted) and fills
+    /// `maskedPositions`/`maskedLabels`, unused slots with position 0 and label -100.
+    public func mask(used: Int, epoch: UInt64, index: UInt64, slots: PretrainingSlots) {
+        let ids = slots.inputIDs
+        let rng = Philox(seed: seed)
+        var draw = index << 16
+        var words = 0, i = 0
+        while i < used {
+            if isSpecial[Int(ids[i])] { i += 1; continue }
+            var end = i + 1
+            if options.wholeWordMasking {
+                while end < used && !isSpecial[Int(ids[end])] && isContinuation[Int(ids[end])] { end += 1 }
+            }
+            wordStarts[words] = Int32(i); wordEnds[words] = Int32(end); words += 1
+            i = end
+        }
+        let toPredict = min(options.maxPredictions, max(1, Int((Double(used) * options.maskProbability).rounded())))
+        for w in 0..<words { candidates[w] = Int32(w) }
+        var w = words - 1
+        while w > 0 {
+            draw += 1
+            candidates.swapAt(w, rng.below(w + 1, stream: Self.maskStream, step: epoch, index: draw))
+            w -= 1
+        }
+        var masked = 0
+        for k in 0..<words where masked < toPredict {
+            let start = Int(wordStarts[Int(candidates[k])]), end = Int(wordEnds[Int(candidates[k])])
+            guard masked + (end - start) <= toPredict else { continue }
+            for p in start..<end {
+                slots.maskedPositions[masked] = Int32(p)
+                slots.maskedLabels[masked] = ids[p]
+                masked += 1
+            }
+        }
+        sortPrefix(slots.maskedPositions, slots.maskedLabels, count: masked)
+        for m in 0..<masked {
+            draw += 1
+            let block = rng.block(stream: Self.maskStream, step: epoch, index: draw)
+            let u = Double(block.0 >> 8) / 16_777_216.0
+            let p = Int(slots.maskedPositions[m])
+            if u < 0.8 {
+                ids[p] = mask
+            } else if u >= 0.9 {
+                // A random token of the vocabulary (special tokens excepted: the original is kept instead).
+                let r = Int(UInt64(block.1) * UInt64(vocabSize) >> 32)
+                ids[p] = isSpecial[r] ? slots.maskedLabels[m] : Int32(r)
+            }
+        }
+        for m in masked..<options.maxPredictions { slots.maskedPositions[m] = 0; slots.maskedLabels[m] = -100 }
+    }
+
+    /// Insertion sort of positions (with their labels) — at most maxPredictions entries.
+    private func sortPrefix(_ positions: UnsafeMutablePointer<Int32>, _ labels: UnsafeMutablePointer<Int32>, count: Int) {
+        guard count > 1 else { return }
+        for i in 1..<count {
+            let p = positions[i], l = labels[i]
+            var j = i - 1
+            while j >= 0 && positions[j] > p { positions[j + 1] = positions[j]; labels[j + 1] = labels[j]; j -= 1 }
+            positions[j + 1] = p; labels[j + 1] = l
+        }
+    }
+}
