@@ -93,12 +93,6 @@ final class BERTParityTests: ScratchDirectoryTestCase {
         print("MiniLM last_hidden_state: max abs difference \(difference)")
         XCTAssertLessThanOrEqual(difference, 1e-4)
     }
-
-
-    private func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
 }
 
 enum ModelFixtures {

@@ -66,12 +66,6 @@ final class ViTParityTests: ScratchDirectoryTestCase {
         print("ViT \(name) gradient parity: loss relative difference \(lossError), "
               + "worst relative gradient error \(worst.error) on \(worst.name)")
     }
-
-
-    private func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
 }
 
 enum ViTFixtures {

@@ -25,3 +25,9 @@ public func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     }
     return (num.squareRoot()) / max(den.squareRoot(), 1e-30)
 }
+
+/// The largest |a[i] - b[i]|.
+public func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+}
