@@ -60,3 +60,24 @@ extension Tape {
         return y
     }
 }
+
+extension Tape {
+    /// RoBERTa's position ids (transformers' `create_position_ids_from_input_ids`), computed at replay
+    /// from the (B, T) ids the caller fills: counting from `paddingIndex + 1` along each row over the
+    /// tokens that are not `paddingIndex`, and `paddingIndex` itself at the padding, whose position
+    /// embedding row then gets no gradient.
+    public func paddedPositions(_ ids: UnsafeMutablePointer<Int32>, batch B: Int, sequence T: Int,
+                                paddingIndex: Int32) -> UnsafeMutablePointer<Int32> {
+        let positions = intInput(count: B * T)
+        record(inputs: [], forward: {
+            for b in 0..<B {
+                var count: Int32 = 0
+                for t in 0..<T {
+                    let i = b * T + t
+                    if ids[i] != paddingIndex { count += 1; positions[i] = count + paddingIndex } else { positions[i] = paddingIndex }
+                }
+            }
+        }, backward: {})
+        return positions
+    }
+}

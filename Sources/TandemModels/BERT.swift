@@ -9,8 +9,14 @@ public struct BertError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// BERT's hyper-parameters (Devlin et al. 2019) as HF `BertConfig`'s config.json fields.
+/// BERT's hyper-parameters (Devlin et al. 2019) as HF `BertConfig`'s config.json fields, and RoBERTa's
+/// (`model_type: roberta`, HF `RobertaConfig`: the same fields plus the `<s>` and `</s>` ids).
 public struct BertConfig: Codable, Equatable, Sendable {
+    /// "bert" or "roberta".
+    public var modelType: String = "bert"
+    /// RoBERTa's `<s>` and `</s>` ids (nil for BERT).
+    public var bosTokenId: Int?
+    public var eosTokenId: Int?
     public var vocabSize: Int
     public var hiddenSize: Int
     public var numHiddenLayers: Int
@@ -50,14 +56,40 @@ public struct BertConfig: Codable, Equatable, Sendable {
         case initializerRange = "initializer_range", layerNormEps = "layer_norm_eps", padTokenId = "pad_token_id"
         case positionEmbeddingType = "position_embedding_type", modelType = "model_type"
         case architectures, tieWordEmbeddings = "tie_word_embeddings"
+        case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
     }
+
+    /// HF `RobertaConfig`'s defaults: BertConfig's with `<pad>` 1, `<s>` 0, `</s>` 2 and RoBERTa's
+    /// 50265-token vocabulary.
+    public static func roberta(vocabSize: Int = 50265, hiddenSize: Int = 768, numHiddenLayers: Int = 12,
+                               numAttentionHeads: Int = 12, intermediateSize: Int = 3072,
+                               maxPositionEmbeddings: Int = 514, typeVocabSize: Int = 1, layerNormEps: Float = 1e-5) -> BertConfig {
+        var c = BertConfig(vocabSize: vocabSize, hiddenSize: hiddenSize, numHiddenLayers: numHiddenLayers,
+                           numAttentionHeads: numAttentionHeads, intermediateSize: intermediateSize,
+                           maxPositionEmbeddings: maxPositionEmbeddings, typeVocabSize: typeVocabSize,
+                           layerNormEps: layerNormEps, padTokenId: 1)
+        c.modelType = "roberta"; c.bosTokenId = 0; c.eosTokenId = 2
+        return c
+    }
+
+    public var isRoberta: Bool { modelType == "roberta" }
 
     /// Missing fields take BertConfig's defaults, as `from_pretrained` does; unsupported settings
     /// (an activation other than gelu, relative position embeddings, an untied decoder, shapes that do
     /// not fit) are errors.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = BertConfig()
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "bert"
+        guard ["bert", "roberta"].contains(modelType) else {
+            throw BertError("model_type \"\(modelType)\" is not a BERT model (bert or roberta)")
+        }
+        var d = BertConfig()
+        if modelType == "roberta" {
+            // RobertaConfig's own defaults are BertConfig's but for the special ids and the vocabulary.
+            d = BertConfig(vocabSize: 50265, padTokenId: 1); d.bosTokenId = 0; d.eosTokenId = 2
+        }
+        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? d.bosTokenId
+        eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId) ?? d.eosTokenId
         vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
         hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
         numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
@@ -82,11 +114,13 @@ public struct BertConfig: Codable, Equatable, Sendable {
         try validate()
     }
 
-    /// Writes a config.json that transformers loads as `BertForPreTraining`.
+    /// Writes a config.json that transformers loads as `BertForPreTraining` (or `RobertaForMaskedLM`).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(["BertForPreTraining"], forKey: .architectures)
-        try c.encode("bert", forKey: .modelType)
+        try c.encode([isRoberta ? "RobertaForMaskedLM" : "BertForPreTraining"], forKey: .architectures)
+        try c.encode(modelType, forKey: .modelType)
+        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
+        try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
         try c.encode(vocabSize, forKey: .vocabSize)
         try c.encode(hiddenSize, forKey: .hiddenSize)
         try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
@@ -118,8 +152,14 @@ public struct BertConfig: Codable, Equatable, Sendable {
         guard hiddenSize % numAttentionHeads == 0 else {
             throw BertError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
         }
-        guard (0..<vocabSize).contains(padTokenId) else {
-            throw BertError("pad_token_id \(padTokenId) is outside the vocabulary 0..<\(vocabSize)")
+        let ids: [(String, Int?)] = [("pad_token_id", padTokenId), ("bos_token_id", bosTokenId), ("eos_token_id", eosTokenId)]
+        for (key, id) in ids {
+            if let id, !(0..<vocabSize).contains(id) {
+                throw BertError("\(key) \(id) is outside the vocabulary 0..<\(vocabSize)")
+            }
+        }
+        if isRoberta && maxPositionEmbeddings <= padTokenId + 1 {
+            throw BertError("max_position_embeddings \(maxPositionEmbeddings) leaves no positions: RoBERTa's start at pad_token_id + 1 = \(padTokenId + 1)")
         }
     }
 }
@@ -169,8 +209,25 @@ public final class BERT {
         tokenTypeEmbedding = Embedding(embeddings("token_type_embeddings"), count: config.typeVocabSize,
                                        dimensions: C, initializer: init_)
         embeddingNorm = LayerNorm(embeddings("LayerNorm"), dimensions: C, eps: eps)
-        blocks = (0..<config.numHiddenLayers).map { i in
-            let layer = bert("encoder")("layer")("\(i)")
+        blocks = Self.encoderBlocks(bert("encoder"), config)
+        pooler = Linear(bert("pooler")("dense"), inputs: C, outputs: C, initializer: init_)
+        // PyTorch lists a module's own parameters before its children's: the bias of
+        // BertLMPredictionHead comes before its transform.
+        let predictions = root("cls")("predictions")
+        decoderBias = predictions.parameter("bias", Shape(config.vocabSize), .zeros, decays: false)
+        transform = Linear(predictions("transform")("dense"), inputs: C, outputs: C, initializer: init_)
+        transformNorm = LayerNorm(predictions("transform")("LayerNorm"), dimensions: C, eps: eps)
+        seqRelationship = Linear(root("cls")("seq_relationship"), inputs: C, outputs: 2, initializer: init_)
+        parameters = Array(arena.parameters[firstIndex...])
+    }
+
+    /// The encoder's post-LN blocks under `encoder.layer.N` (BertLayer's names, which RoBERTa shares),
+    /// with BERT's init.
+    static func encoderBlocks(_ encoder: ParameterScope, _ config: BertConfig) -> [TransformerBlock] {
+        let C = config.hiddenSize, eps = config.layerNormEps
+        let init_ = ParameterInit.normal(std: config.initializerRange)
+        return (0..<config.numHiddenLayers).map { i in
+            let layer = encoder("layer")("\(i)")
             let attention = layer("attention"), selfAttention = attention("self")
             let heads = MultiHeadAttention(
                 query: Linear(selfAttention("query"), inputs: C, outputs: C, initializer: init_),
@@ -186,15 +243,6 @@ public final class BERT {
                                     feedForward: FeedForward(up: up, down: down, approximation: .erf),
                                     feedForwardNorm: outputNorm, norm: .post, dropout: config.hiddenDropoutProb)
         }
-        pooler = Linear(bert("pooler")("dense"), inputs: C, outputs: C, initializer: init_)
-        // PyTorch lists a module's own parameters before its children's: the bias of
-        // BertLMPredictionHead comes before its transform.
-        let predictions = root("cls")("predictions")
-        decoderBias = predictions.parameter("bias", Shape(config.vocabSize), .zeros, decays: false)
-        transform = Linear(predictions("transform")("dense"), inputs: C, outputs: C, initializer: init_)
-        transformNorm = LayerNorm(predictions("transform")("LayerNorm"), dimensions: C, eps: eps)
-        seqRelationship = Linear(root("cls")("seq_relationship"), inputs: C, outputs: 2, initializer: init_)
-        parameters = Array(arena.parameters[firstIndex...])
     }
 
     // MARK: - Graph

@@ -56,19 +56,28 @@ public enum TextCommands {
     /// Trains a WordPiece vocabulary of `size` tokens on `inputs` and writes it as vocab.txt (`type`
     /// "wordpiece"), or a byte-level BPE (`type` "bpe", GPT-2's) and writes tokenizer.json, vocab.json and
     /// merges.txt into the directory `out`.
-    public static func vocab(type: String = "wordpiece", size: Int, minFrequency: Int, cased: Bool, out: String, inputs: [String]) throws {
+    /// RoBERTa's special tokens, first in the vocabulary as in fairseq's dictionary (`<mask>` comes last
+    /// there; its id does not matter to transformers, which reads it from the tokenizer).
+    public static let robertaSpecialTokens = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+    public static func vocab(type: String = "wordpiece", size: Int, minFrequency: Int, cased: Bool, roberta: Bool = false,
+                             out: String, inputs: [String]) throws {
         let started = Date()
         switch type {
         case "wordpiece":
+            guard !roberta else { throw ConfigError("--roberta is for --type bpe: RoBERTa's tokenizer is a byte-level BPE") }
             var trainer = WordPieceTrainer(vocabSize: size, minFrequency: minFrequency,
                                            normalization: cased ? .cased : .uncased)
             let tokens = try trainer.train(files: inputs, output: out)
             print("vocab: \(tokens.count) tokens from \(inputs.count) file(s) written to \(out)")
         case "bpe":
             guard !cased else { throw ConfigError("--cased is for WordPiece: byte-level BPE keeps every byte as it is") }
-            let tokenizer = try BPETrainer(vocabSize: size, minFrequency: minFrequency).train(files: inputs, directory: out)
-            print(String(format: "vocab: byte-level BPE of %d tokens (%d merges) from %d file(s) in %.1f s: tokenizer.json, vocab.json and merges.txt in %@",
-                         tokenizer.vocabSize, tokenizer.vocabSize - 257, inputs.count, Date().timeIntervalSince(started), out))
+            let specials = roberta ? robertaSpecialTokens : [ByteLevelBPETokenizer.endOfText]
+            let tokenizer = try BPETrainer(vocabSize: size, minFrequency: minFrequency, specialTokens: specials)
+                .train(files: inputs, directory: out)
+            print(String(format: "vocab: byte-level BPE of %d tokens (%d merges, special tokens %@) from %d file(s) in %.1f s: tokenizer.json, vocab.json and merges.txt in %@",
+                         tokenizer.vocabSize, tokenizer.vocabSize - 256 - specials.count, specials.joined(separator: " "), inputs.count,
+                         Date().timeIntervalSince(started), out))
         default:
             throw ConfigError("--type \(type): expected wordpiece or bpe")
         }

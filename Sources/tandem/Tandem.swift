@@ -125,10 +125,12 @@ struct Vocab: ParsableCommand {
     @Option(help: "Output vocab.txt (wordpiece) or directory (bpe).") var out: String
     @Option(name: .customLong("min-frequency"), help: "Least count of a merged pair.") var minFrequency: Int = 2
     @Flag(help: "Keep case and accents (WordPiece).") var cased = false
+    @Flag(help: "RoBERTa's special tokens <s> <pad> </s> <unk> <mask> instead of GPT-2's <|endoftext|> (bpe).") var roberta = false
     @Argument(help: "Input text files.") var inputs: [String]
     func run() throws {
         try withCommunicator { _ in
-            try TextCommands.vocab(type: type, size: size, minFrequency: minFrequency, cased: cased, out: out, inputs: inputs)
+            try TextCommands.vocab(type: type, size: size, minFrequency: minFrequency, cased: cased, roberta: roberta, out: out,
+                                   inputs: inputs)
         }
     }
 }

@@ -40,17 +40,28 @@ public struct PretrainedBERT {
     /// its init (the heads of a BertModel checkpoint) and what was ignored.
     @discardableResult
     public static func loadWeights(into model: BERT, directory: String, log: (String) -> Void) throws -> BERT.LoadReport {
+        try loadWeights(parameters: model.parameters, load: model.load, headPrefix: "cls.", baseModel: "BertModel",
+                        directory: directory, log: log)
+    }
+
+    /// The same for any BERT-like model: `load` is its `load(shapes:origin:copy:)`; when every parameter
+    /// under `headPrefix` kept its init, the log says the checkpoint was a `baseModel` (an encoder alone).
+    @discardableResult
+    public static func loadWeights(
+        parameters: [Parameter], load: ([String: [Int]], String, (String, UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> CheckpointLoadReport,
+        headPrefix: String, baseModel: String, directory: String, log: (String) -> Void
+    ) throws -> CheckpointLoadReport {
         let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw BertError("\(weightsPath): no such file (only safetensors weights are read)")
         }
         let file = try SafeTensorsFile(path: weightsPath)
-        let report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: weightsPath) { name, into in
+        let report = try load(file.tensors.mapValues(\.shape), weightsPath) { name, into in
             try file.copyFloats(name, into: into)
         }
         if !report.keptInit.isEmpty {
-            let heads = model.parameters.filter { $0.name.hasPrefix("cls.") }.map(\.name)
-            let noHeads = heads.allSatisfy(report.keptInit.contains) ? " (a BertModel checkpoint: only the encoder was loaded)" : ""
+            let heads = parameters.filter { $0.name.hasPrefix(headPrefix) }.map(\.name)
+            let noHeads = heads.allSatisfy(report.keptInit.contains) ? " (a \(baseModel) checkpoint: only the encoder was loaded)" : ""
             log("\(weightsPath): \(report.keptInit.count) parameters keep their random init\(noHeads): "
                 + report.keptInit.joined(separator: ", "))
         }
