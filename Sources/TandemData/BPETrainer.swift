@@ -162,7 +162,8 @@ public struct BPETrainer {
     /// A tokenizer.json as HF tokenizers writes a byte-level BPE (GPT-2's layout): the ByteLevel
     /// pre-tokenizer (no prefix space), post-processor and decoder, the BPE model with its vocabulary in id
     /// order and its merges as "a b" strings (which every tokenizers version reads), the special tokens as
-    /// added tokens.
+    /// added tokens. With `<s>` and `</s>` among them (RoBERTa's), the post-processor is RobertaProcessing,
+    /// so that HF's tokenizer frames a sequence as `<s> ... </s>` the way Tandem's samples are.
     static func tokenizerJSON(vocab: [String: Int32], merges: [(String, String)], specialTokens: [String]) -> String {
         let added = specialTokens.compactMap { t in vocab[t].map { id in
             "    {\"id\": \(id), \"content\": \(jsonQuoted(t)), \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": true, \"special\": true}"
@@ -170,7 +171,11 @@ public struct BPETrainer {
         let byteLevel = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}"
         var s = "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
         s += "  \"added_tokens\": [\n" + added.joined(separator: ",\n") + "\n  ],\n"
-        s += "  \"normalizer\": null,\n  \"pre_tokenizer\": \(byteLevel),\n  \"post_processor\": \(byteLevel),\n  \"decoder\": \(byteLevel),\n"
+        var post = byteLevel
+        if let bos = vocab["<s>"], let eos = vocab["</s>"], specialTokens.contains("<s>") && specialTokens.contains("</s>") {
+            post = "{\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", \(eos)], \"cls\": [\"<s>\", \(bos)], \"trim_offsets\": true, \"add_prefix_space\": false}"
+        }
+        s += "  \"normalizer\": null,\n  \"pre_tokenizer\": \(byteLevel),\n  \"post_processor\": \(post),\n  \"decoder\": \(byteLevel),\n"
         s += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n    \"continuing_subword_prefix\": null,\n"
         s += "    \"end_of_word_suffix\": null,\n    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
         s += "    \"vocab\": {\n" + vocab.sorted { $0.value < $1.value }.map { "      \(jsonQuoted($0.key)): \($0.value)" }.joined(separator: ",\n") + "\n    },\n"

@@ -332,10 +332,15 @@ public final class ByteLevelBPETokenizer: TextTokenizer, @unchecked Sendable {
     /// Documents are encoded whole (`documentLineIDs`), so that shards hold GPT-2's encoding of each.
     public var encodesWholeDocuments: Bool { true }
 
-    /// `special` adds nothing: GPT-2's tokenizer has no post-processor tokens (documents are separated by
+    /// `special` frames the line as `<s> ... </s>` with RoBERTa's tokens (its RobertaProcessing) and adds
+    /// nothing with GPT-2's, which has no post-processor tokens (documents are separated by
     /// `<|endoftext|>` when shards are packed, not here).
     public func appendTokenizeIDs(utf8 line: UnsafeRawBufferPointer, special: Bool, to ids: inout [Int32]) {
+        let bos = special ? self.ids["<s>"] : nil, eos = special ? self.ids["</s>"] : nil
+        let framed = bos != nil && eos != nil
+        if framed { ids.append(bos!) }
         appendIDs(utf8: line, to: &ids)
+        if framed { ids.append(eos!) }
     }
 }
 

@@ -50,6 +50,29 @@ final class ByteLevelBPETests: XCTestCase {
         XCTAssertEqual(trained.vocabSize, 700)
     }
 
+    /// RoBERTa's variant (`tandem vocab --type bpe --roberta`): its special tokens first, a RobertaProcessing
+    /// post-processor in tokenizer.json (HF frames sequences as <s> ... </s>), and `special` framing lines
+    /// the same way in `tandem tokenize`; GPT-2's adds nothing.
+    func testRobertaSpecialTokensComeFirstAndFrameSequences() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        let roberta = try BPETrainer(vocabSize: 600, specialTokens: specials).train(files: [Fixtures.path("bpe/train.txt")], directory: dir)
+        XCTAssertEqual(Array(roberta.tokens.prefix(5)), specials)
+        let json = try String(contentsOfFile: dir + "/tokenizer.json", encoding: .utf8)
+        XCTAssertTrue(json.contains("\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", 2], \"cls\": [\"<s>\", 0]"), json.prefix(900).description)
+        let reloaded = try ByteLevelBPETokenizer(tokenizerJSON: dir + "/tokenizer.json")
+        XCTAssertEqual(reloaded.vocabHash, roberta.vocabHash)
+        func tokenize(_ t: ByteLevelBPETokenizer, special: Bool) -> [Int32] {
+            var ids: [Int32] = []
+            Array("In the beginning".utf8).withUnsafeBytes { t.appendTokenizeIDs(utf8: $0, special: special, to: &ids) }
+            return ids
+        }
+        let plain = tokenize(roberta, special: false)
+        XCTAssertEqual(tokenize(roberta, special: true), [0] + plain + [2])
+        let gpt2 = try BPETrainer(vocabSize: 600).train(files: [Fixtures.path("bpe/train.txt")], directory: dir + "/gpt2")
+        XCTAssertEqual(tokenize(gpt2, special: true), tokenize(gpt2, special: false))
+    }
+
     /// prepare-text hands byte-level BPE whole documents: the lines' ids back to back are the encoding of
     /// the document's text (every line ended by "\n"), also where a pre-token spans a line end ("  \n "
     /// before an indented line, which encoding line by line would cut), and every line gets the ids of the
