@@ -31,6 +31,7 @@ PRESETS = {  # google-research/bert's compact models and BERT-base: (layers, hid
     "bert-tiny": (2, 128), "bert-mini": (4, 256), "bert-small": (4, 512),
     "bert-medium": (8, 512), "bert-base": (12, 768), "bert-large": (24, 1024),
 }
+ROBERTA_PRESETS = {"roberta-base": (12, 768)}  # (layers, hidden); RoBERTa's vocabulary of 50265
 VIT_PRESETS = {  # Tandem's ViT presets: (layers, hidden, image, patch)
     "vit-tiny-32": (12, 192, 32, 4), "vit-tiny": (12, 192, 224, 16), "vit-small": (12, 384, 224, 16),
     "vit-base": (12, 768, 224, 16),
@@ -58,7 +59,7 @@ class Output:
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(ROBERTA_PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
                     + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS) + sorted(MARIAN_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
@@ -153,7 +154,7 @@ def worker(rank, a):
     dist.all_reduce(peak_t, op=dist.ReduceOp.MAX)
     peak = peak_t.item()
 
-    worker = (vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
+    worker = (roberta_worker if a.preset in ROBERTA_PRESETS else vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
               else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else gpt2_worker if a.preset in GPT2_PRESETS
               else marian_worker if a.preset in MARIAN_PRESETS
               else bert_worker)
@@ -179,6 +180,40 @@ def bert_worker(rank, a, torch, dist, DDP, peak):
     batches = [batch(torch, cfg, a, B, g) for _ in range(2)]
     describe = (f"transformers BertForPreTraining layers={layers} hidden={hidden} heads={hidden // 64} "
                 f"vocab={a.vocab_size} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, a.seq, describe)
+
+
+def roberta_worker(rank, a, torch, dist, DDP, peak):
+    """RobertaForMaskedLM as Tandem's roberta-base trains it: sequence a.seq of <s> ... </s> with no
+    padding, one token type, MLM labels at a.max_predictions positions, no NSP; no attention-probability
+    dropout (as Tandem), hidden dropout 0.1."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+    layers, hidden = ROBERTA_PRESETS[a.preset]
+    cfg = RobertaConfig(vocab_size=50265, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                        intermediate_size=4 * hidden, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                        pad_token_id=1, bos_token_id=0, eos_token_id=2, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = RobertaForMaskedLM(cfg)
+    model.train()
+    a.seq = min(a.seq, 512)
+    flops, params = training_flops_per_sample(model, cfg, a)
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+
+    def roberta_batch():
+        T, P = a.seq, a.max_predictions
+        ids = torch.randint(5, cfg.vocab_size, (B, T), generator=g)
+        ids[:, 0], ids[:, -1] = cfg.bos_token_id, cfg.eos_token_id
+        labels = torch.full((B, T), -100, dtype=torch.long)
+        for b in range(B):
+            pos = torch.randperm(T - 2, generator=g)[:P] + 1
+            labels[b, pos] = ids[b, pos]
+        return dict(input_ids=ids, attention_mask=torch.ones(B, T, dtype=torch.long), labels=labels)
+
+    batches = [roberta_batch() for _ in range(2)]
+    describe = (f"transformers RobertaForMaskedLM layers={layers} hidden={hidden} heads={hidden // 64} "
+                f"vocab={cfg.vocab_size} params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, a.seq, describe)
 
 
