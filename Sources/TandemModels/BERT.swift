@@ -306,14 +306,7 @@ public final class BERT {
         let pooled = tape.tanh(pooler(tape.gatherRows(x, rows: first, count: B), on: tape))
         let nspLogits = seqRelationship(pooled, on: tape)
 
-        var masked: UnsafeMutablePointer<Int32>? = nil
-        var scored = x
-        if let P {
-            let rows = tape.intInput(count: P)
-            rows.update(repeating: 0, count: P)
-            masked = rows
-            scored = tape.gatherRows(x, rows: rows, count: P)
-        }
+        let (masked, scored) = Self.scoredRows(x, maskedPositions: P, on: tape)
         let h = transformNorm(tape.gelu(transform(scored, on: tape), approximation: .erf), on: tape)
         let logits = tape.linear(h, weight: wordEmbedding.weight, bias: decoderBias)
         let mlmLabels = tape.intInput(count: P ?? N)
@@ -327,6 +320,15 @@ public final class BERT {
                      lastHiddenState: x, pooled: pooled, predictionLogits: logits,
                      seqRelationshipLogits: nspLogits, mlmLoss: mlmLoss, nspLoss: nspLoss,
                      loss: tape.add(mlmLoss, nspLoss))
+    }
+
+    /// The rows an MLM head scores: all of `x`, or P rows gathered from it at the positions the caller
+    /// writes into the returned buffer (zeroed: padded slots point at row 0, with label -100).
+    static func scoredRows(_ x: Tensor, maskedPositions P: Int?, on tape: Tape) -> (rows: UnsafeMutablePointer<Int32>?, scored: Tensor) {
+        guard let P else { return (nil, x) }
+        let rows = tape.intInput(count: P)
+        rows.update(repeating: 0, count: P)
+        return (rows, tape.gatherRows(x, rows: rows, count: P))
     }
 
     // MARK: - Loading transformers checkpoints

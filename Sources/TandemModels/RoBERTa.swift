@@ -96,14 +96,7 @@ public final class RoBERTa {
         var x = tape.dropout(embeddingNorm(sum, on: tape), p: config.hiddenDropoutProb).reshaped(Shape(B, T, C))
         for block in blocks { x = block(x, keyMask: mask, causal: false, on: tape) }
 
-        var masked: UnsafeMutablePointer<Int32>? = nil
-        var scored = x
-        if let P {
-            let rows = tape.intInput(count: P)
-            rows.update(repeating: 0, count: P)
-            masked = rows
-            scored = tape.gatherRows(x, rows: rows, count: P)
-        }
+        let (masked, scored) = BERT.scoredRows(x, maskedPositions: P, on: tape)
         let h = layerNorm(tape.gelu(dense(scored, on: tape), approximation: .erf), on: tape)
         let logits = tape.linear(h, weight: wordEmbedding.weight, bias: decoderBias)
         let labels = tape.intInput(count: P ?? N)

@@ -57,19 +57,17 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
                 attentionMask: g.attentionMask.data + b * T, maskedPositions: rows + b * P,
                 maskedLabels: g.mlmLabels + b * P, nextSentenceLabel: g.nextSentenceLabels + b))
             // Example positions are within the sequence; the gathered rows index the (B T) hidden states.
-            for k in 0..<P { rows[b * P + k] += Int32(b * T) }
+            MaskedLM.offsetRows(rows, sample: b, sequence: T, predictions: P)
         }
     }
 
-    /// DESIGN.md's 6 x parameters + 12 x L x C x T per token, except that the embeddings are lookups
-    /// and the tied decoder (V x C) runs only at the P masked positions, so they are counted where the
-    /// work is: 6 x V x C per prediction. Counting the decoder at every token would overstate MFU.
+    /// `MaskedLM.trainingFLOPsPerSample`: the tied decoder counted at the masked positions only.
     public var trainingFLOPsPerSample: Double {
         let c = model.config
-        let embeddings = Double((c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * c.hiddenSize)
-        let T = Double(options.maxSequence)
-        let perToken = 6.0 * (Double(arena.parameterCount) - embeddings) + 12.0 * Double(c.numHiddenLayers * c.hiddenSize) * T
-        return perToken * T + 6.0 * Double(c.vocabSize * c.hiddenSize) * Double(options.maxPredictions)
+        return MaskedLM.trainingFLOPsPerSample(
+            parameters: arena.parameterCount, embeddingParameters: (c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * c.hiddenSize,
+            layers: c.numHiddenLayers, hidden: c.hiddenSize, vocabulary: c.vocabSize, sequence: options.maxSequence,
+            predictions: options.maxPredictions)
     }
 
     public var modelDescription: String {
@@ -92,8 +90,7 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
     public func writeBatch(to path: String) throws {
         guard let g = graph, let rows = g.maskedPositions else { return }
         let B = microBatch, T = options.maxSequence, P = options.maxPredictions
-        var labels = [Int64](repeating: -100, count: B * T)
-        for r in 0..<(B * P) where g.mlmLabels[r] != -100 { labels[Int(rows[r])] = Int64(g.mlmLabels[r]) }
+        let labels = MaskedLM.labels(rows: rows, targets: g.mlmLabels, count: B * P, batch: B, sequence: T)
         var w = SafeTensorsWriter()
         w.add("input_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.inputIDs[$0]) })
         w.add("token_type_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.tokenTypeIDs[$0]) })
@@ -117,16 +114,8 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
 
     public func accumulateEvalStatistics(into s: UnsafeMutablePointer<Double>) {
         guard let g = graph else { return }
-        let V = model.config.vocabSize
-        let rows = microBatch * options.maxPredictions
-        var counted = 0
-        for r in 0..<rows where g.mlmLabels[r] != -100 {
-            counted += 1
-            if argmax(g.predictionLogits.data + r * V, V) == Int(g.mlmLabels[r]) { s[1] += 1 }
-        }
-        // mlmLoss is the mean over the counted rows.
-        s[0] += Double(g.mlmLoss.data[0]) * Double(counted)
-        s[2] += Double(counted)
+        MaskedLM.accumulate(logits: g.predictionLogits.data, targets: g.mlmLabels, count: microBatch * options.maxPredictions,
+                            vocabulary: model.config.vocabSize, meanLoss: g.mlmLoss.data[0], into: s)
         for b in 0..<microBatch where g.nextSentenceLabels[b] != -100 {
             if argmax(g.seqRelationshipLogits.data + b * 2, 2) == Int(g.nextSentenceLabels[b]) { s[3] += 1 }
             s[4] += 1
@@ -134,8 +123,6 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
     }
 
     public func describeEval(_ s: [Double]) -> [(String, Double)] {
-        let loss = s[0] / max(s[2], 1)
-        return [("eval_mlm_loss", loss), ("eval_mlm_accuracy", s[1] / max(s[2], 1)),
-                ("eval_perplexity", exp(loss)), ("eval_nsp_accuracy", s[3] / max(s[4], 1))]
+        MaskedLM.describe(s) + [("eval_nsp_accuracy", s[3] / max(s[4], 1))]
     }
 }

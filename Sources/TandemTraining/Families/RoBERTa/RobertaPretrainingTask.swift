@@ -66,18 +66,17 @@ public final class RobertaPretrainingTask: EvaluatingTask, BatchWriting {
                 inputIDs: g.inputIDs + b * T, tokenTypeIDs: g.tokenTypeIDs + b * T,
                 attentionMask: g.attentionMask.data + b * T, maskedPositions: rows + b * P,
                 maskedLabels: g.labels + b * P, nextSentenceLabel: unusedLabel))
-            for k in 0..<P { rows[b * P + k] += Int32(b * T) }
+            MaskedLM.offsetRows(rows, sample: b, sequence: T, predictions: P)
         }
     }
 
-    /// As BERT's count (6 x non-embedding parameters + attention per token, the tied decoder at the
-    /// masked positions only).
+    /// `MaskedLM.trainingFLOPsPerSample`, as BERT's.
     public var trainingFLOPsPerSample: Double {
         let c = model.config
-        let embeddings = Double((c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * c.hiddenSize)
-        let T = Double(options.maxSequence)
-        let perToken = 6.0 * (Double(arena.parameterCount) - embeddings) + 12.0 * Double(c.numHiddenLayers * c.hiddenSize) * T
-        return perToken * T + 6.0 * Double(c.vocabSize * c.hiddenSize) * Double(options.maxPredictions)
+        return MaskedLM.trainingFLOPsPerSample(
+            parameters: arena.parameterCount, embeddingParameters: (c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * c.hiddenSize,
+            layers: c.numHiddenLayers, hidden: c.hiddenSize, vocabulary: c.vocabSize, sequence: options.maxSequence,
+            predictions: options.maxPredictions)
     }
 
     public var modelDescription: String {
@@ -97,8 +96,7 @@ public final class RobertaPretrainingTask: EvaluatingTask, BatchWriting {
     public func writeBatch(to path: String) throws {
         guard let g = graph, let rows = g.maskedPositions else { return }
         let B = microBatch, T = options.maxSequence, P = options.maxPredictions
-        var labels = [Int64](repeating: -100, count: B * T)
-        for r in 0..<(B * P) where g.labels[r] != -100 { labels[Int(rows[r])] = Int64(g.labels[r]) }
+        let labels = MaskedLM.labels(rows: rows, targets: g.labels, count: B * P, batch: B, sequence: T)
         var w = SafeTensorsWriter()
         w.add("input_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.inputIDs[$0]) })
         w.add("attention_mask", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.attentionMask.data[$0]) })
@@ -120,18 +118,11 @@ public final class RobertaPretrainingTask: EvaluatingTask, BatchWriting {
 
     public func accumulateEvalStatistics(into s: UnsafeMutablePointer<Double>) {
         guard let g = graph else { return }
-        let V = model.config.vocabSize
-        var counted = 0
-        for r in 0..<(microBatch * options.maxPredictions) where g.labels[r] != -100 {
-            counted += 1
-            if argmax(g.logits.data + r * V, V) == Int(g.labels[r]) { s[1] += 1 }
-        }
-        s[0] += Double(g.loss.data[0]) * Double(counted)
-        s[2] += Double(counted)
+        MaskedLM.accumulate(logits: g.logits.data, targets: g.labels, count: microBatch * options.maxPredictions,
+                            vocabulary: model.config.vocabSize, meanLoss: g.loss.data[0], into: s)
     }
 
     public func describeEval(_ s: [Double]) -> [(String, Double)] {
-        let loss = s[0] / max(s[2], 1)
-        return [("eval_mlm_loss", loss), ("eval_mlm_accuracy", s[1] / max(s[2], 1)), ("eval_perplexity", exp(loss))]
+        MaskedLM.describe(s)
     }
 }
