@@ -199,6 +199,11 @@ public enum CheckpointInspector {
             do {
                 let family = try ModelFamilies.family(ofDirectory: path)
                 report += "model family: \(family.name) (model_types \(family.modelTypes.joined(separator: ", ")))\n"
+                do {
+                    if let line = try family.describe(directory: path) { report += "model: \(line)\n" }
+                } catch {
+                    report += "model: \(error)\n"
+                }
             } catch {
                 report += "model family: none (\(error))\n"
             }

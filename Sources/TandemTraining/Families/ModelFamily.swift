@@ -27,10 +27,15 @@ public protocol ModelFamily {
     /// no loss reads).
     static func debugModel(directory: String, batch: String, forGradients: Bool,
                            log: (String) -> Void) throws -> DebugModel
+    /// A line about the model of a checkpoint directory for `tandem inspect` (ALBERT: its parameter count
+    /// beside BERT's of the same shape), or nil (the default) when the family adds none.
+    static func describe(directory: String) throws -> String?
 }
 
 extension ModelFamily {
     public static var objectives: [String] { [] }
+
+    public static func describe(directory: String) throws -> String? { nil }
 
     public static func debugModel(directory: String, batch: String, forGradients: Bool,
                                   log: (String) -> Void) throws -> DebugModel {
@@ -61,7 +66,7 @@ public struct DebugModel {
 /// The registry of model families: the one list a new family joins.
 public enum ModelFamilies {
     public static let all: [any ModelFamily.Type] = [BERTFamily.self, ViTFamily.self, GPTFamily.self, RNNFamily.self, Seq2SeqFamily.self,
-                                                   MarianFamily.self, RobertaFamily.self]
+                                                   MarianFamily.self, RobertaFamily.self, ALBERTFamily.self]
 
     /// Every preset name with its family.
     public static var presets: [(name: String, family: any ModelFamily.Type)] {
