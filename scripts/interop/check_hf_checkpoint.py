@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem checkpoint directory (BERT, RoBERTa, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, ALBERT, RoBERTa, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
-Loads CKPT_DIR with the class its config.json names (BertForPreTraining, ViTForImageClassification,
+Loads CKPT_DIR with the class its config.json names (BertForPreTraining, AlbertForPreTraining, ViTForImageClassification,
 ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, GPT2LMHeadModel,
 MarianMTModel, RobertaForMaskedLM) through from_pretrained,
 reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
-with padding for BERT, random ids and labels for GPT-2, <s> ... </s> <pad> rows and labels for RoBERTa, random pixels and a random patch mask for ViT, random sources and targets padded on
+with padding for BERT and ALBERT, random ids and labels for GPT-2, <s> ... </s> <pad> rows and labels for RoBERTa, random pixels and a random patch mask for ViT, random sources and targets padded on
 both sides for Marian, whose loss is compared too), runs `tandem debug forward` on the same
 directory and batch, and prints the largest differences. Needs torch, transformers and
 safetensors (pip install them in a virtual environment); Tandem itself never needs Python.
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 import transformers
-from transformers import BertForPreTraining
 
 
 def run_tandem(binary, ckpt, batch_arrays):
@@ -152,9 +151,9 @@ def main():
         return check_marian(binary, ckpt)
     if architecture == "RobertaForMaskedLM":
         return check_roberta(binary, ckpt)
-    if architecture != "BertForPreTraining":
+    if architecture not in ("BertForPreTraining", "AlbertForPreTraining"):
         return check_vision(binary, ckpt, architecture)
-    model, info = BertForPreTraining.from_pretrained(ckpt, output_loading_info=True)
+    model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
     problems = {k: v for k, v in info.items() if v}
     print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
     model.eval()
@@ -171,7 +170,8 @@ def main():
     with torch.no_grad():
         ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                     token_type_ids=torch.from_numpy(types))
-    report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in ("prediction_logits", "seq_relationship_logits")])
+    pair = "sop_logits" if architecture == "AlbertForPreTraining" else "seq_relationship_logits"
+    report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in ("prediction_logits", pair)])
 
 if __name__ == "__main__":
     main()

@@ -110,5 +110,8 @@ public enum ALBERTFamily: ModelFamily {
             + "embedding \(c.embeddingSize), hidden \(c.hiddenSize), \(c.numHiddenLayers) layers sharing one, vocab \(c.vocabSize)"
     }
 
-    static func millions(_ n: Int) -> String { String(format: "%.1fM", Double(n) / 1e6) }
+    /// 11881148 -> "11.9M", 86726 -> "86.7k".
+    static func millions(_ n: Int) -> String {
+        n >= 1_000_000 ? String(format: "%.1fM", Double(n) / 1e6) : String(format: "%.1fk", Double(n) / 1e3)
+    }
 }
