@@ -10,6 +10,13 @@ public struct PretrainingOptions: Sendable, Equatable {
     public var shortSequenceProbability = 0.1
     /// Mask whole words: a `##` continuation is masked with the piece before it.
     public var wholeWordMasking = false
+    /// N-gram masking (ALBERT, Lan et al. 2020 §4.1): with a value n > 1, each masked unit is a run of
+    /// 1...n consecutive whole words, its length drawn with P(k) proportional to 1/k (google-research/
+    /// albert's `create_pretraining_data.py`, max_ngram 3). 1 masks single words (BERT).
+    public var maxNgram = 1
+    /// Sentence-order prediction (ALBERT §3.2) instead of next-sentence prediction: A and B are always
+    /// two consecutive segments of one document, swapped with probability 0.5 (label 1).
+    public var sentenceOrder = false
     public init() {}
 }
 
@@ -24,7 +31,8 @@ public struct PretrainingSlots {
     public let maskedPositions: UnsafeMutablePointer<Int32>
     /// The original token at each masked position, or -100.
     public let maskedLabels: UnsafeMutablePointer<Int32>
-    /// 0 when B follows A in the document, 1 when B is a random segment (HF's `next_sentence_label`).
+    /// The pair's label: 0 when B follows A in the document; 1 when B is a random segment (NSP, HF's
+    /// `next_sentence_label`) or when A and B are swapped (SOP, HF's `sentence_order_label`).
     public let nextSentenceLabel: UnsafeMutablePointer<Int32>
 
     public init(inputIDs: UnsafeMutablePointer<Int32>, tokenTypeIDs: UnsafeMutablePointer<Int32>,
@@ -48,6 +56,10 @@ public struct PretrainingSlots {
 ///
 /// Unlike `create_pretraining_data.py`, the sentences a random B displaces are not put back for the
 /// next example (chunks are fixed), and masking is redrawn every epoch (RoBERTa's dynamic masking).
+///
+/// With `sentenceOrder` (ALBERT's SOP) B is always the chunk's rest and the two are swapped with
+/// probability 0.5. A one-sentence chunk is split inside its sentence at a random token, so that it still
+/// gives two segments of one document (ALBERT's script makes such a chunk a random-next pair instead).
 public final class PretrainingExamples {
     public let dataset: ShardDataset
     public let options: PretrainingOptions
@@ -120,8 +132,21 @@ public final class PretrainingExamples {
         var a = reader.tokenRange(ofSentence: first).lowerBound..<reader.tokenRange(ofSentence: first + aEnd - 1).upperBound
         var bReader = reader
         var b: Range<Int>
-        let randomNext = n == 1 || uniform() < 0.5
-        if randomNext {
+        var pairLabel: Int32
+        if options.sentenceOrder {
+            if n >= 2 {
+                b = reader.tokenRange(ofSentence: first + aEnd).lowerBound..<reader.tokenRange(ofSentence: first + n - 1).upperBound
+            } else {
+                let sentence = a
+                let cut = sentence.count >= 2 ? sentence.lowerBound + 1 + below(sentence.count - 1) : sentence.upperBound
+                a = sentence.lowerBound..<cut
+                b = cut..<sentence.upperBound
+            }
+            let swapped = !b.isEmpty && uniform() < 0.5
+            if swapped { swap(&a, &b) }
+            pairLabel = swapped ? 1 : 0
+        } else if n == 1 || uniform() < 0.5 {
+            pairLabel = 1
             // A segment of another document, starting at a random sentence, about as long as B should be.
             let documents = dataset.documentCount
             var other = below(documents)
@@ -136,6 +161,7 @@ public final class PretrainingExamples {
             while end < sentences.upperBound && length < targetB { length += bReader.tokenRange(ofSentence: end).count; end += 1 }
             b = bReader.tokenRange(ofSentence: start).lowerBound..<bReader.tokenRange(ofSentence: max(start, end - 1)).upperBound
         } else {
+            pairLabel = 0
             b = reader.tokenRange(ofSentence: first + aEnd).lowerBound..<reader.tokenRange(ofSentence: first + n - 1).upperBound
         }
         // truncate_seq_pair: drop one token at a time from the longer side, at a random end.
@@ -162,7 +188,7 @@ public final class PretrainingExamples {
         for i in bStart..<used { types[i] = 1 }
         for i in used..<T { ids[i] = pad; types[i] = 0 }
         for i in 0..<T { slots.attentionMask[i] = i < used ? 1 : 0 }
-        slots.nextSentenceLabel[0] = randomNext ? 1 : 0
+        slots.nextSentenceLabel[0] = pairLabel
         masking.mask(used: used, epoch: key, index: UInt64(index), slots: slots)
     }
 

@@ -4,6 +4,12 @@
 /// token, 10% with a random token of the vocabulary and keep 10%, and list the positions in ascending
 /// order. The draws come from Philox keyed by (seed, epoch, example), so each epoch masks anew and any
 /// example can be rebuilt exactly after a resume on any rank.
+///
+/// With `maxNgram` n > 1 (ALBERT's n-gram masking) the units are whole words, and each shuffled word
+/// starts a run of k consecutive words, k drawn with P(k) proportional to 1/k for k = 1...n (the run stops
+/// at the last word); as in google-research/albert's `create_pretraining_data.py`, a run that would pass
+/// the budget is shortened word by word, and one that overlaps a masked word is skipped. A run may
+/// cross a [SEP], as in the script, whose candidate words skip the special tokens too.
 public final class TokenMasking {
     public let options: PretrainingOptions
     public let seed: UInt64
@@ -17,9 +23,14 @@ public final class TokenMasking {
     private var candidates: [Int32]
     private var wordStarts: [Int32]
     private var wordEnds: [Int32]
+    private var covered: [Bool]
+    /// The cumulative distribution of n-gram lengths 1...maxNgram, P(k) proportional to 1/k.
+    private let ngramCDF: [Double]
 
     /// The Philox stream of the masking draws (distinct from the sampler's, dropout's and the examples').
     static let maskStream: UInt64 = 0x4D4C_4D4D
+    /// The n-gram lengths' draws, a stream of their own so that the other draws stay BERT's.
+    static let ngramStream: UInt64 = 0x4E47_524D
 
     public init(options: PretrainingOptions, seed: UInt64, maskID: Int32, vocabSize: Int, special: [Int32], isContinuation: [Bool]) {
         self.options = options; self.seed = seed; mask = maskID; self.vocabSize = vocabSize
@@ -30,7 +41,14 @@ public final class TokenMasking {
         candidates = [Int32](repeating: 0, count: options.maxSequence)
         wordStarts = [Int32](repeating: 0, count: options.maxSequence)
         wordEnds = [Int32](repeating: 0, count: options.maxSequence)
+        covered = [Bool](repeating: false, count: options.maxSequence)
+        let weights = (1...max(1, options.maxNgram)).map { 1 / Double($0) }
+        let total = weights.reduce(0, +)
+        ngramCDF = weights.indices.map { k in weights[...k].reduce(0, +) / total }
     }
+
+    /// The probability of each n-gram length 1...maxNgram (P(k) proportional to 1/k).
+    public var ngramProbabilities: [Double] { ngramCDF.indices.map { $0 == 0 ? ngramCDF[0] : ngramCDF[$0] - ngramCDF[$0 - 1] } }
 
     /// Masks the first `used` tokens of `slots.inputIDs` (special tokens excepted) and fills
     /// `maskedPositions`/`maskedLabels`, unused slots with position 0 and label -100.
@@ -42,7 +60,7 @@ public final class TokenMasking {
         while i < used {
             if isSpecial[Int(ids[i])] { i += 1; continue }
             var end = i + 1
-            if options.wholeWordMasking {
+            if options.wholeWordMasking || options.maxNgram > 1 {
                 while end < used && !isSpecial[Int(ids[end])] && isContinuation[Int(ids[end])] { end += 1 }
             }
             wordStarts[words] = Int32(i); wordEnds[words] = Int32(end); words += 1
@@ -57,13 +75,17 @@ public final class TokenMasking {
             w -= 1
         }
         var masked = 0
-        for k in 0..<words where masked < toPredict {
-            let start = Int(wordStarts[Int(candidates[k])]), end = Int(wordEnds[Int(candidates[k])])
-            guard masked + (end - start) <= toPredict else { continue }
-            for p in start..<end {
-                slots.maskedPositions[masked] = Int32(p)
-                slots.maskedLabels[masked] = ids[p]
-                masked += 1
+        if options.maxNgram > 1 {
+            masked = maskNgrams(words: words, toPredict: toPredict, epoch: epoch, index: index, slots: slots)
+        } else {
+            for k in 0..<words where masked < toPredict {
+                let start = Int(wordStarts[Int(candidates[k])]), end = Int(wordEnds[Int(candidates[k])])
+                guard masked + (end - start) <= toPredict else { continue }
+                for p in start..<end {
+                    slots.maskedPositions[masked] = Int32(p)
+                    slots.maskedLabels[masked] = ids[p]
+                    masked += 1
+                }
             }
         }
         sortPrefix(slots.maskedPositions, slots.maskedLabels, count: masked)
@@ -81,6 +103,32 @@ public final class TokenMasking {
             }
         }
         for m in masked..<options.maxPredictions { slots.maskedPositions[m] = 0; slots.maskedLabels[m] = -100 }
+    }
+
+    /// Takes runs of words from each shuffled start in turn (see the type's comment) and returns how many
+    /// positions it listed (unsorted).
+    private func maskNgrams(words: Int, toPredict: Int, epoch: UInt64, index: UInt64, slots: PretrainingSlots) -> Int {
+        let rng = Philox(seed: seed)
+        var masked = 0
+        for w in 0..<words { covered[w] = false }
+        for k in 0..<words where masked < toPredict {
+            let first = Int(candidates[k])
+            let u = Double(rng.uniform(stream: Self.ngramStream, step: epoch, index: index << 16 + UInt64(k)))
+            var n = 1 + (ngramCDF.firstIndex { u < $0 } ?? ngramCDF.count - 1)
+            func tokens(_ n: Int) -> Int { Int(wordEnds[min(first + n, words) - 1] - wordStarts[first]) }
+            while n > 1 && masked + tokens(n) > toPredict { n -= 1 }
+            let last = min(first + n, words)
+            guard masked + tokens(n) <= toPredict, !(first..<last).contains(where: { covered[$0] }) else { continue }
+            for w in first..<last {
+                covered[w] = true
+                for p in Int(wordStarts[w])..<Int(wordEnds[w]) {
+                    slots.maskedPositions[masked] = Int32(p)
+                    slots.maskedLabels[masked] = slots.inputIDs[p]
+                    masked += 1
+                }
+            }
+        }
+        return masked
     }
 
     /// Insertion sort of positions (with their labels) — at most maxPredictions entries.

@@ -24,6 +24,7 @@ public struct DataSection: ConfigSection {
     public var maskProb = 0.15
     public var shortSeqProb = 0.1
     public var wholeWordMasking = false
+    public var maxNgram: Int?
     public var seqLen = 128
     public var augment = true
     public var cropScale = 0.08
@@ -52,6 +53,7 @@ public struct DataSection: ConfigSection {
         .float("mask_prob", \.maskProb, 0.001...1, "fraction of tokens masked"),
         .float("short_seq_prob", \.shortSeqProb, 0...1, "probability of a shorter target length per document"),
         .bool("whole_word_masking", \.wholeWordMasking, "mask ## pieces with their word"),
+        .int("max_ngram", \.maxNgram, 1...10, "n-gram masking: runs of 1...n whole words, P(k) proportional to 1/k (default 3 for ALBERT, 1 for BERT: single words)"),
         .int("seq_len", \.seqLen, 1...65536, "tokens per sequence"),
         .bool("augment", \.augment, "images: random resized crop and flip in training (false: resize only)"),
         .float("crop_scale", \.cropScale, 0.01...1, "images: smallest area fraction of the random resized crop"),

@@ -78,6 +78,8 @@ public enum ALBERTFamily: ModelFamily {
         options.maskProbability = config.data.maskProb
         options.shortSequenceProbability = config.data.shortSeqProb
         options.wholeWordMasking = config.data.wholeWordMasking
+        options.maxNgram = config.data.maxNgram ?? 3
+        options.sentenceOrder = true
         return try AlbertPretrainingTask(config: albert, tokenizer: tokenizer, train: train, eval: eval,
                                          options: options, seed: settings.seed)
     }

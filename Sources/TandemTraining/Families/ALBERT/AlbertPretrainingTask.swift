@@ -5,9 +5,9 @@ import TandemData
 import TandemKernels
 import TandemModels
 
-/// ALBERT pretraining (Lan et al. 2020): masked LM at the masked positions only plus sentence-order
-/// prediction, on segment pairs cut from token shards (`PretrainingExamples`, with the options the
-/// family sets).
+/// ALBERT pretraining (Lan et al. 2020): masked LM with n-gram masking at the masked positions only
+/// plus sentence-order prediction, on segment pairs cut from token shards (`PretrainingExamples` with
+/// `sentenceOrder` and `maxNgram`, which the family sets).
 public final class AlbertPretrainingTask: EvaluatingTask, BatchWriting {
     public let arena = ParameterArena()
     public let model: ALBERT

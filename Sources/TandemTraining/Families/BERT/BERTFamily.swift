@@ -71,6 +71,7 @@ public enum BERTFamily: ModelFamily {
         options.maskProbability = config.data.maskProb
         options.shortSequenceProbability = config.data.shortSeqProb
         options.wholeWordMasking = config.data.wholeWordMasking
+        options.maxNgram = config.data.maxNgram ?? 1
         return try BertPretrainingTask(config: bert, tokenizer: tokenizer, train: train, eval: eval,
                                        options: options, seed: settings.seed)
     }
