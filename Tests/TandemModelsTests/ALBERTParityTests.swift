@@ -118,13 +118,17 @@ final class ALBERTParityTests: ScratchDirectoryTestCase {
         }
     }
 
-    /// The counts `tandem inspect` prints, against PyTorch's for albert-base's shape with BERT's
-    /// vocabulary: AlbertForPreTraining 11,881,148 and BertForPreTraining 110,106,428 parameters.
+    /// The counts `tandem inspect` prints, against PyTorch's (AlbertForPreTraining and BertForPreTraining
+    /// built by transformers) for albert-base's shape with BERT's vocabulary and its own.
     func testParameterCountsMatchPyTorch() throws {
         let c = AlbertConfig(vocabSize: 30522, embeddingSize: 128, hiddenSize: 768, numHiddenLayers: 12,
                              numAttentionHeads: 12, intermediateSize: 3072)
         XCTAssertEqual(c.parameterCount, 11_881_148)
         XCTAssertEqual(c.bertParameterCount, 110_106_428)
+        // albert-base itself (vocab 30000): 11,813,810 against 109,705,010, the README's table.
+        let base = try ALBERTFamily.config(preset: "albert-base", overrides: [:], vocabSize: nil, file: "test")
+        XCTAssertEqual(base.parameterCount, 11_813_810)
+        XCTAssertEqual(base.bertParameterCount, 109_705_010)
         let albert = try PretrainedALBERT.load(directory: model, log: { _ in })
         XCTAssertEqual(albert.arena.parameterCount, albert.config.parameterCount)
     }

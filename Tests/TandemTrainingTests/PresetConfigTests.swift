@@ -27,6 +27,10 @@ final class PresetConfigTests: XCTestCase {
                 let bert = try BERTFamily.config(preset: preset, overrides: c.model.fields, vocabSize: nil, file: file)
                 XCTAssertLessThanOrEqual(settings.sequenceLength, bert.maxPositionEmbeddings, file)
                 XCTAssertNotNil(c.data.vocab, file)
+            case ALBERTFamily.name:
+                let albert = try ALBERTFamily.config(preset: preset, overrides: c.model.fields, vocabSize: nil, file: file)
+                XCTAssertLessThanOrEqual(settings.sequenceLength, albert.maxPositionEmbeddings, file)
+                XCTAssertNotNil(c.data.vocab, file)
             case GPTFamily.name:
                 let gpt = try GPTFamily.config(preset: preset, overrides: c.model.fields, file: file)
                 XCTAssertLessThanOrEqual(settings.sequenceLength, gpt.nPositions, file)
