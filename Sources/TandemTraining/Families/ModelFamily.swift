@@ -61,7 +61,7 @@ public struct DebugModel {
 /// The registry of model families: the one list a new family joins.
 public enum ModelFamilies {
     public static let all: [any ModelFamily.Type] = [BERTFamily.self, ViTFamily.self, GPTFamily.self, RNNFamily.self, Seq2SeqFamily.self,
-                                                   MarianFamily.self, RobertaFamily.self]
+                                                   MarianFamily.self, RobertaFamily.self, DistilBERTFamily.self]
 
     /// Every preset name with its family.
     public static var presets: [(name: String, family: any ModelFamily.Type)] {
