@@ -41,6 +41,46 @@ extension Tape {
         return loss
     }
 
+    /// Knowledge distillation's soft-target loss (Hinton et al. 2015) over the rows whose `rowMask` (N) is 1:
+    /// τ² / n Σ KL(softmax(teacher/τ) || softmax(student/τ)) with n the number of those rows, over logits
+    /// (N, V) (transformers' distiller.py `loss_ce`: `KLDivLoss(reduction="batchmean")` times τ²). The
+    /// teacher's logits (from another tape, filled before this one's forward) and the mask get no gradient.
+    /// Returns a scalar tensor.
+    public func softKL(_ student: Tensor, teacher: Tensor, rowMask: Tensor, temperature: Float) -> Tensor {
+        let V = student.shape[-1], N = student.count / V
+        precondition(teacher.count == N * V && rowMask.count == N,
+                     "softKL: student \(student.shape), teacher \(teacher.shape), mask \(rowMask.shape)")
+        let loss = tensor(Shape(1))
+        let studentProbs = scratch(count: N * V), teacherProbs = scratch(count: N * V)
+        record(inputs: [student], forward: {
+            loss.data[0] = softKLForward(studentProbs: studentProbs, teacherProbs: teacherProbs, student: student.data,
+                                         teacher: teacher.data, rowMask: rowMask.data, N: N, V: V, temperature: temperature)
+        }, backward: {
+            guard let ds = student.grad else { return }
+            softKLBackward(dstudent: ds, studentProbs: studentProbs, teacherProbs: teacherProbs, rowMask: rowMask.data,
+                           N: N, V: V, temperature: temperature, dloss: loss.grad![0])
+        })
+        return loss
+    }
+
+    /// The mean of 1 - cos(student row, teacher row) over the rows (N, C) whose `rowMask` (N) is 1
+    /// (PyTorch's `CosineEmbeddingLoss` with target 1, DistilBERT's hidden-state alignment `loss_cos`). The
+    /// teacher's rows and the mask get no gradient. Returns a scalar tensor.
+    public func cosineLoss(_ student: Tensor, teacher: Tensor, rowMask: Tensor) -> Tensor {
+        let C = student.shape[-1], N = student.count / C
+        precondition(teacher.count == N * C && rowMask.count == N,
+                     "cosineLoss: student \(student.shape), teacher \(teacher.shape), mask \(rowMask.shape)")
+        let loss = tensor(Shape(1))
+        record(inputs: [student], forward: {
+            loss.data[0] = cosineLossForward(student: student.data, teacher: teacher.data, rowMask: rowMask.data, N: N, C: C)
+        }, backward: {
+            guard let ds = student.grad else { return }
+            cosineLossBackward(dstudent: ds, student: student.data, teacher: teacher.data, rowMask: rowMask.data,
+                               N: N, C: C, dloss: loss.grad![0])
+        })
+        return loss
+    }
+
     /// SimMIM's reconstruction loss (HF `ViTForMaskedImageModeling`): with the patch mask m (B, NP)
     /// upsampled to pixels, M (B, 1, H, W) = m repeated P x P,
     /// loss = Σ |prediction - target| M / (Σ M + 1e-5) / C over prediction and target (B, C, H, W).

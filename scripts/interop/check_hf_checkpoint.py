@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem checkpoint directory (BERT, ALBERT, RoBERTa, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, ALBERT, RoBERTa, DistilBERT, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
 Loads CKPT_DIR with the class its config.json names (BertForPreTraining, AlbertForPreTraining, ViTForImageClassification,
 ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, GPT2LMHeadModel,
-MarianMTModel, RobertaForMaskedLM) through from_pretrained,
+MarianMTModel, RobertaForMaskedLM, DistilBertForMaskedLM) through from_pretrained,
 reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
-with padding for BERT and ALBERT, random ids and labels for GPT-2, <s> ... </s> <pad> rows and labels for RoBERTa, random pixels and a random patch mask for ViT, random sources and targets padded on
+with padding for BERT and ALBERT, random ids and labels for GPT-2, <s> ... </s> <pad> rows and labels for RoBERTa, padded rows and labels for DistilBERT, random pixels and a random patch mask for ViT, random sources and targets padded on
 both sides for Marian, whose loss is compared too), runs `tandem debug forward` on the same
 directory and batch, and prints the largest differences. Needs torch, transformers and
 safetensors (pip install them in a virtual environment); Tandem itself never needs Python.
@@ -141,6 +141,26 @@ def check_roberta(binary, ckpt):
     report(problems, [("logits", ours["logits"], ref.logits.numpy()), ("loss", ours["loss"].reshape(()), ref.loss.numpy())])
 
 
+def check_distilbert(binary, ckpt):
+    model, info = transformers.DistilBertForMaskedLM.from_pretrained(ckpt, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
+    model.eval()
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    B, T = 3, min(29, cfg.max_position_embeddings)
+    ids = rng.integers(5, cfg.vocab_size, size=(B, T)).astype(np.int64)
+    mask = np.ones((B, T), dtype=np.int64)
+    for b, n in enumerate([T, 20, 11]):
+        ids[b, n:] = cfg.pad_token_id
+        mask[b, n:] = 0
+    labels = np.where((rng.random((B, T)) < 0.2) & (mask == 1), ids, -100)
+    ours = run_tandem(binary, ckpt, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    with torch.no_grad():
+        ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), labels=torch.from_numpy(labels))
+    report(problems, [("logits", ours["logits"], ref.logits.numpy()), ("loss", ours["loss"].reshape(()), ref.loss.numpy())])
+
+
 def main():
     binary, ckpt = sys.argv[1], sys.argv[2]
     with open(os.path.join(ckpt, "config.json")) as f:
@@ -151,6 +171,8 @@ def main():
         return check_marian(binary, ckpt)
     if architecture == "RobertaForMaskedLM":
         return check_roberta(binary, ckpt)
+    if architecture == "DistilBertForMaskedLM":
+        return check_distilbert(binary, ckpt)
     if architecture not in ("BertForPreTraining", "AlbertForPreTraining"):
         return check_vision(binary, ckpt, architecture)
     model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)

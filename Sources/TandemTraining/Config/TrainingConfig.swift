@@ -78,6 +78,10 @@ public struct DataSection: ConfigSection {
 public struct TrainSection: ConfigSection {
     public var objective: String?
     public var teacher: String?
+    public var alphaCE = 5.0
+    public var alphaMLM = 2.0
+    public var alphaCos = 1.0
+    public var temperature = 2.0
     public var labelSmoothing = 0.0
     public var steps: Int?
     public var globalBatch: Int?
@@ -103,8 +107,12 @@ public struct TrainSection: ConfigSection {
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
-        .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher))"),
-        .string("teacher", \.teacher, "distillation: a ViTForImageClassification checkpoint directory whose predictions are the distillation targets"),
+        .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher); DistilBERT: mlm, the default, or distillation (needs train.teacher))"),
+        .string("teacher", \.teacher, "distillation: the teacher's checkpoint directory: a ViTForImageClassification whose predictions are DeiT's targets, or a BERT (tandem's step-N or transformers' BertForPreTraining/BertForMaskedLM) that DistilBERT's student starts from and learns from"),
+        .float("alpha_ce", \.alphaCE, 0...1e6, "DistilBERT distillation: weight of the soft-target KL (times temperature squared)"),
+        .float("alpha_mlm", \.alphaMLM, 0...1e6, "DistilBERT distillation: weight of the masked-LM cross-entropy"),
+        .float("alpha_cos", \.alphaCos, 0...1e6, "DistilBERT distillation: weight of the cosine loss between the student's and the teacher's last hidden states"),
+        .float("temperature", \.temperature, 0.01...100, "DistilBERT distillation: softmax temperature of the soft targets"),
         .float("label_smoothing", \.labelSmoothing, 0...0.99, "classification and translation (seq2seq, marian): label smoothing of the cross-entropy's targets"),
         .int("steps", \.steps, 1...Int.max, "optimizer steps"),
         .int("global_batch", \.globalBatch, 1...Int.max, "sequences per step over all ranks = micro_batch x accumulation x ranks"),

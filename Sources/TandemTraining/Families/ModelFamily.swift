@@ -66,7 +66,8 @@ public struct DebugModel {
 /// The registry of model families: the one list a new family joins.
 public enum ModelFamilies {
     public static let all: [any ModelFamily.Type] = [BERTFamily.self, ViTFamily.self, GPTFamily.self, RNNFamily.self, Seq2SeqFamily.self,
-                                                   MarianFamily.self, RobertaFamily.self, ALBERTFamily.self]
+                                                   MarianFamily.self, RobertaFamily.self, ALBERTFamily.self,
+                                                   DistilBERTFamily.self]
 
     /// Every preset name with its family.
     public static var presets: [(name: String, family: any ModelFamily.Type)] {
