@@ -328,14 +328,7 @@ public final class ALBERT {
         let pooled = tape.tanh(pooler(tape.gatherRows(x, rows: first, count: B), on: tape))
         let sopLogits = sopClassifier(tape.dropout(pooled, p: config.classifierDropoutProb), on: tape)
 
-        var masked: UnsafeMutablePointer<Int32>? = nil
-        var scored = x
-        if let P {
-            let rows = tape.intInput(count: P)
-            rows.update(repeating: 0, count: P)
-            masked = rows
-            scored = tape.gatherRows(x, rows: rows, count: P)
-        }
+        let (masked, scored) = BERT.scoredRows(x, maskedPositions: P, on: tape)
         let h = transformNorm(tape.gelu(transform(scored, on: tape), approximation: config.geluApproximation), on: tape)
         let logits = tape.linear(h, weight: wordEmbedding.weight, bias: decoderBias)
         let mlmLabels = tape.intInput(count: P ?? N)

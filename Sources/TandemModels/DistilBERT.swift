@@ -210,14 +210,7 @@ public final class DistilBERT {
         var x = tape.dropout(embeddingNorm(sum, on: tape), p: config.dropout).reshaped(Shape(B, T, C))
         for block in blocks { x = Self.layer(block, x, keyMask: mask, dropout: config.dropout, on: tape) }
 
-        var masked: UnsafeMutablePointer<Int32>? = nil
-        var scored = x
-        if let P {
-            let rows = tape.intInput(count: P)
-            rows.update(repeating: 0, count: P)
-            masked = rows
-            scored = tape.gatherRows(x, rows: rows, count: P)
-        }
+        let (masked, scored) = BERT.scoredRows(x, maskedPositions: P, on: tape)
         let h = vocabLayerNorm(tape.gelu(vocabTransform(scored, on: tape), approximation: .erf), on: tape)
         let logits = tape.linear(h, weight: wordEmbedding.weight, bias: projectorBias)
         let labels = tape.intInput(count: P ?? N)

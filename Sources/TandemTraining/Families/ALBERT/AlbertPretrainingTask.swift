@@ -58,7 +58,7 @@ public final class AlbertPretrainingTask: EvaluatingTask, BatchWriting {
                 attentionMask: g.attentionMask.data + b * T, maskedPositions: rows + b * P,
                 maskedLabels: g.mlmLabels + b * P, nextSentenceLabel: g.sentenceOrderLabels + b))
             // Example positions are within the sequence; the gathered rows index the (B T) hidden states.
-            for k in 0..<P { rows[b * P + k] += Int32(b * T) }
+            MaskedLM.offsetRows(rows, sample: b, sequence: T, predictions: P)
         }
     }
 
@@ -95,8 +95,7 @@ public final class AlbertPretrainingTask: EvaluatingTask, BatchWriting {
     public func writeBatch(to path: String) throws {
         guard let g = graph, let rows = g.maskedPositions else { return }
         let B = microBatch, T = options.maxSequence, P = options.maxPredictions
-        var labels = [Int64](repeating: -100, count: B * T)
-        for r in 0..<(B * P) where g.mlmLabels[r] != -100 { labels[Int(rows[r])] = Int64(g.mlmLabels[r]) }
+        let labels = MaskedLM.labels(rows: rows, targets: g.mlmLabels, count: B * P, batch: B, sequence: T)
         var w = SafeTensorsWriter()
         w.add("input_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.inputIDs[$0]) })
         w.add("token_type_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.tokenTypeIDs[$0]) })
@@ -120,16 +119,8 @@ public final class AlbertPretrainingTask: EvaluatingTask, BatchWriting {
 
     public func accumulateEvalStatistics(into s: UnsafeMutablePointer<Double>) {
         guard let g = graph else { return }
-        let V = model.config.vocabSize
-        let rows = microBatch * options.maxPredictions
-        var counted = 0
-        for r in 0..<rows where g.mlmLabels[r] != -100 {
-            counted += 1
-            if argmax(g.predictionLogits.data + r * V, V) == Int(g.mlmLabels[r]) { s[1] += 1 }
-        }
-        // mlmLoss is the mean over the counted rows.
-        s[0] += Double(g.mlmLoss.data[0]) * Double(counted)
-        s[2] += Double(counted)
+        MaskedLM.accumulate(logits: g.predictionLogits.data, targets: g.mlmLabels, count: microBatch * options.maxPredictions,
+                            vocabulary: model.config.vocabSize, meanLoss: g.mlmLoss.data[0], into: s)
         for b in 0..<microBatch where g.sentenceOrderLabels[b] != -100 {
             if argmax(g.sopLogits.data + b * 2, 2) == Int(g.sentenceOrderLabels[b]) { s[3] += 1 }
             s[4] += 1
@@ -137,8 +128,6 @@ public final class AlbertPretrainingTask: EvaluatingTask, BatchWriting {
     }
 
     public func describeEval(_ s: [Double]) -> [(String, Double)] {
-        let loss = s[0] / max(s[2], 1)
-        return [("eval_mlm_loss", loss), ("eval_mlm_accuracy", s[1] / max(s[2], 1)),
-                ("eval_perplexity", exp(loss)), ("eval_sop_accuracy", s[3] / max(s[4], 1))]
+        MaskedLM.describe(s) + [("eval_sop_accuracy", s[3] / max(s[4], 1))]
     }
 }

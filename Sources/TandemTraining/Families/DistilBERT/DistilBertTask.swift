@@ -111,7 +111,7 @@ public final class DistilBertTask: EvaluatingTask, BatchWriting {
             source.fill(example: i, epoch: epoch, into: PretrainingSlots(
                 inputIDs: g.inputIDs + b * T, tokenTypeIDs: types + b * T, attentionMask: g.attentionMask.data + b * T,
                 maskedPositions: rows + b * P, maskedLabels: labels + b * P, nextSentenceLabel: unusedLabel))
-            for k in 0..<P { rows[b * P + k] += Int32(b * T) }
+            MaskedLM.offsetRows(rows, sample: b, sequence: T, predictions: P)
         }
         let n = indices.count
         if let positions = g.maskedPositions {
@@ -170,8 +170,7 @@ public final class DistilBertTask: EvaluatingTask, BatchWriting {
     public func writeBatch(to path: String) throws {
         guard let g = graph, let rows = maskedRows, let masked = maskedLabels else { return }
         let B = microBatch, T = options.maxSequence, P = options.maxPredictions
-        var labels = [Int64](repeating: -100, count: B * T)
-        for r in 0..<(B * P) where masked[r] != -100 { labels[Int(rows[r])] = Int64(masked[r]) }
+        let labels = MaskedLM.labels(rows: rows, targets: masked, count: B * P, batch: B, sequence: T)
         var w = SafeTensorsWriter()
         w.add("input_ids", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.inputIDs[$0]) })
         w.add("attention_mask", shape: [B, T], int64s: (0..<(B * T)).map { Int64(g.attentionMask.data[$0]) })
@@ -209,8 +208,7 @@ public final class DistilBertTask: EvaluatingTask, BatchWriting {
     }
 
     public func describeEval(_ s: [Double]) -> [(String, Double)] {
-        let loss = s[0] / max(s[2], 1)
-        var metrics = [("eval_mlm_loss", loss), ("eval_mlm_accuracy", s[1] / max(s[2], 1)), ("eval_perplexity", exp(loss))]
+        var metrics = MaskedLM.describe(s)
         if teacher != nil {
             metrics += [("eval_teacher_mlm_accuracy", s[3] / max(s[2], 1)), ("eval_distillation_loss", s[4] / max(s[5], 1))]
         }
