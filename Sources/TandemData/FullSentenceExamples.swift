@@ -35,6 +35,18 @@ public final class FullSentenceExamples {
         guard !starts.isEmpty else { throw DataError.invalidArgument("\(dataset.directory): no sentences to make examples from") }
     }
 
+    /// The same over a WordPiece vocabulary (SpanBERT's single segments): `[CLS] chunk [SEP]`, `[SEP]`
+    /// between documents, `[PAD]` padding; [CLS], [SEP], [UNK], [MASK] and [PAD] are never masked, and a
+    /// `##` piece continues its word.
+    public convenience init(dataset: ShardDataset, tokenizer: WordPieceTokenizer, options: PretrainingOptions, seed: UInt64) throws {
+        guard let mask = tokenizer.maskID, let pad = tokenizer.padID else {
+            throw DataError.invalidArgument("the vocabulary has no [MASK] or [PAD] token, which masked-LM pretraining needs")
+        }
+        try self.init(dataset: dataset, options: options, seed: seed, bos: tokenizer.clsID, eos: tokenizer.sepID, pad: pad, mask: mask,
+                      special: [tokenizer.clsID, tokenizer.sepID, tokenizer.unkID, mask, pad],
+                      isContinuation: tokenizer.tokens.map { $0.droppingScalarPrefix(tokenizer.continuingSubwordPrefix) != nil })
+    }
+
     /// Number of examples per epoch.
     public var count: Int { starts.count }
 

@@ -17,7 +17,41 @@ public struct PretrainingOptions: Sendable, Equatable {
     /// Sentence-order prediction (ALBERT §3.2) instead of next-sentence prediction: A and B are always
     /// two consecutive segments of one document, swapped with probability 0.5 (label 1).
     public var sentenceOrder = false
+    /// Span masking (SpanBERT, Joshi et al. 2020 §3.1) instead of single words; nil: off.
+    public var spanMasking: SpanMaskingOptions? = nil
     public init() {}
+}
+
+/// SpanBERT's span masking: spans of whole words, each starting at a word drawn with probability
+/// proportional to its length (a token drawn uniformly, moved to its word's start, as the SpanBERT code
+/// does) and running `k` words, k drawn from a geometric distribution with parameter `p` clipped at
+/// `maxSpan` (P(k) proportional to p (1 - p)^(k - 1), k = 1...maxSpan: a mean of 3.8 words for p = 0.2
+/// and 10), until 15% of the tokens are masked. Adjacent spans merge. A merged span is replaced as a
+/// whole: 80% of spans by [MASK] tokens, 10% by random tokens, 10% kept.
+public struct SpanMaskingOptions: Sendable, Equatable {
+    /// The geometric distribution's parameter.
+    public var p = 0.2
+    /// The longest span in words.
+    public var maxSpan = 10
+    /// Rows of the span-boundary objective's relative position table: a token at offset `maxTargets` or
+    /// more from its span's start has no SBO target (SpanBERT's `max_pair_targets`, 20).
+    public var maxTargets = 20
+    public init() {}
+}
+
+/// Where span masking writes each masked slot's span-boundary target (all maxPredictions long, in the
+/// slots' ascending order): the positions of the tokens just left and right of its merged span, its
+/// offset from the span's start, and its label (the original token, or -100 when the slot is unused or
+/// the offset passes `SpanMaskingOptions.maxTargets`).
+public struct SpanSlots {
+    public let left: UnsafeMutablePointer<Int32>
+    public let right: UnsafeMutablePointer<Int32>
+    public let offset: UnsafeMutablePointer<Int32>
+    public let label: UnsafeMutablePointer<Int32>
+    public init(left: UnsafeMutablePointer<Int32>, right: UnsafeMutablePointer<Int32>, offset: UnsafeMutablePointer<Int32>,
+                label: UnsafeMutablePointer<Int32>) {
+        self.left = left; self.right = right; self.offset = offset; self.label = label
+    }
 }
 
 /// The buffers one example is written into (the model's input tensors), all of length T except
@@ -34,12 +68,15 @@ public struct PretrainingSlots {
     /// The pair's label: 0 when B follows A in the document; 1 when B is a random segment (NSP, HF's
     /// `next_sentence_label`) or when A and B are swapped (SOP, HF's `sentence_order_label`).
     public let nextSentenceLabel: UnsafeMutablePointer<Int32>
+    /// The span-boundary targets, written by span masking (`PretrainingOptions.spanMasking`).
+    public let spans: SpanSlots?
 
     public init(inputIDs: UnsafeMutablePointer<Int32>, tokenTypeIDs: UnsafeMutablePointer<Int32>,
                 attentionMask: UnsafeMutablePointer<Float>, maskedPositions: UnsafeMutablePointer<Int32>,
-                maskedLabels: UnsafeMutablePointer<Int32>, nextSentenceLabel: UnsafeMutablePointer<Int32>) {
+                maskedLabels: UnsafeMutablePointer<Int32>, nextSentenceLabel: UnsafeMutablePointer<Int32>, spans: SpanSlots? = nil) {
         self.inputIDs = inputIDs; self.tokenTypeIDs = tokenTypeIDs; self.attentionMask = attentionMask
         self.maskedPositions = maskedPositions; self.maskedLabels = maskedLabels; self.nextSentenceLabel = nextSentenceLabel
+        self.spans = spans
     }
 }
 
@@ -79,10 +116,7 @@ public final class PretrainingExamples {
         guard options.maxSequence >= 8 else { throw DataError.invalidArgument("data.seq_len \(options.maxSequence) is too short for sentence pairs") }
         self.dataset = dataset; self.options = options; self.seed = seed
         cls = tokenizer.clsID; sep = tokenizer.sepID; self.pad = pad
-        masking = TokenMasking(
-            options: options, seed: seed, maskID: mask, vocabSize: tokenizer.vocabSize,
-            special: [tokenizer.clsID, tokenizer.sepID, tokenizer.unkID, mask, pad],
-            isContinuation: tokenizer.tokens.map { $0.droppingScalarPrefix(tokenizer.continuingSubwordPrefix) != nil })
+        masking = TokenMasking(options: options, seed: seed, wordPiece: tokenizer, mask: mask, pad: pad)
         cutChunks()
         guard !chunks.isEmpty else { throw DataError.invalidArgument("\(dataset.directory): no sentences to make examples from") }
     }

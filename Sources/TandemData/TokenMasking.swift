@@ -1,3 +1,5 @@
+import Foundation
+
 /// Dynamic masking for masked-LM pretraining, shared by BERT's sentence pairs and RoBERTa's full
 /// sentences: shuffle the words (single pieces, or whole words with their continuation pieces), take
 /// them until `maskProbability` of the tokens or `maxPredictions` are masked, replace 80% with the mask
@@ -10,6 +12,12 @@
 /// at the last word); as in google-research/albert's `create_pretraining_data.py`, a run that would pass
 /// the budget is shortened word by word, and one that overlaps a masked word is skipped. A run may
 /// cross a [SEP], as in the script, whose candidate words skip the special tokens too.
+///
+/// With `spanMasking` (SpanBERT) the units are spans of whole words (`SpanMaskingOptions`): a span never
+/// crosses a special token nor a masked word, a span whose first word would pass the budget is dropped,
+/// and one that would is cut at the last word that fits; runs of adjacent masked tokens are merged spans,
+/// each replaced as a whole (80% [MASK], 10% random tokens, 10% kept), and `PretrainingSlots.spans`
+/// receives every masked token's span-boundary target.
 public final class TokenMasking {
     public let options: PretrainingOptions
     public let seed: UInt64
@@ -24,13 +32,19 @@ public final class TokenMasking {
     private var wordStarts: [Int32]
     private var wordEnds: [Int32]
     private var covered: [Bool]
+    /// Span masking: the word of each token that may be masked, in order.
+    private var anchors: [Int32]
     /// The cumulative distribution of n-gram lengths 1...maxNgram, P(k) proportional to 1/k.
     private let ngramCDF: [Double]
+    /// The cumulative distribution of span lengths 1...maxSpan, P(k) proportional to p (1 - p)^(k - 1).
+    private let spanCDF: [Double]
 
     /// The Philox stream of the masking draws (distinct from the sampler's, dropout's and the examples').
     static let maskStream: UInt64 = 0x4D4C_4D4D
     /// The n-gram lengths' draws, a stream of their own so that the other draws stay BERT's.
     static let ngramStream: UInt64 = 0x4E47_524D
+    /// The spans' anchors and lengths.
+    static let spanStream: UInt64 = 0x5350_414E
 
     public init(options: PretrainingOptions, seed: UInt64, maskID: Int32, vocabSize: Int, special: [Int32], isContinuation: [Bool]) {
         self.options = options; self.seed = seed; mask = maskID; self.vocabSize = vocabSize
@@ -42,13 +56,37 @@ public final class TokenMasking {
         wordStarts = [Int32](repeating: 0, count: options.maxSequence)
         wordEnds = [Int32](repeating: 0, count: options.maxSequence)
         covered = [Bool](repeating: false, count: options.maxSequence)
-        let weights = (1...max(1, options.maxNgram)).map { 1 / Double($0) }
-        let total = weights.reduce(0, +)
-        ngramCDF = weights.indices.map { k in weights[...k].reduce(0, +) / total }
+        anchors = [Int32](repeating: 0, count: options.maxSequence)
+        ngramCDF = Self.cumulative((1...max(1, options.maxNgram)).map { 1 / Double($0) })
+        let span = options.spanMasking ?? SpanMaskingOptions()
+        spanCDF = Self.cumulative((1...max(1, span.maxSpan)).map { span.p * pow(1 - span.p, Double($0 - 1)) })
     }
 
+    /// Masking over a WordPiece vocabulary: [CLS], [SEP], [UNK], [MASK] and [PAD] are never masked, and a
+    /// `##` piece continues its word.
+    public convenience init(options: PretrainingOptions, seed: UInt64, wordPiece tokenizer: WordPieceTokenizer, mask: Int32, pad: Int32) {
+        self.init(options: options, seed: seed, maskID: mask, vocabSize: tokenizer.vocabSize,
+                  special: [tokenizer.clsID, tokenizer.sepID, tokenizer.unkID, mask, pad],
+                  isContinuation: tokenizer.tokens.map { $0.droppingScalarPrefix(tokenizer.continuingSubwordPrefix) != nil })
+    }
+
+    /// A 32-bit draw scaled into 0..<n (Lemire's multiply-shift; the parentheses matter: Swift's `>>`
+    /// binds tighter than `*`).
+    private static func below(_ n: Int, _ x: UInt32) -> Int { Int((UInt64(x) &* UInt64(n)) >> 32) }
+
+    private static func cumulative(_ weights: [Double]) -> [Double] {
+        let total = weights.reduce(0, +)
+        var sum = 0.0
+        return weights.map { sum += $0; return sum / total }
+    }
+
+    private static func probabilities(_ cdf: [Double]) -> [Double] { cdf.indices.map { $0 == 0 ? cdf[0] : cdf[$0] - cdf[$0 - 1] } }
+
     /// The probability of each n-gram length 1...maxNgram (P(k) proportional to 1/k).
-    public var ngramProbabilities: [Double] { ngramCDF.indices.map { $0 == 0 ? ngramCDF[0] : ngramCDF[$0] - ngramCDF[$0 - 1] } }
+    public var ngramProbabilities: [Double] { Self.probabilities(ngramCDF) }
+
+    /// The probability of each span length 1...maxSpan in words (span masking).
+    public var spanProbabilities: [Double] { Self.probabilities(spanCDF) }
 
     /// Masks the first `used` tokens of `slots.inputIDs` (special tokens excepted) and fills
     /// `maskedPositions`/`maskedLabels`, unused slots with position 0 and label -100.
@@ -60,13 +98,20 @@ public final class TokenMasking {
         while i < used {
             if isSpecial[Int(ids[i])] { i += 1; continue }
             var end = i + 1
-            if options.wholeWordMasking || options.maxNgram > 1 {
+            if options.wholeWordMasking || options.maxNgram > 1 || options.spanMasking != nil {
                 while end < used && !isSpecial[Int(ids[end])] && isContinuation[Int(ids[end])] { end += 1 }
             }
             wordStarts[words] = Int32(i); wordEnds[words] = Int32(end); words += 1
             i = end
         }
         let toPredict = min(options.maxPredictions, max(1, Int((Double(used) * options.maskProbability).rounded())))
+        if let span = options.spanMasking {
+            let masked = maskSpans(words: words, toPredict: toPredict, epoch: epoch, index: index, slots: slots)
+            sortPrefix(slots.maskedPositions, slots.maskedLabels, count: masked)
+            replaceSpans(masked: masked, used: used, span: span, epoch: epoch, index: index, slots: slots)
+            for m in masked..<options.maxPredictions { slots.maskedPositions[m] = 0; slots.maskedLabels[m] = -100 }
+            return
+        }
         for w in 0..<words { candidates[w] = Int32(w) }
         var w = words - 1
         while w > 0 {
@@ -98,7 +143,7 @@ public final class TokenMasking {
                 ids[p] = mask
             } else if u >= 0.9 {
                 // A random token of the vocabulary (special tokens excepted: the original is kept instead).
-                let r = Int(UInt64(block.1) * UInt64(vocabSize) >> 32)
+                let r = Self.below(vocabSize, block.1)
                 ids[p] = isSpecial[r] ? slots.maskedLabels[m] : Int32(r)
             }
         }
@@ -129,6 +174,81 @@ public final class TokenMasking {
             }
         }
         return masked
+    }
+
+    /// Draws spans (see `SpanMaskingOptions`) until `toPredict` tokens are masked or the draws run out
+    /// (4 per word: the words left may all be too long for the budget); returns how many positions it
+    /// listed (unsorted).
+    private func maskSpans(words: Int, toPredict: Int, epoch: UInt64, index: UInt64, slots: PretrainingSlots) -> Int {
+        var tokens = 0
+        for w in 0..<words {
+            covered[w] = false
+            for _ in wordStarts[w]..<wordEnds[w] { anchors[tokens] = Int32(w); tokens += 1 }
+        }
+        guard tokens > 0 else { return 0 }
+        let rng = Philox(seed: seed)
+        var masked = 0
+        for attempt in 0..<UInt64(4 * words) where masked < toPredict {
+            let block = rng.block(stream: Self.spanStream, step: epoch, index: index << 16 + attempt)
+            let first = Int(anchors[Self.below(tokens, block.0)])
+            guard !covered[first] else { continue }
+            let u = Double(block.1 >> 8) / 16_777_216.0
+            let k = 1 + (spanCDF.firstIndex { u < $0 } ?? spanCDF.count - 1)
+            var end = first, size = 0
+            while end < words && end - first < k && !covered[end] && (end == first || wordStarts[end] == wordEnds[end - 1]) {
+                let n = Int(wordEnds[end] - wordStarts[end])
+                guard masked + size + n <= toPredict else { break }
+                size += n; end += 1
+            }
+            for w in first..<end {
+                covered[w] = true
+                for p in Int(wordStarts[w])..<Int(wordEnds[w]) {
+                    slots.maskedPositions[masked] = Int32(p)
+                    slots.maskedLabels[masked] = slots.inputIDs[p]
+                    masked += 1
+                }
+            }
+        }
+        return masked
+    }
+
+    /// Replaces each run of adjacent masked positions (a merged span) as a whole, 80% by [MASK], 10% by
+    /// random tokens and 10% kept, and writes the span-boundary targets.
+    private func replaceSpans(masked: Int, used: Int, span: SpanMaskingOptions, epoch: UInt64, index: UInt64,
+                              slots: PretrainingSlots) {
+        let rng = Philox(seed: seed)
+        let ids = slots.inputIDs, positions = slots.maskedPositions
+        var draw = index << 16
+        var m = 0
+        while m < masked {
+            var e = m
+            while e + 1 < masked && positions[e + 1] == positions[e] + 1 { e += 1 }
+            let start = Int(positions[m]), end = Int(positions[e])
+            draw += 1
+            let u = Double(rng.block(stream: Self.maskStream, step: epoch, index: draw).0 >> 8) / 16_777_216.0
+            for j in m...e {
+                let p = Int(positions[j])
+                if u < 0.8 {
+                    ids[p] = mask
+                } else if u >= 0.9 {
+                    draw += 1
+                    let r = Self.below(vocabSize, rng.block(stream: Self.maskStream, step: epoch, index: draw).1)
+                    ids[p] = isSpecial[r] ? slots.maskedLabels[j] : Int32(r)
+                }
+                if let spans = slots.spans {
+                    let offset = j - m
+                    let scored = start > 0 && end + 1 < used && offset < span.maxTargets
+                    spans.left[j] = scored ? Int32(start - 1) : 0
+                    spans.right[j] = scored ? Int32(end + 1) : 0
+                    spans.offset[j] = scored ? Int32(offset) : 0
+                    spans.label[j] = scored ? slots.maskedLabels[j] : -100
+                }
+            }
+            m = e + 1
+        }
+        if let spans = slots.spans {
+            for j in masked..<options.maxPredictions { spans.left[j] = 0; spans.right[j] = 0; spans.offset[j] = 0; spans.label[j] = -100 }
+        }
     }
 
     /// Insertion sort of positions (with their labels) — at most maxPredictions entries.
