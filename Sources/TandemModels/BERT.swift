@@ -164,6 +164,39 @@ public struct BertConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// BERT's embeddings under `embeddings.` (BertEmbeddings' names): word, absolute position and token-type
+/// tables summed, normalised and dropped out.
+struct BertEmbeddings {
+    let word: Embedding, position: Embedding, tokenType: Embedding, norm: LayerNorm
+
+    init(word: Embedding, position: Embedding, tokenType: Embedding, norm: LayerNorm) {
+        self.word = word; self.position = position; self.tokenType = tokenType; self.norm = norm
+    }
+
+    /// Registers the tables with BERT's init: normal(0, initializer_range), a zero padding row in the
+    /// word table.
+    init(_ embeddings: ParameterScope, _ config: BertConfig) {
+        let C = config.hiddenSize
+        let init_ = ParameterInit.normal(std: config.initializerRange)
+        word = Embedding(embeddings("word_embeddings"), count: config.vocabSize, dimensions: C, initializer: init_)
+        (word.weight.value + config.padTokenId * C).update(repeating: 0, count: C)
+        position = Embedding(embeddings("position_embeddings"), count: config.maxPositionEmbeddings, dimensions: C, initializer: init_)
+        tokenType = Embedding(embeddings("token_type_embeddings"), count: config.typeVocabSize, dimensions: C, initializer: init_)
+        norm = LayerNorm(embeddings("LayerNorm"), dimensions: C, eps: config.layerNormEps)
+    }
+
+    /// (B, T, C) embeddings of `ids` and `types` at positions 0..<T.
+    func record(_ ids: UnsafeMutablePointer<Int32>, _ types: UnsafeMutablePointer<Int32>, batch B: Int, sequence T: Int,
+                config: BertConfig, on tape: Tape) -> Tensor {
+        let N = B * T
+        let positions = tape.intInput(count: N)
+        for b in 0..<B { for t in 0..<T { positions[b * T + t] = Int32(t) } }
+        let words = tape.embedding(ids, count: N, table: word.weight, paddingIndex: Int32(config.padTokenId))
+        let sum = tape.add(tape.add(words, position(positions, count: N, on: tape)), tokenType(types, count: N, on: tape))
+        return tape.dropout(norm(sum, on: tape), p: config.hiddenDropoutProb).reshaped(Shape(B, T, config.hiddenSize))
+    }
+}
+
 /// BERT for pretraining (Devlin et al. 2019): word, position and token-type embeddings summed and
 /// normalised, post-LN transformer blocks with erf GELU, a tanh pooler over [CLS] with the next-sentence
 /// head, and the masked-LM head (dense, GELU, LayerNorm, then a decoder tied to the word embedding plus
@@ -199,16 +232,12 @@ public final class BERT {
         self.config = config
         let root = ParameterScope(arena: arena, rng: rng)
         let firstIndex = arena.parameters.count
-        let bert = root("bert"), embeddings = bert("embeddings")
+        let bert = root("bert")
         let C = config.hiddenSize, eps = config.layerNormEps
         let init_ = ParameterInit.normal(std: config.initializerRange)
-        wordEmbedding = Embedding(embeddings("word_embeddings"), count: config.vocabSize, dimensions: C, initializer: init_)
-        (wordEmbedding.weight.value + config.padTokenId * C).update(repeating: 0, count: C)
-        positionEmbedding = Embedding(embeddings("position_embeddings"), count: config.maxPositionEmbeddings,
-                                      dimensions: C, initializer: init_)
-        tokenTypeEmbedding = Embedding(embeddings("token_type_embeddings"), count: config.typeVocabSize,
-                                       dimensions: C, initializer: init_)
-        embeddingNorm = LayerNorm(embeddings("LayerNorm"), dimensions: C, eps: eps)
+        let embeddings = BertEmbeddings(bert("embeddings"), config)
+        wordEmbedding = embeddings.word; positionEmbedding = embeddings.position
+        tokenTypeEmbedding = embeddings.tokenType; embeddingNorm = embeddings.norm
         blocks = Self.encoderBlocks(bert("encoder"), config)
         pooler = Linear(bert("pooler")("dense"), inputs: C, outputs: C, initializer: init_)
         // PyTorch lists a module's own parameters before its children's: the bias of
@@ -288,17 +317,12 @@ public final class BERT {
     public func record(on tape: Tape, batch B: Int, sequence T: Int, maskedPositions P: Int? = nil) -> Graph {
         precondition(T <= config.maxPositionEmbeddings,
                      "sequence length \(T) exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
-        let C = config.hiddenSize, N = B * T
+        let N = B * T
         let ids = tape.intInput(count: N)
         let types = tape.intInput(count: N)
-        let positions = tape.intInput(count: N)
-        for b in 0..<B { for t in 0..<T { positions[b * T + t] = Int32(t) } }
         let mask = tape.input(Shape(B, T))
-
-        let words = tape.embedding(ids, count: N, table: wordEmbedding.weight, paddingIndex: Int32(config.padTokenId))
-        let sum = tape.add(tape.add(words, positionEmbedding(positions, count: N, on: tape)),
-                           tokenTypeEmbedding(types, count: N, on: tape))
-        var x = tape.dropout(embeddingNorm(sum, on: tape), p: config.hiddenDropoutProb).reshaped(Shape(B, T, C))
+        var x = BertEmbeddings(word: wordEmbedding, position: positionEmbedding, tokenType: tokenTypeEmbedding, norm: embeddingNorm)
+            .record(ids, types, batch: B, sequence: T, config: config, on: tape)
         for block in blocks { x = block(x, keyMask: mask, causal: false, on: tape) }
 
         let first = tape.intInput(count: B)

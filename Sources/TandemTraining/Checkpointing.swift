@@ -43,7 +43,7 @@ final class Checkpointer {
         let step = trainer.step
         let state = try TrainerState(trainer, config: config).json()
         let modelConfig = trainer.task.hfConfigJSON
-        let tensors = trainer.task.checkpointTensors
+        let tensorFiles = [(file: "model.safetensors", tensors: trainer.task.checkpointTensors)] + trainer.task.additionalCheckpointFiles
         let textFiles = trainer.task.checkpointTextFiles
         let optimizerStep = opt.step
         let carried = trainer.task.carriedState.map { (values: Array($0.values), shape: [$0.values.count / $0.perSlot, $0.perSlot]) }
@@ -53,11 +53,14 @@ final class Checkpointer {
             defer { self.group.leave() }
             let snap = frozen.base
             do {
-                var model = SafeTensorsWriter()
                 var moments = SafeTensorsWriter(metadata: ["format": "pt", "optimizer": opt.kind.rawValue,
                                                           "step": String(optimizerStep)])
-                for (name, p) in tensors {
-                    model.add(name, shape: p.shape.dims, borrowing: UnsafeBufferPointer(start: snap + p.offset, count: p.count))
+                let models = tensorFiles.map { file in
+                    var w = SafeTensorsWriter()
+                    for (name, p) in file.tensors {
+                        w.add(name, shape: p.shape.dims, borrowing: UnsafeBufferPointer(start: snap + p.offset, count: p.count))
+                    }
+                    return CheckpointFile.safetensors(file.file, w)
                 }
                 for p in arena.parameters {
                     moments.add("exp_avg." + p.name, shape: p.shape.dims,
@@ -66,11 +69,12 @@ final class Checkpointer {
                                 borrowing: UnsafeBufferPointer(start: snap + 2 * n + p.offset, count: p.count))
                 }
                 var files: [CheckpointFile] = [
-                    .safetensors("model.safetensors", model),
+                    models[0],
                     .text("config.json", modelConfig),
                     .safetensors("optimizer.safetensors", moments),
                     .text("trainer_state.json", state),
                 ]
+                files += models.dropFirst()
                 files += textFiles.map { CheckpointFile.text($0.name, $0.text) }
                 if let carried {
                     var w = SafeTensorsWriter()
@@ -154,9 +158,11 @@ enum Resumer {
         guard kind == trainer.settings.optimizer.rawValue else {
             throw ConfigError("\(dir): the checkpoint's optimizer is \(kind), this run's train.optimizer is \(trainer.settings.optimizer.rawValue)")
         }
-        let model = try SafeTensorsFile(path: dir + "/model.safetensors")
-        for (name, p) in trainer.task.checkpointTensors {
-            try copy(model, name, into: p, file: dir + "/model.safetensors")
+        for (file, tensors) in [(file: "model.safetensors", tensors: trainer.task.checkpointTensors)] + trainer.task.additionalCheckpointFiles {
+            let path = dir + "/" + file
+            guard FileManager.default.fileExists(atPath: path) else { throw ConfigError("\(dir): no \(file), which this run's model needs") }
+            let model = try SafeTensorsFile(path: path)
+            for (name, p) in tensors { try copy(model, name, into: p, file: path) }
         }
         let moments = try SafeTensorsFile(path: dir + "/optimizer.safetensors")
         let arena = trainer.task.arena, opt = trainer.optimizer

@@ -43,7 +43,7 @@ public enum TrainingRun {
             trainer.batchDumpDirectory = dump
             if comm.rank == 0 {
                 var w = SafeTensorsWriter()
-                for (name, p) in task.checkpointTensors { w.add(name, shape: p.shape.dims, borrowing: UnsafeBufferPointer(p.values)) }
+                for (name, p) in task.everyCheckpointTensor { w.add(name, shape: p.shape.dims, borrowing: UnsafeBufferPointer(p.values)) }
                 try w.write(toPath: dump + "/initial.safetensors")
                 try task.hfConfigJSON.write(toFile: dump + "/config.json", atomically: true, encoding: .utf8)
             }

@@ -26,6 +26,10 @@ public protocol TrainingTask: AnyObject {
     var hfConfigJSON: String { get }
     /// The tensors of `model.safetensors`, under their checkpoint names, in order.
     var checkpointTensors: [(String, Parameter)] { get }
+    /// Further safetensors files of every checkpoint, beside model.safetensors, and their tensors
+    /// (SpanBERT's heads, kept out of model.safetensors so that it loads as a `BertModel`); a resume
+    /// reads them back. Empty by default.
+    var additionalCheckpointFiles: [(file: String, tensors: [(String, Parameter)])] { get }
     /// Text files saved beside model.safetensors in every checkpoint (a seq2seq model's vocabularies).
     var checkpointTextFiles: [(name: String, text: String)] { get }
     /// Fills the model from a transformers directory (`--init-from`); `log` hears what kept its init and
@@ -100,6 +104,11 @@ extension TrainingTask {
 
     /// By default every parameter under its registration name.
     public var checkpointTensors: [(String, Parameter)] { arena.parameters.map { ($0.name, $0) } }
+
+    public var additionalCheckpointFiles: [(file: String, tensors: [(String, Parameter)])] { [] }
+
+    /// model.safetensors' tensors and the additional files', under their checkpoint names.
+    var everyCheckpointTensor: [(String, Parameter)] { checkpointTensors + additionalCheckpointFiles.flatMap(\.tensors) }
 }
 
 /// The held-out statistics of a language model's next-token loss, shared by the recurrent LM and GPT-2:

@@ -369,6 +369,10 @@ def main():
                     docs += 1
                     words += len(doc.split())
                     size += len(doc.encode("utf-8")) + 2
+        if docs == 0:  # the package is missing or its layout changed: a silent hole in the corpus otherwise
+            os.remove(train_path + ".tmp")
+            os.remove(held_path + ".tmp")
+            sys.exit(f"{name}: no documents: is the Debian package {package} installed (and its files where the script reads them)?")
         os.replace(train_path + ".tmp", train_path)
         os.replace(held_path + ".tmp", held_path)
         seconds = time.time() - start

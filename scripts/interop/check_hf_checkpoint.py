@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem checkpoint directory (BERT, ALBERT, RoBERTa, DistilBERT, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, SpanBERT, ALBERT, RoBERTa, DistilBERT, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
-Loads CKPT_DIR with the class its config.json names (BertForPreTraining, AlbertForPreTraining, ViTForImageClassification,
+Loads CKPT_DIR with the class its config.json names (BertForPreTraining, BertModel (SpanBERT's encoder), AlbertForPreTraining, ViTForImageClassification,
 ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, GPT2LMHeadModel,
 MarianMTModel, RobertaForMaskedLM, DistilBertForMaskedLM) through from_pretrained,
 reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
@@ -173,7 +173,7 @@ def main():
         return check_roberta(binary, ckpt)
     if architecture == "DistilBertForMaskedLM":
         return check_distilbert(binary, ckpt)
-    if architecture not in ("BertForPreTraining", "AlbertForPreTraining"):
+    if architecture not in ("BertForPreTraining", "AlbertForPreTraining", "BertModel"):
         return check_vision(binary, ckpt, architecture)
     model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
     problems = {k: v for k, v in info.items() if v}
@@ -192,6 +192,8 @@ def main():
     with torch.no_grad():
         ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                     token_type_ids=torch.from_numpy(types))
+    if architecture == "BertModel":  # SpanBERT's encoder: its heads are in span_heads.safetensors beside it
+        return report(problems, [("last_hidden_state", ours["last_hidden_state"], ref.last_hidden_state.numpy())])
     pair = "sop_logits" if architecture == "AlbertForPreTraining" else "seq_relationship_logits"
     report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in ("prediction_logits", pair)])
 

@@ -25,6 +25,8 @@ public struct DataSection: ConfigSection {
     public var shortSeqProb = 0.1
     public var wholeWordMasking = false
     public var maxNgram: Int?
+    public var spanP = 0.2
+    public var maxSpan = 10
     public var seqLen = 128
     public var augment = true
     public var cropScale = 0.08
@@ -54,6 +56,8 @@ public struct DataSection: ConfigSection {
         .float("short_seq_prob", \.shortSeqProb, 0...1, "probability of a shorter target length per document"),
         .bool("whole_word_masking", \.wholeWordMasking, "mask ## pieces with their word"),
         .int("max_ngram", \.maxNgram, 1...10, "n-gram masking: runs of 1...n whole words, P(k) proportional to 1/k (default 3 for ALBERT, 1 for BERT: single words)"),
+        .float("span_p", \.spanP, 0.001...1, "SpanBERT (train.objective: spanbert): parameter of the geometric distribution of span lengths in words"),
+        .int("max_span", \.maxSpan, 1...65536, "SpanBERT: the longest span in words (lengths are clipped here)"),
         .int("seq_len", \.seqLen, 1...65536, "tokens per sequence"),
         .bool("augment", \.augment, "images: random resized crop and flip in training (false: resize only)"),
         .float("crop_scale", \.cropScale, 0.01...1, "images: smallest area fraction of the random resized crop"),
@@ -107,7 +111,7 @@ public struct TrainSection: ConfigSection {
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
-        .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher); DistilBERT: mlm, the default, or distillation (needs train.teacher))"),
+        .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher); DistilBERT: mlm, the default, or distillation (needs train.teacher); BERT: mlm_nsp, the default, or spanbert (span masking and the span-boundary objective on single segments))"),
         .string("teacher", \.teacher, "distillation: the teacher's checkpoint directory: a ViTForImageClassification whose predictions are DeiT's targets, or a BERT (tandem's step-N or transformers' BertForPreTraining/BertForMaskedLM) that DistilBERT's student starts from and learns from"),
         .float("alpha_ce", \.alphaCE, 0...1e6, "DistilBERT distillation: weight of the soft-target KL (times temperature squared)"),
         .float("alpha_mlm", \.alphaMLM, 0...1e6, "DistilBERT distillation: weight of the masked-LM cross-entropy"),

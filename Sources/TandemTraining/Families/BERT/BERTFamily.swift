@@ -4,10 +4,13 @@ import TandemData
 import TandemModels
 
 /// BERT (Devlin et al. 2019) as transformers' BertForPreTraining: masked LM plus next-sentence
-/// prediction on WordPiece token shards (`BertPretrainingTask`).
+/// prediction on WordPiece token shards (`BertPretrainingTask`, objective `mlm_nsp`), or SpanBERT's
+/// recipe (Joshi et al. 2020, objective `spanbert`: span masking and the span-boundary objective on
+/// single segments, `SpanBertTask`).
 public enum BERTFamily: ModelFamily {
     public static let name = "bert"
     public static let modelTypes = ["bert"]
+    public static let objectives = ["mlm_nsp", "spanbert"]
     public static let batchInputs = ["input_ids", "attention_mask", "token_type_ids", "labels", "next_sentence_label"]
 
     /// google-research/bert's table of compact and full models (Turc et al. 2019; Devlin et al. 2019):
@@ -58,7 +61,25 @@ public enum BERTFamily: ModelFamily {
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
         let tokenizer = try ModelFields.tokenizer(config, for: self)
-        let fields = config.model.fields
+        var fields = config.model.fields
+        let spanBERT = config.train.objective == "spanbert"
+        var head = SpanBoundaryHeadConfig()
+        if spanBERT {
+            // The head's sizes: model.<field>, else --init-from's config.json, else SpanBERT's.
+            let saved = try initFrom.map { try ModelFields.read(directory: $0) } ?? [:]
+            for (key, path) in zip(SpanBertTask.headFields, [\SpanBoundaryHeadConfig.maxTargets, \SpanBoundaryHeadConfig.positionSize]) {
+                if let value = fields.removeValue(forKey: key) {
+                    guard case .int(let n) = value, n > 0 else { throw ConfigError("\(config.file): model.\(key) must be a positive integer") }
+                    head[keyPath: path] = n
+                } else if let n = saved[key] as? Int {
+                    head[keyPath: path] = n
+                }
+            }
+        } else {
+            for key in SpanBertTask.headFields where fields[key] != nil {
+                throw ConfigError("\(config.file): model.\(key) is a field of SpanBERT's head (train.objective: spanbert)")
+            }
+        }
         let bert = try initFrom.map { try self.config(initFrom: $0, overrides: fields, file: config.file) }
             ?? self.config(preset: config.model.preset ?? "", overrides: fields,
                            vocabSize: fields["vocab_size"] == nil ? tokenizer.vocabSize : nil, file: config.file)
@@ -72,6 +93,15 @@ public enum BERTFamily: ModelFamily {
         options.shortSequenceProbability = config.data.shortSeqProb
         options.wholeWordMasking = config.data.wholeWordMasking
         options.maxNgram = config.data.maxNgram ?? 1
+        if spanBERT {
+            var span = SpanMaskingOptions()
+            span.p = config.data.spanP
+            span.maxSpan = config.data.maxSpan
+            span.maxTargets = head.maxTargets
+            options.spanMasking = span
+            return try SpanBertTask(config: bert, head: head, tokenizer: tokenizer, train: train, eval: eval, options: options,
+                                    seed: settings.seed)
+        }
         return try BertPretrainingTask(config: bert, tokenizer: tokenizer, train: train, eval: eval,
                                        options: options, seed: settings.seed)
     }
