@@ -183,13 +183,26 @@ def python_documents():
         yield rst_document(read_maybe_gz(path))
 
 
+# The packages whose Info manuals the corpus reads (launch/prepare-english installs them): a fixed list, so
+# that the corpus does not depend on what else a machine has installed (r-doc-info or maxima-doc, say,
+# which the scientific corpus of launch/prepare-science reads).
+INFO_PACKAGES = ["automake", "bc", "bzip2-doc", "coreutils", "diffutils", "ed", "findutils", "gettext", "gnu-standards",
+                 "gnupg", "grep", "gzip", "info", "libffi-dev", "libgpg-error-dev", "libtasn1-doc", "m4", "nettle-dev",
+                 "octave-doc", "readline-common", "sed", "time", "wget", "xemacs21-support"]
+
+
+def info_paths():
+    """The files directly in /usr/share/info that INFO_PACKAGES install (dpkg -L), but the directory node
+    and Python's manual (read from its reStructuredText sources: python-doc)."""
+    out = subprocess.run(["dpkg", "-L"] + INFO_PACKAGES, capture_output=True, text=True).stdout
+    return sorted({p for p in out.split("\n") if os.path.dirname(p) == "/usr/share/info" and os.path.isfile(p)
+                   and not p.endswith("dir") and not os.path.basename(p).startswith("python")})
+
+
 def info_documents():
-    """GNU Info manuals installed by the packages (octave-doc, gnu-standards, ...: /usr/share/info): a
+    """GNU Info manuals of INFO_PACKAGES (octave-doc, gnu-standards, coreutils, ...: /usr/share/info): a
     node per document, its File/Node header and menus dropped."""
-    for path in sorted(glob.glob("/usr/share/info/*")):
-        # Python's manual is read from its reStructuredText sources (python-doc).
-        if path.endswith("dir") or os.path.isdir(path) or os.path.basename(path).startswith("python"):
-            continue
+    for path in info_paths():
         for node in read_maybe_gz(path).split("\x1f"):
             lines = node.split("\n")
             body, in_menu = [], False
@@ -309,7 +322,7 @@ SOURCES = [
     ("fortunes", "fortunes, fortunes-min", "fortune cookies, BSD-4-clause", fortunes_documents),
     ("linux-doc", "linux-doc-6.1", "Linux kernel documentation, GPL-2", linux_documents),
     ("python-doc", "python3.11-doc", "Python 3.11 documentation, PSF licence", python_documents),
-    ("info", "octave-doc, gnu-standards and other packages' Info manuals", "GFDL / GPL", info_documents),
+    ("info", "octave-doc, gnu-standards, coreutils and 21 other packages' Info manuals (`INFO_PACKAGES` in the script)", "GFDL / GPL", info_documents),
     ("perl-doc", "perl-doc", "Perl 5.36 manual, Artistic / GPL", perl_documents),
     ("git-doc", "git-doc", "Git documentation, GPL-2", git_documents),
     ("postgresql-doc", "postgresql-doc-15", "PostgreSQL 15 manual, PostgreSQL licence",
@@ -337,6 +350,9 @@ SOURCES = [
 
 
 def main():
+    if sys.argv[1:] == ["--info-packages"]:  # for launch/prepare-english, which installs them
+        print(" ".join(INFO_PACKAGES))
+        return
     out = sys.argv[1]
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
     os.makedirs(os.path.join(out, "heldout"), exist_ok=True)
