@@ -32,6 +32,7 @@ PRESETS = {  # google-research/bert's compact models and BERT-base: (layers, hid
     "bert-medium": (8, 512), "bert-base": (12, 768), "bert-large": (24, 1024),
 }
 ROBERTA_PRESETS = {"roberta-base": (12, 768)}  # (layers, hidden); RoBERTa's vocabulary of 50265
+ALBERT_PRESETS = {"albert-base": (12, 768, 128)}  # (layers, hidden, embedding); ALBERT's vocabulary of 30000
 VIT_PRESETS = {  # Tandem's ViT presets: (layers, hidden, image, patch)
     "vit-tiny-32": (12, 192, 32, 4), "vit-tiny": (12, 192, 224, 16), "vit-small": (12, 384, 224, 16),
     "vit-base": (12, 768, 224, 16),
@@ -154,7 +155,7 @@ def worker(rank, a):
     dist.all_reduce(peak_t, op=dist.ReduceOp.MAX)
     peak = peak_t.item()
 
-    worker = (roberta_worker if a.preset in ROBERTA_PRESETS else vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
+    worker = (roberta_worker if a.preset in ROBERTA_PRESETS else albert_worker if a.preset in ALBERT_PRESETS else vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
               else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else gpt2_worker if a.preset in GPT2_PRESETS
               else marian_worker if a.preset in MARIAN_PRESETS
               else bert_worker)
@@ -214,6 +215,37 @@ def roberta_worker(rank, a, torch, dist, DDP, peak):
     batches = [roberta_batch() for _ in range(2)]
     describe = (f"transformers RobertaForMaskedLM layers={layers} hidden={hidden} heads={hidden // 64} "
                 f"vocab={cfg.vocab_size} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, a.seq, describe)
+
+
+def albert_worker(rank, a, torch, dist, DDP, peak):
+    """AlbertForPreTraining as Tandem's albert-base trains it: one layer shared by all 12, embedding 128,
+    gelu_new, no dropout (ALBERT v2), MLM at a.max_predictions positions plus sentence-order labels on
+    two-segment batches. FLOPs as Tandem's AlbertPretrainingTask counts them: the shared layer's
+    parameters once per use, the (V, E) decoder at the masked positions only."""
+    from transformers import AlbertConfig, AlbertForPreTraining
+    layers, hidden, embedding = ALBERT_PRESETS[a.preset]
+    cfg = AlbertConfig(vocab_size=30000, embedding_size=embedding, hidden_size=hidden, num_hidden_layers=layers,
+                       num_attention_heads=hidden // 64, intermediate_size=4 * hidden, max_position_embeddings=512,
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.1)
+    torch.manual_seed(0)
+    model = AlbertForPreTraining(cfg)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    layer = sum(p.numel() for n, p in model.named_parameters() if ".albert_layer_groups." in n)
+    embeddings = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * embedding
+    per_token = 6.0 * (params - embeddings + (layers - 1) * layer) + 12.0 * layers * hidden * a.seq
+    flops = per_token * a.seq + 6.0 * cfg.vocab_size * embedding * a.max_predictions
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = []
+    for _ in range(2):
+        b = batch(torch, cfg, a, B, g)
+        b["sentence_order_label"] = b.pop("next_sentence_label")
+        batches.append(b)
+    describe = (f"transformers AlbertForPreTraining layers={layers} (shared) embedding={embedding} hidden={hidden} "
+                f"heads={hidden // 64} vocab={cfg.vocab_size} params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, a.seq, describe)
 
 
