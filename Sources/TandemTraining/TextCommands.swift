@@ -83,6 +83,16 @@ public enum TextCommands {
         }
     }
 
+    /// Prints the size of each vocabulary (special tokens left out), the tokens they share and the overlap,
+    /// shared / size of each (`VocabularyOverlap`: SciBERT's figure, 42% between BaseVocab and SciVocab).
+    public static func vocabOverlap(_ a: String, _ b: String) throws {
+        let overlap = VocabularyOverlap(first: try VocabularyOverlap.tokens(path: a), second: try VocabularyOverlap.tokens(path: b))
+        print("A \(a): \(overlap.first.count) tokens")
+        print("B \(b): \(overlap.second.count) tokens")
+        print(String(format: "shared: %d tokens, %.1f%% of A, %.1f%% of B (shared / size, special tokens left out)",
+                     overlap.shared, 100 * overlap.ofFirst, 100 * overlap.ofSecond))
+    }
+
     /// Reads lines from stdin and prints each one's ids, space-separated.
     public static func tokenize(vocab: String, cased: Bool, special: Bool) throws {
         let tokenizer = try openTokenizer(path: vocab, cased: cased)
