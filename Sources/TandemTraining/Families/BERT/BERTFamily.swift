@@ -61,6 +61,8 @@ public enum BERTFamily: ModelFamily {
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
         let tokenizer = try ModelFields.tokenizer(config, for: self)
+        let vocabulary = try CheckpointVocabulary.file(dataVocab: config.data.vocab!)
+        if let initFrom { try CheckpointVocabulary.check(initFrom: initFrom, dataVocab: config.data.vocab!, tokenizer: tokenizer) }
         var fields = config.model.fields
         let spanBERT = config.train.objective == "spanbert"
         var head = SpanBoundaryHeadConfig()
@@ -99,11 +101,15 @@ public enum BERTFamily: ModelFamily {
             span.maxSpan = config.data.maxSpan
             span.maxTargets = head.maxTargets
             options.spanMasking = span
-            return try SpanBertTask(config: bert, head: head, tokenizer: tokenizer, train: train, eval: eval, options: options,
-                                    seed: settings.seed)
+            let task = try SpanBertTask(config: bert, head: head, tokenizer: tokenizer, train: train, eval: eval, options: options,
+                                        seed: settings.seed)
+            task.checkpointVocabulary = vocabulary
+            return task
         }
-        return try BertPretrainingTask(config: bert, tokenizer: tokenizer, train: train, eval: eval,
-                                       options: options, seed: settings.seed)
+        let task = try BertPretrainingTask(config: bert, tokenizer: tokenizer, train: train, eval: eval,
+                                           options: options, seed: settings.seed)
+        task.checkpointVocabulary = vocabulary
+        return task
     }
 
     /// BertForPreTraining's outputs `last_hidden_state` (B, T, C), `prediction_logits` (B, T, V) and

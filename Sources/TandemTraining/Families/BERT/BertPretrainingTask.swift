@@ -75,6 +75,10 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
         return "BERT layers=\(c.numHiddenLayers) hidden=\(c.hiddenSize) heads=\(c.numAttentionHeads) vocab=\(c.vocabSize) params=\(arena.parameterCount)"
     }
 
+    /// The vocabulary saved in every checkpoint (`CheckpointVocabulary`: data.vocab's file), set by the family.
+    public var checkpointVocabulary: (name: String, text: String)?
+    public var checkpointTextFiles: [(name: String, text: String)] { checkpointVocabulary.map { [$0] } ?? [] }
+
     public var hfConfigJSON: String {
         ModelFields.configJSON(model.config, adding: ["model_type": BERTFamily.modelTypes[0]])
     }
@@ -82,6 +86,7 @@ public final class BertPretrainingTask: EvaluatingTask, BatchWriting {
     /// Fills the model from a transformers BERT directory (`--init-from`): BertForPreTraining or BertModel
     /// names (a BertModel checkpoint leaves the heads at their init, which `log` hears).
     public func loadPretrained(directory: String, log: (String) -> Void) throws {
+        if let note = CheckpointVocabulary.note(initFrom: directory) { log(note) }
         try PretrainedBERT.loadWeights(into: model, directory: directory, log: log)
     }
 

@@ -102,6 +102,10 @@ public final class SpanBertTask: EvaluatingTask, BatchWriting {
         return "SpanBERT layers=\(c.numHiddenLayers) hidden=\(c.hiddenSize) heads=\(c.numAttentionHeads) vocab=\(c.vocabSize) params=\(arena.parameterCount) (encoder \(model.encoderParameters.reduce(0) { $0 + $1.count }))"
     }
 
+    /// The vocabulary saved in every checkpoint (`CheckpointVocabulary`: data.vocab's file), set by the family.
+    public var checkpointVocabulary: (name: String, text: String)?
+    public var checkpointTextFiles: [(name: String, text: String)] { checkpointVocabulary.map { [$0] } ?? [] }
+
     public var hfConfigJSON: String {
         ModelFields.configJSON(model.config, adding: ["model_type": BERTFamily.modelTypes[0], "architectures": ["BertModel"],
                                                       Self.headFields[0]: model.head.maxTargets, Self.headFields[1]: model.head.positionSize])
@@ -111,6 +115,7 @@ public final class SpanBertTask: EvaluatingTask, BatchWriting {
     /// or BertForPreTraining names, whose `cls.predictions` is taken too) and, from a SpanBERT checkpoint of
     /// Tandem's, the heads from span_heads.safetensors; what keeps its init is logged.
     public func loadPretrained(directory: String, log: (String) -> Void) throws {
+        if let note = CheckpointVocabulary.note(initFrom: directory) { log(note) }
         try Self.loadWeights(into: model, directory: directory, log: log)
     }
 
