@@ -48,6 +48,19 @@ tandem_mpirun() {
     mpirun "${args[@]}" "$@"
 }
 
+# tandem_tokenize_splits BIN_DIR VOCAB OUT CORPUS_DIR: token shards of the corpus's two splits,
+# CORPUS_DIR/{train,heldout}/*.txt, into OUT/{train,heldout} (tandem prepare-text on 2 ranks); a split whose
+# OUT/SPLIT/manifest.json exists is skipped. The corpus scripts (launch/prepare-english, prepare-science) use it.
+tandem_tokenize_splits() {
+    local bin=$1 vocab=$2 out=$3 dir=$4 split
+    for split in train heldout; do
+        if [ ! -s "$out/$split/manifest.json" ]; then
+            tandem_log "tokenizing $dir/$split into $out/$split: tandem prepare-text on 2 ranks"
+            tandem_mpirun 2 1 "$bin/tandem" prepare-text --vocab "$vocab" --out "$out/$split" "$dir/$split"/*.txt
+        fi
+    done
+}
+
 # tandem_mpirun_hosts HOSTS RANKS_PER_HOST THREADS [MPIRUN OPTIONS] PROGRAM ARGS...: runs RANKS_PER_HOST
 # ranks on each of the comma-separated HOSTS (filled host by host, as on a cluster) with THREADS OpenBLAS
 # threads each, through mpirun's own remote start (its rsh agent: ssh unless OMPI_MCA_plm_rsh_agent or
