@@ -164,13 +164,21 @@ public final class TokenMasking {
             while n > 1 && masked + tokens(n) > toPredict { n -= 1 }
             let last = min(first + n, words)
             guard masked + tokens(n) <= toPredict, !(first..<last).contains(where: { covered[$0] }) else { continue }
-            for w in first..<last {
-                covered[w] = true
-                for p in Int(wordStarts[w])..<Int(wordEnds[w]) {
-                    slots.maskedPositions[masked] = Int32(p)
-                    slots.maskedLabels[masked] = slots.inputIDs[p]
-                    masked += 1
-                }
+            masked = mask(words: first..<last, listedFrom: masked, slots: slots)
+        }
+        return masked
+    }
+
+    /// Marks `words` covered and lists their tokens as masked positions (with their original ids as
+    /// labels) from slot `listed` on; returns the new count of listed positions.
+    private func mask(words: Range<Int>, listedFrom listed: Int, slots: PretrainingSlots) -> Int {
+        var masked = listed
+        for w in words {
+            covered[w] = true
+            for p in Int(wordStarts[w])..<Int(wordEnds[w]) {
+                slots.maskedPositions[masked] = Int32(p)
+                slots.maskedLabels[masked] = slots.inputIDs[p]
+                masked += 1
             }
         }
         return masked
@@ -200,14 +208,7 @@ public final class TokenMasking {
                 guard masked + size + n <= toPredict else { break }
                 size += n; end += 1
             }
-            for w in first..<end {
-                covered[w] = true
-                for p in Int(wordStarts[w])..<Int(wordEnds[w]) {
-                    slots.maskedPositions[masked] = Int32(p)
-                    slots.maskedLabels[masked] = slots.inputIDs[p]
-                    masked += 1
-                }
-            }
+            masked = mask(words: first..<end, listedFrom: masked, slots: slots)
         }
         return masked
     }
