@@ -60,7 +60,7 @@ class Output:
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(ROBERTA_PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(ROBERTA_PRESETS) + sorted(ALBERT_PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
                     + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS) + sorted(MARIAN_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
