@@ -88,12 +88,10 @@ public enum GPTFamily: ModelFamily {
                                             segments: .documentsEachPreceded)
             } catch { throw ConfigError("\(key): \(error)") }
         }
-        let vocabPath = config.data.vocab!
-        let text = try String(contentsOfFile: vocabPath, encoding: .utf8)
         return try CausalLanguageModelTask(config: gpt, source: stream("data.train", train)!, eval: stream("data.eval", config.data.eval),
                                            sequenceLength: settings.sequenceLength,
                                            separator: config.data.crossDocumentAttention ? nil : eos,
-                                           tokenizerFile: (vocabPath.hasSuffix(".json") ? "tokenizer.json" : "vocab.txt", text),
+                                           tokenizerFile: try CheckpointVocabulary.file(dataVocab: config.data.vocab!),
                                            seed: settings.seed)
     }
 

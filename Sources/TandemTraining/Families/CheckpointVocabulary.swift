@@ -1,9 +1,9 @@
 import Foundation
 import TandemData
 
-/// The vocabulary a BERT-family checkpoint carries beside model.safetensors, as transformers' checkpoints do:
-/// data.vocab's file under its kind's name (`vocab.txt`, or `tokenizer.json` for a WordPiece tokenizer.json),
-/// in the checkpoint's MANIFEST with the other files. Continued pretraining (`--init-from`) checks it against
+/// The vocabulary a checkpoint carries beside model.safetensors (BERT's, SpanBERT's and GPT's), as
+/// transformers' checkpoints do: data.vocab's file under its kind's name (`vocab.txt`, or `tokenizer.json`
+/// for a tokenizer.json), in the checkpoint's MANIFEST with the other files. Continued pretraining (`--init-from`) checks it against
 /// the new run's data.vocab: the embedding rows mean the tokens the checkpoint learnt them for, so another
 /// vocabulary (a domain vocabulary such as SciBERT's) needs a model trained from scratch.
 enum CheckpointVocabulary {
