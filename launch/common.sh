@@ -61,6 +61,19 @@ tandem_tokenize_splits() {
     done
 }
 
+# tandem_kjv_bench_data BIN DIR: token shards of 20,000 verses of the King James Bible with an 8,000-token
+# WordPiece vocabulary in DIR (DIR/vocab.txt, DIR/corpus, DIR/corpus-eval), made once: the benchmarks'
+# data (launch/compare-pytorch, scripts/bench/hosts-scaling).
+tandem_kjv_bench_data() {
+    local bin=$1 data=$2
+    [ -s "$data/corpus/manifest.json" ] && [ -s "$data/vocab.txt" ] && return 0
+    mkdir -p "$data"
+    tandem_log "writing token shards for the benchmark into $data"
+    bible -l100000 "gen1:1-rev22:21" | sed -E '/^[1-3]? ?[A-Za-z ]+ [0-9]+$/d; s/^ +[0-9]+ //' | sed -n 1,20000p > "$data/text.txt"
+    "$bin/tandem" vocab --size 8000 --out "$data/vocab.txt" "$data/text.txt" >/dev/null
+    "$bin/tandem" prepare-text --vocab "$data/vocab.txt" --out "$data/corpus" --eval-fraction 0.02 "$data/text.txt" >/dev/null
+}
+
 # tandem_mpirun_hosts HOSTS RANKS_PER_HOST THREADS [MPIRUN OPTIONS] PROGRAM ARGS...: runs RANKS_PER_HOST
 # ranks on each of the comma-separated HOSTS (filled host by host, as on a cluster) with THREADS OpenBLAS
 # threads each, through mpirun's own remote start (its rsh agent: ssh unless OMPI_MCA_plm_rsh_agent or

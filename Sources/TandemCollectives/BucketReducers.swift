@@ -12,6 +12,12 @@ protocol BucketReducer: AnyObject {
     func reduce(_ grads: UnsafeMutableBufferPointer<Float>, offset: Int, bucket: Int)
     /// Frees MPI resources (collective).
     func close()
+    /// Returns when every reduction started so far is complete (they may run on a thread of their own).
+    func drain()
+}
+
+extension BucketReducer {
+    func drain() {}
 }
 
 /// One rank: the average over one rank is the gradient itself.
@@ -100,6 +106,15 @@ final class SharedWindowReducer: BucketReducer {
     private let compression: GradientCompression
     private let packed: UnsafeMutablePointer<UInt16>?
     private let residual: UnsafeMutableBufferPointer<Float>?
+    /// Sharded across nodes: local rank r of every node, which owns the same slices of every bucket
+    /// (nodes are even); each rank sums its node's share of its slices with the other nodes' over it.
+    private var sliceComm: MPI_Comm?
+    /// The communicator of the sum between nodes: the slices' (sharded) or the leaders'; nil on a rank
+    /// that takes no part in it (a non-leader, unsharded) or on a single node.
+    private var crossComm: MPI_Comm? { sliceComm ?? leaderComm }
+    /// `distributed.overlap: thread`: the sums between nodes run here, on a thread of their own, while
+    /// backward goes on; nil: on the caller's thread, as each bucket completes.
+    private var worker: CrossNodeWorker?
 
     /// Whether the gradient arenas are shared in place (no copies).
     var sharesArenas: Bool { shared != nil }
@@ -109,9 +124,11 @@ final class SharedWindowReducer: BucketReducer {
     /// on a node of one rank). `shard`: this rank's share of a sharded optimizer (made over `arenas`),
     /// nil when every rank updates every parameter.
     init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>, arenas: NodeSharedArenas?,
-         shard: NodeOptimizerShard?, compression: GradientCompression = .none, errorFeedback: Bool = false) {
+         shard: NodeOptimizerShard?, compression: GradientCompression = .none, errorFeedback: Bool = false,
+         overlap: CrossNodeOverlap = .inline) {
         self.mpi = mpi
-        let compressing = compression == .bf16 && mpi.leaderComm != nil && mpi.nodeCount > 1
+        let slicing = shard != nil && mpi.nodeCount > 1
+        let compressing = compression == .bf16 && (mpi.leaderComm != nil || slicing) && mpi.nodeCount > 1
         self.compression = compressing ? .bf16 : .none
         packed = compressing ? .allocate(capacity: max(16, (capacity + 15) / 16 * 16)) : nil
         residual = compressing && errorFeedback ? .allocate(capacity: grads.count) : nil
@@ -154,10 +171,19 @@ final class SharedWindowReducer: BucketReducer {
             (q == 0 ? leader + Self.controlBytes + resultBytes : bases[q]!).bindMemory(to: Float.self, capacity: capacity)
         }
         if mpi.localRank == 0 { control.update(repeating: 0, count: Self.controlBytes / 8) }
-        if let leaders = mpi.leaderComm {
+        if slicing {
+            // Every rank of every node is here: a shard exists on all nodes or none (NodeSharedArenas.make).
+            MPICommunicator.check(MPI_Comm_split(mpi.comm, Int32(mpi.localRank), Int32(mpi.rank), &sliceComm),
+                                  "MPI_Comm_split(slices across nodes)", rank: mpi.rank)
+        } else if let leaders = mpi.leaderComm {
             MPICommunicator.check(MPI_Comm_dup(leaders, &leaderComm), "MPI_Comm_dup(leaders)", rank: mpi.rank)
         }
         mpi.check(MPI_Barrier(mpi.nodeComm), "MPI_Barrier(node)")
+        if overlap == .thread && mpi.nodeCount > 1 && (mpi.localSize == 1 || slicing) {
+            let w = CrossNodeWorker()
+            w.start { [unowned self] job in self.crossNodeSum(job) }
+            worker = w
+        }
     }
 
     deinit {
@@ -169,8 +195,15 @@ final class SharedWindowReducer: BucketReducer {
     }
 
     func close() {
+        worker?.stop()
+        worker = nil
         if leaderComm != nil { MPI_Comm_free(&leaderComm) }
+        if sliceComm != nil { MPI_Comm_free(&sliceComm) }
         if window != nil { MPI_Win_free(&window) }
+    }
+
+    func drain() {
+        worker?.drain()
     }
 
     /// The slice of `count` floats that local rank `r` sums.
@@ -194,10 +227,7 @@ final class SharedWindowReducer: BucketReducer {
         let inverse = 1 / Float(mpi.size)
         if mpi.localSize == 1 {
             // Alone on the node: nothing to share, the leaders' all-reduce works on the gradients directly.
-            mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
-                leadersAllReduce(g, count: n, offset: offset, bucket: bucket)
-            }
-            scale(grads, by: inverse)
+            acrossNodes(CrossNodeJob(sum: g, count: n, offset: offset, bucket: bucket, owned: false))
             return
         }
         // Where rank q's bucket is read from, and where the averages go (preallocated: no heap
@@ -208,11 +238,18 @@ final class SharedWindowReducer: BucketReducer {
             sources[q] = shared.map { $0.grads[q] + offset } ?? (q == me ? g : slots[q])
         }
         if let shard {
-            // Single node, arenas shared: the averages of my slice go to my gradients only.
+            // Arenas shared: the sums of my slice go to my gradients only. On a single node they are the
+            // averages; across nodes, the node's sums, which I then sum with the same slice of every
+            // other node (local rank `me` of each owns it) and scale.
             mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
                 barrier.wait()
-                shard.ownedSquares += sumOwnedSlice(own, scale: inverse, me: me)
+                let squares = sumOwnedSlice(own, scale: single ? inverse : 1, me: me)
+                if single { shard.ownedSquares += squares }
                 barrier.wait()
+            }
+            if !single && !own.isEmpty {
+                acrossNodes(CrossNodeJob(sum: g + own.lowerBound, count: own.count, offset: offset + own.lowerBound,
+                                         bucket: bucket, owned: true))
             }
             return
         }
@@ -245,9 +282,34 @@ final class SharedWindowReducer: BucketReducer {
         }
     }
 
-    /// Sums `count` floats at `x` over the node leaders, in place: fp32, or bf16 on the wire
+    /// Sums a node's sums across nodes, then averages them: now, or on the worker thread (`overlap`),
+    /// in which case `drain()` waits for it.
+    private func acrossNodes(_ job: CrossNodeJob) {
+        if let worker { worker.submit(job) } else { crossNodeSum(job) }
+    }
+
+    /// `job.sum` := (Σ over nodes of job.sum) x 1/size; for an owned slice of a sharded optimizer, its
+    /// squares go to the norm's share (from the first node only: every node holds the same averages).
+    private func crossNodeSum(_ job: CrossNodeJob) {
+        mpi.tracked(.gradientBucket(job.bucket), channel: .gradients) {
+            leadersAllReduce(job.sum, count: job.count, offset: job.offset, bucket: job.bucket)
+        }
+        let averages = UnsafeMutableBufferPointer(start: job.sum, count: job.count)
+        scale(averages, by: 1 / Float(mpi.size))
+        if job.owned, let shard, mpi.nodeIndex == 0 {
+            var start = 0
+            while start < job.count {
+                let m = min(1024, job.count - start)
+                shard.ownedSquares += blockSquares(job.sum + start, count: m)
+                start += m
+            }
+        }
+    }
+
+    /// Sums `count` floats at `x` over the nodes (`crossComm`), in place: fp32, or bf16 on the wire
     /// (`compression`), with this node's rounding error carried to the next step when `residual` is kept.
     private func leadersAllReduce(_ x: UnsafeMutablePointer<Float>, count n: Int, offset: Int, bucket: Int) {
+        let leaderComm = crossComm
         guard compression == .bf16, let packed else {
             mpi.check(MPI_Allreduce(cmpi_in_place(), x, Int32(n), cmpi_float(), cmpi_op_sum(), leaderComm),
                       "MPI_Allreduce(gradient bucket \(bucket) across nodes)")

@@ -76,7 +76,8 @@ public final class GradientBuckets {
     /// squares to the shard's share of the norm.
     public init(arena: ParameterArena, communicator: any Communicator, bucketBytes: Int = 25 << 20,
                 mode: ReduceMode = .hierarchical, arenas: NodeSharedArenas? = nil, shard: NodeOptimizerShard? = nil,
-                compression: GradientCompression = .none, errorFeedback: Bool = false) {
+                compression: GradientCompression = .none, errorFeedback: Bool = false,
+                overlap: CrossNodeOverlap = .inline) {
         precondition(arena.isSealed, "GradientBuckets needs a sealed arena (its buffers must not move)")
         self.arena = arena
         self.mode = mode
@@ -94,7 +95,8 @@ public final class GradientBuckets {
             switch mode {
             case .hierarchical:
                 let r = SharedWindowReducer(mpi: mpi, capacity: layout.maxElements, grads: arena.grads, arenas: arenas,
-                                            shard: shard, compression: compression, errorFeedback: errorFeedback)
+                                            shard: shard, compression: compression, errorFeedback: errorFeedback,
+                                            overlap: overlap)
                 reducer = r
                 reducesInPlace = r.sharesArenas
             case .mpi:
@@ -139,6 +141,7 @@ public final class GradientBuckets {
         let start = DispatchTime.now().uptimeNanoseconds
         for b in bucketReady.indices { bucketReady[b] = true }
         reduceReadyBuckets()
+        reducer.drain()
         nextToReduce = 0
         for b in bucketReady.indices { bucketReady[b] = false }
         for p in parameterReady.indices { parameterReady[p] = false }

@@ -20,6 +20,9 @@ public final class MPICommunicator: Communicator {
     public let nodeCount: Int
     /// This rank's node, numbered in the order of the nodes' first ranks.
     public let nodeIndex: Int
+    /// Whether every node has the same number of ranks (`localSize`): what lets local rank r of each
+    /// node own the same slices of every bucket, so a sharded optimizer can span nodes.
+    public let nodesEven: Bool
     /// The thread support level MPI granted (`MPI_THREAD_MULTIPLE` on Open MPI 4.1).
     public let threadLevel: Int32
 
@@ -91,6 +94,10 @@ public final class MPICommunicator: Communicator {
         Self.check(MPI_Allreduce(cmpi_in_place(), &counts.0, 1, cmpi_int64(), cmpi_op_sum(), cmpi_comm_world()),
                    "MPI_Allreduce(node count)", rank: rank)
         nodeCount = Int(counts.0)
+        var sizes: [Int64] = [Int64(ls), -Int64(ls)]   // max of the sizes, -min
+        Self.check(MPI_Allreduce(cmpi_in_place(), &sizes, 2, cmpi_int64(), cmpi_op_max(), cmpi_comm_world()),
+                   "MPI_Allreduce(ranks per node)", rank: rank)
+        nodesEven = sizes[0] == -sizes[1]
         var leaderIndex: Int32 = 0
         if lr == 0 { MPI_Comm_rank(leaders, &leaderIndex) }
         Self.check(MPI_Bcast(&leaderIndex, 1, cmpi_int32(), 0, shared), "MPI_Bcast(node index)", rank: rank)

@@ -35,12 +35,13 @@ public final class NodeSharedArenas {
     let count: Int
     private var mappings: [(UnsafeMutableRawPointer, Int)]
 
-    /// Whether the parameter values are shared too (asked for, and on a single node).
+    /// Whether the parameter values are shared too (asked for, and every node has as many ranks).
     public var sharesValues: Bool { !values.isEmpty }
 
     /// Collective over the world (every rank calls it, in the same order as its other collectives).
     /// Shares the gradient buffers of `arena` among the ranks of each node, and its value buffers too
-    /// when `values` is true and the job runs on one node (the sharded optimizer's condition). Returns
+    /// when `values` is true and every node has the same number of ranks (`nodesEven`: the sharded
+    /// optimizer's condition; across nodes, granted only if every node could share them). Returns
     /// nil on every rank of a node when there is nothing to share (one rank on the node, or a
     /// communicator other than `MPICommunicator`) or when any rank of the node could not share its
     /// gradients (every rank then takes the copying path).
@@ -48,14 +49,28 @@ public final class NodeSharedArenas {
         precondition(arena.isSealed, "NodeSharedArenas needs a sealed arena (its buffers must not move)")
         guard let mpi = communicator as? MPICommunicator, mpi.localSize > 1 else { return nil }
         var mappings: [(UnsafeMutableRawPointer, Int)] = []
-        guard let grads = share(arena.grads, ownsPages: arena.buffersOwnPages, mpi: mpi, mappings: &mappings) else {
-            return nil
-        }
+        let grads = share(arena.grads, ownsPages: arena.buffersOwnPages, mpi: mpi, mappings: &mappings)
         // Every rank of the node takes the same branch: `share` agrees on its result.
         var peerValues: [UnsafeMutablePointer<Float>] = []
-        if values && mpi.nodeCount == 1 {
-            peerValues = share(arena.values, ownsPages: arena.buffersOwnPages, mpi: mpi, mappings: &mappings) ?? []
+        if values && mpi.nodesEven {
+            let before = mappings.count
+            if grads != nil {
+                peerValues = share(arena.values, ownsPages: arena.buffersOwnPages, mpi: mpi, mappings: &mappings) ?? []
+            }
+            if mpi.nodeCount > 1 {
+                // Across nodes every node must shard, or none (the reduction's slices span nodes): agree
+                // over the world. Every node takes this branch, since nodes are even and of several ranks.
+                var granted: Int64 = peerValues.isEmpty ? 0 : 1
+                mpi.check(MPI_Allreduce(cmpi_in_place(), &granted, 1, cmpi_int64(), cmpi_op_min(), mpi.comm),
+                          "MPI_Allreduce(shared parameter arenas on every node)")
+                if granted == 0 {
+                    for (p, len) in mappings[before...] { munmap(p, len) }
+                    mappings.removeSubrange(before...)
+                    peerValues = []
+                }
+            }
         }
+        guard let grads else { return nil }
         return NodeSharedArenas(mpi: mpi, grads: grads, values: peerValues, count: arena.count, mappings: mappings)
     }
 

@@ -50,8 +50,7 @@ public enum Benchmarks {
         let mfu = rate * task.trainingFLOPsPerSample / (cores * peak)
         log("\(task.modelDescription)")
         log("precision \(settings.precision.rawValue) (matrix products; MFU is over the fp32 sgemm peak either way); OpenBLAS kernels \(BLAS.coreName)")
-        log(trainer.optimizerIsSharded ? "optimizer sharded over \(comm.size) ranks (distributed.shard_optimizer)"
-                                       : "optimizer replicated on every rank")
+        log(trainer.shardingDescription.map { $0 + " (distributed.shard_optimizer)" } ?? "optimizer replicated on every rank")
         log("\(comm.size) rank(s) x \(settings.threads) thread(s), global batch \(settings.globalBatch) (micro \(settings.microBatch) x \(settings.accumulation) accumulation), \(task.tokensPerSample) tokens per sample; median of \(steps) steps after \(warmup) warm-up")
         log(String(format: "%.2f samples/s", rate))
         log(String(format: "%.0f tokens/s", rate * Double(task.tokensPerSample)))

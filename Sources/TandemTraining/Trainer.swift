@@ -27,12 +27,14 @@ public struct RunSettings {
     public let deterministic: Bool
     public let checkEvery: Int
     /// `distributed.shard_optimizer`: each rank of a node updates only its share of the parameters
-    /// (AdamW, hierarchical reduction, single node; otherwise every rank updates all).
+    /// (AdamW, hierarchical reduction, every node with as many ranks; otherwise every rank updates all).
     public let shardOptimizer: Bool
     /// `distributed.compress` and `distributed.error_feedback`: the inter-node step of the hierarchical
     /// reduction.
     public let compression: GradientCompression
     public let errorFeedback: Bool
+    /// `distributed.overlap`: where the sums between nodes run.
+    public let overlap: CrossNodeOverlap
 
     public init(_ c: TrainingConfig, worldSize: Int) throws {
         func required<T>(_ value: T?, _ key: String) throws -> T {
@@ -71,6 +73,7 @@ public struct RunSettings {
         shardOptimizer = c.distributed.shardOptimizer
         compression = c.distributed.compress
         errorFeedback = c.distributed.errorFeedback
+        overlap = c.distributed.overlap
         if compression != .none && (deterministic || reduceMode != .hierarchical) {
             throw ConfigError("\(c.file): distributed.compress = \(compression.rawValue) compresses the hierarchical reduction's step between nodes: it needs distributed.reduce = hierarchical and distributed.deterministic = false")
         }
@@ -173,7 +176,8 @@ public final class Trainer {
             }
             let b = GradientBuckets(arena: task.arena, communicator: communicator, bucketBytes: settings.bucketBytes,
                                     mode: settings.reduceMode, arenas: arenas, shard: nodeShard,
-                                    compression: settings.compression, errorFeedback: settings.errorFeedback)
+                                    compression: settings.compression, errorFeedback: settings.errorFeedback,
+                                    overlap: settings.overlap)
             buckets = b
             deterministic = nil
             tape.onGradientFinal = { p in b.markReady(p) }
@@ -198,6 +202,14 @@ public final class Trainer {
 
     /// Whether each rank updates only its share of the parameters (see `RunSettings.shardOptimizer`).
     public var optimizerIsSharded: Bool { shard != nil }
+
+    /// How the log names the sharding: "optimizer sharded over N ranks" (one node), or "... over the N
+    /// ranks of each of M nodes"; nil when every rank updates everything.
+    public var shardingDescription: String? {
+        guard shard != nil else { return nil }
+        return communicator.nodeCount == 1 ? "optimizer sharded over \(communicator.size) ranks"
+            : "optimizer sharded over the \(communicator.localSize) ranks of each of \(communicator.nodeCount) nodes"
+    }
 
     /// With a sharded optimizer, hands the pages of the moments this rank does not own back to the
     /// system (they read as zeros again): after a resume broadcast whole moments to every rank, and on

@@ -204,10 +204,11 @@ func bucketsLarge() {
         for q in 0..<n { sum += integerGrad(rank: q, element: e) }
         return sum * (1 / Float(n))
     }
-    for mode in ReduceMode.allCases {
+    for (mode, overlap) in [(ReduceMode.hierarchical, CrossNodeOverlap.inline), (.mpi, .inline), (.hierarchical, .thread)] {
         let arenas = mode == .hierarchical ? NodeSharedArenas.make(arena: arena, communicator: comm) : nil
         defer { arenas?.close() }
-        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: 4 << 20, mode: mode, arenas: arenas)
+        let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: 4 << 20, mode: mode, arenas: arenas,
+                                overlap: overlap)
         let g = arena.grads
         for i in 0..<g.count { g[i] = mine[i % 97] }
         for p in arena.parameters.reversed() { b.markReady(p) }
@@ -217,8 +218,8 @@ func bucketsLarge() {
         }
         let inPlace = b.reducesInPlace
         b.close()
-        check("\(mode) over a \((arena.count * 4) >> 20) MB arena\(inPlace ? " (arenas shared in place)" : ""): "
-              + "average equals reference", exact)
+        check("\(mode)\(overlap == .thread ? ", overlap: thread" : "") over a \((arena.count * 4) >> 20) MB arena"
+              + "\(inPlace ? " (arenas shared in place)" : ""): average equals reference", exact)
         if mode == .hierarchical { check("hierarchical shares large arenas in place", inPlace || comm.localSize == 1) }
     }
 }
@@ -235,8 +236,10 @@ func sharded() {
     defer { arenas?.close() }
     for bucketBytes in [1 << 20, 4096] {
         let shard = NodeOptimizerShard(layout: BucketLayout(arena: arena, bucketBytes: bucketBytes), arenas: arenas)
-        let expectSharded = comm.nodeCount == 1 && n > 1
-        check("sharded with \(bucketBytes) B buckets: granted on one node of several ranks only (\(comm.nodeCount) node(s))",
+        let even = (comm as? MPICommunicator)?.nodesEven ?? true
+        let expectSharded = comm.localSize > 1 && even
+        check("sharded with \(bucketBytes) B buckets: granted on nodes of as many ranks each, several per node "
+              + "(\(comm.nodeCount) node(s) of \(comm.localSize)\(even ? "" : " or other") rank(s))",
               (shard != nil) == expectSharded)
         guard let shard else { continue }
         let b = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, arenas: arenas, shard: shard)
@@ -244,14 +247,18 @@ func sharded() {
         var owner = [Int64](repeating: 0, count: arena.count)
         for r in shard.ranges { for i in r { owner[i] += 1 } }
         owner.withUnsafeMutableBufferPointer { comm.allReduce($0, op: .sum) }
-        let covered = b.layout.buckets.allSatisfy { $0.elements.allSatisfy { owner[$0] == 1 } }
-        check("sharded, \(bucketBytes) B buckets: the \(n) ranks own every bucket element exactly once", covered)
+        let covered = b.layout.buckets.allSatisfy { $0.elements.allSatisfy { owner[$0] == Int64(comm.nodeCount) } }
+        check("sharded, \(bucketBytes) B buckets: the \(comm.localSize) ranks of each node own every bucket element "
+              + "exactly once", covered)
 
         var squaresOK = true, averagesOK = true
-        for step in 0..<2 {
+        // The sums between nodes inline and on their own thread (distributed.overlap) give the same.
+        let threaded = GradientBuckets(arena: arena, communicator: comm, bucketBytes: bucketBytes, arenas: arenas,
+                                       shard: shard, overlap: .thread)
+        for (step, buckets) in [(0, b), (1, b), (0, threaded), (1, threaded)] {
             for i in 0..<arena.count { arena.grads[i] = integerGrad(rank: comm.rank + step, element: i) }
-            for p in arena.parameters.reversed() where p.index != 4 { b.markReady(p) }
-            b.finish()
+            for p in arena.parameters.reversed() where p.index != 4 { buckets.markReady(p) }
+            buckets.finish()
             var mine = [Bool](repeating: false, count: arena.count)
             for r in shard.ranges { for i in r { mine[i] = true } }
             var expectedSquares = 0.0
@@ -268,37 +275,40 @@ func sharded() {
             // sumOfSquares accumulates blocks in Float before Double, as the replicated norm does.
             if abs(total - expectedSquares) > 1e-6 * expectedSquares { squaresOK = false }
         }
-        check("sharded, \(bucketBytes) B buckets: owned averages exact, zeros elsewhere", averagesOK)
+        threaded.close()
+        check("sharded, \(bucketBytes) B buckets: owned averages exact, zeros elsewhere (overlap inline and thread)",
+              averagesOK)
         check("sharded, \(bucketBytes) B buckets: owned squares sum to the squared norm", squaresOK)
 
-        // Publishing: each rank writes value f(rank, i) into what it owns; afterwards every replica holds
-        // the owner's values everywhere.
+        // Publishing: each rank writes value f(local rank, i) into what it owns; afterwards every replica
+        // holds the owner's values everywhere (local rank r owns the same elements on every node).
         var writer = [Int64](repeating: -1, count: arena.count)
         for r in shard.ranges {
-            for i in r { arena.values[i] = Float(comm.rank * 1000 + i % 997) }
+            for i in r { arena.values[i] = Float(comm.localRank * 1000 + i % 997) }
             shard.publish(r)
         }
         shard.endPublishing()
-        for r in shard.ranges { for i in r { writer[i] = Int64(comm.rank) } }
+        for r in shard.ranges { for i in r { writer[i] = Int64(comm.localRank) } }
         writer.withUnsafeMutableBufferPointer { comm.allReduce($0, op: .max) }
         let replicas = b.layout.buckets.allSatisfy { bucket in
             bucket.elements.allSatisfy { arena.values[$0] == Float(Int(writer[$0]) * 1000 + $0 % 997) }
         }
         check("sharded, \(bucketBytes) B buckets: after publishing, every replica holds each owner's values", replicas)
 
-        // Gathering a moment-like buffer: rank 0 ends with every owner's values, the others keep theirs.
+        // Gathering a moment-like buffer: each node's local rank 0 ends with every owner's values, the
+        // others keep theirs.
         let moment = UnsafeMutableBufferPointer<Float>.allocate(capacity: arena.count)
         defer { moment.deallocate() }
         for i in 0..<arena.count { moment[i] = -1 }
-        for r in shard.ranges { for i in r { moment[i] = Float(comm.rank * 1000 + i % 991) } }
+        for r in shard.ranges { for i in r { moment[i] = Float(comm.localRank * 1000 + i % 991) } }
         shard.gatherOwned(into: moment)
         let gathered = b.layout.buckets.allSatisfy { bucket in
             bucket.elements.allSatisfy { i in
-                comm.rank == 0 ? moment[i] == Float(Int(writer[i]) * 1000 + i % 991)
-                    : moment[i] == (writer[i] == Int64(comm.rank) ? Float(comm.rank * 1000 + i % 991) : -1)
+                comm.localRank == 0 ? moment[i] == Float(Int(writer[i]) * 1000 + i % 991)
+                    : moment[i] == (writer[i] == Int64(comm.localRank) ? Float(comm.localRank * 1000 + i % 991) : -1)
             }
         }
-        check("sharded, \(bucketBytes) B buckets: rank 0 gathers every owner's slices", gathered)
+        check("sharded, \(bucketBytes) B buckets: local rank 0 gathers every owner's slices", gathered)
         b.close()
         shard.close()
     }
