@@ -125,7 +125,7 @@ final class SharedWindowReducer: BucketReducer {
     /// nil when every rank updates every parameter.
     init(mpi: MPICommunicator, capacity: Int, grads: UnsafeMutableBufferPointer<Float>, arenas: NodeSharedArenas?,
          shard: NodeOptimizerShard?, compression: GradientCompression = .none, errorFeedback: Bool = false,
-         overlap: CrossNodeOverlap = .inline) {
+         overlap: CrossNodeOverlap = .thread) {
         self.mpi = mpi
         let slicing = shard != nil && mpi.nodeCount > 1
         let compressing = compression == .bf16 && (mpi.leaderComm != nil || slicing) && mpi.nodeCount > 1
@@ -205,6 +205,8 @@ final class SharedWindowReducer: BucketReducer {
     func drain() {
         worker?.drain()
     }
+
+    var overlapsBetweenNodes: Bool { worker != nil }
 
     /// The slice of `count` floats that local rank `r` sums.
     private func slice(_ r: Int, count: Int) -> Range<Int> {
@@ -291,7 +293,7 @@ final class SharedWindowReducer: BucketReducer {
     /// `job.sum` := (Σ over nodes of job.sum) x 1/size; for an owned slice of a sharded optimizer, its
     /// squares go to the norm's share (from the first node only: every node holds the same averages).
     private func crossNodeSum(_ job: CrossNodeJob) {
-        mpi.tracked(.gradientBucket(job.bucket), channel: .gradients) {
+        mpi.tracked(.gradientBucket(job.bucket), channel: .betweenNodes) {
             leadersAllReduce(job.sum, count: job.count, offset: job.offset, bucket: job.bucket)
         }
         let averages = UnsafeMutableBufferPointer(start: job.sum, count: job.count)

@@ -69,6 +69,19 @@ enum CollectivePhase: Equatable, Sendable, CustomStringConvertible {
 enum CollectiveChannel: Int, CaseIterable, Sendable {
     case main = 0
     case gradients = 1
+    /// The sums of gradient buckets between nodes (inline, or on their own thread: `distributed.overlap`).
+    case betweenNodes = 2
+}
+
+extension CollectiveChannel: CustomStringConvertible {
+    /// As the watchdog names it: "... on the between-nodes channel".
+    var description: String {
+        switch self {
+        case .main: "main"
+        case .gradients: "gradients"
+        case .betweenNodes: "between-nodes"
+        }
+    }
 }
 
 /// One rank's published state on one channel.

@@ -30,6 +30,9 @@ public enum GradientCompression: String, Sendable, CaseIterable {
 /// in figures that moved by 2x from run to run. When a rank owns one core, a bucket needs the
 /// communication threads of all ranks running at once to pass its barriers, which time-slicing against
 /// backward rarely gives, so most buckets waited for `finish()`. The thread was removed for that.
+/// Between nodes it is another matter: the bytes cross a network link, not memory, and a thread of its
+/// own (`CrossNodeOverlap.thread`, the default) sums each bucket with the other nodes' while backward
+/// goes on, then `finish()` waits for what is left.
 ///
 /// Use, on every rank, with the same arena layout:
 ///
@@ -56,6 +59,9 @@ public final class GradientBuckets {
     /// True when the hierarchical reduction works on the ranks' gradient arenas in place (shared
     /// `NodeSharedArenas` on a node of several ranks) rather than through copies in the window.
     public let reducesInPlace: Bool
+    /// Whether the sums between nodes run on a thread of their own (`distributed.overlap: thread`, where
+    /// it applies: one rank per node, or a sharded optimizer across nodes).
+    public var overlapsBetweenNodes: Bool { (reducer as? SharedWindowReducer)?.overlapsBetweenNodes ?? false }
     /// Seconds the last `finish()` took: the reductions backward did not hide.
     public private(set) var lastWaitSeconds = 0.0
 
@@ -77,7 +83,7 @@ public final class GradientBuckets {
     public init(arena: ParameterArena, communicator: any Communicator, bucketBytes: Int = 25 << 20,
                 mode: ReduceMode = .hierarchical, arenas: NodeSharedArenas? = nil, shard: NodeOptimizerShard? = nil,
                 compression: GradientCompression = .none, errorFeedback: Bool = false,
-                overlap: CrossNodeOverlap = .inline) {
+                overlap: CrossNodeOverlap = .thread) {
         precondition(arena.isSealed, "GradientBuckets needs a sealed arena (its buffers must not move)")
         self.arena = arena
         self.mode = mode

@@ -203,6 +203,14 @@ public final class Trainer {
     /// Whether each rank updates only its share of the parameters (see `RunSettings.shardOptimizer`).
     public var optimizerIsSharded: Bool { shard != nil }
 
+    /// How the log names what crosses between nodes: "sums between nodes in bf16 (error feedback), on
+    /// their own thread"; nil on one node or in deterministic mode.
+    public var betweenNodesDescription: String? {
+        guard communicator.nodeCount > 1, let buckets, buckets.mode == .hierarchical else { return nil }
+        let wire = settings.compression == .bf16 ? "bf16\(settings.errorFeedback ? " with error feedback" : "")" : "fp32"
+        return "sums between nodes in \(wire), \(buckets.overlapsBetweenNodes ? "on their own thread" : "inline")"
+    }
+
     /// How the log names the sharding: "optimizer sharded over N ranks" (one node), or "... over the N
     /// ranks of each of M nodes"; nil when every rank updates everything.
     public var shardingDescription: String? {

@@ -61,7 +61,7 @@ public enum TrainingRun {
         let perCorePeak = measureSgemmPeak(communicator: comm)
         let cores = Double(comm.size * settings.threads)
         if comm.rank == 0 {
-            log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s) on \(comm.nodeCount) node(s); \(settings.precision.rawValue) matrix products (OpenBLAS kernels \(BLAS.coreName)); global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples\(trainer.shardingDescription.map { "; " + $0 } ?? "")")
+            log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s) on \(comm.nodeCount) node(s); \(settings.precision.rawValue) matrix products (OpenBLAS kernels \(BLAS.coreName)); global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples\(trainer.shardingDescription.map { "; " + $0 } ?? "")\(trainer.betweenNodesDescription.map { "; " + $0 } ?? "")")
             log.info("\(String(format: "sgemm peak %.1f GFLOP/s per core (MFU denominator)", perCorePeak / 1e9))")
         }
         // A resumed run starts a new event file whose steps begin after the checkpoint's.

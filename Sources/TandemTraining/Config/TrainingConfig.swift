@@ -168,7 +168,7 @@ public struct DistributedSection: ConfigSection {
     public var watchdogSeconds = 60.0
     public var compress = GradientCompression.none
     public var errorFeedback = false
-    public var overlap = CrossNodeOverlap.inline
+    public var overlap = CrossNodeOverlap.thread
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
@@ -180,7 +180,7 @@ public struct DistributedSection: ConfigSection {
         .float("watchdog_s", \.watchdogSeconds, 0.1...86400, "minimum seconds a collective may wait before the job is aborted"),
         .choice("compress", \.compress, "what the hierarchical reduction sends between nodes: none (fp32) or bf16 (half the bytes, sums rounded to bf16, as Horovod's fp16 compression); fp32 within a node, in the optimizer and in checkpoints. Not with deterministic mode or reduce: mpi"),
         .bool("error_feedback", \.errorFeedback, "with compress: bf16, carry each node's rounding error of a gradient into the next step's (error feedback)"),
-        .choice("overlap", \.overlap, "where the hierarchical reduction sums between nodes: inline (on the training thread as each bucket completes) or thread (on a thread of its own while backward goes on); with one rank per node, or a sharded optimizer"),
+        .choice("overlap", \.overlap, "where the hierarchical reduction sums buckets between nodes: thread (on a thread of its own while backward goes on) or inline (on the training thread as each bucket completes); the same bits either way; used with one rank per node or a sharded optimizer, otherwise the node leader sums inline"),
     ]
 }
 
