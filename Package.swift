@@ -30,6 +30,9 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // Audio decoding (libsndfile) and resampling (libsamplerate) for `tandem prepare-audio`.
+        .systemLibrary(name: "CAudio", path: "Sources/CAudio", pkgConfig: "sndfile",
+                       providers: [.apt(["libsndfile1-dev", "libsamplerate0-dev"])]),
         // libpng/libjpeg report errors by longjmp, so their calls live in this C target (see its header).
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg"), .linkedLibrary("z")]),
@@ -47,7 +50,7 @@ let package = Package(
         .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
         .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),
-        .target(name: "TandemData", dependencies: ["TandemTensor", "CImageCodecs"]),
+        .target(name: "TandemData", dependencies: ["TandemTensor", "CImageCodecs", "CAudio"]),
         .target(name: "TandemCollectives", dependencies: ["TandemTensor", "CMPI"]),
         .target(name: "TandemCheckpoint", dependencies: ["TandemTensor"]),
         .target(name: "TandemTraining", dependencies: [

@@ -13,7 +13,7 @@ struct Tandem: ParsableCommand {
         single rank. Exit status is 0 only on success.
         """,
         version: TrainingRun.version,
-        subcommands: [Train.self, PrepareText.self, PrepareImages.self, PrepareTranslation.self, Vocab.self, VocabOverlap.self,
+        subcommands: [Train.self, PrepareText.self, PrepareImages.self, PrepareAudio.self, PrepareTranslation.self, Vocab.self, VocabOverlap.self,
                       Tokenize.self,
                       Translate.self, Bleu.self, Generate.self, Debug.self, Inspect.self, Bench.self, Plot.self])
 
@@ -98,6 +98,31 @@ struct PrepareImages: ParsableCommand {
             try ImageCommands.prepare(input: input, out: out, size: size, shardSize: shardSize, split: split,
                                       labels: labels, classes: classNames, threads: threads, communicator: $0)
         }
+    }
+}
+
+struct PrepareAudio: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prepare-audio", abstract: "Audio files -> shards of normalised 16 kHz utterances (wav2vec 2.0's input).",
+        discussion: """
+        INPUT is an audio file or a folder searched recursively for .wav, .flac, .ogg, .opus, .aiff, .au and .mp3 \
+        files, read with libsndfile (channels averaged to mono), resampled to 16 kHz with libsamplerate's \
+        SRC_SINC_MEDIUM_QUALITY converter, and normalised per utterance to zero mean and unit variance as \
+        Wav2Vec2FeatureExtractor(do_normalize=True) does. --transcripts files hold 'ID<TAB>TEXT' or CMU Sphinx \
+        'TEXT (ID)' lines, ID being an audio file's name without its extension; with them every utterance needs \
+        one. Unreadable files (not audio, truncated, a sample rate of 0) and files without a transcript are \
+        reported by path, listed in the manifest and skipped. Writes OUT/audio-NNNNN.{bin,idx,txt}, \
+        utterances.tsv and manifest.json (with SHA-256s).
+        """)
+    @Option(help: "Output shard directory.") var out: String
+    @Option(help: "Transcript file (repeatable).") var transcripts: [String] = []
+    @Option(name: .customLong("shard-seconds"), help: "Seconds of audio per shard at most.") var shardSeconds: Double = 3600
+    @Option(help: "Decoding threads (default: the cores).") var threads: Int?
+    @Argument(help: "Audio files or folders.") var inputs: [String]
+
+    func run() throws {
+        try AudioCommands.prepare(inputs: inputs, out: out, transcripts: transcripts, shardSeconds: shardSeconds,
+                                  threads: threads)
     }
 }
 
