@@ -42,8 +42,17 @@ let package = Package(
         // panel_gemm.c (recurrent step products) fuses on purpose, with FMA intrinsics (see the file).
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+        // libxsmm and oneDNN, measured against OpenBLAS and CBF16Gemm by `tandem bench kernels`
+        // (docs/performance.md, "libxsmm and oneDNN against OpenBLAS and our bf16 GEMM"). libxsmm-dev ships
+        // a static libxsmm.a that calls BLAS (sgemm_) for what it does not generate: OpenBLAS provides it.
+        .systemLibrary(name: "CXSMM", path: "Sources/CXSMM", pkgConfig: "libxsmm", providers: [.apt(["libxsmm-dev"])]),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .target(name: "CGemmLibs", dependencies: ["CXSMM", "CDNNL", "CBLAS"], path: "Sources/CGemmLibs",
+                cSettings: [.unsafeFlags(["-O3"])],
+                linkerSettings: [.linkedLibrary("xsmm"), .linkedLibrary("dnnl"), .linkedLibrary("openblas"),
+                                 .linkedLibrary("dl")]),
         .target(name: "TandemTensor", dependencies: ["CBLAS", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm", "CKernels"]),
+        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm", "CKernels", "CGemmLibs"]),
         .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
         .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),
