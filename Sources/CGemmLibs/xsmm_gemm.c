@@ -6,21 +6,25 @@
 #include <libxsmm.h>
 
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define XSMM_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-static const char *xsmmError = "";
-static int xsmmState = -1;  // -1 not initialised, 0 no JIT for this CPU, 1 ready
+static _Thread_local const char *xsmmError = "";
+static int xsmmState;  // 0 no JIT for this CPU, 1 ready
+static pthread_once_t xsmmOnce = PTHREAD_ONCE_INIT;
+
+static void initXsmm(void) {
+    libxsmm_init();
+    // LIBXSMM_X86_AVX2 and later generate AVX2 / AVX-512 code; below that the JIT is off.
+    xsmmState = libxsmm_get_target_archid() >= LIBXSMM_X86_AVX2 ? 1 : 0;
+}
 
 int tandem_xsmm_init(void) {
-    if (xsmmState < 0) {
-        libxsmm_init();
-        // LIBXSMM_X86_AVX2 and later generate AVX2 / AVX-512 code; below that the JIT is off.
-        xsmmState = libxsmm_get_target_archid() >= LIBXSMM_X86_AVX2 ? 1 : 0;
-    }
+    pthread_once(&xsmmOnce, initXsmm);
     return xsmmState;
 }
 

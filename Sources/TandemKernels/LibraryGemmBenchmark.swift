@@ -98,6 +98,7 @@ extension KernelBenchmark {
         var implementations: Set<String> = []
         var products: [LibraryProduct] = []
         products += attentionProducts("BERT-base", T: 128, NH: 12, HS: 64)
+        products += attentionProducts("ViT-B/16", T: 197, NH: 12, HS: 64)
         products += attentionProducts("ViT-tiny-32", T: 65, NH: 3, HS: 64)
         for (model, pairs) in [("bert-tiny", [(128, 128), (128, 512), (512, 128)]),
                                ("bert-mini", [(256, 256), (256, 1024), (1024, 256)])] {
