@@ -1,7 +1,9 @@
-/// General matrix products on row-major Float matrices: through `BLAS.sgemm` in fp32, or through the
-/// AVX512_BF16 GEMM of `CBF16Gemm` when the caller passes `MatmulPrecision.bf16`. Either way every
-/// transpose is a flag and never a copy.
+/// General matrix products on row-major Float matrices: through `BLAS.sgemm` in fp32 (attention-head
+/// sizes through libxsmm's JIT kernels, `SmallGemm`), or through the AVX512_BF16 GEMM of `CBF16Gemm` when
+/// the caller passes `MatmulPrecision.bf16`. Transposes are flags, never copies, except the one libxsmm
+/// needs (see `SmallGemm`).
 import CBF16Gemm
+import CGemmLibs
 import Dispatch
 
 // MARK: - Precision
@@ -31,13 +33,47 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
     }
 }
 
+// MARK: - Small fp32 products
+
+/// fp32 products of attention's per-head sizes run on libxsmm 1.17's JIT kernels (one generated per
+/// shape on first use, then found in libxsmm's registry) instead of `cblas_sgemm`. Measured single-thread
+/// on Zen 4 against sgemm at the per-head products of BERT-base (128 x 128 x 64, 128 x 64 x 128), ViT-B/16
+/// (197 x 197 x 64, 197 x 64 x 197) and ViT-tiny-32 (65 x 65 x 64, 65 x 64 x 65), forward and backward
+/// (docs/performance.md, "libxsmm and oneDNN against OpenBLAS and our bf16 GEMM"): NN and TN 1.1-1.6x in
+/// every run, NT (op(B) transposed: libxsmm 1.17 cannot, so B is first transposed into scratch) 1.2-1.35x
+/// at 128 and more rows but within +-5% at 65 rows, where it stays on sgemm. The class: m, n and k in
+/// 32...256, beta 0 or 1 (libxsmm's only betas; alpha is applied through scratch), NT only from 128 rows.
+/// Everything else (Linears, tiny heads, generation's one-row steps) stays on sgemm. The two round
+/// differently (same operations, other summation order: about 3e-7 of the largest |C|).
+public enum SmallGemm {
+    /// Whether libxsmm's JIT generates code for this CPU (x86 with AVX2 or later; initialised on first use).
+    public static let available: Bool = tandem_xsmm_init() == 1
+
+    /// Whether `gemm` sends this fp32 product to libxsmm.
+    @inlinable
+    public static func routes(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, beta: Float) -> Bool {
+        (32...256).contains(m) && (32...256).contains(n) && (32...256).contains(k) && (beta == 0 || beta == 1)
+            && (transB == .none || m >= 128) && available
+    }
+
+    /// The product on libxsmm (`tandem_xsmm_sgemm`), whatever its size, with `gemm`'s arguments; false, C
+    /// untouched, where libxsmm cannot run it: beta other than 0 or 1, or no JIT for this CPU.
+    @discardableResult
+    public static func libxsmm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
+                               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        tandem_xsmm_sgemm(transA == .none ? 0 : 1, transB == .none ? 0 : 1, m, n, k, alpha, a, lda, b, ldb,
+                          beta, c, ldc) == 1
+    }
+}
+
 // MARK: - Forward
 
 /// C = alpha op(A) op(B) + beta C, row-major, with op(A) (m, k), op(B) (k, n), C (m, n); leading
 /// dimensions are row strides in elements, so strided views (one head of a (B, T, C) buffer) need no copy.
 /// A is stored (m, k) for `.none` and (k, m) for `.transpose`; likewise B is (k, n) or (n, k).
 /// In `precision` bf16 the product goes to `bf16Gemm` unless `usesBF16` keeps it fp32; bf16 needs
-/// `MatmulPrecision.bf16Supported`.
+/// `MatmulPrecision.bf16Supported`. fp32 products of `SmallGemm`'s class run on libxsmm, the rest on sgemm.
 public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, precision: MatmulPrecision = .fp32) {
@@ -46,6 +82,11 @@ public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: In
     if precision == .bf16 && MatmulPrecision.usesBF16(m: m, n: n, k: k) {
         bf16Gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                  beta: beta, c: c, ldc: ldc)
+        return
+    }
+    if SmallGemm.routes(transA, transB, m: m, n: n, k: k, beta: beta),
+       SmallGemm.libxsmm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                         beta: beta, c: c, ldc: ldc) {
         return
     }
     BLAS.sgemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
