@@ -3,7 +3,7 @@
 /// the caller passes `MatmulPrecision.bf16`. Transposes are flags, never copies, except the one libxsmm
 /// needs (see `SmallGemm`).
 import CBF16Gemm
-import CGemmLibs
+import CSmallGemm
 import Dispatch
 
 // MARK: - Precision

@@ -24,10 +24,7 @@ public enum KernelBenchmark {
         log("BLAS: \(BLAS.configuration), threads \(BLAS.threads)")
         if sections.contains(.gemm) { benchmarkGemm(repeats: repeats, log: log) }
         if sections.contains(.bf16) { benchmarkBF16Gemm(repeats: repeats, log: log) }
-        if sections.contains(.libraries) {
-            benchmarkLibraryGemm(repeats: repeats, log: log)
-            benchmarkLibraryBF16Gemm(repeats: repeats, log: log)
-        }
+        if sections.contains(.libraries) { benchmarkLibraryGemm(repeats: repeats, log: log) }
         if sections.contains(.memory) { benchmarkMemoryBound(repeats: repeats, log: log) }
         if sections.contains(.adamw) { benchmarkAdamW(repeats: repeats, log: log) }
         if sections.contains(.recurrent) { benchmarkRecurrent(repeats: repeats, log: log) }
