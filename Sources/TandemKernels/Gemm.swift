@@ -35,25 +35,32 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
 
 // MARK: - Small fp32 products
 
-/// fp32 products of attention's per-head sizes run on libxsmm 1.17's JIT kernels (one generated per
-/// shape on first use, then found in libxsmm's registry) instead of `cblas_sgemm`. Measured single-thread
-/// on Zen 4 against sgemm at the per-head products of BERT-base (128 x 128 x 64, 128 x 64 x 128), ViT-B/16
-/// (197 x 197 x 64, 197 x 64 x 197) and ViT-tiny-32 (65 x 65 x 64, 65 x 64 x 65), forward and backward
-/// (docs/performance.md, "libxsmm and oneDNN against OpenBLAS and our bf16 GEMM"): NN and TN 1.1-1.6x in
-/// every run, NT (op(B) transposed: libxsmm 1.17 cannot, so B is first transposed into scratch) 1.2-1.35x
-/// at 128 and more rows but within +-5% at 65 rows, where it stays on sgemm. The class: m, n and k in
-/// 32...256, beta 0 or 1 (libxsmm's only betas; alpha is applied through scratch), NT only from 128 rows.
-/// Everything else (Linears, tiny heads, generation's one-row steps) stays on sgemm. The two round
-/// differently (same operations, other summation order: about 3e-7 of the largest |C|).
+/// Small fp32 products run on libxsmm 1.17's JIT kernels (one generated per shape on first use, then
+/// found in libxsmm's registry) instead of `cblas_sgemm`, where they measured faster single-thread on Zen 4
+/// (docs/performance.md, "libxsmm and oneDNN against OpenBLAS and our bf16 GEMM"; 2 to 6 interleaved runs
+/// of each shape):
+/// - attention's per-head products (m, n, k up to 256): BERT-base (128 x 128 x 64, 128 x 64 x 128),
+///   ViT-B/16 (197 x 197 x 64, 197 x 64 x 197) and ViT-tiny-32 (65 x 65 x 64, 65 x 64 x 65), forward and
+///   backward: NN and TN 1.1-1.9x in every run; NT (op(B) transposed: libxsmm 1.17 cannot, so B is first
+///   transposed into scratch) 1.0-1.55x from 128 rows, but within +-5% at 65 rows, where it stays on sgemm;
+/// - narrow products, n up to 128 with m and k up to 1024: bert-tiny's Linears over 1024 tokens
+///   (1024 x 128 x 128, 1024 x 128 x 512, 128 x 128 x 1024, 512 x 128 x 1024) 1.07-1.3x in every run,
+///   where 512 wide outputs measured alike (0.92-1.09x) and stay on sgemm.
+/// libxsmm takes beta 0 or 1 only (alpha is applied through scratch); products under 32 on a side stay
+/// on sgemm (not measured), as does everything larger. The two round differently (same operations in
+/// another order: about 3e-7 to 1.6e-6 of the largest |C|).
 public enum SmallGemm {
     /// Whether libxsmm's JIT generates code for this CPU (x86 with AVX2 or later; initialised on first use).
     public static let available: Bool = tandem_xsmm_init() == 1
 
-    /// Whether `gemm` sends this fp32 product to libxsmm.
+    /// Whether `gemm` sends this fp32 product to libxsmm: beta 0 or 1, every side at least 32, op(B)
+    /// transposed only from 128 rows, and either every side up to 256 (attention's heads) or n up to 128
+    /// with m and k up to 1024 (narrow Linears).
     @inlinable
     public static func routes(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, beta: Float) -> Bool {
-        (32...256).contains(m) && (32...256).contains(n) && (32...256).contains(k) && (beta == 0 || beta == 1)
-            && (transB == .none || m >= 128) && available
+        guard m >= 32 && n >= 32 && k >= 32, beta == 0 || beta == 1, transB == .none || m >= 128 else { return false }
+        let heads = m <= 256 && n <= 256 && k <= 256, narrow = n <= 128 && m <= 1024 && k <= 1024
+        return (heads || narrow) && available
     }
 
     /// The product on libxsmm (`tandem_xsmm_sgemm`), whatever its size, with `gemm`'s arguments; false, C

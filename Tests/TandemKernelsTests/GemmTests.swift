@@ -27,7 +27,8 @@ final class GemmTests: KernelTestCase {
     /// alphas and betas attention uses, strided heads, against the Double reference; beta 0 ignores NaN in C.
     func testSmallProductsOnLibxsmmMatchReference() throws {
         try XCTSkipUnless(SmallGemm.available, "libxsmm has no JIT for this CPU: small products stay on sgemm")
-        for (m, n, k) in [(65, 65, 64), (65, 64, 65), (128, 128, 64), (128, 64, 128), (197, 197, 64), (32, 256, 33)] {
+        for (m, n, k) in [(65, 65, 64), (65, 64, 65), (128, 128, 64), (128, 64, 128), (197, 197, 64), (32, 256, 33),
+                          (1024, 128, 128), (512, 128, 1024), (300, 100, 700)] {
             for (ta, tb) in combos {
                 for (alpha, beta) in [(Float(1), Float(0)), (0.125, 0), (1, 1), (0.125, 1)] {
                     let (ar, ac) = stored(ta, m, k), (br, bc) = stored(tb, k, n)
@@ -50,11 +51,15 @@ final class GemmTests: KernelTestCase {
                 }
             }
         }
-        // Outside the class: beta 0.5 (libxsmm takes 0 or 1 only), 1-row and 16-wide products, 257 rows.
+        // Outside the class: beta 0.5 (libxsmm takes 0 or 1 only), 1-row and 16-wide products, wider than
+        // 256 with n above 128, m or k past 1024.
         XCTAssertFalse(SmallGemm.routes(.none, .none, m: 64, n: 64, k: 64, beta: 0.5))
         XCTAssertFalse(SmallGemm.routes(.none, .transpose, m: 1, n: 65, k: 64, beta: 0))
         XCTAssertFalse(SmallGemm.routes(.none, .none, m: 64, n: 16, k: 64, beta: 0))
-        XCTAssertFalse(SmallGemm.routes(.none, .none, m: 257, n: 64, k: 64, beta: 0))
+        XCTAssertFalse(SmallGemm.routes(.none, .none, m: 257, n: 129, k: 64, beta: 0))
+        XCTAssertFalse(SmallGemm.routes(.none, .transpose, m: 1024, n: 512, k: 128, beta: 1))
+        XCTAssertFalse(SmallGemm.routes(.none, .none, m: 1025, n: 128, k: 128, beta: 1))
+        XCTAssertFalse(SmallGemm.routes(.transpose, .none, m: 128, n: 128, k: 2048, beta: 1))
     }
 
     func testBetaZeroIgnoresStaleOutput() {
