@@ -41,11 +41,12 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
 /// of each shape):
 /// - attention's per-head products (m, n, k up to 256): BERT-base (128 x 128 x 64, 128 x 64 x 128),
 ///   ViT-B/16 (197 x 197 x 64, 197 x 64 x 197) and ViT-tiny-32 (65 x 65 x 64, 65 x 64 x 65), forward and
-///   backward: NN and TN 1.1-1.9x in every run; NT (op(B) transposed: libxsmm 1.17 cannot, so B is first
-///   transposed into scratch) 1.0-1.55x from 128 rows, but within +-5% at 65 rows, where it stays on sgemm;
+///   backward: NN and TN 1.1-2.0x in every run; NT (op(B) transposed: libxsmm 1.17 cannot, so B is first
+///   transposed into scratch) 1.18-1.57x at 128 rows and 0.97-1.29x at 197, but 0.97-1.10x at 65 rows,
+///   where it stays on sgemm;
 /// - narrow products, n up to 128 with m and k up to 1024: bert-tiny's Linears over 1024 tokens
-///   (1024 x 128 x 128, 1024 x 128 x 512, 128 x 128 x 1024, 512 x 128 x 1024) 1.07-1.3x in every run,
-///   where 512 wide outputs measured alike (0.92-1.09x) and stay on sgemm.
+///   (1024 x 128 x 128, 1024 x 128 x 512, 128 x 128 x 1024, 512 x 128 x 1024) 1.07-1.37x in every run,
+///   where 512 wide outputs measured alike (0.92-1.15x) and stay on sgemm.
 /// libxsmm takes beta 0 or 1 only (alpha is applied through scratch); products under 32 on a side stay
 /// on sgemm (not measured), as does everything larger. The two round differently (same operations in
 /// another order: about 3e-7 to 1.6e-6 of the largest |C|).
