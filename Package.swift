@@ -2,7 +2,8 @@
 // Tandem: distributed data-parallel training of transformers on CPU clusters over MPI.
 // Module graph (one way; README "Architecture"):
 //   TandemTensor <- TandemKernels <- TandemAutograd <- TandemNN <- TandemModels   (numerics; TandemKernels
-//     also uses the C targets CKernels, for loops Swift's SIMD types vectorise badly, and CBF16Gemm)
+//     also uses the C targets CKernels, for loops Swift's SIMD types vectorise badly, CBF16Gemm, and
+//     CSmallGemm over libxsmm for attention's per-head products)
 //   TandemData (with the CImageCodecs C shim), TandemCollectives (CMPI) and TandemCheckpoint depend only
 //     on TandemTensor
 //   TandemTraining ties them together: the typed config, the model-family registry (Families/), the
@@ -45,8 +46,15 @@ let package = Package(
         // panel_gemm.c (recurrent step products) fuses on purpose, with FMA intrinsics (see the file).
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+        // libxsmm's JIT kernels for attention's per-head fp32 products (`SmallGemm`; docs/performance.md,
+        // "libxsmm and oneDNN against OpenBLAS and our bf16 GEMM"). libxsmm-dev ships a static libxsmm.a
+        // that calls BLAS (sgemm_) for what it does not generate: OpenBLAS provides it.
+        .systemLibrary(name: "CXSMM", path: "Sources/CXSMM", pkgConfig: "libxsmm", providers: [.apt(["libxsmm-dev"])]),
+        .target(name: "CSmallGemm", dependencies: ["CXSMM", "CBLAS"], path: "Sources/CSmallGemm",
+                cSettings: [.unsafeFlags(["-O3"])],
+                linkerSettings: [.linkedLibrary("xsmm"), .linkedLibrary("openblas")]),
         .target(name: "TandemTensor", dependencies: ["CBLAS", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm", "CKernels"]),
+        .target(name: "TandemKernels", dependencies: ["TandemTensor", "CBLAS", "CBF16Gemm", "CKernels", "CSmallGemm"]),
         .target(name: "TandemAutograd", dependencies: ["TandemTensor", "TandemKernels"]),
         .target(name: "TandemNN", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd"]),
         .target(name: "TandemModels", dependencies: ["TandemTensor", "TandemKernels", "TandemAutograd", "TandemNN"]),

@@ -3,7 +3,7 @@
 
 TANDEM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the build, the tests and the quickstart need.
-TANDEM_PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev bible-kjv bible-kjv-text python3 libpng-dev libjpeg62-turbo-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev pocketsphinx-testdata dataset-fashion-mnist diatheke sword-text-kjv sword-text-sparv libreoffice-l10n-hi libreoffice-help-hi libreoffice-help-en-us)
+TANDEM_PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libxsmm-dev bible-kjv bible-kjv-text python3 libpng-dev libjpeg62-turbo-dev zlib1g-dev libsndfile1-dev libsamplerate0-dev pocketsphinx-testdata dataset-fashion-mnist diatheke sword-text-kjv sword-text-sparv libreoffice-l10n-hi libreoffice-help-hi libreoffice-help-en-us)
 
 tandem_log() { printf '\033[1m[tandem]\033[0m %s\n' "$*" >&2; }
 

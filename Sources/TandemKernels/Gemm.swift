@@ -1,7 +1,9 @@
-/// General matrix products on row-major Float matrices: through `BLAS.sgemm` in fp32, or through the
-/// AVX512_BF16 GEMM of `CBF16Gemm` when the caller passes `MatmulPrecision.bf16`. Either way every
-/// transpose is a flag and never a copy.
+/// General matrix products on row-major Float matrices: through `BLAS.sgemm` in fp32 (attention-head
+/// sizes through libxsmm's JIT kernels, `SmallGemm`), or through the AVX512_BF16 GEMM of `CBF16Gemm` when
+/// the caller passes `MatmulPrecision.bf16`. Transposes are flags, never copies, except the one libxsmm
+/// needs (see `SmallGemm`).
 import CBF16Gemm
+import CSmallGemm
 import Dispatch
 
 // MARK: - Precision
@@ -31,13 +33,55 @@ public enum MatmulPrecision: String, Sendable, CaseIterable {
     }
 }
 
+// MARK: - Small fp32 products
+
+/// Small fp32 products run on libxsmm 1.17's JIT kernels (one generated per shape on first use, then
+/// found in libxsmm's registry) instead of `cblas_sgemm`, where they measured faster single-thread on Zen 4
+/// (docs/performance.md, "libxsmm and oneDNN against OpenBLAS and our bf16 GEMM"; 2 to 6 interleaved runs
+/// of each shape):
+/// - attention's per-head products (m, n, k up to 256): BERT-base (128 x 128 x 64, 128 x 64 x 128),
+///   ViT-B/16 (197 x 197 x 64, 197 x 64 x 197) and ViT-tiny-32 (65 x 65 x 64, 65 x 64 x 65), forward and
+///   backward: NN and TN 1.1-2.0x in every run; NT (op(B) transposed: libxsmm 1.17 cannot, so B is first
+///   transposed into scratch) 1.18-1.57x at 128 rows and 0.97-1.29x at 197, but 0.97-1.10x at 65 rows,
+///   where it stays on sgemm;
+/// - narrow products, n up to 128 with m and k up to 1024: bert-tiny's Linears over 1024 tokens
+///   (1024 x 128 x 128, 1024 x 128 x 512, 128 x 128 x 1024, 512 x 128 x 1024) 1.07-1.37x in every run,
+///   where 512 wide outputs measured alike (0.92-1.15x) and stay on sgemm.
+/// libxsmm takes beta 0 or 1 only (alpha is applied through scratch); products under 32 on a side stay
+/// on sgemm (not measured), as does everything larger. The two round differently (same operations in
+/// another order: about 3e-7 to 1.6e-6 of the largest |C|).
+public enum SmallGemm {
+    /// Whether libxsmm's JIT generates code for this CPU (x86 with AVX2 or later; initialised on first use).
+    public static let available: Bool = tandem_xsmm_init() == 1
+
+    /// Whether `gemm` sends this fp32 product to libxsmm: beta 0 or 1, every side at least 32, op(B)
+    /// transposed only from 128 rows, and either every side up to 256 (attention's heads) or n up to 128
+    /// with m and k up to 1024 (narrow Linears).
+    @inlinable
+    public static func routes(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, beta: Float) -> Bool {
+        guard m >= 32 && n >= 32 && k >= 32, beta == 0 || beta == 1, transB == .none || m >= 128 else { return false }
+        let heads = m <= 256 && n <= 256 && k <= 256, narrow = n <= 128 && m <= 1024 && k <= 1024
+        return (heads || narrow) && available
+    }
+
+    /// The product on libxsmm (`tandem_xsmm_sgemm`), whatever its size, with `gemm`'s arguments; false, C
+    /// untouched, where libxsmm cannot run it: beta other than 0 or 1, or no JIT for this CPU.
+    @discardableResult
+    public static func libxsmm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
+                               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        tandem_xsmm_sgemm(transA == .none ? 0 : 1, transB == .none ? 0 : 1, m, n, k, alpha, a, lda, b, ldb,
+                          beta, c, ldc) == 1
+    }
+}
+
 // MARK: - Forward
 
 /// C = alpha op(A) op(B) + beta C, row-major, with op(A) (m, k), op(B) (k, n), C (m, n); leading
 /// dimensions are row strides in elements, so strided views (one head of a (B, T, C) buffer) need no copy.
 /// A is stored (m, k) for `.none` and (k, m) for `.transpose`; likewise B is (k, n) or (n, k).
 /// In `precision` bf16 the product goes to `bf16Gemm` unless `usesBF16` keeps it fp32; bf16 needs
-/// `MatmulPrecision.bf16Supported`.
+/// `MatmulPrecision.bf16Supported`. fp32 products of `SmallGemm`'s class run on libxsmm, the rest on sgemm.
 public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, precision: MatmulPrecision = .fp32) {
@@ -46,6 +90,11 @@ public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: In
     if precision == .bf16 && MatmulPrecision.usesBF16(m: m, n: n, k: k) {
         bf16Gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                  beta: beta, c: c, ldc: ldc)
+        return
+    }
+    if SmallGemm.routes(transA, transB, m: m, n: n, k: k, beta: beta),
+       SmallGemm.libxsmm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                         beta: beta, c: c, ldc: ldc) {
         return
     }
     BLAS.sgemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,

@@ -12,15 +12,22 @@ import CBLAS
 /// The two sides of every comparison run interleaved, one repeat of each in turn, so that frequency or
 /// load drift affects both alike; figures are the median (and best) of `repeats` runs.
 public enum KernelBenchmark {
-    /// Runs every benchmark `repeats` times (at least 1) and reports through `log`, a line at a time.
-    public static func run(repeats: Int, log: (String) -> Void) {
+    /// The groups of benchmarks `run` can be limited to.
+    public enum Section: String, CaseIterable, Sendable {
+        case gemm, bf16, libraries, memory, adamw, recurrent
+    }
+
+    /// Runs the benchmarks of `sections` (all by default) `repeats` times (at least 1) and reports through
+    /// `log`, a line at a time.
+    public static func run(repeats: Int, sections: Set<Section> = Set(Section.allCases), log: (String) -> Void) {
         let repeats = max(1, repeats)
         log("BLAS: \(BLAS.configuration), threads \(BLAS.threads)")
-        benchmarkGemm(repeats: repeats, log: log)
-        benchmarkBF16Gemm(repeats: repeats, log: log)
-        benchmarkMemoryBound(repeats: repeats, log: log)
-        benchmarkAdamW(repeats: repeats, log: log)
-        benchmarkRecurrent(repeats: repeats, log: log)
+        if sections.contains(.gemm) { benchmarkGemm(repeats: repeats, log: log) }
+        if sections.contains(.bf16) { benchmarkBF16Gemm(repeats: repeats, log: log) }
+        if sections.contains(.libraries) { benchmarkLibraryGemm(repeats: repeats, log: log) }
+        if sections.contains(.memory) { benchmarkMemoryBound(repeats: repeats, log: log) }
+        if sections.contains(.adamw) { benchmarkAdamW(repeats: repeats, log: log) }
+        if sections.contains(.recurrent) { benchmarkRecurrent(repeats: repeats, log: log) }
     }
 
     // MARK: - Matrix products

@@ -7,8 +7,9 @@ import TandemTraining
 public enum Benchmarks {
     /// Matrix products next to raw `cblas_sgemm` (and the bf16 GEMM where the CPU has AVX512_BF16) and
     /// memory-bound kernels next to memcpy.
-    public static func kernels(repeats: Int, log: (String) -> Void) {
-        KernelBenchmark.run(repeats: repeats, log: log)
+    public static func kernels(repeats: Int, sections: Set<KernelBenchmark.Section> = Set(KernelBenchmark.Section.allCases),
+                               log: (String) -> Void) {
+        KernelBenchmark.run(repeats: repeats, sections: sections, log: log)
     }
 
     /// Builds the training job of a config (no checkpoints, no evaluation), runs `warmup` steps, then

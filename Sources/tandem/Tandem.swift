@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TandemKernels
 import TandemTools
 import TandemTraining
 
@@ -304,6 +305,8 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config key (for `step`, repeatable).") var overrides: [String] = []
     @Option(help: "Repeats per measurement (kernels) or timed steps (step).") var repeats: Int = 5
     @Option(help: "Warm-up steps (step).") var warmup: Int = 3
+    @Option(help: "Benchmark groups, comma-separated (kernels): gemm, bf16, libraries, memory, adamw, recurrent; all by default.")
+    var sections: String?
     @Option(help: "Sizes in MB, comma-separated (allreduce).") var sizes: String = "1,4,16,64,256,440"
     @Option(help: "Tokens per rank of the simulated BERT-base backward (allreduce; 1024 = 8 sequences of 128).")
     var tokens: Int = 1024
@@ -311,7 +314,17 @@ struct Bench: ParsableCommand {
     func run() throws {
         switch kind {
         case .kernels:
-            Benchmarks.kernels(repeats: repeats) { print($0); fflush(stdout) }
+            var chosen = Set(KernelBenchmark.Section.allCases)
+            if let sections {
+                chosen = []
+                for name in sections.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                    guard let section = KernelBenchmark.Section(rawValue: name) else {
+                        throw ValidationError("--sections: unknown group '\(name)' (gemm, bf16, libraries, memory, adamw, recurrent)")
+                    }
+                    chosen.insert(section)
+                }
+            }
+            Benchmarks.kernels(repeats: repeats, sections: chosen) { print($0); fflush(stdout) }
         case .allreduce:
             let list = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !list.isEmpty, list.allSatisfy({ $0 > 0 }) else { throw ValidationError("--sizes: expected MB values such as 1,4,440") }

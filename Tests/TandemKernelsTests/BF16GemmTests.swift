@@ -151,7 +151,12 @@ final class BF16GemmTests: KernelTestCase {
             }
             let sgemm = run(m, n, k) { BLAS.sgemm(.none, .none, m: m, n: n, k: k, a: $0, lda: k, b: $1, ldb: n, c: $2, ldc: n) }
             let bf16 = run(m, n, k) { bf16Gemm(.none, .none, m: m, n: n, k: k, alpha: 1, a: $0, lda: k, b: $1, ldb: n, beta: 0, c: $2, ldc: n) }
-            XCTAssertEqual(viaGemm(.fp32), sgemm, "fp32 is cblas_sgemm, bit for bit")
+            let xsmm = run(m, n, k) {
+                SmallGemm.libxsmm(.none, .none, m: m, n: n, k: k, alpha: 1, a: $0, lda: k, b: $1, ldb: n, beta: 0, c: $2, ldc: n)
+            }
+            let small = SmallGemm.routes(.none, .none, m: m, n: n, k: k, beta: 0)
+            XCTAssertEqual(small, m == 65 && SmallGemm.available, "the libxsmm class")
+            XCTAssertEqual(viaGemm(.fp32), small ? xsmm : sgemm, "fp32 is libxsmm in SmallGemm's class, else cblas_sgemm, bit for bit")
             let big = MatmulPrecision.usesBF16(m: m, n: n, k: k)
             XCTAssertEqual(big, m == 65, "the size rule")
             XCTAssertEqual(viaGemm(.bf16), big ? bf16 : sgemm, "bf16 routes \(m)x\(n)x\(k) to \(big ? "bf16Gemm" : "sgemm")")

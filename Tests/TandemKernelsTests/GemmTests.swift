@@ -23,6 +23,45 @@ final class GemmTests: KernelTestCase {
         }
     }
 
+    /// `gemm`'s fp32 products of attention-head size run on libxsmm (`SmallGemm`): every transpose, the
+    /// alphas and betas attention uses, strided heads, against the Double reference; beta 0 ignores NaN in C.
+    func testSmallProductsOnLibxsmmMatchReference() throws {
+        try XCTSkipUnless(SmallGemm.available, "libxsmm has no JIT for this CPU: small products stay on sgemm")
+        for (m, n, k) in [(65, 65, 64), (65, 64, 65), (128, 128, 64), (128, 64, 128), (197, 197, 64), (32, 256, 33),
+                          (1024, 128, 128), (512, 128, 1024), (300, 100, 700)] {
+            for (ta, tb) in combos {
+                for (alpha, beta) in [(Float(1), Float(0)), (0.125, 0), (1, 1), (0.125, 1)] {
+                    let (ar, ac) = stored(ta, m, k), (br, bc) = stored(tb, k, n)
+                    let lda = ac + 5, ldb = bc + 3, ldc = n + 1
+                    let a = Buffer(random: ar * lda, seed: 4), b = Buffer(random: br * ldb, seed: 5)
+                    var c0 = GradCheck.random(count: m * ldc, seed: 6)
+                    if beta == 0 { c0 = c0.map { _ in .nan } }
+                    let fast = Buffer(c0), reference = Buffer(c0)
+                    let label = "\(m)x\(n)x\(k) \(ta) \(tb) alpha \(alpha) beta \(beta)"
+                    XCTAssertEqual(SmallGemm.routes(ta, tb, m: m, n: n, k: k, beta: beta), tb == .none || m >= 128, label)
+                    gemm(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a.c, lda: lda, b: b.c, ldb: ldb, beta: beta, c: fast.p, ldc: ldc)
+                    gemmReference(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a.c, lda: lda, b: b.c, ldb: ldb, beta: beta,
+                                  c: reference.p, ldc: ldc)
+                    // Padding columns past n keep their old values (NaN included: compared by bits).
+                    for i in 0..<m {
+                        for j in n..<ldc { XCTAssertEqual(fast.p[i * ldc + j].bitPattern, c0[i * ldc + j].bitPattern, label) }
+                    }
+                    let inside = (0..<m).flatMap { i in (0..<n).map { i * ldc + $0 } }
+                    assertClose(inside.map { fast.p[$0] }, inside.map { reference.p[$0] }, atol: 1e-4, rtol: 1e-5, label)
+                }
+            }
+        }
+        // Outside the class: beta 0.5 (libxsmm takes 0 or 1 only), 1-row and 16-wide products, wider than
+        // 256 with n above 128, m or k past 1024.
+        XCTAssertFalse(SmallGemm.routes(.none, .none, m: 64, n: 64, k: 64, beta: 0.5))
+        XCTAssertFalse(SmallGemm.routes(.none, .transpose, m: 1, n: 65, k: 64, beta: 0))
+        XCTAssertFalse(SmallGemm.routes(.none, .none, m: 64, n: 16, k: 64, beta: 0))
+        XCTAssertFalse(SmallGemm.routes(.none, .none, m: 257, n: 129, k: 64, beta: 0))
+        XCTAssertFalse(SmallGemm.routes(.none, .transpose, m: 1024, n: 512, k: 128, beta: 1))
+        XCTAssertFalse(SmallGemm.routes(.none, .none, m: 1025, n: 128, k: 128, beta: 1))
+        XCTAssertFalse(SmallGemm.routes(.transpose, .none, m: 128, n: 128, k: 2048, beta: 1))
+    }
+
     func testBetaZeroIgnoresStaleOutput() {
         let a = Buffer(random: 6, seed: 1), b = Buffer(random: 6, seed: 2)
         let c = Buffer([Float](repeating: .nan, count: 4))
