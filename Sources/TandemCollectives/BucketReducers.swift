@@ -245,8 +245,9 @@ final class SharedWindowReducer: BucketReducer {
             // other node (local rank `me` of each owns it) and scale.
             mpi.tracked(.gradientBucket(bucket), channel: .gradients) {
                 barrier.wait()
-                let squares = sumOwnedSlice(own, scale: single ? inverse : 1, me: me)
-                if single { shard.ownedSquares += squares }
+                // Across nodes the squares are taken of the averages, after the sum between nodes.
+                let squares = sumOwnedSlice(own, scale: single ? inverse : 1, me: me, countingSquares: single)
+                shard.ownedSquares += squares
                 barrier.wait()
             }
             if !single && !own.isEmpty {
@@ -343,15 +344,15 @@ final class SharedWindowReducer: BucketReducer {
 
     /// Sharded: sources[me][i] = (Σ over local ranks q, in order, of sources[q][i]) x scale and
     /// sources[q][i] = 0 for q != me, i in `range` (the same sums as `sumSlice`, so the same bits);
-    /// returns Σ of the squared averages.
-    private func sumOwnedSlice(_ range: Range<Int>, scale: Float, me: Int) -> Double {
+    /// returns Σ of the squared results when `countingSquares`, else 0.
+    private func sumOwnedSlice(_ range: Range<Int>, scale: Float, me: Int, countingSquares: Bool) -> Double {
         var squares = 0.0
         var start = range.lowerBound
         while start < range.upperBound {
             let m = sumBlock(start, upTo: range.upperBound, scale: scale)
             for q in sources.indices where q != me { (sources[q] + start).update(repeating: 0, count: m) }
             (sources[me] + start).update(from: scratch, count: m)
-            squares += blockSquares(scratch, count: m)
+            if countingSquares { squares += blockSquares(scratch, count: m) }
             start += m
         }
         return squares

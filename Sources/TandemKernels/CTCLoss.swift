@@ -32,6 +32,8 @@ public struct CTCSaved {
     public var losses: [Double]
     /// (N): whether the utterance's loss was infinite (no alignment fits in its frames).
     public var infinite: [Bool]
+    /// (N): each utterance's alpha (frames, S), which the backward pass needs beside beta.
+    var alphas: [[Double]]
 }
 
 /// Returns the reduced loss and what the backward pass needs. `logits` (N, T, C); `inputLengths` (N),
@@ -54,6 +56,7 @@ public func ctcLossForward(logits: UnsafePointer<Float>, N: Int, T: Int, C: Int,
         for c in 0..<C { logProbs[row * C + c] = Float(Double(x[c]) - logZ) }
     }
     var losses = [Double](repeating: 0, count: N), infinite = [Bool](repeating: false, count: N)
+    var alphas: [[Double]] = []
     var offset = 0
     for n in 0..<N {
         let label = Array(targets[offset..<(offset + targetLengths[n])])
@@ -63,6 +66,7 @@ public func ctcLossForward(logits: UnsafePointer<Float>, N: Int, T: Int, C: Int,
         let alpha = ctcAlpha(logProbs, n: n, T: T, C: C, frames: inputLengths[n], label: label, blank: blank)
         let S = 2 * label.count + 1, last = (inputLengths[n] - 1) * S
         let logP = logAdd(alpha[last + S - 1], S > 1 ? alpha[last + S - 2] : -.infinity)
+        alphas.append(alpha)
         losses[n] = -logP
         if !logP.isFinite { infinite[n] = true; if zeroInfinity { losses[n] = 0 } }
     }
@@ -71,7 +75,7 @@ public func ctcLossForward(logits: UnsafePointer<Float>, N: Int, T: Int, C: Int,
     case .sum: total = losses.reduce(0, +)
     case .mean: total = zip(losses, targetLengths).map { $0 / Double(max(1, $1)) }.reduce(0, +) / Double(N)
     }
-    return (Float(total), CTCSaved(logProbs: logProbs, losses: losses, infinite: infinite))
+    return (Float(total), CTCSaved(logProbs: logProbs, losses: losses, infinite: infinite, alphas: alphas))
 }
 
 /// dlogits (N, T, C) += dloss d(loss)/dlogits from the saved log-probabilities.
@@ -88,7 +92,7 @@ public func ctcLossBackward(dlogits: UnsafeMutablePointer<Float>, saved: CTCSave
         if saved.infinite[n] { continue }
         let weight = Double(dloss) * (reduction == .sum ? 1 : 1 / (Double(max(1, targetLengths[n])) * Double(N)))
         let frames = inputLengths[n], S = 2 * label.count + 1
-        let alpha = ctcAlpha(saved.logProbs, n: n, T: T, C: C, frames: frames, label: label, blank: blank)
+        let alpha = saved.alphas[n]
         let beta = ctcBeta(saved.logProbs, n: n, T: T, C: C, frames: frames, label: label, blank: blank)
         let loss = saved.losses[n]
         for t in 0..<frames {

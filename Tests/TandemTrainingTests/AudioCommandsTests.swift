@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TandemData
+import TandemTestSupport
 @testable import TandemTraining
 
 final class AudioCommandsTests: XCTestCase {
@@ -29,10 +30,10 @@ final class AudioCommandsTests: XCTestCase {
         let dir = try temporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir + "/in", withIntermediateDirectories: true)
         let tone = (0..<8000).map { 0.3 * Float(sin(2 * Double.pi * 300 * Double($0) / 8000)) }
-        try writePCM16(dir + "/in/a.wav", channels: [tone], rate: 8000)
+        try writeWAV(dir + "/in/a.wav", samples: [tone], rate: 8000)
         let long = (0..<11025).map { 0.2 * Float(sin(2 * Double.pi * 500 * Double($0) / 22050)) }
-        try writePCM16(dir + "/in/b.wav", channels: [long, long.map { -$0 * 0.5 }], rate: 22050)
-        try writePCM16(dir + "/in/c.wav", channels: [tone], rate: 8000)
+        try writeWAV(dir + "/in/b.wav", samples: [long, long.map { -$0 * 0.5 }], rate: 22050)
+        try writeWAV(dir + "/in/c.wav", samples: [tone], rate: 8000)
         try "a\tfirst one\nb\tsecond one\n".write(toFile: dir + "/t.tsv", atomically: true, encoding: .utf8)
         var lines: [String] = []
         let manifest = try AudioCommands.prepare(inputs: [dir + "/in"], out: dir + "/out", transcripts: [dir + "/t.tsv"],
@@ -50,18 +51,5 @@ final class AudioCommandsTests: XCTestCase {
             XCTAssertEqual(variance, 1, accuracy: 1e-4)
         }
         XCTAssertTrue(lines.last?.contains("s of audio per second per core") ?? false, "\(lines)")
-    }
-
-    func writePCM16(_ path: String, channels: [[Float]], rate: Int) throws {
-        var data = Data()
-        func put32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
-        func put16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
-        let n = channels[0].count, c = channels.count
-        data.append(contentsOf: Array("RIFF".utf8)); put32(UInt32(36 + n * c * 2)); data.append(contentsOf: Array("WAVE".utf8))
-        data.append(contentsOf: Array("fmt ".utf8)); put32(16); put16(1); put16(UInt16(c))
-        put32(UInt32(rate)); put32(UInt32(rate * c * 2)); put16(UInt16(c * 2)); put16(16)
-        data.append(contentsOf: Array("data".utf8)); put32(UInt32(n * c * 2))
-        for f in 0..<n { for ch in channels { put16(UInt16(bitPattern: Int16((ch[f] * 32767).rounded()))) } }
-        try data.write(to: URL(fileURLWithPath: path))
     }
 }
