@@ -1,0 +1,96 @@
+import TandemKernels
+
+// The ops of a convolutional front end on channels-last (B, T, C) activations: wav2vec 2.0's feature
+// encoder (Conv1d, GroupNorm with one group per channel) and its positional convolution (a grouped
+// Conv1d whose weight is weight-normalised).
+
+extension Tape {
+    /// PyTorch's nn.Conv1d on channels-last activations: x (B, T, CIn), weight (COut, CIn/groups, K) in
+    /// PyTorch's layout, bias (COut) or nil; y (B, TOut, COut) with TOut = outputLength ?? (T + 2 padding - K)/stride + 1.
+    /// outputLength, when given, must be <= that and drops the trailing outputs (wav2vec2's SamePad removes the last one for even K).
+    public func conv1d(_ x: Tensor, weight: Parameter, bias: Parameter?, stride: Int = 1, padding: Int = 0,
+                       groups: Int = 1, outputLength: Int? = nil) -> Tensor {
+        recordConv1d(x, weight: Tensor(weight), weightParameter: weight, name: weight.name, bias: bias,
+                     stride: stride, padding: padding, groups: groups, outputLength: outputLength)
+    }
+
+    /// The same with a weight computed on the tape (e.g. by weightNorm); `weight.grad` gets the weight's gradient.
+    public func conv1d(_ x: Tensor, weight: Tensor, bias: Parameter?, stride: Int = 1, padding: Int = 0,
+                       groups: Int = 1, outputLength: Int? = nil) -> Tensor {
+        recordConv1d(x, weight: weight, weightParameter: nil, name: bias?.name ?? "conv1d", bias: bias,
+                     stride: stride, padding: padding, groups: groups, outputLength: outputLength)
+    }
+
+    /// Both `conv1d`s: `weightParameter` is the Parameter behind `weight` when there is one (its gradient
+    /// then counts for the gradient-ready hooks), else `weight` is a tape tensor listed among the inputs.
+    private func recordConv1d(_ x: Tensor, weight: Tensor, weightParameter: Parameter?, name: String,
+                              bias: Parameter?, stride: Int, padding: Int, groups: Int,
+                              outputLength: Int?) -> Tensor {
+        precondition(x.shape.dims.count == 3 && weight.shape.dims.count == 3,
+                     "conv1d \(name): input \(x.shape) must be (B, T, CIn) and weight \(weight.shape) (COut, CIn/groups, K)")
+        let B = x.shape[0], T = x.shape[1], CIn = x.shape[2]
+        let COut = weight.shape[0], K = weight.shape[2]
+        precondition(groups > 0 && CIn % groups == 0 && COut % groups == 0 && weight.shape[1] == CIn / groups,
+                     "conv1d \(name): weight \(weight.shape) does not fit input \(x.shape) with \(groups) groups")
+        precondition(bias.map { $0.count == COut } ?? true, "conv1d \(name): bias \(bias!.shape) is not (\(COut))")
+        let full = conv1dOutputLength(T: T, K: K, stride: stride, padding: padding)
+        let TOut = outputLength ?? full
+        precondition(TOut > 0 && TOut <= full, "conv1d \(name): output length \(TOut) outside 1...\(full) for input \(x.shape)")
+        let y = tensor(Shape([B, TOut, COut]))
+        let scratch = self.scratch(count: conv1dScratchCount(CIn: CIn, COut: COut, K: K, groups: groups))
+        let b = bias?.value, db = bias?.grad
+        let precision = precision
+        var parameters = bias.map { [$0] } ?? []
+        if let weightParameter { parameters.insert(weightParameter, at: 0) }
+        record(parameters: parameters, inputs: weightParameter == nil ? [x, weight] : [x], forward: {
+            conv1dForward(out: y.data, inp: x.data, weight: weight.data, bias: b, B: B, T: T, CIn: CIn, COut: COut,
+                          K: K, stride: stride, padding: padding, groups: groups, TOut: TOut, scratch: scratch,
+                          precision: precision)
+        }, backward: {
+            conv1dBackward(dinp: x.grad, dweight: weight.grad, dbias: db, dout: y.grad!, inp: x.data,
+                           weight: weight.data, B: B, T: T, CIn: CIn, COut: COut, K: K, stride: stride,
+                           padding: padding, groups: groups, TOut: TOut, scratch: scratch, precision: precision)
+        })
+        return y
+    }
+
+    /// PyTorch's weight_norm(dim:): w = g * v / ||v||, the norm taken over every axis of v except `dim`, g shaped
+    /// like v with size 1 on every other axis (wav2vec2's pos_conv: v (C, C/16, 128), g (1, 1, 128), dim 2).
+    /// Returns w, a tape tensor shaped like v whose backward accumulates into g.grad and v.grad.
+    public func weightNorm(g: Parameter, v: Parameter, dim: Int) -> Tensor {
+        let dims = v.shape.dims
+        precondition(dim >= 0 && dim < dims.count, "weight norm \(v.name): dim \(dim) outside \(v.shape)")
+        let D = dims[dim]
+        precondition(g.count == D && g.shape.dims.count == dims.count,
+                     "weight norm \(g.name) \(g.shape): must be \(v.shape) with 1 on every axis but \(dim)")
+        let outer = dims[..<dim].reduce(1, *), inner = dims[(dim + 1)...].reduce(1, *)
+        let w = tensor(v.shape)
+        let norm = scratch(count: D)
+        let gv = g.value, vv = v.value, dg = g.grad, dv = v.grad
+        record(parameters: [g, v], inputs: [], forward: {
+            weightNormForward(out: w.data, norm: norm, g: gv, v: vv, outer: outer, D: D, inner: inner)
+        }, backward: {
+            weightNormBackward(dg: dg, dv: dv, dout: w.grad!, g: gv, v: vv, norm: norm, outer: outer, D: D, inner: inner)
+        })
+        return w
+    }
+
+    /// nn.GroupNorm(num_groups: C, num_channels: C) (one group per channel, wav2vec2's first feature-encoder layer)
+    /// on channels-last x (B, T, C): each (b, c) normalised over its T values (biased variance), then * weight[c] + bias[c].
+    public func channelNormOverTime(_ x: Tensor, weight: Parameter, bias: Parameter, eps: Float) -> Tensor {
+        precondition(x.shape.dims.count == 3 && x.shape[2] == weight.count && bias.count == weight.count,
+                     "group norm \(weight.name) \(weight.shape): input \(x.shape) is not (B, T, \(weight.count))")
+        let B = x.shape[0], T = x.shape[1], C = x.shape[2]
+        let y = tensor(x.shape)
+        let mean = scratch(count: B * C), rstd = scratch(count: B * C)
+        let w = weight.value, b = bias.value, dw = weight.grad, db = bias.grad
+        record(parameters: [weight, bias], inputs: [x], forward: {
+            channelNormOverTimeForward(out: y.data, mean: mean, rstd: rstd, inp: x.data, weight: w, bias: b,
+                                       B: B, T: T, C: C, eps: eps)
+        }, backward: {
+            channelNormOverTimeBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
+                                        mean: mean, rstd: rstd, B: B, T: T, C: C)
+        })
+        return y
+    }
+}
