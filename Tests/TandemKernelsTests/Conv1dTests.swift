@@ -124,6 +124,32 @@ final class Conv1dTests: KernelTestCase {
         }
     }
 
+    /// `precision` reaches the products: bf16 inputs move the output off the fp32 result, by about bf16's
+    /// rounding (2^-8 relative per input), forward and backward.
+    func testBF16PrecisionReachesTheProducts() throws {
+        try XCTSkipUnless(MatmulPrecision.bf16Supported, "no AVX512_BF16 on this CPU")
+        let c = Case(B: 1, T: 40, CIn: 64, COut: 64, K: 8, stride: 1, padding: 4, groups: 2, drop: 1)
+        let x = Buffer(random: c.xCount, seed: 1), w = Buffer(random: c.wCount, seed: 2), dout = Buffer(random: c.yCount, seed: 3)
+        let scratch = Buffer(zeros: conv1dScratchCount(CIn: c.CIn, COut: c.COut, K: c.K, groups: c.groups))
+        var outs: [[Float]] = [], dxs: [[Float]] = []
+        for precision in [MatmulPrecision.fp32, .bf16] {
+            let out = Buffer(zeros: c.yCount), dx = Buffer(zeros: c.xCount)
+            conv1dForward(out: out.p, inp: x.c, weight: w.c, bias: nil, B: c.B, T: c.T, CIn: c.CIn, COut: c.COut, K: c.K,
+                          stride: c.stride, padding: c.padding, groups: c.groups, TOut: c.TOut, scratch: scratch.p,
+                          precision: precision)
+            conv1dBackward(dinp: dx.p, dweight: nil, dbias: nil, dout: dout.c, inp: x.c, weight: w.c, B: c.B, T: c.T,
+                           CIn: c.CIn, COut: c.COut, K: c.K, stride: c.stride, padding: c.padding, groups: c.groups,
+                           TOut: c.TOut, scratch: scratch.p, precision: precision)
+            outs.append(out.array)
+            dxs.append(dx.array)
+        }
+        for (name, pair) in [("out", outs), ("dinp", dxs)] {
+            let error = relativeError(pair[1], pair[0])
+            XCTAssertGreaterThan(error, 1e-5, "\(name): bf16 did not reach the products")
+            XCTAssertLessThan(error, 1e-2, "\(name): bf16 error \(error)")
+        }
+    }
+
     func testGradients() {
         for c in cases {
             let x0 = GradCheck.random(count: c.xCount, seed: 1), w0 = GradCheck.random(count: c.wCount, seed: 2)
