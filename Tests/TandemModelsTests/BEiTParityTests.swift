@@ -105,6 +105,34 @@ final class BEiTParityTests: XCTestCase {
                        ["beit.pooler.layernorm.weight", "beit.pooler.layernorm.bias", "classifier.weight", "classifier.bias"])
     }
 
+    /// A fresh model has transformers' init: zero tokens, positions, tables and biases (the key has none),
+    /// lambdas at layer_scale_init_value, LayerNorms at one, weights normal(0, initializer_range).
+    func testFreshModelHasTransformersInit() throws {
+        let config = BEiTConfig(vocabSize: 11, hiddenSize: 12, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 20,
+                                imageSize: 8, patchSize: 4, useMaskToken: true, useAbsolutePositionEmbeddings: true,
+                                useRelativePositionBias: true, useSharedRelativePositionBias: true, layerScaleInitValue: 0.25,
+                                head: .maskedImageModeling)
+        let arena = ParameterArena()
+        let model = try BEiT(config, arena: arena, rng: Philox(seed: 1))
+        arena.seal()
+        for p in model.parameters {
+            let v = Array(p.values)
+            if p.name.hasSuffix("lambda_1") || p.name.hasSuffix("lambda_2") {
+                XCTAssertEqual(v, [Float](repeating: 0.25, count: 12), p.name)
+            } else if p.name.contains("layernorm") && p.name.hasSuffix("weight") {
+                XCTAssertEqual(v, [Float](repeating: 1, count: 12), p.name)
+            } else if p.name.hasSuffix("weight") {
+                let std = (v.reduce(0) { $0 + Double($1 * $1) } / Double(v.count)).squareRoot()
+                XCTAssertEqual(std, 0.02, accuracy: 0.006, p.name)
+            } else {
+                XCTAssertEqual(v, [Float](repeating: 0, count: p.count), p.name)
+            }
+        }
+        XCTAssertFalse(model.parameters.contains { $0.name.hasSuffix("key.bias") })
+        XCTAssertEqual(model.encoder.relativePositionIndex.count, 5 * 5, "(T, T) with T = 2 x 2 patches + [CLS]")
+        XCTAssertThrowsError(try BEiT(BEiTConfig(head: .maskedImageModeling), arena: ParameterArena(), rng: Philox(seed: 0)))
+    }
+
     /// The config decodes transformers' config.json and encodes one that decodes to the same config (and that
     /// transformers loads: the fixtures' generator was checked by hand to load `encode`'s output).
     func testConfigRoundTripsAndValidates() throws {
