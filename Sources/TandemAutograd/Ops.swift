@@ -141,24 +141,31 @@ extension Tape {
     /// them in self-attention; fewer when only those positions' outputs are needed) or, when not `causal`,
     /// any Tq positions of another sequence (cross-attention: decoder queries over encoder keys); the
     /// output is (B, Tq, C). `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
-    public func attention(q: Tensor, k: Tensor, v: Tensor, heads NH: Int, keyMask: Tensor?, causal: Bool) -> Tensor {
+    /// `scoreBias` (NH, Tq, T), when given, is added to every sequence's scaled scores before the softmax
+    /// (BEiT's relative position bias) and gets their gradient summed over the batch.
+    public func attention(q: Tensor, k: Tensor, v: Tensor, heads NH: Int, keyMask: Tensor?, causal: Bool,
+                          scoreBias: Tensor? = nil) -> Tensor {
         let B = k.shape[0], T = k.shape[1], C = k.shape[2], Tq = q.shape[1]
         precondition(C % NH == 0, "attention: \(C) channels do not split into \(NH) heads")
         precondition(v.shape == k.shape && q.shape == Shape(B, Tq, C) && (Tq <= T || !causal),
                      "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
+        precondition(scoreBias == nil || scoreBias!.shape == Shape(NH, Tq, T),
+                     "attention: score bias \(scoreBias!.shape) is not (\(NH), \(Tq), \(T))")
         let HS = C / NH
         let y = tensor(q.shape)
         let probs = scratch(count: B * NH * Tq * T)
         let dprobs = scratch(count: B * NH * Tq * T)
         let mask = keyMask.map { UnsafePointer($0.data) }
+        let bias = scoreBias.map { UnsafePointer($0.data) }, dbias = scoreBias?.grad
         let precision = precision
-        record(inputs: [q, k, v], forward: {
+        record(inputs: [q, k, v] + (scoreBias.map { [$0] } ?? []), forward: {
             attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
-                             B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal, precision: precision)
+                             B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal, scoreBias: bias,
+                             precision: precision)
         }, backward: {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
                               q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS,
-                              precision: precision)
+                              dscoreBias: dbias, precision: precision)
         })
         return y
     }

@@ -36,11 +36,15 @@ import Darwin
 /// `rowStride` (default C): the distance between rows of q, k and v (and of their gradients), so that they
 /// may be column blocks of one packed (B, T, 3C) projection, as GPT-2's `c_attn` writes them; out stays
 /// (B, Tq, C).
+///
+/// `scoreBias` (NH, Tq, T) or nil: added to every sequence's scaled scores of head h before the softmax,
+/// softmax(q kᵀ / √HS + bias[h]), shared over the batch (BEiT's relative position bias, Bao et al. 2022,
+/// which transformers passes as an additive attention mask). Nil runs exactly the code without it.
 public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
                              causal: Bool, firstKeys: UnsafePointer<Int32>? = nil, rowStride: Int? = nil,
-                             precision: MatmulPrecision = .fp32) {
+                             scoreBias: UnsafePointer<Float>? = nil, precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
     precondition(Tq >= 1 && (Tq <= T || !causal), "attention: \(Tq) causal queries for \(T) keys")
     precondition(ld >= C, "attention: row stride \(ld) is below \(C) channels")
@@ -53,6 +57,7 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
             let p = probs + (b * NH + h) * Tq * T  // (Tq, T)
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: scale, a: q + queryHead, lda: ld, b: k + head, ldb: ld,
                  beta: 0, c: p, ldc: T, precision: precision)
+            if let scoreBias { residualForward(out: p, a: p, b: scoreBias + h * Tq * T, count: Tq * T) }
             attentionSoftmax(p, count: T, rows: Tq, mask: mask, causal: causal, firstKeys: first)
             gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: ld,
                  beta: 0, c: out + outHead, ldc: C, precision: precision)
@@ -157,12 +162,15 @@ public func cachedAttentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePo
 /// Per (batch, head), with P the probabilities and s = 1/√HS:
 /// dv += Pᵀ dout, dP = dout vᵀ, dS = P ⊙ (dP - rowsum(P ⊙ dP)), dq += s dS k, dk += s dSᵀ q.
 /// Masked entries have P = 0, so they pass no gradient. Products in `precision`.
+///
+/// `dscoreBias` (NH, Tq, T) or nil: the gradient of the forward's `scoreBias`, dbias[h] += Σ_b dS[b, h]
+/// (the bias is shared over the batch). Nil runs exactly the code without it.
 public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                               dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                               dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                               B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int, rowStride: Int? = nil,
-                              precision: MatmulPrecision = .fp32) {
+                              dscoreBias: UnsafeMutablePointer<Float>? = nil, precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
     precondition(Tq >= 1, "attention: \(Tq) queries")
     let scale = 1 / Float(HS).squareRoot()
@@ -174,10 +182,14 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
                 gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: p, lda: T, b: dout + outHead, ldb: C,
                      beta: 1, c: dv + head, ldc: ld, precision: precision)
             }
-            if dq == nil && dk == nil { continue }
+            if dq == nil && dk == nil && dscoreBias == nil { continue }
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + outHead, lda: C, b: v + head, ldb: ld,
                  beta: 0, c: dp, ldc: T, precision: precision)
             attentionSoftmaxBackward(p, dp, count: T, rows: Tq)
+            if let dscoreBias {
+                let d = dscoreBias + h * Tq * T
+                residualForward(out: d, a: d, b: dp, count: Tq * T)
+            }
             if let dq {
                 gemm(.none, .none, m: Tq, n: HS, k: T, alpha: scale, a: dp, lda: T, b: k + head, ldb: ld,
                      beta: 1, c: dq + queryHead, ldc: ld, precision: precision)
@@ -196,7 +208,8 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
 public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                                       q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                       keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil,
-                                      NH: Int, HS: Int, causal: Bool, firstKeys: UnsafePointer<Int32>? = nil) {
+                                      NH: Int, HS: Int, causal: Bool, firstKeys: UnsafePointer<Int32>? = nil,
+                                      scoreBias: UnsafePointer<Float>? = nil) {
     let C = NH * HS, Tq = queries ?? T
     let scale = 1 / Double(HS).squareRoot()
     for b in 0..<B {
@@ -210,7 +223,7 @@ public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: U
                 for j in keys {
                     var dot = 0.0
                     for d in 0..<HS { dot += Double(q[(b * Tq + i) * C + h * HS + d]) * Double(k[(b * T + j) * C + h * HS + d]) }
-                    scores[j] = dot * scale
+                    scores[j] = dot * scale + Double(scoreBias?[(h * Tq + i) * T + j] ?? 0)
                 }
                 let m = keys.map { scores[$0] }.max() ?? 0
                 let total = keys.reduce(0.0) { $0 + exp(scores[$1] - m) }
@@ -227,12 +240,14 @@ public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: U
     }
 }
 
-/// Naive `attentionBackward` in Double, element by element; `dprobs` receives dS as in the fast kernel.
+/// Naive `attentionBackward` in Double, element by element; `dprobs` receives dS as in the fast kernel,
+/// and `dscoreBias` (NH, Tq, T) its sum over the batch.
 public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                                        dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                                        dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                                        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                       B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int) {
+                                       B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
+                                       dscoreBias: UnsafeMutablePointer<Float>? = nil) {
     let C = NH * HS, Tq = queries ?? T
     let scale = 1 / Double(HS).squareRoot()
     /// Row t of sequence b in a (B, rows, C) tensor, head h, channel d.
@@ -251,6 +266,7 @@ public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: Uns
                 for j in 0..<T { dS[i * T + j] = Double(probs[base + i * T + j]) * (dP[j] - dot) }
             }
             for i in 0..<Tq * T { dprobs[base + i] = Float(dS[i]) }
+            if let dscoreBias { for i in 0..<Tq * T { dscoreBias[h * Tq * T + i] += Float(dS[i]) } }
             for d in 0..<HS {
                 for i in 0..<Tq {
                     var gq = 0.0
