@@ -52,11 +52,11 @@ final class BEiTParityTests: XCTestCase {
         let tape = Tape()
         tape.training = false
         let g = model.record(on: tape, batch: B)
-        g.pixelValues.values.update(fromContentsOf: try batch.floats("pixel_values"))
+        _ = g.pixelValues.values.update(fromContentsOf: try batch.floats("pixel_values"))
         let labels = try batch.int64s("labels").map { Int32($0) }
         g.labels.update(from: labels, count: labels.count)
         if let mask = g.boolMaskedPos {
-            mask.values.update(fromContentsOf: try batch.bools("bool_masked_pos").map { $0 ? Float(1) : 0 })
+            _ = mask.values.update(fromContentsOf: try batch.bools("bool_masked_pos").map { $0 ? Float(1) : 0 })
         }
         arena.zeroGrads()
         tape.forward()
@@ -169,7 +169,7 @@ final class BEiTParityTests: XCTestCase {
         let batch = try SafeTensorsFile(path: Self.path("classification-batch.safetensors"))
         let tape = Tape(rng: Philox(seed: 3))
         let g = model.record(on: tape, batch: 3)
-        g.pixelValues.values.update(fromContentsOf: try batch.floats("pixel_values"))
+        _ = g.pixelValues.values.update(fromContentsOf: try batch.floats("pixel_values"))
         func logits(training: Bool, step: UInt64) -> [Float] {
             tape.training = training
             tape.step = step
