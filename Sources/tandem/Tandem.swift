@@ -16,7 +16,7 @@ struct Tandem: ParsableCommand {
         version: TrainingRun.version,
         subcommands: [Train.self, PrepareText.self, PrepareImages.self, PrepareAudio.self, PrepareTranslation.self, Vocab.self, VocabOverlap.self,
                       Tokenize.self,
-                      Translate.self, Bleu.self, Generate.self, Debug.self, Inspect.self, Bench.self, Plot.self])
+                      Translate.self, Bleu.self, Generate.self, Transcribe.self, Debug.self, Inspect.self, Bench.self, Plot.self])
 
     /// OpenBLAS's faster kernels for this CPU first (a re-exec with OPENBLAS_CORETYPE when it has a
     /// preference: `BLAS.selectPreferredCore`), then the command line. A command that failed through
@@ -247,6 +247,26 @@ struct Generate: ParsableCommand {
         o.sampling.seed = seed
         try withCommunicator { _ in
             try Generation.run(model: model, prompt: prompt, options: o) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        }
+    }
+}
+
+struct Transcribe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Speech to text with a wav2vec 2.0 CTC checkpoint: \"FILE<TAB>transcript\" per file on stdout.",
+        discussion: """
+        The checkpoint directory (runs/NAME/step-N, or a transformers Wav2Vec2ForCTC directory) holds config.json, \
+        model.safetensors and vocab.json. Files are read through libsndfile (WAV, FLAC, OGG, ...), resampled to 16 kHz \
+        and normalised as Wav2Vec2FeatureExtractor does; decoding is greedy CTC. With --references (transcript files \
+        as prepare-audio reads them, matched by file name) each line adds its character error rate, and stderr the \
+        overall one.
+        """)
+    @Option(help: "A wav2vec2 CTC checkpoint directory.") var model: String
+    @Option(help: "A reference transcript file (\"ID<TAB>text\" or \"text (ID)\" lines); repeat for several.") var references: [String] = []
+    @Argument(help: "Audio files.") var files: [String]
+    func run() throws {
+        try withCommunicator { _ in
+            try Transcription.run(model: model, files: files, references: references) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         }
     }
 }

@@ -44,6 +44,7 @@ public struct DataSection: ConfigSection {
     public var targetSeqLen: Int?
     public var bucketByLength = true
     public var crossDocumentAttention = true
+    public var maxSeconds = 16.0
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
@@ -74,6 +75,7 @@ public struct DataSection: ConfigSection {
         .int("target_seq_len", \.targetSeqLen, 1...65536, "translation: target tokens per sentence at most, eos included (default data.seq_len); longer training pairs are skipped"),
         .bool("bucket_by_length", \.bucketByLength, "translation: batches of similar length, each micro-batch's graph as long as its longest pair; false: shuffled pairs padded to data.seq_len and data.target_seq_len (static shapes)"),
         .bool("cross_document_attention", \.crossDocumentAttention, "causal language models on token shards: documents are packed back to back, each preceded by the end-of-text token; false: attention and positions restart at every document (block-diagonal causal masks)"),
+        .float("max_seconds", \.maxSeconds, 0.1...3600, "audio (wav2vec2): utterances longer than this are skipped (the log counts them); each micro-batch's graph is as long as its longest utterance"),
         .bool("carry_state", \.carryState, "recurrent language models: the token stream is cut into one stream per global-batch slot and each stream's hidden state is carried from a batch to the next (truncated backpropagation through time, checkpointed); false: independent windows from a zero state"),
     ]
 }

@@ -67,7 +67,7 @@ public struct DebugModel {
 public enum ModelFamilies {
     public static let all: [any ModelFamily.Type] = [BERTFamily.self, ViTFamily.self, GPTFamily.self, RNNFamily.self, Seq2SeqFamily.self,
                                                    MarianFamily.self, RobertaFamily.self, ALBERTFamily.self,
-                                                   DistilBERTFamily.self]
+                                                   DistilBERTFamily.self, Wav2Vec2Family.self]
 
     /// Every preset name with its family.
     public static var presets: [(name: String, family: any ModelFamily.Type)] {
