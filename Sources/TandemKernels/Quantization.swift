@@ -31,8 +31,15 @@ public struct GumbelQuantizeSaved {
 /// step, i) (PyTorch draws -log(Exp(1)), the same law).
 @inline(__always)
 public func gumbelNoise(_ i: Int, rng: Philox, stream: UInt64, step: UInt64) -> Float {
-    let u = (Float(rng.block(stream: stream, step: step, index: UInt64(i)).0 >> 8) + 0.5) * (1.0 / 16_777_216.0)
-    return -logf(-logf(u))
+    gumbelNoise(bits: rng.block(stream: stream, step: step, index: UInt64(i)).0 >> 8)
+}
+
+/// -log(-log u) for u = (bits + 1/2) / 2^24, `bits` in 0..<2^24, in Double: the largest u, 1 - 2^-25, rounds
+/// to 1 in Float, where the noise would be infinite.
+@inline(__always)
+public func gumbelNoise(bits: UInt32) -> Float {
+    let u = (Double(bits) + 0.5) * (1.0 / 16_777_216.0)
+    return Float(-log(-log(u)))
 }
 
 /// out (N, G Dg) = for each row n and group g the codevector codevectors[g V + k] of the chosen entry k:

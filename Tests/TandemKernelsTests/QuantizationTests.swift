@@ -152,3 +152,15 @@ final class QuantizationTests: KernelTestCase {
         }
     }
 }
+
+final class GumbelNoiseTests: XCTestCase {
+    /// Both ends of the 24-bit draws give finite noise: the largest u, 1 - 2^-25, is 1 in Float, where
+    /// -log(-log u) would be infinite (and the Gumbel softmax NaN).
+    func testNoiseIsFiniteAtTheExtremes() {
+        let top = gumbelNoise(bits: (1 << 24) - 1), bottom = gumbelNoise(bits: 0)
+        XCTAssertTrue(top.isFinite && bottom.isFinite)
+        XCTAssertEqual(top, 17.33, accuracy: 0.01)
+        XCTAssertEqual(bottom, -2.852, accuracy: 0.01)
+        for i in 0..<10_000 { XCTAssertTrue(gumbelNoise(i, rng: Philox(seed: 3), stream: 1, step: 0).isFinite) }
+    }
+}
