@@ -47,6 +47,9 @@ GPT2_PRESETS = {  # GPT-2 sizes at a sequence length: (layers, hidden, sequence,
 SEQ2SEQ_PRESETS = {  # Tandem's seq2seq presets: (rnn_type, embedding, hidden, source and target vocab, S, T, dropout)
     "seq2seq-gru-bahdanau": ("GRU", 256, 512, 8000, 32, 0.1),
 }
+WAV2VEC2_PRESETS = {  # wav2vec 2.0 CTC on fixed-length audio: (transformers config fields, seconds per utterance, label length)
+    "wav2vec2-base": ({}, 5.0, 20),
+}
 MARIAN_PRESETS = {  # Tandem's marian presets: (d_model, layers per stack, heads, ffn, activation, shared vocab, S = T)
     "marian-base": (512, 6, 8, 2048, "swish", 8000, 32),
 }
@@ -61,7 +64,7 @@ class Output:
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(ROBERTA_PRESETS) + sorted(ALBERT_PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
-                    + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS) + sorted(MARIAN_PRESETS))
+                    + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS) + sorted(MARIAN_PRESETS) + sorted(WAV2VEC2_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-predictions", type=int, default=20)
@@ -158,6 +161,7 @@ def worker(rank, a):
     worker = (roberta_worker if a.preset in ROBERTA_PRESETS else albert_worker if a.preset in ALBERT_PRESETS else vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
               else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else gpt2_worker if a.preset in GPT2_PRESETS
               else marian_worker if a.preset in MARIAN_PRESETS
+              else wav2vec2_worker if a.preset in WAV2VEC2_PRESETS
               else bert_worker)
     worker(rank, a, torch, dist, DDP, peak)
     dist.destroy_process_group()
@@ -442,6 +446,38 @@ def marian_worker(rank, a, torch, dist, DDP, peak):
                             labels=tgt[:, 1:].contiguous()))
     describe = (f"transformers MarianMTModel d_model={C} layers={L}+{L} heads={NH} ffn={F} {activation} vocab={V} (shared) "
                 f"source={S} target={T} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+
+
+def wav2vec2_worker(rank, a, torch, dist, DDP, peak):
+    """Wav2Vec2ForCTC as Tandem's wav2vec2 family trains it: wav2vec2-base (group norm, post-LN) with hidden and
+    activation dropout 0.1, SpecAugment's time masking at 5%, no LayerDrop and no attention-probability dropout
+    (Tandem applies neither), CTC with reduction sum over the 32-character vocabulary, on utterances of a fixed
+    length with an all-ones attention mask. FLOPs as Tandem's SpeechTask counts them: 6 per convolution weight per
+    frame it makes, 6 per other parameter per encoder frame, 12 L C T^2 for attention."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+    fields, seconds, U = WAV2VEC2_PRESETS[a.preset]
+    cfg = Wav2Vec2Config(vocab_size=32, layerdrop=0.0, attention_dropout=0.0, mask_time_prob=0.05,
+                         attn_implementation="sdpa", **fields)
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(cfg)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    S = int(seconds * 16000)
+    n, conv, conv_params = S, 0.0, 0
+    for i, layer in enumerate(model.wav2vec2.feature_extractor.conv_layers):
+        n = (n - cfg.conv_kernel[i]) // cfg.conv_stride[i] + 1
+        conv += 6.0 * layer.conv.weight.numel() * n
+        conv_params += sum(p.numel() for p in layer.parameters())
+    T = n
+    flops = conv + 6.0 * (params - conv_params) * T + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * T * T
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = [dict(input_values=torch.randn(B, S, generator=g), attention_mask=torch.ones(B, S, dtype=torch.long),
+                    labels=torch.randint(5, 32, (B, U), generator=g)) for _ in range(2)]
+    describe = (f"transformers Wav2Vec2ForCTC layers={cfg.num_hidden_layers} hidden={cfg.hidden_size} "
+                f"conv={len(cfg.conv_dim)}x{cfg.conv_dim[-1]} audio={seconds} s ({T} frames) labels={U} params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
 
 
