@@ -1,6 +1,7 @@
 import Foundation
 import TandemCheckpoint
 import TandemData
+import TandemModels
 
 /// HF config.json fields as a family builds its config from them: a preset's or a model directory's
 /// fields, `model.<field>` overrides merged in, then decoded into the family's Codable config type.
@@ -90,6 +91,22 @@ public enum ModelFields {
         for (k, v) in extra { fields[k] = v }
         return jsonText(fields)
     }
+}
+
+/// `--init-from`: fills a model from `directory`/model.safetensors through its `load` (shapes, origin, copy),
+/// logging the parameters that kept their init and the tensors it ignored; errors name the file.
+func loadInitFrom(directory: String, log: (String) -> Void,
+                  _ load: ([String: [Int]], String, (String, UnsafeMutableBufferPointer<Float>) throws -> Void) throws
+                      -> CheckpointLoadReport) throws {
+    let path = (directory as NSString).appendingPathComponent("model.safetensors")
+    let file: SafeTensorsFile
+    do { file = try SafeTensorsFile(path: path) } catch { throw ConfigError("--init-from: \(error)") }
+    let report: CheckpointLoadReport
+    do {
+        report = try load(file.tensors.mapValues(\.shape), path) { name, into in try file.copyFloats(name, into: into) }
+    } catch { throw ConfigError("--init-from: \(error)") }
+    if !report.keptInit.isEmpty { log("--init-from: kept the init of \(report.keptInit.joined(separator: ", "))") }
+    if !report.ignored.isEmpty { log("--init-from: ignored \(report.ignored.joined(separator: ", "))") }
 }
 
 /// `fields` as pretty-printed JSON with sorted keys, for config.json files.

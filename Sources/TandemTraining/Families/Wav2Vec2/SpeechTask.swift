@@ -213,15 +213,7 @@ public final class SpeechTask: EvaluatingTask {
     }
 
     public func loadPretrained(directory: String, log: (String) -> Void) throws {
-        let path = (directory as NSString).appendingPathComponent("model.safetensors")
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch { throw ConfigError("--init-from: \(error)") }
-        let report: CheckpointLoadReport
-        do {
-            report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: path) { name, into in try file.copyFloats(name, into: into) }
-        } catch { throw ConfigError("--init-from: \(error)") }
-        if !report.keptInit.isEmpty { log("--init-from: kept the init of \(report.keptInit.joined(separator: ", "))") }
-        if !report.ignored.isEmpty { log("--init-from: ignored \(report.ignored.joined(separator: ", "))") }
+        try loadInitFrom(directory: directory, log: log) { try model.load(shapes: $0, origin: $1, copy: $2) }
     }
 
     // MARK: - Evaluation
