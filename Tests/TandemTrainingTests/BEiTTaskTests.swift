@@ -76,6 +76,40 @@ final class BEiTTaskTests: ScratchDirectoryTestCase {
         XCTAssertEqual(Array(again.arena.values), Array(task.arena.values))
     }
 
+    /// --init-from a pre-trained BeitForMaskedImageModeling directory (the transformers fixture: 20 px,
+    /// 3 channels, patch 5, per-layer tables, absolute positions, a mask token, [CLS] pooling): a
+    /// classifier of the fixture's encoder with the shards' classes, the encoder's tensors (its final
+    /// LayerNorm included) loaded, the classifier at its init, the visual-token head (`layernorm`,
+    /// `lm_head`) ignored; then a training step.
+    func testInitFromAMaskedImageModelingCheckpoint() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TandemModelsTests/Fixtures/beit/mim").path
+        let shards = scratch.appendingPathComponent("rgb20").path
+        let source = RandomImages(count: 24, size: 20, channels: 3, classes: 4)
+        let reports = try writeImageShards(source: source, out: shards, shardSize: 12)
+        try ImageShardManifest.build(directory: shards, source: source, reports: reports).write(directory: shards)
+        let config = try TrainingConfig(yaml: """
+            data: {train: \(shards), augment: false}
+            train: {steps: 2, global_batch: 8, micro_batch: 8, lr: 1.0e-3}
+            """, file: "beit-init.yaml")
+        let settings = try RunSettings(config, worldSize: 1)
+        let task = try XCTUnwrap(ModelFamilies.makeTask(config, settings: settings, initFrom: fixture) as? VisionTask<BEiT>)
+        let c = task.model.config
+        XCTAssertEqual([c.imageSize, c.patchSize, c.hiddenSize, c.numLabels], [20, 5, 36, 4])
+        XCTAssertEqual(c.head, .imageClassification)
+        XCTAssertTrue(c.useMaskToken && c.useAbsolutePositionEmbeddings && c.useRelativePositionBias)
+        var log: [String] = []
+        try task.loadPretrained(directory: fixture) { log.append($0) }
+        XCTAssertEqual(log.count, 2, "\(log)")
+        XCTAssertTrue(log[0].contains("2 parameters keep their init: classifier.weight, classifier.bias"), log[0])
+        XCTAssertTrue(log[1].contains("ignored layernorm.bias, layernorm.weight, lm_head.bias, lm_head.weight"), log[1])
+        let weights = try SafeTensorsFile(path: fixture + "/model.safetensors")
+        let query = try XCTUnwrap(task.model.parameters.first { $0.name == "beit.encoder.layer.1.attention.attention.query.weight" })
+        XCTAssertEqual(Array(query.values), try weights.floats(query.name))
+        let trainer = try Trainer(settings: settings, task: task, communicator: LocalCommunicator())
+        XCTAssertTrue(trainer.trainStep().loss.isFinite)
+    }
+
     func testConfigErrorsNameTheKey() throws {
         let shards = try shards()
         func message(_ overrides: [String]) -> String {
@@ -90,5 +124,33 @@ final class BEiTTaskTests: ScratchDirectoryTestCase {
         XCTAssertTrue(message(["model.patch_size=5"]).contains("image_size 28 is not a multiple of patch_size 5"))
         XCTAssertTrue(message(["model.num_channels=3"]).contains("holds 1-channel images but model.num_channels is 3"))
         XCTAssertTrue(message(["model.drop_path_rate=1.5"]).contains("drop_path_rate = 1.5"))
+    }
+}
+
+/// Random pixels over `classes` classes, label i % classes.
+final class RandomImages: ImageSource {
+    let kind = "memory", resize = "none"
+    let count: Int, height: Int, width: Int, channels: Int
+    let classes: [String]
+    init(count: Int, size: Int, channels: Int, classes: Int) {
+        self.count = count; height = size; width = size; self.channels = channels
+        self.classes = (0..<classes).map { "class\($0)" }
+    }
+    func label(_ i: Int) -> Int32 { Int32(i % classes.count) }
+    func read(_ i: Int, into pixels: UnsafeMutablePointer<UInt8>) throws {
+        var rng = SplitMix(seed: UInt64(i))
+        for p in 0..<(height * width * channels) { pixels[p] = UInt8(truncatingIfNeeded: rng.next()) }
+    }
+}
+
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
