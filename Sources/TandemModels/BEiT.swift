@@ -283,6 +283,32 @@ public final class BEiT {
         }
     }
 
+    /// Training FLOPs per image of the graph `record` builds: DESIGN.md's 6 per parameter per row it
+    /// multiplies or normalises (2 forward, 4 backward) plus 12 C T² per layer for attention's two
+    /// products. The patch embedding runs on the NP patches; every layer (its LayerNorms, projections,
+    /// LayerScale factors and feed-forward network) and the final LayerNorm on all T tokens; the pooler's
+    /// LayerNorm and the classifier on one row per image, or the masked image modeling head on the NP
+    /// patches. The [CLS] token, the positions, the relative position tables (gathered and added) and the
+    /// mean over the patches count nothing.
+    public var trainingFLOPsPerImage: Double {
+        let T = Double(config.sequenceLength), NP = Double(config.numPatches), C = Double(config.hiddenSize)
+        func count(_ parameters: [Parameter?]) -> Double { Double(parameters.reduce(0) { $0 + ($1?.count ?? 0) }) }
+        func linear(_ l: Linear?) -> [Parameter?] { [l?.weight, l?.bias] }
+        func norm(_ n: LayerNorm?) -> [Parameter?] { [n?.weight, n?.bias] }
+        var flops = 6 * count([encoder.patchWeight, encoder.patchBias]) * NP
+        for layer in encoder.layers {
+            let a = layer.attention, f = layer.feedForward
+            flops += 6 * count(norm(layer.attentionNorm) + linear(a.query) + linear(a.key) + linear(a.value) + linear(a.output)
+                               + [layer.lambda1, layer.lambda2] + norm(layer.feedForwardNorm) + linear(f.up) + linear(f.down)) * T
+            flops += 12 * C * T * T
+        }
+        flops += 6 * count(norm(encoder.finalNorm)) * T
+        switch config.head {
+        case .imageClassification: return flops + 6 * count(norm(encoder.poolerNorm) + linear(classifier))
+        case .maskedImageModeling: return flops + 6 * count(norm(headNorm) + linear(lmHead)) * NP
+        }
+    }
+
     // MARK: - Loading transformers checkpoints
 
     /// Fills the parameters from a transformers checkpoint, given its tensor shapes and a way to copy a

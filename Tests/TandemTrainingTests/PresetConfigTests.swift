@@ -42,6 +42,10 @@ final class PresetConfigTests: XCTestCase {
                                                channels: 3, classes: (0..<10).map(String.init), file: file)
                 XCTAssertEqual(vit.head, head, file)
                 if head == .distillation { XCTAssertNotNil(c.train.teacher, file) }
+            case BEiTFamily.name:
+                let beit = try BEiTFamily.config(preset: preset, initFrom: nil, overrides: c.model.fields, channels: 3,
+                                                 classes: (0..<10).map(String.init), file: file)
+                XCTAssertEqual(beit.head, .imageClassification, file)
             default:
                 break  // a family without checks of its own here gets the generic ones below
             }

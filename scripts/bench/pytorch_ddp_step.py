@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The PyTorch side of launch/compare-pytorch (issue 8): transformers' BertForPreTraining (or
-ViTForImageClassification) trained with DistributedDataParallel over gloo, N processes x 1 thread each,
+ViTForImageClassification, BeitForImageClassification, ...) trained with DistributedDataParallel over gloo, N processes x 1 thread each,
 fp32 (or --bf16: CPU autocast to bfloat16), AdamW with gradient clipping at 1.0, on synthetic batches
 shaped like Tandem's. BERT: sequence 128, attention over every position, sentence A/B token types, MLM
 labels at `--max-predictions` positions per sequence (-100 elsewhere) and an NSP label; hidden dropout
@@ -38,6 +38,9 @@ VIT_PRESETS = {  # Tandem's ViT presets: (layers, hidden, image, patch)
     "vit-base": (12, 768, 224, 16),
 }
 VIT_LABELS = 10
+BEIT_PRESETS = {  # Tandem's BEiT presets: (layers, hidden, image, patch); relative position bias in every layer,
+    "beit-base": (12, 768, 224, 16),  # LayerScale 0.1, drop path 0.1, mean pooling, as BeitConfig's defaults otherwise
+}
 RNN_PRESETS = {  # the word-level language models of Tandem's configs: (rnn_type, layers, hidden, vocab, bptt, dropout)
     "lstm-medium": ("LSTM", 2, 650, 10000, 35, 0.5),  # Zaremba et al. 2014's medium model
 }
@@ -63,7 +66,7 @@ class Output:
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(ROBERTA_PRESETS) + sorted(ALBERT_PRESETS) + sorted(VIT_PRESETS) + sorted(RNN_PRESETS)
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(ROBERTA_PRESETS) + sorted(ALBERT_PRESETS) + sorted(VIT_PRESETS) + sorted(BEIT_PRESETS) + sorted(RNN_PRESETS)
                     + sorted(SEQ2SEQ_PRESETS) + sorted(GPT2_PRESETS) + sorted(MARIAN_PRESETS) + sorted(WAV2VEC2_PRESETS))
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--seq", type=int, default=128)
@@ -158,7 +161,8 @@ def worker(rank, a):
     dist.all_reduce(peak_t, op=dist.ReduceOp.MAX)
     peak = peak_t.item()
 
-    worker = (roberta_worker if a.preset in ROBERTA_PRESETS else albert_worker if a.preset in ALBERT_PRESETS else vit_worker if a.preset in VIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
+    worker = (roberta_worker if a.preset in ROBERTA_PRESETS else albert_worker if a.preset in ALBERT_PRESETS else vit_worker if a.preset in VIT_PRESETS
+              else beit_worker if a.preset in BEIT_PRESETS else rnn_worker if a.preset in RNN_PRESETS
               else seq2seq_worker if a.preset in SEQ2SEQ_PRESETS else gpt2_worker if a.preset in GPT2_PRESETS
               else marian_worker if a.preset in MARIAN_PRESETS
               else wav2vec2_worker if a.preset in WAV2VEC2_PRESETS
@@ -273,6 +277,55 @@ def vit_worker(rank, a, torch, dist, DDP, peak):
                     labels=torch.randint(0, VIT_LABELS, (B,), generator=g)) for _ in range(2)]
     describe = (f"transformers ViTForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
                 f"image={image}px patch={patch} labels={VIT_LABELS} params={params}")
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+
+
+def beit_training_flops_per_sample(model, cfg, T, NP):
+    """Tandem's BEiT.trainingFLOPsPerImage for BeitForImageClassification: 6 FLOPs per parameter per row
+    it runs on and 12 x C x T^2 per layer for attention's products. The patch embedding runs on NP
+    patches; every layer (LayerNorms, projections, LayerScale's lambdas, MLP) and the final LayerNorm
+    (none under mean pooling) on all T tokens; the pooler's LayerNorm and the classifier on one row. The
+    relative position tables (gathered and added) count nothing. Module names of transformers 5 (layers)
+    and 4 (encoder.layer)."""
+    def count(*modules):
+        return sum(p.numel() for m in modules if m is not None for p in m.parameters())
+    beit, C = model.beit, cfg.hidden_size
+    layers = list(beit.layers if hasattr(beit, "layers") else beit.encoder.layer)
+    flops = 6.0 * count(beit.embeddings.patch_embeddings) * NP
+    for layer in layers:
+        own = sum(p.numel() for n, p in layer.named_parameters() if "relative_position_bias" not in n)
+        flops += 6.0 * own * T + 12.0 * C * T * T
+    flops += 6.0 * count(beit.layernorm) * T
+    return flops + 6.0 * count(beit.pooler) + 6.0 * count(model.classifier)
+
+
+def beit_worker(rank, a, torch, dist, DDP, peak):
+    """transformers' BeitForImageClassification as Tandem's beit preset builds it: a relative position bias
+    table in every layer, no absolute positions, LayerScale 0.1, stochastic depth 0.1 (the same on both
+    sides), mean pooling, no hidden dropout (BeitConfig's default) and no attention-probability dropout
+    (Tandem applies none); random pixels and labels over 10 classes, cross-entropy."""
+    from transformers import BeitConfig, BeitForImageClassification
+    layers, hidden, image, patch = BEIT_PRESETS[a.preset]
+    cfg = BeitConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                     intermediate_size=4 * hidden, image_size=image, patch_size=patch, use_relative_position_bias=True,
+                     use_shared_relative_position_bias=False, use_absolute_position_embeddings=False, use_mask_token=False,
+                     use_mean_pooling=True, layer_scale_init_value=0.1, drop_path_rate=0.1, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12, num_labels=VIT_LABELS)
+    torch.manual_seed(0)
+    model = BeitForImageClassification(cfg)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    NP = (image // patch) ** 2
+    T = NP + 1
+    flops = beit_training_flops_per_sample(model, cfg, T, NP)
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = [dict(pixel_values=torch.randn(B, 3, image, image, generator=g),
+                    labels=torch.randint(0, VIT_LABELS, (B,), generator=g)) for _ in range(2)]
+    describe = (f"transformers BeitForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
+                f"image={image}px patch={patch} labels={VIT_LABELS} relative-position-bias=per-layer drop-path=0.1 "
+                f"params={params}")
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem checkpoint directory (BERT, SpanBERT, ALBERT, RoBERTa, DistilBERT, ViT, SimMIM, DeiT, GPT-2 or Marian) is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, SpanBERT, ALBERT, RoBERTa, DistilBERT, ViT, SimMIM, DeiT, BEiT, GPT-2 or Marian) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
 Loads CKPT_DIR with the class its config.json names (BertForPreTraining, BertModel (SpanBERT's encoder), AlbertForPreTraining, ViTForImageClassification,
-ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, GPT2LMHeadModel,
+ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, BeitForImageClassification, GPT2LMHeadModel,
 MarianMTModel, RobertaForMaskedLM, DistilBertForMaskedLM) through from_pretrained,
 reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
 with padding for BERT and ALBERT, random ids and labels for GPT-2, <s> ... </s> <pad> rows and labels for RoBERTa, padded rows and labels for DistilBERT, random pixels and a random patch mask for ViT, random sources and targets padded on
@@ -65,7 +65,8 @@ def check_vision(binary, ckpt, architecture):
     with torch.no_grad():
         ref = model(**args)
     names = {"ViTForImageClassification": ["logits"], "ViTForMaskedImageModeling": ["reconstruction"],
-             "DeiTForImageClassificationWithTeacher": ["logits", "cls_logits", "distillation_logits"]}[architecture]
+             "DeiTForImageClassificationWithTeacher": ["logits", "cls_logits", "distillation_logits"],
+             "BeitForImageClassification": ["logits"]}[architecture]
     report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in names])
 
 

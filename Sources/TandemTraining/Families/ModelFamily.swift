@@ -1,7 +1,7 @@
 import Foundation
 import TandemAutograd
 
-/// A model family (BERT, ViT with DeiT and SimMIM, GPT, ...): the HF `model_type`s of its checkpoints,
+/// A model family (BERT, ViT with DeiT and SimMIM, BEiT, GPT, ...): the HF `model_type`s of its checkpoints,
 /// its presets, its objectives (`train.objective`), the tensors its batch files hold, how it builds a
 /// training task from a config, and how it loads a transformers directory for `tandem debug`. The
 /// trainer, the CLI, `inspect`, `--init-from` and checkpoint export reach the family through
@@ -67,7 +67,7 @@ public struct DebugModel {
 public enum ModelFamilies {
     public static let all: [any ModelFamily.Type] = [BERTFamily.self, ViTFamily.self, GPTFamily.self, RNNFamily.self, Seq2SeqFamily.self,
                                                    MarianFamily.self, RobertaFamily.self, ALBERTFamily.self,
-                                                   DistilBERTFamily.self, Wav2Vec2Family.self]
+                                                   DistilBERTFamily.self, Wav2Vec2Family.self, BEiTFamily.self]
 
     /// Every preset name with its family.
     public static var presets: [(name: String, family: any ModelFamily.Type)] {

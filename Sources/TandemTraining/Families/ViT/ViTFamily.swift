@@ -75,12 +75,7 @@ public enum ViTFamily: ModelFamily {
     }
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
-        func dataset(_ key: String, _ path: String?) throws -> ImageDataset? {
-            guard let path else { return nil }
-            do { return try ImageDataset(directory: path) } catch { throw ConfigError("\(key): \(error)") }
-        }
-        let train = try dataset("data.train", config.data.train)!
-        let eval = try dataset("data.eval", config.data.eval)
+        let (train, eval) = try VisionOptions.datasets(config)
         let head = head(objective: config.train.objective)
         var teacher: PretrainedViT? = nil
         if head == .distillation {
@@ -92,17 +87,9 @@ public enum ViTFamily: ModelFamily {
         let vit = try self.config(preset: initFrom == nil ? config.model.preset : nil, initFrom: initFrom,
                                   overrides: config.model.fields, head: head, channels: train.channels,
                                   classes: train.classNames, file: config.file)
-        var options = VisionOptions()
-        options.augment = config.data.augment
-        options.cropScale = Float(config.data.cropScale)
-        options.horizontalFlip = config.data.hflip
-        options.mixing = MixingOptions(mixupAlpha: Float(config.data.mixup), cutmixAlpha: Float(config.data.cutmix),
-                                       switchProbability: Float(config.data.mixSwitchProb),
-                                       labelSmoothing: Float(config.train.labelSmoothing))
-        options.maskRatio = Float(config.data.maskRatio)
-        options.maskPatchSize = config.data.maskPatchSize
         do {
-            return try VisionTask(config: vit, train: train, eval: eval, options: options, teacher: teacher, seed: settings.seed)
+            return try VisionTask<ViT>(config: vit, train: train, eval: eval, options: VisionOptions(config), teacher: teacher,
+                                       seed: settings.seed)
         } catch let e as DataError {
             throw ConfigError("\(config.file): \(e)")
         }

@@ -5,9 +5,9 @@ import TandemData
 import TandemKernels
 import TandemModels
 
-/// What a ViT run does with its images besides the model: augmentation, batch mixing, label smoothing
-/// and SimMIM masking (config keys `data.augment`, `data.crop_scale`, `data.hflip`, `data.mixup`,
-/// `data.cutmix`, `data.mix_switch_prob`, `train.label_smoothing`, `data.mask_ratio`,
+/// What a vision run (ViT, BEiT) does with its images besides the model: augmentation, batch mixing,
+/// label smoothing and SimMIM masking (config keys `data.augment`, `data.crop_scale`, `data.hflip`,
+/// `data.mixup`, `data.cutmix`, `data.mix_switch_prob`, `train.label_smoothing`, `data.mask_ratio`,
 /// `data.mask_patch_size`).
 public struct VisionOptions {
     public var augment = true
@@ -18,19 +18,42 @@ public struct VisionOptions {
     /// nil: 32 pixels when that tiles the image and is a multiple of the patch, else the patch.
     public var maskPatchSize: Int?
     public init() {}
+
+    /// The options a training config sets.
+    public init(_ config: TrainingConfig) {
+        augment = config.data.augment
+        cropScale = Float(config.data.cropScale)
+        horizontalFlip = config.data.hflip
+        mixing = MixingOptions(mixupAlpha: Float(config.data.mixup), cutmixAlpha: Float(config.data.cutmix),
+                               switchProbability: Float(config.data.mixSwitchProb),
+                               labelSmoothing: Float(config.train.labelSmoothing))
+        maskRatio = Float(config.data.maskRatio)
+        maskPatchSize = config.data.maskPatchSize
+    }
+
+    /// The image shards of `data.train` and, when set, `data.eval`; an unreadable one is an error naming
+    /// the key.
+    public static func datasets(_ config: TrainingConfig) throws -> (train: ImageDataset, eval: ImageDataset?) {
+        func dataset(_ key: String, _ path: String?) throws -> ImageDataset? {
+            guard let path else { return nil }
+            do { return try ImageDataset(directory: path) } catch { throw ConfigError("\(key): \(error)") }
+        }
+        return (try dataset("data.train", config.data.train)!, try dataset("data.eval", config.data.eval))
+    }
 }
 
-/// ViT training on image shards (`prepare-images`) with one of three objectives, chosen by the model's
-/// head: supervised classification (ViTForImageClassification; top-1 evaluation), SimMIM masked image
-/// modelling (ViTForMaskedImageModeling; masked-pixel L1, evaluated on held-out images with fixed masks)
-/// and DeiT hard distillation (DeiTForImageClassificationWithTeacher; the teacher, a ViT classifier from a
-/// checkpoint, labels every augmented image with its predicted class).
+/// Training a `VisionModel` on image shards (`prepare-images`) with one of three objectives, chosen by
+/// the model's head: supervised classification (ViTForImageClassification, BeitForImageClassification;
+/// top-1 evaluation), SimMIM masked image modelling (ViTForMaskedImageModeling; masked-pixel L1,
+/// evaluated on held-out images with fixed masks) and DeiT hard distillation
+/// (DeiTForImageClassificationWithTeacher; the teacher, a ViT classifier from a checkpoint, labels every
+/// augmented image with its predicted class).
 ///
 /// Every random choice (crop, flip, mix, mask) is a function of (seed, epoch, sample) or (seed, epoch,
 /// global micro-batch), so a resumed run sees the same views.
-public final class VisionTask: EvaluatingTask, BatchWriting {
+public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting {
     public let arena = ParameterArena()
-    public let model: ViT
+    public let model: Model
     public let train: ImageDataset
     public let eval: ImageDataset?
     public let options: VisionOptions
@@ -41,19 +64,19 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
     private let maskScratch: UnsafeMutablePointer<Int>
     private let teacher: PretrainedViT?
     private var teacherGraph: (tape: Tape, graph: ViT.Graph)?
-    private var graph: ViT.Graph?
+    private var graph: VisionGraph?
     private var microBatch = 0
     /// Whether the graph's slot b holds a real eval sample (the last eval batch may be padded).
     private var slotValid: [Bool] = []
 
-    public init(config: ViTConfig, train: ImageDataset, eval: ImageDataset?, options: VisionOptions,
+    public init(config: Model.Config, train: ImageDataset, eval: ImageDataset?, options: VisionOptions,
                 teacher: PretrainedViT?, seed: UInt64) throws {
         try config.validate()
         for (name, data) in [("data.train", train)] + (eval.map { [("data.eval", $0)] } ?? []) {
             guard data.channels == config.numChannels else {
                 throw ConfigError("\(name): \(data.directory) holds \(data.channels)-channel images but model.num_channels is \(config.numChannels)")
             }
-            if config.head != .maskedImageModeling, data.classNames.count != config.numLabels {
+            if config.objective != .maskedImageModeling, data.classNames.count != config.numLabels {
                 throw ConfigError("\(name): \(data.directory) has \(data.classNames.count) classes but the model has \(config.numLabels) labels")
             }
         }
@@ -70,7 +93,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
         var objective = ViT.Objective(labelSmoothing: options.mixing.labelSmoothing)
         objective.softTargets = options.mixing.isActive
         self.objective = objective
-        model = ViT(config, arena: arena, rng: Philox(seed: seed))
+        model = try Model(config, arena: arena, rng: Philox(seed: seed))
         arena.seal()
         self.train = train
         self.eval = eval
@@ -85,10 +108,10 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
         evalAugmenter = eval.map {
             ImageAugmenter(options: augmentation, inputHeight: $0.height, inputWidth: $0.width, channels: $0.channels, seed: seed)
         }
-        mixer = options.mixing.isActive && config.head != .maskedImageModeling
+        mixer = options.mixing.isActive && config.objective != .maskedImageModeling
             ? BatchMixer(options: options.mixing, classes: config.numLabels, channels: config.numChannels, size: S, seed: seed)
             : nil
-        if config.head == .maskedImageModeling {
+        if config.objective == .maskedImageModeling {
             let P = config.patchSize
             let size = options.maskPatchSize ?? (S % 32 == 0 && 32 % P == 0 ? 32 : P)
             masking = try PatchMasking(imageSize: S, patchSize: P, maskPatchSize: size, ratio: options.maskRatio, seed: seed)
@@ -106,7 +129,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
     public var tokensPerSample: Int { model.config.sequenceLength }
 
     public func record(on tape: Tape, microBatch B: Int) -> Tensor {
-        let g = model.record(on: tape, batch: B, objective: objective)
+        let g = model.recordVision(on: tape, batch: B, objective: objective)
         graph = g
         microBatch = B
         slotValid = Array(repeating: true, count: B)
@@ -117,7 +140,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
             teacherGraph = (t, teacher.model.record(on: t, batch: B))
             t.seal()
         }
-        guard let loss = g.loss else { preconditionFailure("ViT graphs for training have a loss (encoder_stride = patch_size)") }
+        guard let loss = g.loss else { preconditionFailure("vision graphs for training have a loss (ViT: encoder_stride = patch_size)") }
         return loss
     }
 
@@ -141,7 +164,7 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
     }
 
     /// DeiT's hard distillation: the teacher's predicted class of each (augmented, mixed) image.
-    private func labelByTeacher(_ g: ViT.Graph) {
+    private func labelByTeacher(_ g: VisionGraph) {
         guard let (tape, t) = teacherGraph, let targets = g.teacherLabels, let logits = t.logits else { return }
         t.pixelValues.data.update(from: g.pixelValues.data, count: g.pixelValues.count)
         tape.forward()
@@ -149,14 +172,15 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
         for b in 0..<microBatch { targets[b] = Int32(argmax(logits.data + b * K, K)) }
     }
 
-    /// `ViT.trainingFLOPsPerImage`: the work counted where the training graph does it (the last block's
-    /// queries and MLP at the leading tokens only, for the classification heads), as BERT counts its MLM
-    /// logits only at the gathered positions; counting work that is not done would overstate MFU.
+    /// `VisionModel.trainingFLOPsPerImage`: the work counted where the training graph does it (ViT: the
+    /// last block's queries and MLP at the leading tokens only, for the classification heads), as BERT
+    /// counts its MLM logits only at the gathered positions; counting work that is not done would
+    /// overstate MFU.
     public var trainingFLOPsPerSample: Double { model.trainingFLOPsPerImage }
 
     public var modelDescription: String {
         let c = model.config
-        return "\(c.head.rawValue) layers=\(c.numHiddenLayers) hidden=\(c.hiddenSize) heads=\(c.numAttentionHeads) image=\(c.imageSize)px patch=\(c.patchSize) channels=\(c.numChannels) labels=\(c.numLabels) params=\(arena.parameterCount)"
+        return "\(c.architecture) layers=\(c.numHiddenLayers) hidden=\(c.hiddenSize) heads=\(c.numAttentionHeads) image=\(c.imageSize)px patch=\(c.patchSize) channels=\(c.numChannels) labels=\(c.numLabels) params=\(arena.parameterCount)"
     }
 
     public var hfConfigJSON: String {
@@ -176,9 +200,9 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
         try w.write(toPath: path)
     }
 
-    /// Fills the model from a transformers ViT directory (`--init-from`): the encoder must match; a head
-    /// or mask token the checkpoint lacks keeps its init, and tensors this head has no use for (a SimMIM
-    /// decoder when fine-tuning) are ignored; `log` hears both.
+    /// Fills the model from a transformers ViT or BEiT directory (`--init-from`): the encoder must match;
+    /// a head or mask token the checkpoint lacks keeps its init, and tensors this head has no use for (a
+    /// SimMIM decoder or BEiT's visual-token head when fine-tuning) are ignored; `log` hears both.
     public func loadPretrained(directory: String, log: (String) -> Void) throws {
         let path = (directory as NSString).appendingPathComponent("model.safetensors")
         let file: SafeTensorsFile
@@ -251,10 +275,10 @@ public final class VisionTask: EvaluatingTask, BatchWriting {
 
     public func describeEval(_ s: [Double]) -> [(String, Double)] {
         let n = max(s[2], 1)
-        switch model.config.head {
+        switch model.config.objective {
         case .maskedImageModeling:
             return [("eval_reconstruction_loss", s[0] / n)]
-        case .imageClassification:
+        case .classification:
             return [("eval_loss", s[0] / n), ("eval_top1", s[1] / n)]
         case .distillation:
             return [("eval_loss", s[0] / n), ("eval_top1", s[1] / n), ("eval_top1_cls", s[3] / n),

@@ -1,0 +1,52 @@
+import Foundation
+import TandemCheckpoint
+import TandemModels
+
+/// A BEiT built from a transformers model directory (`config.json` + `model.safetensors`).
+public struct PretrainedBEiT {
+    public let config: BEiTConfig
+    public let arena: ParameterArena
+    public let model: BEiT
+    public let report: CheckpointLoadReport
+
+    /// Reads `directory/config.json` (transformers' BeitConfig fields, defaults for missing ones; the head
+    /// is the one `architectures` names, classification without it) and fills a new, sealed arena from
+    /// `directory/model.safetensors` (see `BEiT.load(shapes:origin:copy:)`). `log` hears which parameters
+    /// kept their init and which tensors were ignored.
+    public static func load(directory: String, log: (String) -> Void) throws -> PretrainedBEiT {
+        let configPath = (directory as NSString).appendingPathComponent("config.json")
+        let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
+        let json: Data
+        do {
+            json = try Data(contentsOf: URL(fileURLWithPath: configPath))
+        } catch {
+            throw BEiTError("\(configPath): cannot read (\(error.localizedDescription))")
+        }
+        let config: BEiTConfig
+        do {
+            config = try JSONDecoder().decode(BEiTConfig.self, from: json)
+        } catch let e as BEiTError {
+            throw BEiTError("\(configPath): \(e.message)")
+        } catch let e as DecodingError {
+            throw BEiTError("\(configPath): not a valid BEiT config.json (\(describeDecodingError(e)))")
+        }
+        guard FileManager.default.fileExists(atPath: weightsPath) else {
+            throw BEiTError("\(weightsPath): no such file (only safetensors weights are read)")
+        }
+        let file = try SafeTensorsFile(path: weightsPath)
+        let arena = ParameterArena()
+        let model = try BEiT(config, arena: arena, rng: Philox(seed: 0))
+        arena.seal()
+        let report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: weightsPath) { name, into in
+            try file.copyFloats(name, into: into)
+        }
+        if !report.keptInit.isEmpty {
+            log("\(weightsPath): \(report.keptInit.count) parameters keep their random init: "
+                + report.keptInit.joined(separator: ", "))
+        }
+        if !report.ignored.isEmpty {
+            log("\(weightsPath): ignored \(report.ignored.joined(separator: ", "))")
+        }
+        return PretrainedBEiT(config: config, arena: arena, model: model, report: report)
+    }
+}
