@@ -46,6 +46,10 @@ final class PresetConfigTests: XCTestCase {
                 let beit = try BEiTFamily.config(preset: preset, initFrom: nil, overrides: c.model.fields, channels: 3,
                                                  classes: (0..<10).map(String.init), file: file)
                 XCTAssertEqual(beit.head, .imageClassification, file)
+            case Wav2Vec2Family.name:
+                let w = try Wav2Vec2Family.config(preset: preset, initFrom: nil, overrides: c.model.fields,
+                                                  objective: c.train.objective ?? "ctc", vocabSize: 32, file: file)
+                XCTAssertEqual(w.head, c.train.objective == "pretraining" ? .preTraining : .ctc, file)
             default:
                 break  // a family without checks of its own here gets the generic ones below
             }
