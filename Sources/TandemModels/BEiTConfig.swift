@@ -141,8 +141,8 @@ public struct BEiTConfig: Codable, Equatable, Sendable {
         attentionProbsDropoutProb = try value(.attentionProbsDropoutProb, d.attentionProbsDropoutProb)
         initializerRange = try value(.initializerRange, d.initializerRange)
         layerNormEps = try value(.layerNormEps, d.layerNormEps)
-        imageSize = try Self.decodeSquare(c, .imageSize) ?? d.imageSize
-        patchSize = try Self.decodeSquare(c, .patchSize) ?? d.patchSize
+        imageSize = try ImageConfigFields.square(c, .imageSize, error: { BEiTError($0) }) ?? d.imageSize
+        patchSize = try ImageConfigFields.square(c, .patchSize, error: { BEiTError($0) }) ?? d.patchSize
         numChannels = try value(.numChannels, d.numChannels)
         useMaskToken = try value(.useMaskToken, d.useMaskToken)
         useAbsolutePositionEmbeddings = try value(.useAbsolutePositionEmbeddings, d.useAbsolutePositionEmbeddings)
@@ -151,34 +151,12 @@ public struct BEiTConfig: Codable, Equatable, Sendable {
         layerScaleInitValue = max(0, try value(.layerScaleInitValue, d.layerScaleInitValue))
         dropPathRate = try value(.dropPathRate, d.dropPathRate)
         useMeanPooling = try value(.useMeanPooling, d.useMeanPooling)
-        if let names = try c.decodeIfPresent([String: String].self, forKey: .id2label) {
-            var labels: [Int: String] = [:]
-            for (key, name) in names {
-                guard let i = Int(key) else { throw BEiTError("id2label key \"\(key)\" is not an integer") }
-                labels[i] = name
-            }
-            id2label = labels
-        } else if let n = try c.decodeIfPresent(Int.self, forKey: .numLabels) {
-            id2label = Dictionary(uniqueKeysWithValues: (0..<max(n, 0)).map { ($0, "LABEL_\($0)") })
-        } else {
-            id2label = d.id2label
-        }
+        id2label = try ImageConfigFields.labels(c, id2label: .id2label, numLabels: .numLabels, fallback: d.id2label,
+                                                error: { BEiTError($0) })
         let architectures = try value(.architectures, [String]())
         head = architectures.contains(BEiTHead.maskedImageModeling.rawValue) ? .maskedImageModeling : .imageClassification
-        if let problem = try c.decodeIfPresent(String.self, forKey: .problemType), problem != "single_label_classification" {
-            throw BEiTError("problem_type \"\(problem)\" is not supported (only single_label_classification)")
-        }
+        try ImageConfigFields.checkProblemType(c, .problemType, error: { BEiTError($0) })
         try validate()
-    }
-
-    /// image_size and patch_size may be an integer or a pair; a pair must be square.
-    private static func decodeSquare(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Int? {
-        if let n = try? c.decodeIfPresent(Int.self, forKey: key) { return n }
-        guard let pair = try c.decodeIfPresent([Int].self, forKey: key) else { return nil }
-        guard pair.count == 2, pair[0] == pair[1] else {
-            throw BEiTError("\(key.stringValue) \(pair) is not supported (only square sizes)")
-        }
-        return pair[0]
     }
 
     /// Writes a config.json that transformers loads as this head's model, with `id2label` and `label2id`.

@@ -112,44 +112,20 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             ?? d.attentionProbsDropoutProb
         initializerRange = try c.decodeIfPresent(Float.self, forKey: .initializerRange) ?? d.initializerRange
         layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
-        imageSize = try Self.decodeSquare(c, .imageSize) ?? d.imageSize
-        patchSize = try Self.decodeSquare(c, .patchSize) ?? d.patchSize
+        imageSize = try ImageConfigFields.square(c, .imageSize, error: { ViTError($0) }) ?? d.imageSize
+        patchSize = try ImageConfigFields.square(c, .patchSize, error: { ViTError($0) }) ?? d.patchSize
         numChannels = try c.decodeIfPresent(Int.self, forKey: .numChannels) ?? d.numChannels
         qkvBias = try c.decodeIfPresent(Bool.self, forKey: .qkvBias) ?? d.qkvBias
         encoderStride = try c.decodeIfPresent(Int.self, forKey: .encoderStride) ?? d.encoderStride
-        if let names = try c.decodeIfPresent([String: String].self, forKey: .id2label) {
-            var labels: [Int: String] = [:]
-            for (key, name) in names {
-                guard let i = Int(key) else {
-                    throw ViTError("id2label key \"\(key)\" is not an integer")
-                }
-                labels[i] = name
-            }
-            id2label = labels
-        } else if let n = try c.decodeIfPresent(Int.self, forKey: .numLabels) {
-            id2label = Dictionary(uniqueKeysWithValues: (0..<max(n, 0)).map { ($0, "LABEL_\($0)") })
-        } else {
-            id2label = d.id2label
-        }
+        id2label = try ImageConfigFields.labels(c, id2label: .id2label, numLabels: .numLabels, fallback: d.id2label,
+                                                error: { ViTError($0) })
         let architectures = try c.decodeIfPresent([String].self, forKey: .architectures) ?? []
         let modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
         head = architectures.contains(ViTHead.maskedImageModeling.rawValue) ? .maskedImageModeling
             : architectures.contains(ViTHead.distillation.rawValue) || modelType == "deit" ? .distillation
             : .imageClassification
-        if let problem = try c.decodeIfPresent(String.self, forKey: .problemType), problem != "single_label_classification" {
-            throw ViTError("problem_type \"\(problem)\" is not supported (only single_label_classification)")
-        }
+        try ImageConfigFields.checkProblemType(c, .problemType, error: { ViTError($0) })
         try validate()
-    }
-
-    /// image_size and patch_size may be an integer or a pair; a pair must be square.
-    private static func decodeSquare(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Int? {
-        if let n = try? c.decodeIfPresent(Int.self, forKey: key) { return n }
-        guard let pair = try c.decodeIfPresent([Int].self, forKey: key) else { return nil }
-        guard pair.count == 2, pair[0] == pair[1] else {
-            throw ViTError("\(key.stringValue) \(pair) is not supported (only square sizes)")
-        }
-        return pair[0]
     }
 
     /// Writes a config.json that transformers loads as the config's head (ViTForImageClassification or

@@ -109,6 +109,14 @@ func loadInitFrom(directory: String, log: (String) -> Void,
     if !report.ignored.isEmpty { log("--init-from: ignored \(report.ignored.joined(separator: ", "))") }
 }
 
+/// Logs what loading a pre-trained image model's `origin` left at its init and what it ignored.
+func logLoadReport(_ report: CheckpointLoadReport, origin: String, log: (String) -> Void) {
+    if !report.keptInit.isEmpty {
+        log("\(origin): \(report.keptInit.count) parameters keep their random init: " + report.keptInit.joined(separator: ", "))
+    }
+    if !report.ignored.isEmpty { log("\(origin): ignored \(report.ignored.joined(separator: ", "))") }
+}
+
 /// `fields` as pretty-printed JSON with sorted keys, for config.json files.
 func jsonText(_ fields: [String: Any]) -> String {
     let data = try! JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])

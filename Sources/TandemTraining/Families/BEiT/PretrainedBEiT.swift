@@ -40,13 +40,7 @@ public struct PretrainedBEiT {
         let report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: weightsPath) { name, into in
             try file.copyFloats(name, into: into)
         }
-        if !report.keptInit.isEmpty {
-            log("\(weightsPath): \(report.keptInit.count) parameters keep their random init: "
-                + report.keptInit.joined(separator: ", "))
-        }
-        if !report.ignored.isEmpty {
-            log("\(weightsPath): ignored \(report.ignored.joined(separator: ", "))")
-        }
+        logLoadReport(report, origin: weightsPath, log: log)
         return PretrainedBEiT(config: config, arena: arena, model: model, report: report)
     }
 }

@@ -45,13 +45,7 @@ public struct PretrainedViT {
         let report = try model.load(shapes: file.tensors.mapValues(\.shape), origin: weightsPath) { name, into in
             try file.copyFloats(name, into: into)
         }
-        if !report.keptInit.isEmpty {
-            log("\(weightsPath): \(report.keptInit.count) parameters keep their random init: "
-                + report.keptInit.joined(separator: ", "))
-        }
-        if !report.ignored.isEmpty {
-            log("\(weightsPath): ignored \(report.ignored.joined(separator: ", "))")
-        }
+        logLoadReport(report, origin: weightsPath, log: log)
         return PretrainedViT(config: config, arena: arena, model: model, report: report)
     }
 }
