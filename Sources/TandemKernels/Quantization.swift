@@ -129,12 +129,12 @@ public func gumbelQuantizeBackward(dlogits: UnsafeMutablePointer<Float>?, dcodev
             }
         }
     }
+    var dp = [Float](repeating: 0, count: V)  // d(out)/d(probs) of one row's group, reused
     for n in 0..<N {
         let counted = (mask?[n] ?? 1) != 0 && dperplexity != 0 && rows > 0
         for g in 0..<G {
             let y = saved.gumbelSoftmax + (n * G + g) * V, dl = dlogits + (n * G + g) * V
             let o = dout + (n * G + g) * Dg
-            var dp = [Float](repeating: 0, count: V)
             var dot: Float = 0
             for v in 0..<V {
                 let c = codevectors + (g * V + v) * Dg

@@ -266,18 +266,7 @@ public final class BEiT {
                 pooled = tape.leadingRows(hidden, count: 1).reshaped(Shape(B, C))
             }
             let logits = classifier!(pooled, on: tape)
-            let labels = tape.intInput(count: B)
-            labels.update(repeating: -100, count: B)
-            var targets: Tensor? = nil
-            let loss: Tensor
-            if objective.softTargets {
-                let t = tape.input(Shape(B, config.numLabels))
-                t.data.update(repeating: 0, count: t.count)
-                loss = tape.softTargetCrossEntropy(logits, targets: t)
-                targets = t
-            } else {
-                loss = tape.crossEntropy(logits, targets: labels, labelSmoothing: objective.labelSmoothing)
-            }
+            let (loss, labels, targets) = recordClassificationLoss(on: tape, logits: logits, objective: objective)
             return Graph(batch: B, pixelValues: pixels, boolMaskedPos: nil, labels: labels, softTargets: targets,
                          lastHiddenState: hidden, pooled: pooled, logits: logits, loss: loss)
         }

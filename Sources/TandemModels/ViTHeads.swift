@@ -38,18 +38,8 @@ public final class ViTClassifierHead {
             return tape.gatherRows(hidden, rows: rows, count: B)
         }
         let logits = classifier(token(0), on: tape)
-        let labels = tape.intInput(count: B)
-        labels.update(repeating: -100, count: B)
-        var targets: Tensor? = nil
-        var loss: Tensor
-        if objective.softTargets {
-            let t = tape.input(Shape(B, config.numLabels))
-            t.data.update(repeating: 0, count: t.count)
-            loss = tape.softTargetCrossEntropy(logits, targets: t)
-            targets = t
-        } else {
-            loss = tape.crossEntropy(logits, targets: labels, labelSmoothing: objective.labelSmoothing)
-        }
+        let (classification, labels, targets) = recordClassificationLoss(on: tape, logits: logits, objective: objective)
+        var loss = classification
         var distillationLogits: Tensor? = nil, teacherLabels: UnsafeMutablePointer<Int32>? = nil
         if let distillationClassifier {
             let d = distillationClassifier(token(1), on: tape)
@@ -63,6 +53,22 @@ public final class ViTClassifierHead {
                          boolMaskedPos: nil, lastHiddenState: hidden, logits: logits,
                          distillationLogits: distillationLogits, reconstruction: nil, loss: loss)
     }
+}
+
+/// The image classifiers' loss on `logits` (B, K): the cross-entropy with (B) labels (-100 when recorded; label
+/// smoothing as `objective` says), or against (B, K) soft targets (zeros when recorded) when the objective asks
+/// for them (mixup, cutmix). Returns the loss and the inputs the caller fills.
+func recordClassificationLoss(on tape: Tape, logits: Tensor, objective: ViT.Objective)
+    -> (loss: Tensor, labels: UnsafeMutablePointer<Int32>, softTargets: Tensor?) {
+    let B = logits.shape[0], K = logits.shape[1]
+    let labels = tape.intInput(count: B)
+    labels.update(repeating: -100, count: B)
+    guard objective.softTargets else {
+        return (tape.crossEntropy(logits, targets: labels, labelSmoothing: objective.labelSmoothing), labels, nil)
+    }
+    let t = tape.input(Shape(B, K))
+    t.data.update(repeating: 0, count: t.count)
+    return (tape.softTargetCrossEntropy(logits, targets: t), labels, t)
 }
 
 /// SimMIM's decoder (Xie et al. 2022; ViTForMaskedImageModeling's `decoder`): a 1x1 convolution from C to

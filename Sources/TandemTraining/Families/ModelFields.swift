@@ -135,6 +135,16 @@ func describeDecodingError(_ e: DecodingError) -> String {
 }
 
 extension SafeTensorsFile {
+    /// An image batch file's `pixel_values` (B, channels, size, size): B and the values; another shape is an
+    /// error that `fail` makes from a message naming the tensor.
+    func pixelValues(channels: Int, size S: Int, fail: (String) -> Error) throws -> (batch: Int, values: [Float]) {
+        let shape = try info("pixel_values").shape
+        guard shape.count == 4, shape[0] > 0, shape[1] == channels, shape[2] == S, shape[3] == S else {
+            throw fail("pixel_values has shape \(shape), expected (batch, \(channels), \(S), \(S))")
+        }
+        return (shape[0], try floats("pixel_values"))
+    }
+
     /// An optional integer tensor of a batch file (ids, labels, masks) as Int32: nil when absent, else it
     /// must have `shape` and every value in `range` (or equal to `alsoAllowed`, such as -100); `fail` makes
     /// the error from a message naming the tensor (and the index of a bad value).

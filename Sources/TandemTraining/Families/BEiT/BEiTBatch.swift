@@ -17,14 +17,10 @@ public struct BEiTBatch {
     public init(path: String, config: BEiTConfig) throws {
         let file = try SafeTensorsFile(path: path)
         func fail(_ message: String) -> BEiTError { BEiTError("\(path): \(message)") }
-        let shape = try file.info("pixel_values").shape
-        let S = config.imageSize
-        guard shape.count == 4, shape[0] > 0, shape[1] == config.numChannels, shape[2] == S, shape[3] == S else {
-            throw fail("pixel_values has shape \(shape), expected (batch, \(config.numChannels), \(S), \(S))")
-        }
-        let B = shape[0], NP = config.numPatches
+        let (B, pixels) = try file.pixelValues(channels: config.numChannels, size: config.imageSize, fail: fail)
+        let NP = config.numPatches
         batch = B
-        pixelValues = try file.floats("pixel_values")
+        pixelValues = pixels
         switch config.head {
         case .imageClassification:
             labels = try file.batchIDs("labels", shape: [B], range: 0...Int32(config.numLabels - 1), alsoAllowed: -100, fail: fail)

@@ -16,17 +16,12 @@ public struct ViTBatch {
     public init(path: String, config: ViTConfig) throws {
         let file = try SafeTensorsFile(path: path)
         func fail(_ message: String) -> ViTError { ViTError("\(path): \(message)") }
-        let shape = try file.info("pixel_values").shape
-        let S = config.imageSize
-        guard shape.count == 4, shape[0] > 0, shape[1] == config.numChannels, shape[2] == S, shape[3] == S else {
-            throw fail("pixel_values has shape \(shape), expected (batch, \(config.numChannels), \(S), \(S))")
-        }
-        let B = shape[0]
+        let (B, pixels) = try file.pixelValues(channels: config.numChannels, size: config.imageSize, fail: fail)
         func read(_ name: String, shape: [Int], range: ClosedRange<Int32>, alsoAllowed: Int32? = nil) throws -> [Int32]? {
             try file.batchIDs(name, shape: shape, range: range, alsoAllowed: alsoAllowed, fail: fail)
         }
         batch = B
-        pixelValues = try file.floats("pixel_values")
+        pixelValues = pixels
         labels = try read("labels", shape: [B], range: 0...Int32(config.numLabels - 1), alsoAllowed: -100)
         boolMaskedPos = try read("bool_masked_pos", shape: [B, config.numPatches], range: 0...1)
         teacherLabels = try read("teacher_labels", shape: [B], range: 0...Int32(config.numLabels - 1), alsoAllowed: -100)
