@@ -119,7 +119,8 @@ final class BEiTTaskTests: ScratchDirectoryTestCase {
                 return "no error"
             } catch { return "\(error)" }
         }
-        XCTAssertTrue(message(["train.objective=masked_image_modeling"]).contains("its objectives are classification"))
+        XCTAssertTrue(message(["train.objective=masked_image_modeling"]).contains("train.objective = masked_image_modeling needs data.visual_tokens"))
+        XCTAssertTrue(message(["train.objective=contrastive"]).contains("its objectives are classification, masked_image_modeling"))
         XCTAssertTrue(message(["model.vocab_size=10"]).contains("unknown model field model.vocab_size"))
         XCTAssertTrue(message(["model.patch_size=5"]).contains("image_size 28 is not a multiple of patch_size 5"))
         XCTAssertTrue(message(["model.num_channels=3"]).contains("holds 1-channel images but model.num_channels is 3"))

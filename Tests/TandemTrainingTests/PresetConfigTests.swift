@@ -43,9 +43,12 @@ final class PresetConfigTests: XCTestCase {
                 XCTAssertEqual(vit.head, head, file)
                 if head == .distillation { XCTAssertNotNil(c.train.teacher, file) }
             case BEiTFamily.name:
+                let mim = c.train.objective == "masked_image_modeling"
                 let beit = try BEiTFamily.config(preset: preset, initFrom: nil, overrides: c.model.fields, channels: 3,
-                                                 classes: (0..<10).map(String.init), file: file)
-                XCTAssertEqual(beit.head, .imageClassification, file)
+                                                 classes: (0..<10).map(String.init), file: file,
+                                                 visualTokens: mim ? (c.data.visualTokens ?? "", 8192) : nil)
+                XCTAssertEqual(beit.head, mim ? .maskedImageModeling : .imageClassification, file)
+                if mim { XCTAssertNotNil(c.data.visualTokens, file) }
             case Wav2Vec2Family.name:
                 let w = try Wav2Vec2Family.config(preset: preset, initFrom: nil, overrides: c.model.fields,
                                                   objective: c.train.objective ?? "ctc", vocabSize: 32, file: file)

@@ -97,6 +97,11 @@ public struct ConfigKey<Section> {
         key(name, .bool, help, path, from: { $0.bool }, text: { String($0) })
     }
 
+    /// A boolean key whose default depends on other settings (nil until set).
+    public static func bool(_ name: String, _ path: WritableKeyPath<Section, Bool?>, _ help: String) -> Self {
+        key(name, .bool, help, path, from: { $0.bool }, text: { $0.map { String($0) } })
+    }
+
     /// A string key without default (nil until set).
     public static func string(_ name: String, _ path: WritableKeyPath<Section, String?>, _ help: String) -> Self {
         key(name, .string, help, path, from: { $0.string }, text: { $0 })

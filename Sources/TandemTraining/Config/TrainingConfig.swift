@@ -28,14 +28,19 @@ public struct DataSection: ConfigSection {
     public var spanP = 0.2
     public var maxSpan = 10
     public var seqLen = 128
-    public var augment = true
+    /// nil: true, except for BEiT's masked image modeling (false, and true is refused there).
+    public var augment: Bool?
     public var cropScale = 0.08
     public var hflip = true
     public var mixup = 0.0
     public var cutmix = 0.0
     public var mixSwitchProb = 0.5
-    public var maskRatio = 0.6
+    /// nil: the objective's default (SimMIM 0.6, BEiT 0.4).
+    public var maskRatio: Double?
     public var maskPatchSize: Int?
+    public var minMaskPatches: Int?
+    public var visualTokens: String?
+    public var evalVisualTokens: String?
     public var carryState = false
     public var trainTarget: String?
     public var evalTarget: String?
@@ -60,14 +65,17 @@ public struct DataSection: ConfigSection {
         .float("span_p", \.spanP, 0.001...1, "SpanBERT (train.objective: spanbert): parameter of the geometric distribution of span lengths in words"),
         .int("max_span", \.maxSpan, 1...65536, "SpanBERT: the longest span in words (lengths are clipped here)"),
         .int("seq_len", \.seqLen, 1...65536, "tokens per sequence"),
-        .bool("augment", \.augment, "images: random resized crop and flip in training (false: resize only)"),
+        .bool("augment", \.augment, "images: random resized crop and flip in training (false: resize only; default true, but false for BEiT's masked_image_modeling, which refuses true)"),
         .float("crop_scale", \.cropScale, 0.01...1, "images: smallest area fraction of the random resized crop"),
         .bool("hflip", \.hflip, "images: random horizontal flips in training"),
         .float("mixup", \.mixup, 0...100, "images: mixup Beta(alpha, alpha); 0 turns it off"),
         .float("cutmix", \.cutmix, 0...100, "images: cutmix Beta(alpha, alpha); 0 turns it off"),
         .float("mix_switch_prob", \.mixSwitchProb, 0...1, "images: probability of cutmix when both mixup and cutmix are on"),
-        .float("mask_ratio", \.maskRatio, 0.01...0.99, "masked image modelling: fraction of mask patches masked"),
-        .int("mask_patch_size", \.maskPatchSize, 1...4096, "masked image modelling: side of a mask patch in pixels (default 32 when it tiles the image, else the model's patch)"),
+        .float("mask_ratio", \.maskRatio, 0.01...0.99, "masked image modelling: fraction of mask patches masked (default 0.6 for SimMIM (vit), 0.4 for BEiT, whose block masking masks round(ratio x patches) patches)"),
+        .int("mask_patch_size", \.maskPatchSize, 1...4096, "SimMIM (vit masked_image_modeling): side of a mask patch in pixels (default 32 when it tiles the image, else the model's patch)"),
+        .int("min_mask_patches", \.minMaskPatches, 1...65536, "BEiT masked_image_modeling: the fewest patches a block of the blockwise masking covers (default 16, BEiT's, on grids of 196 patches or more; 4 on smaller grids such as 7x7)"),
+        .string("visual_tokens", \.visualTokens, "BEiT masked_image_modeling (required): the visual tokens of data.train's images, the safetensors file `tandem tokenize-images` writes (tensor visual_tokens, I32 (images, patches), format tandem-visual-tokens)"),
+        .string("eval_visual_tokens", \.evalVisualTokens, "BEiT masked_image_modeling: the visual tokens of data.eval's images (required when data.eval is set)"),
         .string("train_target", \.trainTarget, "translation: the target side's shard directory, line-aligned with data.train (the source side)"),
         .string("eval_target", \.evalTarget, "translation: the held-out target shards, line-aligned with data.eval"),
         .string("target_vocab", \.targetVocab, "translation: the target side's vocab.txt (data.vocab is the source side's)"),
@@ -113,7 +121,7 @@ public struct TrainSection: ConfigSection {
     public init() {}
 
     public static let keys: [ConfigKey<Self>] = [
-        .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher); DistilBERT: mlm, the default, or distillation (needs train.teacher); BERT: mlm_nsp, the default, or spanbert (span masking and the span-boundary objective on single segments))"),
+        .string("objective", \.objective, "what the model learns, one of its family's objectives (ViT: classification, the default, masked_image_modeling (SimMIM) or distillation (DeiT, needs train.teacher); BEiT: classification, the default, or masked_image_modeling (visual tokens, needs data.visual_tokens); DistilBERT: mlm, the default, or distillation (needs train.teacher); BERT: mlm_nsp, the default, or spanbert (span masking and the span-boundary objective on single segments))"),
         .string("teacher", \.teacher, "distillation: the teacher's checkpoint directory: a ViTForImageClassification whose predictions are DeiT's targets, or a BERT (tandem's step-N or transformers' BertForPreTraining/BertForMaskedLM) that DistilBERT's student starts from and learns from"),
         .float("alpha_ce", \.alphaCE, 0...1e6, "DistilBERT distillation: weight of the soft-target KL (times temperature squared)"),
         .float("alpha_mlm", \.alphaMLM, 0...1e6, "DistilBERT distillation: weight of the masked-LM cross-entropy"),

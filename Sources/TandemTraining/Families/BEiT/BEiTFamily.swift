@@ -3,16 +3,16 @@ import TandemAutograd
 import TandemData
 import TandemModels
 
-/// BEiT (Bao et al. 2022) on image shards: transformers' BeitForImageClassification trained from scratch
-/// or fine-tuned from a BEiT checkpoint (`--init-from`, e.g. a BeitForMaskedImageModeling pre-trained one,
-/// whose visual-token head is then ignored), through `VisionTask` with ViT's data pipeline: crops, flips,
-/// mixup, cutmix, label smoothing, top-1 evaluation. Masked image modeling is not trained: its targets
-/// are the visual tokens of a dVAE tokenizer that Tandem does not have; `tandem debug` still runs
-/// BeitForMaskedImageModeling on a batch file that holds them.
+/// BEiT (Bao et al. 2022) on image shards, through `VisionTask` with ViT's data pipeline, with two
+/// objectives: `classification` (BeitForImageClassification trained from scratch or fine-tuned from a
+/// BEiT checkpoint, `--init-from`, e.g. a BeitForMaskedImageModeling pre-trained one, whose visual-token
+/// head is then ignored: crops, flips, mixup, cutmix, label smoothing, top-1 evaluation) and
+/// `masked_image_modeling` (BeitForMaskedImageModeling pre-training: blockwise masks on the unaugmented
+/// images, the masked patches' visual tokens from a tokenizer's file, `data.visual_tokens`, as targets).
 public enum BEiTFamily: ModelFamily {
     public static let name = "beit"
     public static let modelTypes = ["beit"]
-    public static let objectives = ["classification"]
+    public static let objectives = ["classification", "masked_image_modeling"]
     public static let batchInputs = ["pixel_values", "labels", "bool_masked_pos"]
 
     public static let presets: [(name: String, fields: [String: Any])] = [
@@ -41,10 +41,12 @@ public enum BEiTFamily: ModelFamily {
                              "use_relative_position_bias", "use_shared_relative_position_bias", "layer_scale_init_value",
                              "drop_path_rate", "use_mean_pooling"]
 
-    /// The preset's (or `--init-from` directory's) BEiTConfig with `model.<field>` overrides, the
-    /// classification head, and the shards' channels and class names.
+    /// The preset's (or `--init-from` directory's) BEiTConfig with `model.<field>` overrides, the head,
+    /// and the shards' channels and class names. Masked image modeling (`visualTokens`: the token file and
+    /// its vocabulary) takes its vocab_size from the token file (a `model.vocab_size` override must agree) and
+    /// uses the mask token.
     public static func config(preset name: String?, initFrom: String?, overrides: [String: ConfigValue], channels: Int,
-                              classes: [String], file: String) throws -> BEiTConfig {
+                              classes: [String], file: String, visualTokens: (path: String, vocabSize: Int)? = nil) throws -> BEiTConfig {
         var fields: [String: Any]
         if let initFrom {
             fields = try ModelFields.read(directory: initFrom)
@@ -54,8 +56,18 @@ public enum BEiTFamily: ModelFamily {
         }
         fields["num_channels"] = channels
         fields["id2label"] = Dictionary(uniqueKeysWithValues: classes.enumerated().map { (String($0.offset), $0.element) })
-        try ModelFields.merge(&fields, overrides, known: fieldNames, file: file)
-        fields["architectures"] = [BEiTHead.imageClassification.rawValue]
+        if let tokens = visualTokens {
+            if let v = overrides["vocab_size"], v.int != tokens.vocabSize {
+                throw ConfigError("\(file): model.vocab_size = \(v.int.map(String.init) ?? "\(v)") disagrees with data.visual_tokens (\(tokens.path)), whose tokens come from a vocabulary of \(tokens.vocabSize)")
+            }
+            try ModelFields.merge(&fields, overrides, known: fieldNames + ["vocab_size"], file: file)
+            fields["vocab_size"] = tokens.vocabSize
+            fields["use_mask_token"] = true
+            fields["architectures"] = [BEiTHead.maskedImageModeling.rawValue]
+        } else {
+            try ModelFields.merge(&fields, overrides, known: fieldNames, file: file)
+            fields["architectures"] = [BEiTHead.imageClassification.rawValue]
+        }
         do {
             let data = try JSONSerialization.data(withJSONObject: fields)
             return try JSONDecoder().decode(BEiTConfig.self, from: data)
@@ -67,17 +79,63 @@ public enum BEiTFamily: ModelFamily {
     }
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
+        let pretraining = config.train.objective == "masked_image_modeling"
+        try checkObjectiveKeys(config, pretraining: pretraining)
         let (train, eval) = try VisionOptions.datasets(config)
+        var tokens: (train: VisualTokens, eval: VisualTokens?)? = nil
+        if pretraining, let path = config.data.visualTokens {
+            tokens = (try VisualTokens(path: path, key: "data.visual_tokens"),
+                      try config.data.evalVisualTokens.map { try VisualTokens(path: $0, key: "data.eval_visual_tokens") })
+        }
         let beit = try self.config(preset: initFrom == nil ? config.model.preset : nil, initFrom: initFrom,
                                    overrides: config.model.fields, channels: train.channels, classes: train.classNames,
-                                   file: config.file)
+                                   file: config.file, visualTokens: tokens.map { ($0.train.path, $0.train.vocabSize) })
+        var options = VisionOptions(config)
+        if pretraining { options.augment = false }
         do {
-            return try VisionTask<BEiT>(config: beit, train: train, eval: eval, options: VisionOptions(config), teacher: nil,
-                                        seed: settings.seed)
+            return try VisionTask<BEiT>(config: beit, train: train, eval: eval, options: options, teacher: nil,
+                                        seed: settings.seed, visualTokens: tokens)
         } catch let e as DataError {
             throw ConfigError("\(config.file): \(e)")
         } catch let e as BEiTError {
             throw ConfigError("\(config.file): model: \(e.message)")
+        }
+    }
+
+    /// The keys an objective reads or refuses, before any file is opened. Masked image modeling needs
+    /// data.visual_tokens (and data.eval_visual_tokens with data.eval) and refuses what would
+    /// desynchronise the images from their tokens (crops and flips, mixup, cutmix) or does not apply
+    /// (SimMIM's mask patches, label smoothing); classification refuses the token and block-mask keys.
+    static func checkObjectiveKeys(_ config: TrainingConfig, pretraining: Bool) throws {
+        let d = config.data, file = config.file
+        guard pretraining else {
+            for (key, set) in [("data.visual_tokens", d.visualTokens != nil), ("data.eval_visual_tokens", d.evalVisualTokens != nil),
+                               ("data.min_mask_patches", d.minMaskPatches != nil), ("data.mask_ratio", d.maskRatio != nil),
+                               ("data.mask_patch_size", d.maskPatchSize != nil)] where set {
+                throw ConfigError("\(file): \(key) is read by train.objective = masked_image_modeling only (this run classifies)")
+            }
+            return
+        }
+        guard d.visualTokens != nil else {
+            throw ConfigError("\(file): train.objective = masked_image_modeling needs data.visual_tokens: the visual tokens of data.train's images (the token file `tandem tokenize-images` writes)")
+        }
+        if d.eval != nil, d.evalVisualTokens == nil {
+            throw ConfigError("\(file): data.eval_visual_tokens is required with data.eval for masked_image_modeling: the visual tokens of data.eval's images (\(d.eval!))")
+        }
+        if d.eval == nil, d.evalVisualTokens != nil {
+            throw ConfigError("\(file): data.eval_visual_tokens is set but data.eval is not: the tokens belong to the held-out images")
+        }
+        if d.augment == true {
+            throw ConfigError("\(file): data.augment must be false for masked_image_modeling: the visual tokens in data.visual_tokens were computed on the unaugmented images, so random crops and flips would desynchronise the pixels from their tokens")
+        }
+        if d.mixup > 0 || d.cutmix > 0 {
+            throw ConfigError("\(file): data.mixup and data.cutmix must be 0 for masked_image_modeling: mixed images have no visual tokens (the tokens in data.visual_tokens are those of the unmixed images)")
+        }
+        if d.maskPatchSize != nil {
+            throw ConfigError("\(file): data.mask_patch_size is SimMIM's (vit); BEiT masks blocks of patches: data.mask_ratio and data.min_mask_patches")
+        }
+        if config.train.labelSmoothing > 0 {
+            throw ConfigError("\(file): train.label_smoothing applies to classification; masked_image_modeling's cross-entropy has hard visual-token targets")
         }
     }
 

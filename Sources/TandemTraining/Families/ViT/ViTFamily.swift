@@ -75,6 +75,11 @@ public enum ViTFamily: ModelFamily {
     }
 
     public static func makeTask(_ config: TrainingConfig, settings: RunSettings, initFrom: String?) throws -> TrainingTask {
+        let d = config.data
+        for (key, set) in [("data.visual_tokens", d.visualTokens != nil), ("data.eval_visual_tokens", d.evalVisualTokens != nil),
+                           ("data.min_mask_patches", d.minMaskPatches != nil)] where set {
+            throw ConfigError("\(config.file): \(key) is BEiT's masked image modeling (model_type beit); ViT's SimMIM reconstructs pixels")
+        }
         let (train, eval) = try VisionOptions.datasets(config)
         let head = head(objective: config.train.objective)
         var teacher: PretrainedViT? = nil

@@ -10,6 +10,9 @@ public enum VisionObjective: Sendable {
     case maskedImageModeling
     /// DeiT's hard distillation from a teacher's predicted classes; both heads evaluated.
     case distillation
+    /// BEiT's masked image modeling: the masked patches' visual tokens (from a tokenizer's file) predicted
+    /// under blockwise masks; evaluated by the cross-entropy and top-1 of the masked patches on fixed masks.
+    case visualTokens
 }
 
 /// The parts of a vision model's HF config that `VisionTask` reads: the image geometry, the labels and
@@ -65,8 +68,13 @@ public struct VisionGraph {
     public let softTargets: Tensor?
     /// (B) the teacher's predicted classes (DeiT).
     public let teacherLabels: UnsafeMutablePointer<Int32>?
-    /// (B, NP) patch mask, 1 for masked patches (SimMIM).
+    /// (B, NP) patch mask, 1 for masked patches (SimMIM, BEiT's masked image modeling).
     public let boolMaskedPos: Tensor?
+    /// (B, NP) every patch's visual token, -100 for none (BEiT's masked image modeling; the loss reads the
+    /// masked patches').
+    public let patchLabels: UnsafeMutablePointer<Int32>?
+    /// (B, NP, vocab_size) every patch's visual-token logits (BEiT's masked image modeling).
+    public let patchLogits: Tensor?
     /// (B, num_labels) the classifier's logits (DeiT: the [CLS] head's).
     public let logits: Tensor?
     /// (B, num_labels) DeiT's distillation head's logits.
@@ -75,10 +83,12 @@ public struct VisionGraph {
     public let loss: Tensor?
 
     public init(batch: Int, pixelValues: Tensor, labels: UnsafeMutablePointer<Int32>?, softTargets: Tensor?,
-                teacherLabels: UnsafeMutablePointer<Int32>? = nil, boolMaskedPos: Tensor? = nil, logits: Tensor?,
+                teacherLabels: UnsafeMutablePointer<Int32>? = nil, boolMaskedPos: Tensor? = nil,
+                patchLabels: UnsafeMutablePointer<Int32>? = nil, patchLogits: Tensor? = nil, logits: Tensor?,
                 distillationLogits: Tensor? = nil, loss: Tensor?) {
         self.batch = batch; self.pixelValues = pixelValues; self.labels = labels; self.softTargets = softTargets
-        self.teacherLabels = teacherLabels; self.boolMaskedPos = boolMaskedPos; self.logits = logits
+        self.teacherLabels = teacherLabels; self.boolMaskedPos = boolMaskedPos; self.patchLabels = patchLabels
+        self.patchLogits = patchLogits; self.logits = logits
         self.distillationLogits = distillationLogits; self.loss = loss
     }
 }

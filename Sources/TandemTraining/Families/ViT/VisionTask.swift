@@ -6,29 +6,34 @@ import TandemKernels
 import TandemModels
 
 /// What a vision run (ViT, BEiT) does with its images besides the model: augmentation, batch mixing,
-/// label smoothing and SimMIM masking (config keys `data.augment`, `data.crop_scale`, `data.hflip`,
-/// `data.mixup`, `data.cutmix`, `data.mix_switch_prob`, `train.label_smoothing`, `data.mask_ratio`,
-/// `data.mask_patch_size`).
+/// label smoothing, SimMIM's and BEiT's masking (config keys `data.augment`, `data.crop_scale`,
+/// `data.hflip`, `data.mixup`, `data.cutmix`, `data.mix_switch_prob`, `train.label_smoothing`,
+/// `data.mask_ratio`, `data.mask_patch_size`, `data.min_mask_patches`).
 public struct VisionOptions {
     public var augment = true
     public var cropScale: Float = 0.08
     public var horizontalFlip = true
     public var mixing = MixingOptions()
-    public var maskRatio: Float = 0.6
+    /// The masked fraction; nil: the objective's default, 0.6 for SimMIM, 0.4 for BEiT.
+    public var maskRatio: Float?
+    /// BEiT's blockwise masking: the fewest patches of a block; nil: 16 (BEiT's) on grids of 196 patches
+    /// or more, 4 on smaller ones (16 of a 7x7 grid's 49 would leave one or two blocks per image).
+    public var minMaskPatches: Int?
     /// nil: 32 pixels when that tiles the image and is a multiple of the patch, else the patch.
     public var maskPatchSize: Int?
     public init() {}
 
     /// The options a training config sets.
     public init(_ config: TrainingConfig) {
-        augment = config.data.augment
+        augment = config.data.augment ?? true
         cropScale = Float(config.data.cropScale)
         horizontalFlip = config.data.hflip
         mixing = MixingOptions(mixupAlpha: Float(config.data.mixup), cutmixAlpha: Float(config.data.cutmix),
                                switchProbability: Float(config.data.mixSwitchProb),
                                labelSmoothing: Float(config.train.labelSmoothing))
-        maskRatio = Float(config.data.maskRatio)
+        maskRatio = config.data.maskRatio.map { Float($0) }
         maskPatchSize = config.data.maskPatchSize
+        minMaskPatches = config.data.minMaskPatches
     }
 
     /// The image shards of `data.train` and, when set, `data.eval`; an unreadable one is an error naming
@@ -42,12 +47,15 @@ public struct VisionOptions {
     }
 }
 
-/// Training a `VisionModel` on image shards (`prepare-images`) with one of three objectives, chosen by
+/// Training a `VisionModel` on image shards (`prepare-images`) with one of four objectives, chosen by
 /// the model's head: supervised classification (ViTForImageClassification, BeitForImageClassification;
 /// top-1 evaluation), SimMIM masked image modelling (ViTForMaskedImageModeling; masked-pixel L1,
-/// evaluated on held-out images with fixed masks) and DeiT hard distillation
+/// evaluated on held-out images with fixed masks), DeiT hard distillation
 /// (DeiTForImageClassificationWithTeacher; the teacher, a ViT classifier from a checkpoint, labels every
-/// augmented image with its predicted class).
+/// augmented image with its predicted class) and BEiT's masked image modeling
+/// (BeitForMaskedImageModeling: the unaugmented image, BEiT's blockwise mask, and the visual tokens of a
+/// `VisualTokens` file as the masked patches' targets; evaluated by their cross-entropy and top-1 on
+/// held-out images with fixed masks).
 ///
 /// Every random choice (crop, flip, mix, mask) is a function of (seed, epoch, sample) or (seed, epoch,
 /// global micro-batch), so a resumed run sees the same views.
@@ -61,6 +69,9 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
     private let evalAugmenter: ImageAugmenter?
     private let mixer: BatchMixer?
     private let masking: PatchMasking?
+    private let blockMasking: BlockMasking?
+    /// BEiT's masked image modeling: the visual tokens of data.train's and data.eval's images.
+    public let visualTokens: (train: VisualTokens, eval: VisualTokens?)?
     private let maskScratch: UnsafeMutablePointer<Int>
     private let teacher: PretrainedViT?
     private var teacherGraph: (tape: Tape, graph: ViT.Graph)?
@@ -69,14 +80,16 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
     /// Whether the graph's slot b holds a real eval sample (the last eval batch may be padded).
     private var slotValid: [Bool] = []
 
+    /// `visualTokens` are BEiT's masked image modeling targets (required for that objective, ignored by the
+    /// others), checked against the image directories and the model's patch grid.
     public init(config: Model.Config, train: ImageDataset, eval: ImageDataset?, options: VisionOptions,
-                teacher: PretrainedViT?, seed: UInt64) throws {
+                teacher: PretrainedViT?, seed: UInt64, visualTokens: (train: VisualTokens, eval: VisualTokens?)? = nil) throws {
         try config.validate()
         for (name, data) in [("data.train", train)] + (eval.map { [("data.eval", $0)] } ?? []) {
             guard data.channels == config.numChannels else {
                 throw ConfigError("\(name): \(data.directory) holds \(data.channels)-channel images but model.num_channels is \(config.numChannels)")
             }
-            if config.objective != .maskedImageModeling, data.classNames.count != config.numLabels {
+            if config.objective == .classification || config.objective == .distillation, data.classNames.count != config.numLabels {
                 throw ConfigError("\(name): \(data.directory) has \(data.classNames.count) classes but the model has \(config.numLabels) labels")
             }
         }
@@ -89,6 +102,19 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
                   t.numLabels == config.numLabels else {
                 throw ConfigError("train.teacher: the teacher must be a ViTForImageClassification for \(config.imageSize) px, \(config.numChannels)-channel images and \(config.numLabels) classes (it is \(t.head.rawValue), \(t.imageSize) px, \(t.numChannels) channels, \(t.numLabels) classes)")
             }
+        }
+        if config.objective == .visualTokens {
+            guard let tokens = visualTokens else { throw ConfigError("masked image modeling with visual tokens needs data.visual_tokens") }
+            guard config.imageSize % config.patchSize == 0 else { throw ConfigError("image_size \(config.imageSize) is not a multiple of patch_size \(config.patchSize)") }
+            let grid = config.imageSize / config.patchSize
+            try tokens.train.check(images: train, imagesKey: "data.train", grid: grid)
+            if let eval {
+                guard let e = tokens.eval else { throw ConfigError("data.eval_visual_tokens: required with data.eval for masked image modeling (the visual tokens of \(eval.directory))") }
+                try e.check(images: eval, imagesKey: "data.eval", grid: grid)
+            }
+            self.visualTokens = tokens
+        } else {
+            self.visualTokens = nil
         }
         var objective = ViT.Objective(labelSmoothing: options.mixing.labelSmoothing)
         objective.softTargets = options.mixing.isActive
@@ -108,15 +134,28 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
         evalAugmenter = eval.map {
             ImageAugmenter(options: augmentation, inputHeight: $0.height, inputWidth: $0.width, channels: $0.channels, seed: seed)
         }
-        mixer = options.mixing.isActive && config.objective != .maskedImageModeling
+        mixer = options.mixing.isActive && config.objective != .maskedImageModeling && config.objective != .visualTokens
             ? BatchMixer(options: options.mixing, classes: config.numLabels, channels: config.numChannels, size: S, seed: seed)
             : nil
         if config.objective == .maskedImageModeling {
             let P = config.patchSize
             let size = options.maskPatchSize ?? (S % 32 == 0 && 32 % P == 0 ? 32 : P)
-            masking = try PatchMasking(imageSize: S, patchSize: P, maskPatchSize: size, ratio: options.maskRatio, seed: seed)
+            masking = try PatchMasking(imageSize: S, patchSize: P, maskPatchSize: size, ratio: options.maskRatio ?? 0.6, seed: seed)
         } else {
             masking = nil
+        }
+        if config.objective == .visualTokens {
+            let grid = S / config.patchSize, patches = grid * grid
+            let ratio = options.maskRatio ?? 0.4
+            let count = max(1, Int((Double(ratio) * Double(patches)).rounded()))
+            let minimum = options.minMaskPatches ?? (patches >= 196 ? 16 : 4)
+            do {
+                blockMasking = try BlockMasking(height: grid, width: grid, numMaskingPatches: count, minNumPatches: minimum, seed: seed)
+            } catch {
+                throw ConfigError("data.mask_ratio (\(ratio): \(count) of \(patches) patches) and data.min_mask_patches (\(minimum)): \(error)")
+            }
+        } else {
+            blockMasking = nil
         }
         maskScratch = .allocate(capacity: max(config.numPatches, 1))
     }
@@ -149,11 +188,19 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
     public func fill(samples indices: UnsafeBufferPointer<Int>, epoch: Int, microBatchIndex: Int) {
         guard let g = graph else { preconditionFailure("record the graph before filling it") }
         let n = imageFloats
+        let NP = model.config.numPatches
         for (b, i) in indices.enumerated() {
+            if let blockMasking, let tokens = visualTokens?.train, let m = g.boolMaskedPos, let labels = g.patchLabels {
+                // BEiT: the tokens were computed on the unaugmented image, so the pixels are its eval view.
+                augmenter.eval(train.pixels(i), into: g.pixelValues.data + b * n)
+                blockMasking.fill(epoch: epoch, sample: i, into: m.data + b * NP)
+                tokens.copyRow(i, into: labels + b * NP)
+                continue
+            }
             augmenter.train(train.pixels(i), epoch: epoch, sample: i, into: g.pixelValues.data + b * n)
             g.labels?[b] = train.label(i)
             if let masking, let m = g.boolMaskedPos {
-                masking.fill(epoch: epoch, sample: i, into: m.data + b * model.config.numPatches, scratch: maskScratch)
+                masking.fill(epoch: epoch, sample: i, into: m.data + b * NP, scratch: maskScratch)
             }
         }
         if let mixer, let labels = g.labels, let targets = g.softTargets {
@@ -188,12 +235,17 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
     }
 
     /// The micro-batch in the graph as an HF batch file: `pixel_values` (after augmentation and mixing),
-    /// `labels` (the hard labels; for DeiT the ground truth) and, for MIM, `bool_masked_pos`.
+    /// `labels` (the hard labels; for DeiT the ground truth; for BEiT's masked image modeling every
+    /// patch's visual token, (B, NP)) and, for MIM, `bool_masked_pos`.
     public func writeBatch(to path: String) throws {
         guard let g = graph else { return }
         var w = SafeTensorsWriter()
         w.add("pixel_values", shape: g.pixelValues.shape.dims, borrowing: UnsafeBufferPointer(g.pixelValues.values))
         if let labels = g.labels { w.add("labels", shape: [microBatch], int64s: (0..<microBatch).map { Int64(labels[$0]) }) }
+        if let labels = g.patchLabels {
+            let NP = model.config.numPatches
+            w.add("labels", shape: [microBatch, NP], int64s: (0..<microBatch * NP).map { Int64(labels[$0]) })
+        }
         if let m = g.boolMaskedPos {
             w.add("bool_masked_pos", shape: m.shape.dims, int64s: (0..<m.count).map { Int64(m.data[$0]) })
         }
@@ -223,11 +275,21 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
     /// epoch -1 (never a training epoch). An index of -1 pads the last batch and is not counted.
     public func fill(evalSamples indices: UnsafeBufferPointer<Int>) {
         guard let g = graph, let eval, let evalAugmenter else { return }
-        let n = imageFloats, K = model.config.numLabels
+        let n = imageFloats, K = model.config.numLabels, NP = model.config.numPatches
         for (b, i) in indices.enumerated() {
             slotValid[b] = i >= 0
             let index = max(i, 0)
             evalAugmenter.eval(eval.pixels(index), into: g.pixelValues.data + b * n)
+            if let blockMasking, let tokens = visualTokens?.eval, let m = g.boolMaskedPos, let labels = g.patchLabels {
+                let row = m.data + b * NP
+                blockMasking.fill(epoch: -1, sample: index, into: row)
+                tokens.copyRow(index, into: labels + b * NP)
+                if i < 0 {
+                    row.update(repeating: 0, count: NP)
+                    (labels + b * NP).update(repeating: -100, count: NP)
+                }
+                continue
+            }
             g.labels?[b] = i >= 0 ? eval.label(index) : -100
             if let t = g.softTargets {
                 let row = t.data + b * K
@@ -244,11 +306,25 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
     }
 
     /// Classification: loss sum, correct, count (and for DeiT the [CLS]-head and distillation-head
-    /// correct counts, the reported top-1 being HF's averaged logits). MIM: loss x batches, batches.
+    /// correct counts, the reported top-1 being HF's averaged logits). SimMIM: loss x batches, batches.
+    /// BEiT's masked image modeling: the masked patches' cross-entropy sum, their correct top-1 count,
+    /// their count.
     public var evalStatisticsCount: Int { 5 }
 
     public func accumulateEvalStatistics(into s: UnsafeMutablePointer<Double>) {
         guard let g = graph else { return }
+        if let logits = g.patchLogits, let labels = g.patchLabels, let m = g.boolMaskedPos {
+            let NP = model.config.numPatches, V = logits.shape.dims.last!
+            for b in 0..<microBatch where slotValid[b] {
+                for p in 0..<NP where m.data[b * NP + p] != 0 && labels[b * NP + p] >= 0 {
+                    let row = logits.data + (b * NP + p) * V, y = Int(labels[b * NP + p])
+                    s[0] += logSumExp(row, count: V) - Double(row[y])
+                    if argmax(row, V) == y { s[1] += 1 }
+                    s[2] += 1
+                }
+            }
+            return
+        }
         guard let logits = g.logits, let labels = g.labels else {
             // Padded slots have empty masks, so the batch's loss is the mean over its real masked pixels.
             if let loss = g.loss { s[0] += Double(loss.data[0]); s[2] += 1 }
@@ -278,6 +354,8 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
         switch model.config.objective {
         case .maskedImageModeling:
             return [("eval_reconstruction_loss", s[0] / n)]
+        case .visualTokens:
+            return [("eval_mim_loss", s[0] / n), ("eval_mim_accuracy", s[1] / n)]
         case .classification:
             return [("eval_loss", s[0] / n), ("eval_top1", s[1] / n)]
         case .distillation:
