@@ -84,9 +84,9 @@ final class Conv2dTests: KernelTestCase {
         XCTAssertTrue(conv2dOutputSize(H: 7, W: 6, KH: 4, KW: 4, stride: 2, padding: 1) == (3, 3))
         XCTAssertTrue(conv2dOutputSize(H: 4, W: 3, KH: 3, KW: 2, stride: 3, padding: 2) == (2, 2))
         XCTAssertEqual(conv2dScratchCount(B: 2, H: 3, W: 5, CIn: 7, COut: 6, KH: 1, KW: 1, stride: 1, padding: 0), 0)
-        // (64, 28, 28, 32) -> (64, 14, 14, 64): 12544 rows of 512 floats, 2048 of them per 4 MiB chunk.
+        // (64, 28, 28, 32) -> (64, 14, 14, 64): 12544 rows of 512 floats, 512 of them per 1 MiB chunk.
         XCTAssertEqual(conv2dScratchCount(B: 64, H: 28, W: 28, CIn: 32, COut: 64, KH: 4, KW: 4, stride: 2, padding: 1),
-                       2 * 64 * 512 + 2048 * 512)
+                       2 * 64 * 512 + 512 * 512)
         // A chunk never holds more rows than there are output pixels, and always one.
         XCTAssertEqual(conv2dScratchCount(B: 1, H: 4, W: 4, CIn: 2, COut: 3, KH: 3, KW: 3, stride: 1, padding: 1),
                        2 * 3 * 18 + 16 * 18)
