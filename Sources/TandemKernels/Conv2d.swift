@@ -1,8 +1,8 @@
 /// 2-D convolution as PyTorch's `nn.Conv2d` (zero padding, one stride and one padding for both axes, no
 /// dilation, one group) on channels-last activations: inp (B, H, W, CIn), weight (COut, CIn, KH, KW) in
-/// PyTorch's layout, out (B, HOut, WOut, COut). The convolutions of a VQ-VAE image tokenizer (BEiT's
-/// visual tokens, Ramesh et al. 2021's dVAE): kernel 4 stride 2 padding 1 down, kernel 3 padding 1 and
-/// 1x1 at a resolution.
+/// PyTorch's layout, out (B, HOut, WOut, COut). The convolutions of an image tokenizer for BEiT's visual
+/// tokens (BEiT used DALL-E's dVAE, Ramesh et al. 2021): kernel 4 stride 2 padding 1 down, as in van den
+/// Oord et al. 2017's VQ-VAE, kernel 3 padding 1 and 1x1 at a resolution.
 ///
 /// Unlike `conv1dForward`, a strided view of the input cannot be the im2col matrix: the KH taps of one
 /// output pixel read KH input rows W CIn floats apart. So the output pixels (all B HOut WOut of them, in
