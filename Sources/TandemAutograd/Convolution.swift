@@ -2,7 +2,8 @@ import TandemKernels
 
 // The ops of a convolutional front end on channels-last (B, T, C) activations: wav2vec 2.0's feature
 // encoder (Conv1d, GroupNorm with one group per channel) and its positional convolution (a grouped
-// Conv1d whose weight is weight-normalised).
+// Conv1d whose weight is weight-normalised). And on channels-last (B, H, W, C) images, those of a VQ-VAE
+// image tokenizer (BEiT's visual tokens): Conv2d and nearest-neighbour upsampling.
 
 extension Tape {
     /// PyTorch's nn.Conv1d on channels-last activations: x (B, T, CIn), weight (COut, CIn/groups, K) in
@@ -90,6 +91,49 @@ extension Tape {
         }, backward: {
             channelNormOverTimeBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w,
                                         mean: mean, rstd: rstd, B: B, T: T, C: C)
+        })
+        return y
+    }
+
+    /// PyTorch's nn.Conv2d (zero padding, no dilation, one group) on channels-last images: x (B, H, W, CIn),
+    /// weight (COut, CIn, KH, KW) in PyTorch's layout, bias (COut) or nil; y (B, HOut, WOut, COut) with
+    /// HOut = (H + 2 padding - KH)/stride + 1 and WOut likewise (`conv2dForward`).
+    public func conv2d(_ x: Tensor, weight: Parameter, bias: Parameter?, stride: Int = 1, padding: Int = 0) -> Tensor {
+        precondition(x.shape.rank == 4 && weight.shape.rank == 4,
+                     "conv2d \(weight.name): input \(x.shape) must be (B, H, W, CIn) and weight \(weight.shape) (COut, CIn, KH, KW)")
+        let B = x.shape[0], H = x.shape[1], W = x.shape[2], CIn = x.shape[3]
+        let COut = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
+        precondition(weight.shape[1] == CIn, "conv2d \(weight.name): weight \(weight.shape) does not fit input \(x.shape)")
+        precondition(bias.map { $0.count == COut } ?? true, "conv2d \(weight.name): bias \(bias!.shape) is not (\(COut))")
+        precondition(stride > 0 && padding >= 0 && H + 2 * padding >= KH && W + 2 * padding >= KW,
+                     "conv2d \(weight.name): kernel \(KH)x\(KW) with stride \(stride) and padding \(padding) does not fit input \(x.shape)")
+        let (HOut, WOut) = conv2dOutputSize(H: H, W: W, KH: KH, KW: KW, stride: stride, padding: padding)
+        let y = tensor(Shape(B, HOut, WOut, COut))
+        let scratch = self.scratch(count: conv2dScratchCount(B: B, H: H, W: W, CIn: CIn, COut: COut, KH: KH, KW: KW,
+                                                             stride: stride, padding: padding))
+        let w = weight.value, dw = weight.grad, b = bias?.value, db = bias?.grad
+        let precision = precision
+        record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: {
+            conv2dForward(out: y.data, inp: x.data, weight: w, bias: b, B: B, H: H, W: W, CIn: CIn, COut: COut,
+                          KH: KH, KW: KW, stride: stride, padding: padding, scratch: scratch, precision: precision)
+        }, backward: {
+            conv2dBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w, B: B, H: H,
+                           W: W, CIn: CIn, COut: COut, KH: KH, KW: KW, stride: stride, padding: padding,
+                           scratch: scratch, precision: precision)
+        })
+        return y
+    }
+
+    /// PyTorch's nn.Upsample(scale_factor: 2, mode: "nearest") on channels-last images: x (B, H, W, C) ->
+    /// (B, 2H, 2W, C), every pixel copied to its 2 x 2 children.
+    public func upsampleNearest2x(_ x: Tensor) -> Tensor {
+        precondition(x.shape.rank == 4, "upsampleNearest2x: input \(x.shape) is not (B, H, W, C)")
+        let B = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+        let y = tensor(Shape(B, 2 * H, 2 * W, C))
+        record(inputs: [x], forward: {
+            upsampleNearest2xForward(out: y.data, inp: x.data, B: B, H: H, W: W, C: C)
+        }, backward: {
+            if let dx = x.grad { upsampleNearest2xBackward(dinp: dx, dout: y.grad!, B: B, H: H, W: W, C: C) }
         })
         return y
     }

@@ -47,4 +47,18 @@ extension Tape {
         })
         return y
     }
+
+    /// Images from channels-first to channels-last: pixels (B, C, H, W), as pixel_values arrive, ->
+    /// (B, H, W, C), what `conv2d` reads. The output needs a gradient only when `pixels` does.
+    public func channelsLast(_ pixels: Tensor) -> Tensor {
+        precondition(pixels.shape.rank == 4, "channelsLast: pixels \(pixels.shape) are not (B, C, H, W)")
+        let B = pixels.shape[0], C = pixels.shape[1], H = pixels.shape[2], W = pixels.shape[3]
+        let y = tensor(Shape(B, H, W, C), requiresGrad: pixels.requiresGrad)
+        record(inputs: [pixels], forward: {
+            channelsLastForward(out: y.data, inp: pixels.data, B: B, C: C, HW: H * W)
+        }, backward: {
+            if let dx = pixels.grad { channelsLastBackward(dinp: dx, dout: y.grad!, B: B, C: C, HW: H * W) }
+        })
+        return y
+    }
 }

@@ -1,5 +1,6 @@
 /// Copies that rearrange activations between the shapes ops expect, and their gradients (which
-/// accumulate): columns side by side, the first two axes swapped, and adjacent blocks summed.
+/// accumulate): columns side by side, the first two axes swapped, adjacent blocks summed, and images
+/// from channels-first to channels-last.
 
 // MARK: - Columns side by side
 
@@ -60,6 +61,30 @@ public func sumBlocksForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointe
 public func sumBlocksBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, N: Int, K: Int, C: Int) {
     for n in 0..<N {
         for k in 0..<K { residualBackward(da: dinp + (n * K + k) * C, db: nil, dout: dout + n * C, count: C) }
+    }
+}
+
+// MARK: - Channels last
+
+/// out (B, HW, C) = inp (B, C, HW) with the last two axes swapped: images as pixel_values arrive,
+/// (B, C, H, W), to the channels-last pixels (B, H, W, C) that `conv2dForward` reads. Element by
+/// element: for RGB images (C 3) a row of the output is 3 floats, too short for row copies to gain.
+public func channelsLastForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, B: Int, C: Int, HW: Int) {
+    for b in 0..<B {
+        let x = inp + b * C * HW, y = out + b * HW * C
+        for c in 0..<C {
+            for s in 0..<HW { y[s * C + c] = x[c * HW + s] }
+        }
+    }
+}
+
+/// dinp (B, C, HW) += dout (B, HW, C) with the axes swapped back.
+public func channelsLastBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, B: Int, C: Int, HW: Int) {
+    for b in 0..<B {
+        let dx = dinp + b * C * HW, dy = dout + b * HW * C
+        for c in 0..<C {
+            for s in 0..<HW { dx[c * HW + s] += dy[s * C + c] }
+        }
     }
 }
 

@@ -2,8 +2,8 @@ import XCTest
 import TandemKernels
 import TandemTestSupport
 
-/// Columns side by side, the first two axes swapped and adjacent blocks summed: forward against the naive
-/// references, backward against finite differences.
+/// Columns side by side, the first two axes swapped, adjacent blocks summed and images made channels-last:
+/// forward against the naive references (or the index formula), backward against finite differences.
 final class LayoutTests: KernelTestCase {
     func testConcatenateColumns() {
         let N = 3, columns = [5, 17, 2]
@@ -72,5 +72,29 @@ final class LayoutTests: KernelTestCase {
                 dx = g.array
             })
         }
+    }
+
+    /// Pixels (B, C, H, W) to (B, H, W, C): every element where PyTorch's `x.permute(0, 2, 3, 1)` puts it.
+    func testChannelsLast() {
+        let B = 2, C = 3, H = 4, W = 5
+        let x = GradCheck.random(count: B * C * H * W, seed: 11)
+        func forward(_ x: [Float]) -> [Float] {
+            let out = Buffer(zeros: x.count)
+            channelsLastForward(out: out.p, inp: Buffer(x).c, B: B, C: C, HW: H * W)
+            return out.array
+        }
+        let y = forward(x)
+        for b in 0..<B {
+            for c in 0..<C {
+                for h in 0..<H {
+                    for w in 0..<W { XCTAssertEqual(y[((b * H + h) * W + w) * C + c], x[((b * C + c) * H + h) * W + w]) }
+                }
+            }
+        }
+        gradCheck("channelsLast", x: x, outputCount: x.count, forward: forward, backward: { _, dout, dx in
+            let g = Buffer(dx)
+            channelsLastBackward(dinp: g.p, dout: Buffer(dout).c, B: B, C: C, HW: H * W)
+            dx = g.array
+        })
     }
 }
