@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "TandemModelsTests", dependencies: ["TandemModels", "TandemTraining", "TandemTools", "TandemTestSupport"],
                     exclude: ["Fixtures"]),
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
-        .testTarget(name: "TandemTrainingTests", dependencies: ["TandemTraining", "TandemTestSupport", "CMallocCounter"]),
+        .testTarget(name: "TandemTrainingTests", dependencies: ["TandemTraining", "TandemTools", "TandemTestSupport", "CMallocCounter"]),
         .testTarget(name: "TandemToolsTests", dependencies: ["TandemTools", "TandemTestSupport"]),
     ]
 )

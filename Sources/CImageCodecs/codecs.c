@@ -106,6 +106,60 @@ int tdimg_decode_png(const unsigned char *data, size_t size, tdimg_image *out) {
     return 0;
 }
 
+typedef struct {
+    jmp_buf jump;
+    char *error;
+    size_t error_size;
+} tdimg_png_write_errors;
+
+static void tdimg_png_write_error(png_structp png, png_const_charp message) {
+    tdimg_png_write_errors *errors = (tdimg_png_write_errors *)png_get_error_ptr(png);
+    snprintf(errors->error, errors->error_size, "libpng: %s", message);
+    longjmp(errors->jump, 1);
+}
+
+int tdimg_write_png(const char *path, const unsigned char *pixels, int width, int height, int channels,
+                    char *error, size_t error_size) {
+    if (width <= 0 || height <= 0 || (channels != 1 && channels != 3)) {
+        snprintf(error, error_size, "cannot write a %dx%d image of %d channels as PNG", width, height, channels);
+        return 1;
+    }
+    FILE *volatile file = fopen(path, "wb");
+    if (!file) {
+        snprintf(error, error_size, "cannot open for writing");
+        return 1;
+    }
+    tdimg_png_write_errors errors;
+    errors.error = error;
+    errors.error_size = error_size;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &errors, tdimg_png_write_error, tdimg_png_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        snprintf(error, error_size, "libpng: cannot create the write structs");
+        png_destroy_write_struct(&png, info ? &info : NULL);
+        fclose(file);
+        return 1;
+    }
+    if (setjmp(errors.jump)) {
+        png_destroy_write_struct(&png, &info);
+        fclose(file);
+        return 1;
+    }
+    png_init_io(png, file);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,
+                 channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * width * channels));
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    if (fclose(file) != 0) {
+        snprintf(error, error_size, "cannot finish writing (disk full?)");
+        return 1;
+    }
+    return 0;
+}
+
 // MARK: - JPEG
 
 typedef struct {

@@ -16,7 +16,7 @@ struct Tandem: ParsableCommand {
         version: TrainingRun.version,
         subcommands: [Train.self, PrepareText.self, PrepareImages.self, PrepareAudio.self, PrepareTranslation.self, Vocab.self, VocabOverlap.self,
                       Tokenize.self,
-                      Translate.self, Bleu.self, Generate.self, Transcribe.self, Debug.self, Inspect.self, Bench.self, Plot.self])
+                      Translate.self, Bleu.self, Generate.self, Transcribe.self, TokenizeImages.self, Debug.self, Inspect.self, Bench.self, Plot.self])
 
     /// OpenBLAS's faster kernels for this CPU first (a re-exec with OPENBLAS_CORETYPE when it has a
     /// preference: `BLAS.selectPreferredCore`), then the command line. A command that failed through
@@ -98,6 +98,37 @@ struct PrepareImages: ParsableCommand {
         try withCommunicator {
             try ImageCommands.prepare(input: input, out: out, size: size, shardSize: shardSize, split: split,
                                       labels: labels, classes: classNames, threads: threads, communicator: $0)
+        }
+    }
+}
+
+struct TokenizeImages: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenize-images", abstract: "Image shards -> the visual tokens BEiT's masked image modeling predicts.",
+        discussion: """
+        TOKENIZER is a VQ-VAE checkpoint directory (a run of a vqvae preset, e.g. configs/vqvae-fmnist.yaml). Every image \
+        of --images, normalised as the tokenizer was trained, becomes its grid of codes; --out is a safetensors file \
+        with `visual_tokens` (images, grid x grid) I32 and the tokenizer, the grid, the vocabulary and the SHA-256 of \
+        the images' manifest.json in its metadata: give it to a BEiT run as data.visual_tokens (or \
+        data.eval_visual_tokens). Prints the reconstruction's error and PSNR and how many codes the images use; \
+        --picture writes a PNG of originals above their reconstructions.
+        """)
+    @Option(help: "A VQ-VAE tokenizer checkpoint directory.") var tokenizer: String
+    @Option(help: "An image shard directory (prepare-images).") var images: String
+    @Option(help: "The visual tokens file to write (safetensors).") var out: String
+    @Option(help: "Also write originals above reconstructions to this PNG.") var picture: String?
+    @Option(name: .customLong("picture-count"), help: "Images in the picture (cycling through the classes).") var pictureCount: Int = 20
+    @Option(name: .customLong("picture-scale"), help: "Picture pixels per image pixel.") var pictureScale: Int = 3
+    @Option(help: "Images per forward pass.") var batch: Int = 256
+    func run() throws {
+        guard batch > 0, pictureCount > 0, pictureScale > 0 else {
+            throw ValidationError("--batch, --picture-count and --picture-scale must be positive")
+        }
+        try withCommunicator { _ in
+            try ImageTokenization.run(tokenizerDirectory: tokenizer, images: images, output: out, picture: picture,
+                                      pictureCount: pictureCount, pictureScale: pictureScale, batch: batch) {
+                FileHandle.standardError.write(Data(($0 + "\n").utf8))
+            }
         }
     }
 }

@@ -31,6 +31,12 @@ int tdimg_decode_png(const unsigned char *data, size_t size, tdimg_image *out);
 /// convert("RGB") converts its (Adobe-inverted) CMYK. Returns 0 on success.
 int tdimg_decode_jpeg(const unsigned char *data, size_t size, tdimg_image *out);
 
+/// Writes `height` x `width` 8-bit pixels of `channels` (1: grey, 3: RGB) bytes each, rows top to bottom,
+/// as a PNG file at `path` (replacing it). Returns 0 on success; on failure `error` (`error_size` bytes)
+/// holds the reason and the file may be partly written.
+int tdimg_write_png(const char *path, const unsigned char *pixels, int width, int height, int channels,
+                    char *error, size_t error_size);
+
 /// Frees `image->pixels`.
 void tdimg_free(tdimg_image *image);
 

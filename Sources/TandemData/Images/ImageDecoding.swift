@@ -50,3 +50,14 @@ public func decodeImage(_ bytes: UnsafeRawBufferPointer, path: String) throws ->
     let width = Int(image.width), height = Int(image.height)
     return DecodedImage(width: width, height: height, pixels: Array(UnsafeBufferPointer(start: pixels, count: width * height * 3)))
 }
+
+/// Writes `pixels`, height x width x `channels` bytes (1: grey, 3: RGB; HWC, rows top to bottom), as a PNG
+/// file at `path` through libpng; a failure names the file.
+public func writePNG(path: String, pixels: [UInt8], width: Int, height: Int, channels: Int) throws {
+    precondition(pixels.count == width * height * channels, "writePNG: \(pixels.count) bytes for \(width)x\(height)x\(channels)")
+    var message = [CChar](repeating: 0, count: 256)
+    let status = pixels.withUnsafeBufferPointer { p in
+        tdimg_write_png(path, p.baseAddress, Int32(width), Int32(height), Int32(channels), &message, message.count)
+    }
+    if status != 0 { throw DataError.io(path: path, reason: String(cString: message)) }
+}

@@ -67,7 +67,8 @@ public struct DebugModel {
 public enum ModelFamilies {
     public static let all: [any ModelFamily.Type] = [BERTFamily.self, ViTFamily.self, GPTFamily.self, RNNFamily.self, Seq2SeqFamily.self,
                                                    MarianFamily.self, RobertaFamily.self, ALBERTFamily.self,
-                                                   DistilBERTFamily.self, Wav2Vec2Family.self, BEiTFamily.self]
+                                                   DistilBERTFamily.self, Wav2Vec2Family.self, BEiTFamily.self,
+                                                   VQVAEFamily.self]
 
     /// Every preset name with its family.
     public static var presets: [(name: String, family: any ModelFamily.Type)] {

@@ -118,14 +118,16 @@ public final class VisualTokens {
         }
     }
 
-    /// A visual tokens file for `images` (tests, tools): `tokens` row-major (N, rows x columns).
+    /// A visual tokens file for `images` (tests, `tandem tokenize-images`): `tokens` row-major (N, rows x
+    /// columns); `extraMetadata` adds entries to `__metadata__`.
     public static func write(tokens: [Int32], count: Int, rows: Int, columns: Int, vocabSize: Int, imagesDirectory: String,
-                             tokenizer: String, to path: String) throws {
+                             tokenizer: String, extraMetadata: [String: String] = [:], to path: String) throws {
         precondition(tokens.count == count * rows * columns, "tokens must be (N, rows x columns)")
         let manifest = (imagesDirectory as NSString).appendingPathComponent(ImageShardManifest.fileName)
-        var w = SafeTensorsWriter(metadata: [
-            "format": format, "vocab_size": String(vocabSize), "grid": "\(rows)x\(columns)",
-            "images_manifest_sha256": SHA256.hex(try SHA256.hash(file: manifest)), "tokenizer": tokenizer])
+        var metadata = extraMetadata
+        metadata.merge(["format": format, "vocab_size": String(vocabSize), "grid": "\(rows)x\(columns)",
+                        "images_manifest_sha256": SHA256.hex(try SHA256.hash(file: manifest)), "tokenizer": tokenizer]) { $1 }
+        var w = SafeTensorsWriter(metadata: metadata)
         w.add(tensorName, shape: [count, rows * columns], int32s: tokens)
         try w.write(toPath: path)
     }
