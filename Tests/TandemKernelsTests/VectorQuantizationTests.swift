@@ -21,6 +21,19 @@ final class VectorQuantizationTests: KernelTestCase {
         return (Array(UnsafeBufferPointer(start: out.p, count: N * D)), Array(UnsafeBufferPointer(start: codes, count: N)), loss)
     }
 
+    /// Runs forward at (z, e) and then backward with `dout` and `dloss`, accumulating into `dz` and/or `de`.
+    private func backward(z: [Float], e: [Float], dout: [Float], dloss: Float, dz: inout [Float]?, de: inout [Float]?) {
+        let s = saved()
+        let (_, codes, _) = forward(z, e, saved: s)
+        let c = TestMemory.allocate(Int32.self, count: N)
+        c.update(from: codes, count: N)
+        let dzBuffer = dz.map { Buffer($0) }, deBuffer = de.map { Buffer($0) }
+        vectorQuantizeBackward(dz: dzBuffer?.p, dcodebook: deBuffer?.p, dout: Buffer(dout).c, dloss: dloss, codes: c,
+                               N: N, K: K, D: D, beta: beta, saved: s, scratch: Buffer(zeros: K * D).p)
+        dz = dzBuffer.map { Array(UnsafeBufferPointer(start: $0.p, count: N * D)) }
+        de = deBuffer.map { Array(UnsafeBufferPointer(start: $0.p, count: K * D)) }
+    }
+
     func testForwardMatchesReference() {
         let z = GradCheck.random(count: N * D, seed: 1, scale: 3), e = GradCheck.random(count: K * D, seed: 2)
         let (out, codes, loss) = forward(z, e, saved: saved())
@@ -48,14 +61,9 @@ final class VectorQuantizationTests: KernelTestCase {
             precondition(codes == codes0, "a probe moved a row to another code: choose other test data")
             return [loss * beta / (1 + beta)]
         }, backward: { x, dout, dx in
-            let s = saved()
-            let (_, codes, _) = forward(x, e, saved: s)
-            let c = TestMemory.allocate(Int32.self, count: N)
-            c.update(from: codes, count: N)
-            dx.withUnsafeMutableBufferPointer {
-                vectorQuantizeBackward(dz: $0.baseAddress, dcodebook: nil, dout: Buffer(zeros: N * D).c, dloss: dout[0], codes: c,
-                                       N: N, K: K, D: D, beta: beta, saved: s, scratch: Buffer(zeros: K * D).p)
-            }
+            var dz: [Float]? = dx, de: [Float]? = nil
+            backward(z: x, e: e, dout: [Float](repeating: 0, count: N * D), dloss: dout[0], dz: &dz, de: &de)
+            dx = dz!
         })
     }
 
@@ -69,14 +77,9 @@ final class VectorQuantizationTests: KernelTestCase {
             precondition(codes == codes0, "a probe moved a row to another code: choose other test data")
             return [loss / (1 + beta)]
         }, backward: { x, dout, dx in
-            let s = saved()
-            let (_, codes, _) = forward(z, x, saved: s)
-            let c = TestMemory.allocate(Int32.self, count: N)
-            c.update(from: codes, count: N)
-            dx.withUnsafeMutableBufferPointer {
-                vectorQuantizeBackward(dz: nil, dcodebook: $0.baseAddress, dout: Buffer(zeros: N * D).c, dloss: dout[0], codes: c,
-                                       N: N, K: K, D: D, beta: beta, saved: s, scratch: Buffer(zeros: K * D).p)
-            }
+            var dz: [Float]? = nil, de: [Float]? = dx
+            backward(z: z, e: x, dout: [Float](repeating: 0, count: N * D), dloss: dout[0], dz: &dz, de: &de)
+            dx = de!
         })
     }
 
@@ -90,14 +93,9 @@ final class VectorQuantizationTests: KernelTestCase {
                 return row.map { $0 / norm }
             }
         }, backward: { x, dout, dx in
-            let s = saved()
-            let (_, codes, _) = forward(x, e, saved: s)
-            let c = TestMemory.allocate(Int32.self, count: N)
-            c.update(from: codes, count: N)
-            dx.withUnsafeMutableBufferPointer {
-                vectorQuantizeBackward(dz: $0.baseAddress, dcodebook: nil, dout: Buffer(dout).c, dloss: 0, codes: c,
-                                       N: N, K: K, D: D, beta: beta, saved: s, scratch: Buffer(zeros: K * D).p)
-            }
+            var dz: [Float]? = dx, de: [Float]? = nil
+            backward(z: x, e: e, dout: dout, dloss: 0, dz: &dz, de: &de)
+            dx = dz!
         })
     }
 
