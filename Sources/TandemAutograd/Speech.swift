@@ -1,7 +1,7 @@
 import TandemKernels
 
-// The ops of wav2vec 2.0 besides its convolutions: zeroing padded frames, CTC over padded batches, the
-// Gumbel-softmax product quantiser and the pre-training loss.
+// The ops of wav2vec 2.0 besides its convolutions: zeroing padded frames, feature (channel) masking, CTC
+// over padded batches, the Gumbel-softmax product quantiser and the pre-training loss.
 
 extension Tape {
     /// y = x m: every row of x (B, T, C) times keep (B, T), 1 for frames to keep and 0 for padding (HF's
@@ -22,6 +22,40 @@ extension Tape {
             for n in 0..<N {
                 let m = keep.data[n]
                 for c in 0..<C { dx[n * C + c] = (stores ? 0 : dx[n * C + c]) + dy[n * C + c] * m }
+            }
+        })
+        return y
+    }
+
+    /// y[b, t, c] = x[b, t, c] keep[b, c] while `training`: x (B, T, C) times a per-utterance channel mask
+    /// `keep` (B, C) broadcast over time, 0 for a masked channel (wav2vec 2.0's feature masking, HF's
+    /// `hidden_states[mask_feature_indices[:, None].expand(-1, T, -1)] = 0`), so the gradient is 0 on masked
+    /// channels. An identity while `training` is false (HF masks features in training only). The caller
+    /// fills `keep`.
+    public func keepChannels(_ x: Tensor, keep: Tensor) -> Tensor {
+        let B = x.shape[0], C = x.shape[-1], T = x.count / (B * C)
+        precondition(keep.count == B * C, "keepChannels: \(x.shape), keep \(keep.shape)")
+        let y = tensor(x.shape)
+        let write = gradientWrite(x)
+        record(inputs: [x], storing: [write], forward: { [unowned self] in
+            guard training else { y.data.update(from: x.data, count: B * T * C); return }
+            for b in 0..<B {
+                let m = keep.data + b * C
+                for t in 0..<T {
+                    let row = (b * T + t) * C
+                    for c in 0..<C { y.data[row + c] = x.data[row + c] * m[c] }
+                }
+            }
+        }, backward: { [unowned self] in
+            guard let dx = x.grad else { return }
+            let dy = y.grad!, stores = write.stores
+            guard training else { residualBackward(da: dx, db: nil, dout: dy, count: B * T * C, accumulateA: !stores); return }
+            for b in 0..<B {
+                let m = keep.data + b * C
+                for t in 0..<T {
+                    let row = (b * T + t) * C
+                    for c in 0..<C { dx[row + c] = (stores ? 0 : dx[row + c]) + dy[row + c] * m[c] }
+                }
             }
         })
         return y

@@ -54,6 +54,16 @@ public final class Tape {
     private var streams: UInt64 = 0
     public private(set) var isSealed = false
 
+    /// Skippable regions (`skippable`): the ops start..<end and the gradient buffers gradientStart..<gradientEnd
+    /// recorded inside, and the condition read at the start of every `forward()`.
+    var skipRegions: [(start: Int, end: Int, gradientStart: Int, gradientEnd: Int, skip: () -> Bool)] = []
+    /// Whether each region is skipped in the current replay (set by `forward()`, read by `backward()`).
+    var regionSkipped: [Bool] = []
+    /// Per op, the region it belongs to, or -1 (set by `seal`).
+    private var opRegion: [Int] = []
+    /// Whether a region is being recorded (regions do not nest).
+    var recordingSkippable = false
+
     public init(rng: Philox = Philox(seed: 0), minimumBlockBytes: Int = 16 << 20) {
         self.rng = rng
         values = ActivationArena(minimumBlockBytes: minimumBlockBytes)
@@ -96,6 +106,10 @@ public final class Tape {
         precondition(!isSealed, "the tape is sealed")
         return values.allocate(Float.self, count: count)
     }
+
+    /// Ops recorded so far, and activation gradient buffers allocated so far (`skippable` marks its region by them).
+    var opCount: Int { forwards.count }
+    var gradientBufferCount: Int { gradientBuffers.count }
 
     /// A fresh stream number for an op that draws random numbers.
     public func newStream() -> UInt64 { streams += 1; return streams }
@@ -150,6 +164,9 @@ public final class Tape {
         opGradients = []
         zeroedBuffers = []
         storedGradientCount = 0
+        skipRegions = []
+        regionSkipped = []
+        opRegion = []
         isSealed = false
     }
 
@@ -162,6 +179,11 @@ public final class Tape {
         finalStart = [0]
         for ps in byOp { finalParameters += ps; finalStart.append(finalParameters.count) }
         pendingParameters = []
+        opRegion = [Int](repeating: -1, count: forwards.count)
+        for (r, region) in skipRegions.enumerated() {
+            for i in region.start..<region.end { opRegion[i] = r }
+        }
+        regionSkipped = [Bool](repeating: false, count: skipRegions.count)
         planGradientWrites()
         isSealed = true
     }
@@ -174,8 +196,12 @@ public final class Tape {
             for (g, _) in gradients { firstWriter[g] = i }  // the last consumer runs first in backward
         }
         let own = Set(gradientBuffers.map(\.0))  // parameters' gradients always accumulate
+        // An op of a skippable region may store only into buffers allocated inside that region: when the
+        // region is skipped its ops do not run, and a buffer from outside must not keep stale values.
+        let regionBuffers = skipRegions.map { Set(gradientBuffers[$0.gradientStart..<$0.gradientEnd].map(\.0)) }
         var stored = Set<UnsafeMutablePointer<Float>>()
         for (g, i) in firstWriter where own.contains(g) {
+            if opRegion[i] >= 0 && !regionBuffers[opRegion[i]].contains(g) { continue }
             let writes = opGradients[i].filter { $0.buffer == g }
             guard writes.count == 1, let flag = writes[0].write else { continue }
             flag.stores = true
@@ -187,10 +213,20 @@ public final class Tape {
 
     // MARK: - Replay
 
-    /// Runs every recorded forward closure in order.
+    /// Runs every recorded forward closure in order, except those of the skippable regions whose
+    /// condition holds now (each condition is read once here; `backward()` skips the same regions).
     public func forward() {
         seal()
-        for f in forwards { f() }
+        guard !skipRegions.isEmpty else {
+            for f in forwards { f() }
+            return
+        }
+        for r in skipRegions.indices { regionSkipped[r] = skipRegions[r].skip() }
+        for i in forwards.indices {
+            let r = opRegion[i]
+            if r >= 0 && regionSkipped[r] { continue }
+            forwards[i]()
+        }
     }
 
     /// Zeroes the activation gradients whose first writer adds (those whose first writer stores need
@@ -204,7 +240,9 @@ public final class Tape {
         dloss.update(repeating: seed, count: loss.count)
         var i = backwards.count - 1
         while i >= 0 {
-            backwards[i]()
+            let r = opRegion[i]
+            // A skipped region's parameters get no gradient, but their buckets still learn they are final.
+            if r < 0 || !regionSkipped[r] { backwards[i]() }
             if let hook = onGradientFinal {
                 for j in finalStart[i]..<finalStart[i + 1] { hook(finalParameters[j]) }
             }

@@ -9,11 +9,17 @@ import TandemNN
 ///   3, 2, 2 and strides 5, 2, 2, 2, 2, 2, 2, 512 channels, 20 ms per frame), each followed by GELU, with a
 ///   GroupNorm of one group per channel after the first ("group") or a LayerNorm after each ("layer");
 /// - the feature projection: a LayerNorm (whose output the quantiser reads) and a Linear to the hidden size;
-/// - time masking: the frames of `maskTimeIndices` replaced by the learned `masked_spec_embed`;
+/// - time masking: the frames of `maskTimeIndices` replaced by the learned `masked_spec_embed`; in training,
+///   feature masking: the channels `featureKeep` zeroes set to 0 on every frame of their utterance (HF's
+///   `mask_feature_prob`, applied after time masking, on the transformer's input only: the quantiser reads
+///   the unmasked features);
 /// - the encoder: padded frames zeroed, the convolutional positional embedding (a grouped convolution of
 ///   kernel 128 in 16 groups under weight normalisation over dim 2, the last frame of its even-kernel output
 ///   dropped, GELU) added, then post-LN layers after a LayerNorm (base) or pre-LN layers before one
-///   ("stable layer norm", large), attending only to the frames of each utterance;
+///   ("stable layer norm", large), attending only to the frames of each utterance; in training each layer
+///   is skipped (its input passed through) with probability `layerdrop` (LayerDrop, HF's
+///   `Wav2Vec2Encoder`), one decision per layer for the whole micro-batch, from (tape rng, `tape.step`,
+///   layer) only, so the same on every rank for a global micro-batch and after a resume;
 /// - `Wav2Vec2ForCTC`: dropout and `lm_head` on every frame, and the CTC loss with the pad token as blank;
 /// - `Wav2Vec2ForPreTraining`: `project_hid` on the encoder output; the Gumbel-softmax product quantiser
 ///   on the (dropped-out) normalised features, then `project_q`; the contrastive loss of each masked frame
@@ -22,9 +28,11 @@ import TandemNN
 /// Parameters are registered under HF's checkpoint names in `named_parameters()` order (the positional
 /// convolution's weight norm as transformers saves it: `pos_conv_embed.conv.parametrizations.weight.original0`
 /// for g (1, 1, K) and `original1` for v; `weight_g`/`weight_v` of older checkpoints load too).
-/// Attention dropout and LayerDrop are not applied.
+/// Dropout on the attention probabilities is not applied.
 public final class Wav2Vec2 {
     public let config: Wav2Vec2Config
+    /// The Philox stream of LayerDrop's decisions (index: the layer; step: `tape.step`).
+    public static let layerDropStream: UInt64 = 0x1a7e_d209
 
     /// One convolution of the feature encoder with its norm.
     public struct ConvLayer {
@@ -149,6 +157,10 @@ public final class Wav2Vec2 {
         /// (B, T) 1 for frames replaced by `masked_spec_embed` (pre-training's masked frames, SpecAugment's in
         /// fine-tuning), present when the model has the embedding; zeros when recorded.
         public let maskTimeIndices: Tensor?
+        /// (B, C) 1 for the hidden channels kept and 0 for those feature masking zeroes on every frame of
+        /// the utterance (HF's `mask_feature_indices`, inverted), read only while `tape.training`; present
+        /// when `mask_feature_prob` > 0 and `apply_spec_augment`; ones when recorded.
+        public let featureKeep: Tensor?
         /// CTC: (B, U) labels, -100 (or the pad token) after each transcript; -100 when recorded.
         public let labels: UnsafeMutablePointer<Int32>?
         /// CTC: U, the label columns per utterance.
@@ -213,6 +225,13 @@ public final class Wav2Vec2 {
             hidden = tape.maskTokens(hidden, mask: m, token: maskedSpecEmbed)
             maskTime = m
         }
+        var featureKeep: Tensor? = nil
+        if config.maskFeatureProb > 0 && config.applySpecAugment {
+            let keep = tape.input(Shape(B, config.hiddenSize))
+            keep.data.update(repeating: 1, count: B * config.hiddenSize)
+            hidden = tape.keepChannels(hidden, keep: keep)
+            featureKeep = keep
+        }
         // The encoder.
         hidden = tape.keepRows(hidden, keep: frameMask)
         let K = config.numConvPosEmbeddings
@@ -222,7 +241,17 @@ public final class Wav2Vec2 {
         hidden = tape.add(hidden, positions)
         if !config.doStableLayerNorm { hidden = encoderNorm(hidden, on: tape) }
         hidden = tape.dropout(hidden, p: config.hiddenDropout)
-        for layer in layers { hidden = layer(hidden, keyMask: frameMask, causal: false, on: tape) }
+        for (i, layer) in layers.enumerated() {
+            let apply = { (x: Tensor) in layer(x, keyMask: frameMask, causal: false, on: tape) }
+            if config.layerdrop > 0 {
+                let p = config.layerdrop
+                hidden = tape.skippable(hidden, skip: { [unowned tape] in
+                    tape.layerDropSkips(layer: i, p: p, stream: Self.layerDropStream)
+                }, apply)
+            } else {
+                hidden = apply(hidden)
+            }
+        }
         if config.doStableLayerNorm { hidden = encoderNorm(hidden, on: tape) }
 
         switch head {
@@ -235,7 +264,7 @@ public final class Wav2Vec2 {
                                     reduction: config.ctcLossReduction, zeroInfinity: config.ctcZeroInfinity,
                                     utteranceLosses: losses)
             return Graph(batch: B, samples: S, frames: T, inputValues: inputValues, frameMask: frameMask,
-                         frameLengths: frameLengths, maskTimeIndices: maskTime, labels: labels, labelColumns: U,
+                         frameLengths: frameLengths, maskTimeIndices: maskTime, featureKeep: featureKeep, labels: labels, labelColumns: U,
                          sampledNegativeIndices: nil, lastHiddenState: hidden, extractFeatures: extract, logits: logits,
                          projectedStates: nil, projectedQuantizedStates: nil, codevectorPerplexity: nil, lossTerms: nil,
                          utteranceLosses: losses, loss: loss)
@@ -258,7 +287,7 @@ public final class Wav2Vec2 {
                 codevectorCount: config.numCodevectorGroups * config.numCodevectorsPerGroup,
                 diversityWeight: config.diversityLossWeight, terms: terms)
             return Graph(batch: B, samples: S, frames: T, inputValues: inputValues, frameMask: frameMask,
-                         frameLengths: frameLengths, maskTimeIndices: maskTime, labels: nil, labelColumns: 0,
+                         frameLengths: frameLengths, maskTimeIndices: maskTime, featureKeep: featureKeep, labels: nil, labelColumns: 0,
                          sampledNegativeIndices: negatives, lastHiddenState: hidden, extractFeatures: extract, logits: nil,
                          projectedStates: projected, projectedQuantizedStates: projectedQuantized,
                          codevectorPerplexity: perplexity, lossTerms: terms, utteranceLosses: nil, loss: loss)

@@ -38,8 +38,8 @@ public struct Wav2Vec2Config: Codable, Equatable, Sendable {
     public var featProjDropout: Float = 0
     public var featQuantizerDropout: Float = 0
     public var finalDropout: Float = 0.1
-    /// Probability of skipping a whole layer in training (LayerDrop, Fan et al. 2020). Tandem trains with
-    /// none: a config that sets it trains without it (the trainer says so).
+    /// Probability of skipping a whole encoder layer in training (LayerDrop, Fan et al. 2020): one decision
+    /// per layer and micro-batch, as transformers makes it per forward (`Wav2Vec2.record`).
     public var layerdrop: Float = 0.1
     public var initializerRange: Float = 0.02
     public var layerNormEps: Float = 1e-5
@@ -60,6 +60,8 @@ public struct Wav2Vec2Config: Codable, Equatable, Sendable {
     public var maskTimeProb: Float = 0.05
     public var maskTimeLength = 10
     public var maskTimeMinMasks = 2
+    /// Feature masking in training (SpecAugment's frequency masking on the hidden channels): spans of
+    /// `mask_feature_length` channels zeroed on every frame of an utterance, drawn as time spans are.
     public var maskFeatureProb: Float = 0
     public var maskFeatureLength = 10
     public var maskFeatureMinMasks = 0
@@ -241,7 +243,8 @@ public struct Wav2Vec2Config: Codable, Equatable, Sendable {
     }
 
     /// Checks what the model relies on, naming the field: GELU, the norms it knows, one kernel and
-    /// stride per convolution, heads and groups dividing the widths, probabilities in [0, 1).
+    /// stride per convolution, heads and groups dividing the widths, probabilities in [0, 1), feature-mask
+    /// spans no longer than the hidden size.
     public func validate() throws {
         guard hiddenAct == "gelu" else { throw Wav2Vec2Error("hidden_act \"\(hiddenAct)\" is not supported (only gelu)") }
         guard featExtractActivation == "gelu" else {
@@ -264,7 +267,7 @@ public struct Wav2Vec2Config: Codable, Equatable, Sendable {
                              ("num_codevectors_per_group", numCodevectorsPerGroup),
                              ("num_codevector_groups", numCodevectorGroups), ("num_negatives", numNegatives),
                              ("codevector_dim", codevectorDim), ("proj_codevector_dim", projCodevectorDim),
-                             ("mask_time_length", maskTimeLength)]
+                             ("mask_time_length", maskTimeLength), ("mask_feature_length", maskFeatureLength)]
         where value <= 0 {
             throw Wav2Vec2Error("\(key) must be positive, not \(value)")
         }
@@ -283,6 +286,14 @@ public struct Wav2Vec2Config: Codable, Equatable, Sendable {
                          ("layerdrop", layerdrop), ("mask_time_prob", maskTimeProb), ("mask_feature_prob", maskFeatureProb)]
         where !(p >= 0 && p < 1) {
             throw Wav2Vec2Error("\(key) \(p) must be in [0, 1)")
+        }
+        for (key, value) in [("mask_time_min_masks", maskTimeMinMasks), ("mask_feature_min_masks", maskFeatureMinMasks)]
+        where value < 0 {
+            throw Wav2Vec2Error("\(key) must not be negative, not \(value)")
+        }
+        // transformers' _compute_mask_indices refuses a span longer than the axis it masks.
+        if maskFeatureProb > 0 && maskFeatureLength > hiddenSize {
+            throw Wav2Vec2Error("mask_feature_length \(maskFeatureLength) is longer than hidden_size \(hiddenSize), the channels feature masking masks")
         }
         guard padTokenId >= 0 && padTokenId < vocabSize else {
             throw Wav2Vec2Error("pad_token_id \(padTokenId) (the CTC blank) is outside the vocabulary 0..<\(vocabSize)")

@@ -17,7 +17,9 @@ import TandemModels
 /// CTC: time masking (SpecAugment) at `mask_time_prob` in training when `apply_spec_augment`; evaluation
 /// reports the loss per utterance and the character error rate of greedy decoding. Pre-training: every
 /// utterance's masked frames and distractors are drawn as transformers draws them (`SpeechMasking`), keyed
-/// on (seed, epoch, utterance); the Gumbel temperature anneals from 2 by 0.999995 a step to 0.5 (the
+/// on (seed, epoch, utterance). Both: feature masking at `mask_feature_prob` in training when
+/// `apply_spec_augment` (the channels drawn the same way, from their own stream), and LayerDrop at
+/// `layerdrop` in training (the model decides from the tape's step); the Gumbel temperature anneals from 2 by 0.999995 a step to 0.5 (the
 /// paper's); evaluation reports the loss, the contrastive loss per masked frame and the codebook perplexity.
 public final class SpeechTask: EvaluatingTask {
     public let arena = ParameterArena()
@@ -126,7 +128,8 @@ public final class SpeechTask: EvaluatingTask {
     }
 
     /// Writes utterance `utterance` of `shards` (nil: a padding slot of silence) into slot b, with its
-    /// labels, and for training or pre-training its masked frames and distractors drawn for `epoch`.
+    /// labels, for training or pre-training its masked frames and distractors drawn for `epoch`, and for
+    /// training its masked feature channels.
     private func fillSlot(_ g: Wav2Vec2.Graph, _ b: Int, shards: AudioShards, utterance: Int?, ids: [Int32], sample: Int,
                           epoch: Int, training: Bool, lengths: inout [Int]) {
         let S = g.samples, T = g.frames
@@ -144,6 +147,18 @@ public final class SpeechTask: EvaluatingTask {
             let l = labels + b * g.labelColumns
             l.update(repeating: -100, count: g.labelColumns)
             for (k, id) in ids.enumerated() { l[k] = id }
+        }
+        if let keep = g.featureKeep {
+            // Feature masking, training only (the op is an identity in evaluation anyway).
+            let c = model.config, C = c.hiddenSize
+            let k = keep.data + b * C
+            k.update(repeating: 1, count: C)
+            if utterance != nil && training {
+                let mask = SpeechMasking.featureMask(channels: C, probability: Double(c.maskFeatureProb), length: c.maskFeatureLength,
+                                                     minMasks: c.maskFeatureMinMasks, rng: Philox(seed: seed), epoch: epoch,
+                                                     utterance: sample)
+                for (channel, masked) in mask.enumerated() where masked { k[channel] = 0 }
+            }
         }
         guard let maskTime = g.maskTimeIndices else { return }
         let m = maskTime.data + b * T

@@ -34,7 +34,8 @@ public enum Wav2Vec2Family: ModelFamily {
                              "feat_quantizer_dropout", "final_dropout", "layerdrop", "initializer_range", "layer_norm_eps",
                              "feat_extract_norm", "feat_extract_activation", "conv_bias", "num_conv_pos_embeddings",
                              "num_conv_pos_embedding_groups", "do_stable_layer_norm", "apply_spec_augment", "mask_time_prob",
-                             "mask_time_length", "mask_time_min_masks", "mask_feature_prob", "num_codevectors_per_group",
+                             "mask_time_length", "mask_time_min_masks", "mask_feature_prob", "mask_feature_length",
+                             "mask_feature_min_masks", "num_codevectors_per_group",
                              "num_codevector_groups", "contrastive_logits_temperature", "num_negatives", "codevector_dim",
                              "proj_codevector_dim", "diversity_loss_weight", "ctc_loss_reduction", "ctc_zero_infinity", "pad_token_id"]
 
@@ -47,9 +48,6 @@ public enum Wav2Vec2Family: ModelFamily {
         if objective == "ctc" { fields["vocab_size"] = vocabSize }
         try ModelFields.merge(&fields, overrides, known: fieldNames, file: file)
         let c: Wav2Vec2Config = try ModelFields.decode(fields, file: file)
-        if c.maskFeatureProb > 0 {
-            throw ConfigError("\(file): model.mask_feature_prob \(c.maskFeatureProb) is not supported (feature masking); set it to 0")
-        }
         if objective == "pretraining" && !(c.maskTimeProb > 0 && c.applySpecAugment) {
             throw ConfigError("\(file): pre-training masks nothing with model.mask_time_prob \(c.maskTimeProb) and apply_spec_augment \(c.applySpecAugment); give mask_time_prob > 0 (wav2vec 2.0 uses 0.65)")
         }
