@@ -1,4 +1,6 @@
 import Foundation
+import TandemAutograd
+import TandemCheckpoint
 import TandemData
 import TandemKernels
 import TandemModels
@@ -78,5 +80,84 @@ public enum Wav2Vec2Family: ModelFamily {
         }
         return try SpeechTask(config: model, train: train, eval: try shards("data.eval", config.data.eval), vocabulary: vocabulary,
                               maxSeconds: config.data.maxSeconds, settings: settings)
+    }
+
+    /// A transformers `Wav2Vec2ForCTC` or `Wav2Vec2ForPreTraining` directory (config.json, model.safetensors)
+    /// in a new, sealed arena. Every tensor of the base model must be present, and so must the head's (a CTC
+    /// config over a pre-trained checkpoint would have a random `lm_head`); `log` hears what kept its init
+    /// otherwise (`masked_spec_embed`) and what was ignored.
+    public static func loadPretrained(directory: String, log: (String) -> Void) throws -> (model: Wav2Vec2, arena: ParameterArena) {
+        let (configPath, type) = try ModelFields.checkpointModelType(directory: directory)
+        guard type == "wav2vec2" else {
+            throw ConfigError("\(configPath): model_type \(type ?? "none") is not wav2vec2")
+        }
+        let config: Wav2Vec2Config
+        do {
+            config = try JSONDecoder().decode(Wav2Vec2Config.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
+        } catch let e as DecodingError {
+            throw ConfigError("\(configPath): not a valid wav2vec2 config.json (\(describeDecodingError(e)))")
+        } catch {
+            throw ConfigError("\(configPath): \(error)")
+        }
+        let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: weightsPath) else {
+            throw ConfigError("\(weightsPath): no such file (only safetensors weights are read)")
+        }
+        let weights = try SafeTensorsFile(path: weightsPath)
+        let arena = ParameterArena()
+        let model = Wav2Vec2(config, arena: arena, rng: Philox(seed: 0))
+        arena.seal()
+        let report = try model.load(shapes: weights.tensors.mapValues(\.shape), origin: weightsPath) { try weights.copyFloats($0, into: $1) }
+        if let missing = report.keptInit.first(where: { !$0.hasPrefix("wav2vec2.") }) {
+            throw ConfigError("\(weightsPath): no \(missing) for the \(config.head.rawValue) head of \(configPath) (a checkpoint of another head?)")
+        }
+        logLoadReport(report, origin: weightsPath, log: log)
+        return (model, arena)
+    }
+
+    /// `last_hidden_state` (B, frames, hidden) and, for Wav2Vec2ForCTC, `logits` (B, frames, vocab_size),
+    /// the loss needing `labels`; for Wav2Vec2ForPreTraining `projected_states` and
+    /// `projected_quantized_states` (B, frames, proj_codevector_dim) and, with `mask_time_indices`,
+    /// `codevector_perplexity` (over the masked frames), the loss with its `contrastive_loss` and
+    /// `diversity_loss` needing `mask_time_indices` and `sampled_negative_indices`. Eval mode, as the parity
+    /// tests record it: no dropout, LayerDrop or masking draws; the masked frames are the batch's.
+    public static func debugModel(directory: String, batch path: String, forGradients: Bool,
+                                  log: (String) -> Void) throws -> DebugModel {
+        let (model, arena) = try loadPretrained(directory: directory, log: log)
+        let config = model.config
+        let batch = try Wav2Vec2Batch(path: path, config: config)
+        if config.head == .preTraining && model.maskedSpecEmbed == nil {
+            throw ConfigError("\(directory): a Wav2Vec2ForPreTraining config with mask_time_prob 0 has no masked_spec_embed, so it cannot pre-train")
+        }
+        let tape = Tape()
+        tape.training = false
+        let g = model.record(on: tape, batch: batch.batch, samples: batch.samples, labelColumns: batch.labelColumns)
+        batch.fill(g, config: config)
+        let hasTargets: Bool, needed: String
+        switch config.head {
+        case .ctc: (hasTargets, needed) = (batch.labels != nil, "labels")
+        case .preTraining:
+            (hasTargets, needed) = (batch.maskTimeIndices != nil && batch.sampledNegativeIndices != nil,
+                                    "mask_time_indices and sampled_negative_indices")
+        }
+        let masked = batch.maskTimeIndices != nil
+        // The closure holds the model: the recorded quantiser reads its Gumbel temperature through an unowned
+        // reference at every forward.
+        return DebugModel(tape: tape, parameters: model.parameters, arena: arena, outputs: {
+            withExtendedLifetime(model) {}
+            func output(_ name: String, _ t: Tensor) -> (name: String, shape: [Int], values: [Float]) {
+                (name, t.shape.dims, Array(t.values))
+            }
+            var out = [output("last_hidden_state", g.lastHiddenState)]
+            if let logits = g.logits { out.append(output("logits", logits)) }
+            if let p = g.projectedStates, let q = g.projectedQuantizedStates, let perplexity = g.codevectorPerplexity {
+                out += [output("projected_states", p), output("projected_quantized_states", q)]
+                if masked { out.append(("codevector_perplexity", [], [perplexity.data[0]])) }
+                if hasTargets, let terms = g.lossTerms {
+                    out += [("contrastive_loss", [], [terms[0]]), ("diversity_loss", [], [terms[1]])]
+                }
+            }
+            return out
+        }, loss: hasTargets ? g.loss : nil, missingTargets: needed)
     }
 }
