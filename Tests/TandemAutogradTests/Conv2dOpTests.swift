@@ -88,21 +88,7 @@ final class Conv2dOpTests: XCTestCase {
         XCTAssertGreaterThan(margin, reach, "a ReLU input near its kink: pick another seed")
         let tensors: [(String, Tensor)] = [("pixels", m.pixels)]
             + [m.down, m.downBias, m.mix, m.mixBias, m.up, m.upBias].map { ($0.name, Tensor($0)) }
-        for (name, t) in tensors {
-            let start = Array(t.values)
-            gradCheck(name, x: start, outputCount: 1, forward: { values in
-                t.data.update(from: values, count: values.count)
-                m.tape.forward()
-                return [m.loss.data[0]]
-            }, backward: { values, dout, dx in
-                t.data.update(from: values, count: values.count)
-                m.arena.zeroGrads()
-                m.tape.forward()
-                m.tape.backward(from: m.loss, seed: dout[0])
-                for i in 0..<dx.count { dx[i] += t.grad![i] }
-            })
-            t.data.update(from: start, count: start.count)
-        }
+        gradCheckTapeLoss(m.tape, loss: m.loss, arena: m.arena, tensors: tensors)
     }
 
     /// Pixels that need no gradient (a tape input, as a batch's pixel_values) leave the parameters'

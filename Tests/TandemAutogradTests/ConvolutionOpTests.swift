@@ -66,21 +66,7 @@ final class ConvolutionOpTests: XCTestCase {
         let m = makeModel()
         let tensors: [(String, Tensor)] = [("x", m.x)] + [m.g, m.v, m.posBias, m.normWeight, m.normBias, m.weight2, m.bias2]
             .map { ($0.name, Tensor($0)) }
-        for (name, t) in tensors {
-            let start = Array(t.values)
-            gradCheck(name, x: start, outputCount: 1, forward: { values in
-                t.data.update(from: values, count: values.count)
-                m.tape.forward()
-                return [m.loss.data[0]]
-            }, backward: { values, dout, dx in
-                t.data.update(from: values, count: values.count)
-                m.arena.zeroGrads()
-                m.tape.forward()
-                m.tape.backward(from: m.loss, seed: dout[0])
-                for i in 0..<dx.count { dx[i] += t.grad![i] }
-            })
-            t.data.update(from: start, count: start.count)
-        }
+        gradCheckTapeLoss(m.tape, loss: m.loss, arena: m.arena, tensors: tensors)
     }
 
     /// Every parameter's gradient-ready hook fires once per backward, g and v included (they are the
