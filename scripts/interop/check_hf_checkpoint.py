@@ -4,7 +4,8 @@
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
 Loads CKPT_DIR with the class its config.json names (BertForPreTraining, BertModel (SpanBERT's encoder), AlbertForPreTraining, ViTForImageClassification,
-ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, BeitForImageClassification, GPT2LMHeadModel,
+ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, BeitForImageClassification,
+BeitForMaskedImageModeling, GPT2LMHeadModel,
 MarianMTModel, RobertaForMaskedLM, DistilBertForMaskedLM) through from_pretrained,
 reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
 with padding for BERT and ALBERT, random ids and labels for GPT-2, <s> ... </s> <pad> rows and labels for RoBERTa, padded rows and labels for DistilBERT, random pixels and a random patch mask for ViT, random sources and targets padded on
@@ -56,18 +57,23 @@ def check_vision(binary, ckpt, architecture):
     pixels = rng.standard_normal((B, cfg.num_channels, S, S)).astype(np.float32)
     batch = {"pixel_values": pixels}
     args = {"pixel_values": torch.from_numpy(pixels)}
-    if architecture == "ViTForMaskedImageModeling":
+    if architecture in ("ViTForMaskedImageModeling", "BeitForMaskedImageModeling"):
         patches = (S // cfg.patch_size) ** 2
-        mask = rng.random((B, patches)) < 0.6
+        mask = rng.random((B, patches)) < (0.6 if architecture == "ViTForMaskedImageModeling" else 0.4)
         batch["bool_masked_pos"] = mask
         args["bool_masked_pos"] = torch.from_numpy(mask)
+    if architecture == "BeitForMaskedImageModeling":
+        # Tandem's batch holds every patch's visual token; transformers' labels are the masked patches' only.
+        tokens = rng.integers(0, cfg.vocab_size, size=(B, patches)).astype(np.int64)
+        batch["labels"] = tokens
+        args["labels"] = torch.from_numpy(tokens[mask])
     ours = run_tandem(binary, ckpt, batch)
     with torch.no_grad():
         ref = model(**args)
     names = {"ViTForImageClassification": ["logits"], "ViTForMaskedImageModeling": ["reconstruction"],
              "DeiTForImageClassificationWithTeacher": ["logits", "cls_logits", "distillation_logits"],
-             "BeitForImageClassification": ["logits"]}[architecture]
-    report(problems, [(n, ours[n], getattr(ref, n).numpy()) for n in names])
+             "BeitForImageClassification": ["logits"], "BeitForMaskedImageModeling": ["logits", "loss"]}[architecture]
+    report(problems, [(n, ours[n].reshape(getattr(ref, n).shape), getattr(ref, n).numpy()) for n in names])
 
 
 def check_gpt2(binary, ckpt):
