@@ -15,29 +15,20 @@ public enum ImageTokenization {
     public final class Tokenizer {
         public let config: VQVAEConfig
         public let model: VQVAE
-        public let arena = ParameterArena()
+        public let arena: ParameterArena
         /// The checkpoint's model.safetensors SHA-256 (hex).
         public let weightsSHA256: String
 
-        /// Loads `directory` (config.json with model_type vqvae and its image_mean/image_std,
-        /// model.safetensors); errors name the file.
+        /// Loads `directory` through `VQVAEFamily.loadPretrained` (config.json with model_type vqvae, which
+        /// must hold the image_mean/image_std the tokenizer was trained with, and model.safetensors); errors
+        /// name the file.
         public init(directory: String) throws {
-            let (configPath, type) = try ModelFields.checkpointModelType(directory: directory)
-            guard type == VQVAEConfig.modelType else {
-                throw ConfigError("\(configPath): model_type \(type ?? "none") is not \(VQVAEConfig.modelType) (tokenize-images needs a VQ-VAE tokenizer checkpoint: train one with a vqvae preset)")
-            }
-            do { config = try JSONDecoder().decode(VQVAEConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath))) } catch {
-                throw ConfigError("\(configPath): \(error)")
-            }
+            let weightsPath: String
+            (model, arena, weightsPath) = try VQVAEFamily.loadPretrained(directory: directory)
+            config = model.config
             guard config.imageMean != nil, config.imageStd != nil else {
-                throw ConfigError("\(configPath): no image_mean/image_std (the normalisation the tokenizer was trained with)")
+                throw ConfigError("\((directory as NSString).appendingPathComponent("config.json")): no image_mean/image_std (the normalisation the tokenizer was trained with)")
             }
-            model = try VQVAE(config, arena: arena, rng: Philox(seed: 0))
-            arena.seal()
-            let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
-            let weights: SafeTensorsFile
-            do { weights = try SafeTensorsFile(path: weightsPath) } catch { throw ConfigError("\(weightsPath): \(error)") }
-            _ = try model.load(shapes: weights.tensors.mapValues(\.shape), origin: weightsPath) { try weights.copyFloats($0, into: $1) }
             weightsSHA256 = try sha256(ofFile: weightsPath)
         }
     }

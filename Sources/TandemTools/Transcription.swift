@@ -16,16 +16,15 @@ public enum Transcription {
         private var tape: Tape?
         private var graph: Wav2Vec2.Graph?
 
-        /// Loads `directory` (config.json, model.safetensors, vocab.json); errors name the file.
+        /// Loads `directory` (config.json, model.safetensors, vocab.json) through the family's loader
+        /// (`Wav2Vec2Family.loadPretrained`: the CTC head's tensors must all be there); errors name the file.
         public init(directory: String) throws {
             let (configPath, type) = try ModelFields.checkpointModelType(directory: directory)
             guard type == "wav2vec2" else {
                 throw ConfigError("\(configPath): model_type \(type ?? "none") is not wav2vec2 (tandem transcribe needs a Wav2Vec2ForCTC checkpoint)")
             }
-            let config: Wav2Vec2Config
-            do { config = try JSONDecoder().decode(Wav2Vec2Config.self, from: Data(contentsOf: URL(fileURLWithPath: configPath))) } catch {
-                throw ConfigError("\(configPath): \(error)")
-            }
+            (model, arena) = try Wav2Vec2Family.loadPretrained(directory: directory, log: { _ in })
+            let config = model.config
             guard config.head == .ctc else {
                 throw ConfigError("\(configPath): a \(config.head.rawValue) checkpoint has no CTC head; fine-tune it with train.objective: ctc first")
             }
@@ -33,16 +32,6 @@ public enum Transcription {
             do { vocabulary = try CharacterVocabulary(path: vocabPath) } catch { throw ConfigError("\(vocabPath): \(error)") }
             guard vocabulary.count == config.vocabSize else {
                 throw ConfigError("\(vocabPath): \(vocabulary.count) tokens, but the model's vocab_size is \(config.vocabSize)")
-            }
-            arena = ParameterArena()
-            model = Wav2Vec2(config, arena: arena, rng: Philox(seed: 0))
-            arena.seal()
-            let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
-            let weights: SafeTensorsFile
-            do { weights = try SafeTensorsFile(path: weightsPath) } catch { throw ConfigError("\(weightsPath): \(error)") }
-            let report = try model.load(shapes: weights.tensors.mapValues(\.shape), origin: weightsPath) { try weights.copyFloats($0, into: $1) }
-            if report.keptInit.contains(where: { $0.hasPrefix("lm_head") }) {
-                throw ConfigError("\(weightsPath): no lm_head (a pre-trained model without its CTC head)")
             }
         }
 

@@ -109,6 +109,25 @@ func loadInitFrom(directory: String, log: (String) -> Void,
     if !report.ignored.isEmpty { log("--init-from: ignored \(report.ignored.joined(separator: ", "))") }
 }
 
+/// A model directory's config.json decoded as `C`, with its bytes and its path. Errors, made by `error` so
+/// that each family throws its own type, name the file: "cannot read (...)", the message of an error the
+/// config's own decoder throws (a field it refuses), or "not a valid `kind` config.json (...)".
+func readModelConfig<C: Decodable>(_ type: C.Type, directory: String, kind: String,
+                                   error makeError: (String) -> Error) throws -> (config: C, json: Data, path: String) {
+    let path = (directory as NSString).appendingPathComponent("config.json")
+    let json: Data
+    do { json = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        throw makeError("\(path): cannot read (\(error.localizedDescription))")
+    }
+    do {
+        return (try JSONDecoder().decode(C.self, from: json), json, path)
+    } catch let e as DecodingError {
+        throw makeError("\(path): not a valid \(kind) config.json (\(describeDecodingError(e)))")
+    } catch {
+        throw makeError("\(path): \(error)")
+    }
+}
+
 /// Logs what loading a pre-trained image model's `origin` left at its init and what it ignored.
 func logLoadReport(_ report: CheckpointLoadReport, origin: String, log: (String) -> Void) {
     if !report.keptInit.isEmpty {

@@ -24,16 +24,7 @@ public struct PretrainedALBERT {
 
     /// The AlbertConfig of a transformers directory's `config.json`; errors name the file and the field.
     public static func readConfig(directory: String) throws -> AlbertConfig {
-        let configPath = (directory as NSString).appendingPathComponent("config.json")
-        do {
-            return try JSONDecoder().decode(AlbertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
-        } catch let e as AlbertError {
-            throw AlbertError("\(configPath): \(e.message)")
-        } catch let e as DecodingError {
-            throw AlbertError("\(configPath): not a valid ALBERT config.json (\(describeDecodingError(e)))")
-        } catch {
-            throw AlbertError("\(configPath): cannot read (\(error.localizedDescription))")
-        }
+        try readModelConfig(AlbertConfig.self, directory: directory, kind: "ALBERT") { AlbertError($0) }.config
     }
 
     /// Copies a transformers directory's `model.safetensors` into `model`'s parameters and logs what kept

@@ -24,16 +24,7 @@ public struct PretrainedBERT {
 
     /// The BertConfig of a transformers directory's `config.json`.
     public static func readConfig(directory: String) throws -> BertConfig {
-        let configPath = (directory as NSString).appendingPathComponent("config.json")
-        do {
-            return try JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
-        } catch let e as BertError {
-            throw BertError("\(configPath): \(e.message)")
-        } catch let e as DecodingError {
-            throw BertError("\(configPath): not a valid BERT config.json (\(describeDecodingError(e)))")
-        } catch {
-            throw BertError("\(configPath): cannot read (\(error.localizedDescription))")
-        }
+        try readModelConfig(BertConfig.self, directory: directory, kind: "BERT") { BertError($0) }.config
     }
 
     /// Copies a transformers directory's `model.safetensors` into `model`'s parameters and logs what kept

@@ -14,22 +14,8 @@ public struct PretrainedBEiT {
     /// `directory/model.safetensors` (see `BEiT.load(shapes:origin:copy:)`). `log` hears which parameters
     /// kept their init and which tensors were ignored.
     public static func load(directory: String, log: (String) -> Void) throws -> PretrainedBEiT {
-        let configPath = (directory as NSString).appendingPathComponent("config.json")
         let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
-        let json: Data
-        do {
-            json = try Data(contentsOf: URL(fileURLWithPath: configPath))
-        } catch {
-            throw BEiTError("\(configPath): cannot read (\(error.localizedDescription))")
-        }
-        let config: BEiTConfig
-        do {
-            config = try JSONDecoder().decode(BEiTConfig.self, from: json)
-        } catch let e as BEiTError {
-            throw BEiTError("\(configPath): \(e.message)")
-        } catch let e as DecodingError {
-            throw BEiTError("\(configPath): not a valid BEiT config.json (\(describeDecodingError(e)))")
-        }
+        let config = try readModelConfig(BEiTConfig.self, directory: directory, kind: "BEiT") { BEiTError($0) }.config
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw BEiTError("\(weightsPath): no such file (only safetensors weights are read)")
         }

@@ -153,15 +153,6 @@ public enum DistilBERTFamily: ModelFamily {
 
     /// The DistilBertConfig of a transformers directory's `config.json`; errors name the file.
     public static func readConfig(directory: String) throws -> DistilBertConfig {
-        let path = (directory as NSString).appendingPathComponent("config.json")
-        do {
-            return try JSONDecoder().decode(DistilBertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch let e as BertError {
-            throw BertError("\(path): \(e.message)")
-        } catch let e as DecodingError {
-            throw BertError("\(path): not a valid DistilBERT config.json (\(describeDecodingError(e)))")
-        } catch {
-            throw BertError("\(path): cannot read (\(error.localizedDescription))")
-        }
+        try readModelConfig(DistilBertConfig.self, directory: directory, kind: "DistilBERT") { BertError($0) }.config
     }
 }

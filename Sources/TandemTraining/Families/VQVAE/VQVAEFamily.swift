@@ -61,22 +61,32 @@ public enum VQVAEFamily: ModelFamily {
         }
     }
 
-    /// A tokenizer checkpoint directory (config.json, model.safetensors: every tensor required) with a
-    /// batch file's `pixel_values` (B, channels, H, W) in its graph: outputs `reconstruction` (B, H, W,
-    /// channels, channels-last) and `codes` (B, grid, grid, as floats); the loss is the training loss
-    /// (reconstruction MSE + codebook and commitment terms).
-    public static func debugModel(directory: String, batch path: String, forGradients: Bool,
-                                  log: (String) -> Void) throws -> DebugModel {
-        let configPath = (directory as NSString).appendingPathComponent("config.json")
-        let config: VQVAEConfig
-        do { config = try JSONDecoder().decode(VQVAEConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath))) } catch {
-            throw ConfigError("\(configPath): \(error)")
+    /// A tokenizer checkpoint directory (config.json with `model_type: vqvae`, model.safetensors with every
+    /// tensor) in a new, sealed arena; errors name the file. `tandem debug` and `tokenize-images` load
+    /// through it.
+    public static func loadPretrained(directory: String) throws -> (model: VQVAE, arena: ParameterArena, weightsPath: String) {
+        let (configPath, type) = try ModelFields.checkpointModelType(directory: directory)
+        guard type == VQVAEConfig.modelType else {
+            throw ConfigError("\(configPath): model_type \(type ?? "none") is not \(VQVAEConfig.modelType) (a VQ-VAE tokenizer checkpoint is needed: train one with a vqvae preset)")
         }
+        let config = try readModelConfig(VQVAEConfig.self, directory: directory, kind: "VQ-VAE") { ConfigError($0) }.config
         let arena = ParameterArena()
         let model = try VQVAE(config, arena: arena, rng: Philox(seed: 0))
         arena.seal()
-        let weights = try SafeTensorsFile(path: (directory as NSString).appendingPathComponent("model.safetensors"))
-        _ = try model.load(shapes: weights.tensors.mapValues(\.shape), origin: weights.path) { try weights.copyFloats($0, into: $1) }
+        let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
+        let weights: SafeTensorsFile
+        do { weights = try SafeTensorsFile(path: weightsPath) } catch { throw ConfigError("\(weightsPath): \(error)") }
+        _ = try model.load(shapes: weights.tensors.mapValues(\.shape), origin: weightsPath) { try weights.copyFloats($0, into: $1) }
+        return (model, arena, weightsPath)
+    }
+
+    /// A tokenizer checkpoint directory (`loadPretrained`) with a batch file's `pixel_values` (B, channels,
+    /// H, W) in its graph: outputs `reconstruction` (B, H, W, channels, channels-last) and `codes` (B, grid,
+    /// grid, as floats); the loss is the training loss (reconstruction MSE + codebook and commitment terms).
+    public static func debugModel(directory: String, batch path: String, forGradients: Bool,
+                                  log: (String) -> Void) throws -> DebugModel {
+        let (model, arena, _) = try loadPretrained(directory: directory)
+        let config = model.config
         let file = try SafeTensorsFile(path: path)
         let (B, pixels) = try file.pixelValues(channels: config.numChannels, size: config.imageSize) { VQVAEError("\(path): \($0)") }
         let tape = Tape()

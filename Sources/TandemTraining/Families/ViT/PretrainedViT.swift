@@ -15,22 +15,8 @@ public struct PretrainedViT {
     /// and no `classifier.weight` is taken as ViTForMaskedImageModeling. `log` hears which parameters
     /// kept their init and which tensors were ignored.
     public static func load(directory: String, log: (String) -> Void) throws -> PretrainedViT {
-        let configPath = (directory as NSString).appendingPathComponent("config.json")
         let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
-        var config: ViTConfig
-        let json: Data
-        do {
-            json = try Data(contentsOf: URL(fileURLWithPath: configPath))
-        } catch {
-            throw ViTError("\(configPath): cannot read (\(error.localizedDescription))")
-        }
-        do {
-            config = try JSONDecoder().decode(ViTConfig.self, from: json)
-        } catch let e as ViTError {
-            throw ViTError("\(configPath): \(e.message)")
-        } catch let e as DecodingError {
-            throw ViTError("\(configPath): not a valid ViT config.json (\(describeDecodingError(e)))")
-        }
+        var (config, json, _) = try readModelConfig(ViTConfig.self, directory: directory, kind: "ViT") { ViTError($0) }
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw ViTError("\(weightsPath): no such file (only safetensors weights are read)")
         }

@@ -91,14 +91,7 @@ public enum Wav2Vec2Family: ModelFamily {
         guard type == "wav2vec2" else {
             throw ConfigError("\(configPath): model_type \(type ?? "none") is not wav2vec2")
         }
-        let config: Wav2Vec2Config
-        do {
-            config = try JSONDecoder().decode(Wav2Vec2Config.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
-        } catch let e as DecodingError {
-            throw ConfigError("\(configPath): not a valid wav2vec2 config.json (\(describeDecodingError(e)))")
-        } catch {
-            throw ConfigError("\(configPath): \(error)")
-        }
+        let config = try readModelConfig(Wav2Vec2Config.self, directory: directory, kind: "wav2vec2") { ConfigError($0) }.config
         let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw ConfigError("\(weightsPath): no such file (only safetensors weights are read)")
