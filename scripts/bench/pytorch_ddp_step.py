@@ -257,27 +257,35 @@ def albert_worker(rank, a, torch, dist, DDP, peak):
     run(rank, a, torch, dist, model, ddp, batches, flops, peak, a.seq, describe)
 
 
+def run_image_classifier(rank, a, torch, dist, DDP, peak, make_model, flops_per_sample, image, patch, describe):
+    """The ViT and BEiT classifiers' common run: the model built after seeding 0, in training mode, DDP,
+    two batches of random pixels and labels over VIT_LABELS classes per rank, `describe` plus the
+    parameter count."""
+    torch.manual_seed(0)
+    model = make_model()
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    NP = (image // patch) ** 2
+    T = NP + 1
+    flops = flops_per_sample(model, T, NP)
+    ddp = DDP(model)
+    B = a.global_batch // a.procs
+    g = torch.Generator().manual_seed(rank)
+    batches = [dict(pixel_values=torch.randn(B, 3, image, image, generator=g),
+                    labels=torch.randint(0, VIT_LABELS, (B,), generator=g)) for _ in range(2)]
+    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, f"{describe} params={params}")
+
+
 def vit_worker(rank, a, torch, dist, DDP, peak):
     from transformers import ViTConfig, ViTForImageClassification
     layers, hidden, image, patch = VIT_PRESETS[a.preset]
     cfg = ViTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
                     intermediate_size=4 * hidden, image_size=image, patch_size=patch, layer_norm_eps=1e-6,
                     qkv_bias=True, num_labels=VIT_LABELS)
-    torch.manual_seed(0)
-    model = ViTForImageClassification(cfg)
-    model.train()
-    params = sum(p.numel() for p in model.parameters())
-    NP = (image // patch) ** 2
-    T = NP + 1
-    flops = vit_training_flops_per_sample(model, cfg, T, NP)
-    ddp = DDP(model)
-    B = a.global_batch // a.procs
-    g = torch.Generator().manual_seed(rank)
-    batches = [dict(pixel_values=torch.randn(B, 3, image, image, generator=g),
-                    labels=torch.randint(0, VIT_LABELS, (B,), generator=g)) for _ in range(2)]
-    describe = (f"transformers ViTForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
-                f"image={image}px patch={patch} labels={VIT_LABELS} params={params}")
-    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+    run_image_classifier(rank, a, torch, dist, DDP, peak, lambda: ViTForImageClassification(cfg),
+                         lambda model, T, NP: vit_training_flops_per_sample(model, cfg, T, NP), image, patch,
+                         f"transformers ViTForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
+                         f"image={image}px patch={patch} labels={VIT_LABELS}")
 
 
 def beit_training_flops_per_sample(model, cfg, T, NP):
@@ -311,22 +319,10 @@ def beit_worker(rank, a, torch, dist, DDP, peak):
                      use_shared_relative_position_bias=False, use_absolute_position_embeddings=False, use_mask_token=False,
                      use_mean_pooling=True, layer_scale_init_value=0.1, drop_path_rate=0.1, hidden_dropout_prob=0.0,
                      attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12, num_labels=VIT_LABELS)
-    torch.manual_seed(0)
-    model = BeitForImageClassification(cfg)
-    model.train()
-    params = sum(p.numel() for p in model.parameters())
-    NP = (image // patch) ** 2
-    T = NP + 1
-    flops = beit_training_flops_per_sample(model, cfg, T, NP)
-    ddp = DDP(model)
-    B = a.global_batch // a.procs
-    g = torch.Generator().manual_seed(rank)
-    batches = [dict(pixel_values=torch.randn(B, 3, image, image, generator=g),
-                    labels=torch.randint(0, VIT_LABELS, (B,), generator=g)) for _ in range(2)]
-    describe = (f"transformers BeitForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
-                f"image={image}px patch={patch} labels={VIT_LABELS} relative-position-bias=per-layer drop-path=0.1 "
-                f"params={params}")
-    run(rank, a, torch, dist, model, ddp, batches, flops, peak, T, describe)
+    run_image_classifier(rank, a, torch, dist, DDP, peak, lambda: BeitForImageClassification(cfg),
+                         lambda model, T, NP: beit_training_flops_per_sample(model, cfg, T, NP), image, patch,
+                         f"transformers BeitForImageClassification layers={layers} hidden={hidden} heads={hidden // 64} "
+                         f"image={image}px patch={patch} labels={VIT_LABELS} relative-position-bias=per-layer drop-path=0.1")
 
 
 def gpt2_worker(rank, a, torch, dist, DDP, peak):
