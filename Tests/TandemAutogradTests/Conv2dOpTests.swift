@@ -109,10 +109,6 @@ final class Conv2dOpTests: XCTestCase {
     /// Every parameter's gradient-ready hook fires once per backward.
     func testGradientHooksFireForEveryParameter() {
         let m = makeModel()
-        var seen: [String] = []
-        m.tape.onGradientFinal = { seen.append($0.name) }
-        m.tape.forward()
-        m.tape.backward(from: m.loss)
-        XCTAssertEqual(seen.sorted(), m.arena.parameters.map(\.name).sorted())
+        assertGradientHooksFireOncePerParameter(m.tape, loss: m.loss, arena: m.arena)
     }
 }

@@ -73,11 +73,7 @@ final class ConvolutionOpTests: XCTestCase {
     /// weightNorm op's parameters, not the conv1d's).
     func testGradientHooksFireForEveryParameter() {
         let m = makeModel()
-        var seen: [String] = []
-        m.tape.onGradientFinal = { seen.append($0.name) }
-        m.tape.forward()
-        m.tape.backward(from: m.loss)
-        XCTAssertEqual(seen.sorted(), m.arena.parameters.map(\.name).sorted())
+        assertGradientHooksFireOncePerParameter(m.tape, loss: m.loss, arena: m.arena)
     }
 
     /// conv1d with the weight as a tape tensor computes what it computes with the same values in a

@@ -1,4 +1,5 @@
 import TandemAutograd
+import XCTest
 import TandemTestSupport
 
 /// Finite-difference checks of a recorded tape's scalar `loss` against each of `tensors` (inputs or
@@ -22,4 +23,15 @@ func gradCheckTapeLoss(_ tape: Tape, loss: Tensor, arena: ParameterArena, tensor
         }, file: file, line: line)
         t.data.update(from: start, count: start.count)
     }
+}
+
+/// One forward and backward of `tape` from `loss`: every parameter of `arena` hears its gradient-ready hook
+/// exactly once.
+func assertGradientHooksFireOncePerParameter(_ tape: Tape, loss: Tensor, arena: ParameterArena,
+                                             file: StaticString = #filePath, line: UInt = #line) {
+    var seen: [String] = []
+    tape.onGradientFinal = { seen.append($0.name) }
+    tape.forward()
+    tape.backward(from: loss)
+    XCTAssertEqual(seen.sorted(), arena.parameters.map(\.name).sorted(), file: file, line: line)
 }
