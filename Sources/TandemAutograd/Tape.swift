@@ -1,4 +1,7 @@
 import TandemKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A tape over coarse kernels, in micrograd's spirit: every op records one closure that computes its
 /// output and one that accumulates into its inputs' gradients; `backward()` replays the second kind in
@@ -16,8 +19,9 @@ import TandemKernels
 public final class Tape {
     /// Activation values.
     public let values: ActivationArena
-    /// Activation gradients: each is zeroed at the start of every backward pass or stored by its first
-    /// writer (`gradientWrite`).
+    /// Activation gradients of a tape recorded op by op: each is zeroed at the start of every backward
+    /// pass or stored by its first writer (`gradientWrite`). A graph recorded by `recordGraph` keeps its
+    /// activation gradients in one planned block instead (`gradientBytes`).
     public let grads: ActivationArena
     /// Whether dropout is active; read by dropout ops at replay time.
     public var training = true
@@ -40,6 +44,10 @@ public final class Tape {
                          "bf16 matrix products need a CPU with AVX512_BF16 (and AVX-512 F/BW/VL); this one has none")
         }
     }
+    /// Fills the planned gradient block (`recordGraph`) with NaN before every backward pass: a gradient read
+    /// before its planned life starts then makes the parameters' gradients NaN instead of quietly wrong.
+    /// A check of the plan (`TANDEM_CHECK_GRADIENT_PLAN=1` in the trainer), not for training.
+    public var poisonsGradientMemory = false
     /// Called with each parameter as soon as its gradient is final in a backward pass.
     public var onGradientFinal: ((Parameter) -> Void)?
 
@@ -70,13 +78,42 @@ public final class Tape {
         grads = ActivationArena(minimumBlockBytes: minimumBlockBytes)
     }
 
+    deinit { if let block = plannedBlock { munmap(block.base, block.bytes) } }
+
     /// Per op, in recording order: the activation gradients its backward writes (its `inputs`' grad
     /// buffers) and, for those it may store rather than accumulate, the flag `seal` sets.
-    private var opGradients: [[(buffer: UnsafeMutablePointer<Float>, write: GradientWrite?)]] = []
+    private var opGradients: [[(buffer: UnsafeMutablePointer<Float>, count: Int, write: GradientWrite?)]] = []
     /// The activation gradient buffers `backward` zeroes: those no op stores on its first write.
     private var zeroedBuffers: [(UnsafeMutablePointer<Float>, Int)] = []
     /// How many activation gradient buffers are stored by their first writer, so never zeroed (set by `seal`).
     public private(set) var storedGradientCount = 0
+
+    /// Where activation gradients come from while recording: the `grads` arena (op by op recording), or
+    /// `recordGraph`'s two passes: addresses in a reserved range nothing touches (the dry pass, which only
+    /// learns the graph), then offsets into the planned block.
+    private enum GradientMemory {
+        case arena
+        case dry(base: UnsafeMutableRawPointer, used: Int)
+        case planned(plan: GradientPlan, next: Int)
+    }
+    private var gradientMemory = GradientMemory.arena
+    /// Per activation gradient buffer, the number of ops recorded before it was allocated: no op recorded
+    /// earlier can read or write it.
+    private var gradientAllocatedAt: [Int] = []
+    /// The planned block `recordGraph` places activation gradients in (kept across `reset()`, grown when a
+    /// larger graph needs more).
+    private var plannedBlock: (base: UnsafeMutableRawPointer, bytes: Int)?
+    /// For a planned graph: per op, the activation gradients to zero just before its backward runs (their
+    /// first writer adds), since memory they share is in use by other gradients until then.
+    private var zeroBefore: [[(UnsafeMutablePointer<Float>, Int)]] = []
+    private var plan: GradientPlan?
+    /// Plans of graphs recorded with a key (`recordGraph(key:)`), at most 256.
+    private var plans: [AnyHashable: GradientPlan] = [:]
+    /// Bytes of activation gradient memory: the planned block of a graph recorded by `recordGraph`, or
+    /// every buffer's own bytes of one recorded op by op.
+    public var gradientBytes: Int { plan?.bytes ?? grads.bytesInUse }
+    /// The bytes the same activation gradients take when each has its own memory (as op by op recording gives).
+    public private(set) var unsharedGradientBytes = 0
 
     // MARK: - Recording
 
@@ -86,10 +123,27 @@ public final class Tape {
         let data = values.allocate(Float.self, count: shape.count)
         var grad: UnsafeMutablePointer<Float>? = nil
         if requiresGrad {
-            grad = grads.allocate(Float.self, count: shape.count)
+            grad = allocateGradient(count: shape.count)
             gradientBuffers.append((grad!, shape.count))
+            gradientAllocatedAt.append(forwards.count)
+            unsharedGradientBytes += GradientPlan.bytes(count: shape.count)
         }
         return Tensor(shape: shape, data: data, grad: grad)
+    }
+
+    private func allocateGradient(count: Int) -> UnsafeMutablePointer<Float> {
+        switch gradientMemory {
+        case .arena:
+            return grads.allocate(Float.self, count: count)
+        case .dry(let base, let used):
+            gradientMemory = .dry(base: base, used: used + GradientPlan.bytes(count: count))
+            return (base + used).assumingMemoryBound(to: Float.self)
+        case .planned(let plan, let next):
+            precondition(next < plan.offsets.count && plan.counts[next] == count,
+                         "recordGraph: the second recording allocated a different activation gradient (#\(next), \(count) floats) than the first; the graph must not depend on anything but the tape")
+            gradientMemory = .planned(plan: plan, next: next + 1)
+            return (plannedBlock!.base + plan.offsets[next]).assumingMemoryBound(to: Float.self)
+        }
     }
 
     /// An input the caller fills before each `forward()`; it needs no gradient.
@@ -133,10 +187,10 @@ public final class Tape {
         let index = forwards.count
         forwards.append(forward)
         backwards.append(backward)
-        var gradients: [(buffer: UnsafeMutablePointer<Float>, write: GradientWrite?)] = []
+        var gradients: [(buffer: UnsafeMutablePointer<Float>, count: Int, write: GradientWrite?)] = []
         for x in inputs {
             guard let g = x.grad else { continue }
-            gradients.append((g, storing.first { $0.buffer == g }))
+            gradients.append((g, x.count, storing.first { $0.buffer == g }))
         }
         opGradients.append(gradients)
         for p in parameters where firstUse[ObjectIdentifier(p)] == nil {
@@ -160,6 +214,11 @@ public final class Tape {
         firstUse = [:]
         pendingParameters = []
         gradientBuffers = []
+        gradientAllocatedAt = []
+        unsharedGradientBytes = 0
+        gradientMemory = .arena
+        plan = nil
+        zeroBefore = []
         streams = 0
         opGradients = []
         zeroedBuffers = []
@@ -191,9 +250,23 @@ public final class Tape {
     /// Decides, for every activation gradient buffer, whether its first writer in backward order stores
     /// (then the buffer is never zeroed) or it must be zeroed before backward, as every buffer used to be.
     private func planGradientWrites() {
+        if let plan {
+            // The decisions were made on the dry recording, whose buffers had addresses of their own; here
+            // buffers share memory, so they are applied by op and input position, which both passes share.
+            for (i, gradients) in opGradients.enumerated() {
+                for (j, entry) in gradients.enumerated() where plan.stores[i].contains(j) { entry.write!.stores = true }
+            }
+            zeroBefore = [[(UnsafeMutablePointer<Float>, Int)]](repeating: [], count: forwards.count)
+            zeroedBuffers = []
+            for (k, first) in plan.firstWriter.enumerated() where !plan.stored[k] {
+                if let first { zeroBefore[first].append(gradientBuffers[k]) } else { zeroedBuffers.append(gradientBuffers[k]) }
+            }
+            storedGradientCount = plan.stored.filter { $0 }.count
+            return
+        }
         var firstWriter: [UnsafeMutablePointer<Float>: Int] = [:]
         for (i, gradients) in opGradients.enumerated() {
-            for (g, _) in gradients { firstWriter[g] = i }  // the last consumer runs first in backward
+            for (g, _, _) in gradients { firstWriter[g] = i }  // the last consumer runs first in backward
         }
         let own = Set(gradientBuffers.map(\.0))  // parameters' gradients always accumulate
         // An op of a skippable region may store only into buffers allocated inside that region: when the
@@ -209,6 +282,102 @@ public final class Tape {
         }
         zeroedBuffers = gradientBuffers.filter { !stored.contains($0.0) }
         storedGradientCount = stored.count
+    }
+
+    // MARK: - Recording with planned gradient memory
+
+    /// Records the graph `body` builds on this (empty) tape and seals it, with the activation gradients
+    /// placed so that gradients never live at the same time share memory.
+    ///
+    /// In backward, an activation's gradient is live from its first writer (the last op, in recording
+    /// order, that lists the tensor among its `inputs`; zeroed just before it unless that op stores) down to
+    /// the op that made the tensor, which reads it; no op recorded before the tensor was allocated can touch
+    /// it. So `body` runs twice: first with gradient addresses that nothing may touch, to learn each
+    /// gradient's writers, then with every gradient at its planned offset in one block, sized for the most
+    /// bytes live at once (`gradientBytes`). Values are untouched: each activation keeps its own memory.
+    /// `body` must record the same graph both times (it may read only what it read the first time); a
+    /// second recording that allocates differently stops the process. Gradients that no op writes (the
+    /// loss's) are zeroed at the start of backward and live throughout, as are the inputs' gradients a
+    /// caller reads after `backward`: those were allocated before any op.
+    ///
+    /// With a `key` (the shape a task's graph depends on, for tasks that re-record per batch), the plan is
+    /// kept and a later recording under the same key skips the dry pass.
+    public func recordGraph<T>(key: AnyHashable? = nil, _ body: () -> T) -> T {
+        precondition(!isSealed && forwards.isEmpty && gradientBuffers.isEmpty, "recordGraph: the tape must be empty (reset() it first)")
+        let plan: GradientPlan
+        if let key, let cached = plans[key] {
+            plan = cached
+        } else {
+            let reservation = 1 << 40
+            guard let dry = mmap(nil, reservation, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+                  dry != MAP_FAILED else { fatalError("recordGraph: cannot reserve address space for the dry recording") }
+            gradientMemory = .dry(base: dry, used: 0)
+            _ = body()
+            plan = makeGradientPlan()
+            munmap(dry, reservation)
+            if let key {
+                if plans.count >= 256 { plans = [:] }
+                plans[key] = plan
+            }
+        }
+        reset()
+        if plannedBlock == nil || plannedBlock!.bytes < plan.bytes {
+            if let block = plannedBlock { munmap(block.base, block.bytes) }
+            let bytes = AlignedMemory.pageBytes(plan.bytes)
+            plannedBlock = (UnsafeMutableRawPointer(AlignedMemory.allocatePages(UInt8.self, count: bytes)), bytes)
+        }
+        gradientMemory = .planned(plan: plan, next: 0)
+        let result = body()
+        guard case .planned(_, let next) = gradientMemory, next == plan.offsets.count else {
+            preconditionFailure("recordGraph: the second recording allocated fewer activation gradients than the first")
+        }
+        self.plan = plan
+        seal()
+        return result
+    }
+
+    /// The plan of a dry recording: each gradient buffer's first writer and lifetime, which first writes
+    /// store, and the offsets `GradientPlan.place` gives.
+    private func makeGradientPlan() -> GradientPlan {
+        let n = gradientBuffers.count, ops = forwards.count
+        // Dry addresses increase with allocation order and never overlap, so a pointer (a view's may point
+        // inside a buffer) finds its buffer by binary search.
+        let starts = gradientBuffers.map { UInt(bitPattern: $0.0) }
+        func buffer(_ p: UnsafeMutablePointer<Float>) -> Int? {
+            let a = UInt(bitPattern: p)
+            var lo = 0, hi = n
+            while lo < hi { let mid = (lo + hi) / 2; if starts[mid] <= a { lo = mid + 1 } else { hi = mid } }
+            let k = lo - 1
+            guard k >= 0, a < starts[k] + UInt(max(1, gradientBuffers[k].1) * 4) else { return nil }  // a parameter's
+            return k
+        }
+        var firstWriter = [Int?](repeating: nil, count: n)
+        for (i, gradients) in opGradients.enumerated() {
+            for entry in gradients { if let k = buffer(entry.buffer) { firstWriter[k] = i } }
+        }
+        var region = [Int](repeating: -1, count: ops)
+        for (r, skipRegion) in skipRegions.enumerated() { for i in skipRegion.start..<skipRegion.end { region[i] = r } }
+        var stores = [Set<Int>](repeating: [], count: ops)
+        var stored = [Bool](repeating: false, count: n)
+        for k in 0..<n {
+            guard let i = firstWriter[k] else { continue }
+            // As in op-by-op recording: inside a skippable region only the region's own buffers may be stored.
+            if region[i] >= 0 && !(skipRegions[region[i]].gradientStart..<skipRegions[region[i]].gradientEnd).contains(k) { continue }
+            let writes = opGradients[i].enumerated().filter { buffer($0.element.buffer) == k }
+            // The op must be the only write of its step to the buffer and cover all of it.
+            guard writes.count == 1, let (j, entry) = writes.first, entry.write != nil,
+                  entry.buffer == gradientBuffers[k].0, entry.count == gradientBuffers[k].1 else { continue }
+            stores[i].insert(j)
+            stored[k] = true
+        }
+        let lifetimes = (0..<n).map { k -> ClosedRange<Int> in
+            let start = gradientAllocatedAt[k], end = firstWriter[k] ?? ops
+            precondition(end >= start, "recordGraph: op \(end) writes a gradient allocated after it")
+            return start...end
+        }
+        let counts = gradientBuffers.map(\.1)
+        let (offsets, bytes) = GradientPlan.place(bytes: counts.map(GradientPlan.bytes(count:)), lifetimes: lifetimes)
+        return GradientPlan(counts: counts, offsets: offsets, bytes: bytes, firstWriter: firstWriter, stored: stored, stores: stores)
     }
 
     // MARK: - Replay
@@ -235,11 +404,18 @@ public final class Tape {
     /// other than 1 scales every gradient (e.g. 1/micro-batches under gradient accumulation).
     public func backward(from loss: Tensor, seed: Float = 1) {
         seal()
+        if poisonsGradientMemory, let block = plannedBlock {
+            block.base.bindMemory(to: Float.self, capacity: block.bytes / 4).update(repeating: .nan, count: block.bytes / 4)
+        }
         for (g, n) in zeroedBuffers { g.update(repeating: 0, count: n) }
         guard let dloss = loss.grad else { preconditionFailure("the loss does not require a gradient") }
         dloss.update(repeating: seed, count: loss.count)
         var i = backwards.count - 1
+        let planned = !zeroBefore.isEmpty
         while i >= 0 {
+            // A planned gradient is zeroed when its life starts (even where its first writer is skipped:
+            // later writers add to it).
+            if planned { for (g, n) in zeroBefore[i] { g.update(repeating: 0, count: n) } }
             let r = opRegion[i]
             // A skipped region's parameters get no gradient, but their buckets still learn they are final.
             if r < 0 || !regionSkipped[r] { backwards[i]() }

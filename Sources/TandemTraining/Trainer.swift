@@ -145,6 +145,11 @@ public final class Trainer {
     private let indices: UnsafeMutableBufferPointer<Int>
     private let lossBuffer: UnsafeMutableBufferPointer<Double>
 
+    /// `TANDEM_CHECK_GRADIENT_PLAN=1`: the tape fills its shared activation-gradient memory with NaN before
+    /// every backward pass (`Tape.poisonsGradientMemory`), so a run whose gradients read memory outside their
+    /// planned lives ends in NaN; a correct plan gives the same bits as without it (scripts/refactor/same-bits).
+    static let poisonsGradientMemory = ProcessInfo.processInfo.environment["TANDEM_CHECK_GRADIENT_PLAN"] == "1"
+
     public init(settings: RunSettings, task: TrainingTask, communicator: any Communicator) throws {
         self.settings = settings
         self.task = task
@@ -153,10 +158,11 @@ public final class Trainer {
         guard task.sampleCount >= settings.globalBatch else {
             throw ConfigError("data.train: \(task.sampleCount) samples are fewer than one global batch of \(settings.globalBatch)")
         }
-        tape = Tape(rng: Philox(seed: settings.seed ^ 0x5eed_d80f))
+        let tape = Tape(rng: Philox(seed: settings.seed ^ 0x5eed_d80f))
         tape.precision = settings.precision
-        loss = task.record(on: tape, microBatch: settings.microBatch)
-        tape.seal()
+        tape.poisonsGradientMemory = Trainer.poisonsGradientMemory
+        self.tape = tape
+        loss = tape.recordGraph { task.record(on: tape, microBatch: settings.microBatch) }
         optimizer = Optimizer(settings.optimizer, settings: settings.optimizerSettings, arena: task.arena)
         sampler = Sampler(count: task.sampleCount, globalBatch: settings.globalBatch, seed: settings.seed, lastBatch: .drop,
                           order: task.sampleOrder)
@@ -195,8 +201,7 @@ public final class Trainer {
         guard let shape = task.graphShape(samples: UnsafeBufferPointer(indices), evaluation: evaluation),
               shape != recordedShape else { return }
         tape.reset()
-        loss = task.record(on: tape, microBatch: settings.microBatch)
-        tape.seal()
+        loss = tape.recordGraph(key: shape) { task.record(on: tape, microBatch: settings.microBatch) }
         recordedShape = shape
     }
 
