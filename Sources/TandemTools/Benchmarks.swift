@@ -25,7 +25,11 @@ public enum Benchmarks {
         comm.broadcastParameters(arena: task.arena)
         let trainer = try Trainer(settings: settings, task: task, communicator: comm)
         defer { trainer.close() }
-        let peak = TrainingRun.measureSgemmPeak(communicator: comm)
+        // MFU is over the measured peak of the run's own products: bf16 steps against the bf16 GEMM's
+        // peak (about 2x sgemm's), so that a bf16 MFU says how close the step is to what bf16 can do.
+        let bf16 = settings.precision == .bf16
+        let peak = TrainingRun.measurePeak(settings.precision, communicator: comm)
+        let sgemmPeak = bf16 ? TrainingRun.measureSgemmPeak(communicator: comm) : peak
         for _ in 0..<warmup { trainer.trainStep() }
         var results: [StepResult] = []
         let slowest = UnsafeMutableBufferPointer<Double>.allocate(capacity: 7)
@@ -50,13 +54,17 @@ public enum Benchmarks {
         let cores = Double(comm.size * settings.threads)
         let mfu = rate * task.trainingFLOPsPerSample / (cores * peak)
         log("\(task.modelDescription)")
-        log("precision \(settings.precision.rawValue) (matrix products; MFU is over the fp32 sgemm peak either way); OpenBLAS kernels \(BLAS.coreName)")
+        log("precision \(settings.precision.rawValue) (matrix products; MFU is over the measured peak of \(bf16 ? "the bf16 GEMM" : "sgemm")); OpenBLAS kernels \(BLAS.coreName)")
         log(trainer.shardingDescription.map { $0 + " (distributed.shard_optimizer)" } ?? "optimizer replicated on every rank")
         log("\(comm.size) rank(s) x \(settings.threads) thread(s), global batch \(settings.globalBatch) (micro \(settings.microBatch) x \(settings.accumulation) accumulation), \(task.tokensPerSample) tokens per sample; median of \(steps) steps after \(warmup) warm-up")
         log(String(format: "%.2f samples/s", rate))
         log(String(format: "%.0f tokens/s", rate * Double(task.tokensPerSample)))
-        log(String(format: "MFU %.3f (%.1f GFLOP/s model FLOPs over %d core(s) x %.1f GFLOP/s measured sgemm)",
-                   mfu, rate * task.trainingFLOPsPerSample / 1e9, Int(cores), peak / 1e9))
+        log(String(format: "MFU %.3f (%.1f GFLOP/s model FLOPs over %d core(s) x %.1f GFLOP/s measured %@)",
+                   mfu, rate * task.trainingFLOPsPerSample / 1e9, Int(cores), peak / 1e9, bf16 ? "bf16 GEMM" : "sgemm"))
+        if bf16 {
+            log(String(format: "MFU over the fp32 sgemm peak %.3f (%d core(s) x %.1f GFLOP/s measured sgemm)",
+                       rate * task.trainingFLOPsPerSample / (cores * sgemmPeak), Int(cores), sgemmPeak / 1e9))
+        }
         log(String(format: "step %.1f ms: data %.1f, forward %.1f, backward %.1f, gradient wait %.1f, optimizer %.1f",
                    stepTime * 1e3, median(\.data) * 1e3, median(\.forward) * 1e3, median(\.backward) * 1e3,
                    median(\.gradientWait) * 1e3, median(\.optimizer) * 1e3))

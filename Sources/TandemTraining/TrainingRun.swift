@@ -58,11 +58,11 @@ public enum TrainingRun {
             Watchdog.Configuration(minimumSeconds: config.distributed.watchdogSeconds))
         Preemption.install()
 
-        let perCorePeak = measureSgemmPeak(communicator: comm)
+        let perCorePeak = measurePeak(settings.precision, communicator: comm)
         let cores = Double(comm.size * settings.threads)
         if comm.rank == 0 {
             log.info("\(task.modelDescription); \(comm.size) rank(s) x \(settings.threads) thread(s) on \(comm.nodeCount) node(s); \(settings.precision.rawValue) matrix products (OpenBLAS kernels \(BLAS.coreName)); global batch \(settings.globalBatch) = \(settings.microBatch) x \(settings.accumulation) x \(comm.size); \(task.sampleCount) samples\(trainer.shardingDescription.map { "; " + $0 } ?? "")\(trainer.betweenNodesDescription.map { "; " + $0 } ?? "")")
-            log.info("\(String(format: "sgemm peak %.1f GFLOP/s per core (MFU denominator)", perCorePeak / 1e9))")
+            log.info("\(String(format: "%@ peak %.1f GFLOP/s per core (MFU denominator)", settings.precision == .bf16 ? "bf16 GEMM" : "sgemm", perCorePeak / 1e9))")
         }
         // A resumed run starts a new event file whose steps begin after the checkpoint's.
         let tensorBoard = comm.rank == 0 ? try tensorBoardDirectory.map { try TensorBoardWriter(directory: $0, firstStep: trainer.step + 1) } : nil
@@ -141,6 +141,14 @@ public enum TrainingRun {
     /// repeated products over about half a second on every rank at once, then the best over ranks, so a
     /// moment of load from other processes does not lower it (which would inflate MFU). Collective.
     public static func measureSgemmPeak(communicator comm: any Communicator) -> Double {
+        measurePeak(.fp32, communicator: comm)
+    }
+
+    /// The single-thread peak of `precision`'s matrix products, measured as `measureSgemmPeak` measures
+    /// sgemm's: for bf16, `bf16Gemm` from fp32 operands as the trainer calls it (rounding both inputs to
+    /// bf16 on every call is part of the product's cost). The MFU denominator of a run in that precision.
+    /// Collective.
+    public static func measurePeak(_ precision: MatmulPrecision, communicator comm: any Communicator) -> Double {
         let saved = BLAS.threads
         BLAS.threads = 1
         defer { BLAS.threads = saved }
@@ -152,7 +160,18 @@ public enum TrainingRun {
         var runs = 0
         while runs < 5 || monotonicSeconds() - start < 0.5 {
             let t = monotonicSeconds()
-            BLAS.sgemm(.none, .transpose, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
+            if precision == .bf16 {
+                a.withUnsafeBufferPointer { a in
+                    b.withUnsafeBufferPointer { b in
+                        c.withUnsafeMutableBufferPointer { c in
+                            bf16Gemm(.none, .transpose, m: m, n: n, k: k, alpha: 1, a: a.baseAddress!, lda: k,
+                                     b: b.baseAddress!, ldb: k, beta: 0, c: c.baseAddress!, ldc: n)
+                        }
+                    }
+                }
+            } else {
+                BLAS.sgemm(.none, .transpose, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
+            }
             best = min(best, monotonicSeconds() - t)
             runs += 1
         }

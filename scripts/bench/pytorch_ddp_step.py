@@ -80,7 +80,7 @@ def parse():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--bf16", action="store_true", help="torch.autocast('cpu', dtype=torch.bfloat16)")
-    ap.add_argument("--peak-gflops", type=float, default=None, help="single-core sgemm GFLOP/s for MFU")
+    ap.add_argument("--peak-gflops", type=float, default=None, help="single-core peak GFLOP/s for MFU (sgemm, or Tandem's bf16 GEMM with --bf16)")
     ap.add_argument("--port", type=int, default=29517)
     a = ap.parse_args()
     if a.global_batch % a.procs:
@@ -580,7 +580,7 @@ def run(rank, a, torch, dist, model, ddp, batches, flops, peak, tokens, describe
         print(f"{rate:.2f} samples/s")
         print(f"{rate * tokens:.0f} tokens/s")
         print(f"MFU {rate * flops / (cores * peak):.3f} ({rate * flops / 1e9:.1f} GFLOP/s model FLOPs over {cores} "
-              f"core(s) x {peak / 1e9:.1f} GFLOP/s {'given' if a.peak_gflops else 'measured torch.mm'} sgemm)")
+              f"core(s) x {peak / 1e9:.1f} GFLOP/s {'given' if a.peak_gflops else 'measured torch.mm sgemm'} peak)")
         print(f"step {med[0] * 1e3:.1f} ms: forward {med[1] * 1e3:.1f}, backward+allreduce {med[2] * 1e3:.1f}, "
               f"optimizer {med[3] * 1e3:.1f}")
         print(f"peak resident memory {rss.item() / 1e6:.1f} MB (largest process)")
