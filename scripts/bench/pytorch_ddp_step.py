@@ -81,8 +81,15 @@ def parse():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--bf16", action="store_true", help="torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--peak-gflops", type=float, default=None, help="single-core peak GFLOP/s for MFU (sgemm, or Tandem's bf16 GEMM with --bf16)")
-    ap.add_argument("--port", type=int, default=29517)
+    ap.add_argument("--port", type=int, default=None, help="the rendezvous port (default: a free one)")
     a = ap.parse_args()
+    if a.port is None:
+        # A fixed port can still be held by the previous run's rendezvous when runs follow each other
+        # (compare-pytorch's rounds): one run in a 3-round table died in gloo's set-up that way.
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            a.port = s.getsockname()[1]
     if a.global_batch % a.procs:
         ap.error(f"--global-batch {a.global_batch} is not a multiple of --procs {a.procs}")
     return a
