@@ -53,6 +53,15 @@ public final class Tape {
 
     private var forwards: [() -> Void] = []
     private var backwards: [() -> Void] = []
+    /// Per op, the name `opProfile` groups it under.
+    private var opNames: [String] = []
+    /// Whether `forward()` and `backward()` time every op (`opProfile`); off by default, and then they
+    /// read no clock.
+    public var profiling = false
+    /// Per op, the seconds its forward and backward closures took while `profiling`, summed over replays;
+    /// the zeroing of activation gradients counts under the op it precedes.
+    private var opSeconds: [(forward: Double, backward: Double)] = []
+    private var profiledPasses = 0
     /// Parameters whose gradient is final after backward op i, flattened: `finalStart[i]..<finalStart[i+1]`.
     private var finalParameters: [Parameter] = []
     private var finalStart: [Int] = [0]
@@ -181,12 +190,14 @@ public final class Tape {
     /// gradients `backward` accumulates into; `inputs` every tensor whose gradient it writes (it adds to
     /// them, except where a flag in `storing` says it may store). Every activation gradient an op's
     /// backward touches must be among its `inputs`: `seal` decides from them which buffers need zeroing.
+    /// `name` labels the op in `opProfile` (by default the recording function's name, e.g. `linear`).
     public func record(parameters: [Parameter] = [], inputs: [Tensor], storing: [GradientWrite] = [],
-                       forward: @escaping () -> Void, backward: @escaping () -> Void) {
+                       name: String = #function, forward: @escaping () -> Void, backward: @escaping () -> Void) {
         precondition(!isSealed, "the tape is sealed")
         let index = forwards.count
         forwards.append(forward)
         backwards.append(backward)
+        opNames.append(name.prefix { $0 != "(" }.description)
         var gradients: [(buffer: UnsafeMutablePointer<Float>, count: Int, write: GradientWrite?)] = []
         for x in inputs {
             guard let g = x.grad else { continue }
@@ -209,6 +220,9 @@ public final class Tape {
         grads.rewind()
         forwards = []
         backwards = []
+        opNames = []
+        opSeconds = []
+        profiledPasses = 0
         finalParameters = []
         finalStart = [0]
         firstUse = [:]
@@ -386,7 +400,11 @@ public final class Tape {
     /// condition holds now (each condition is read once here; `backward()` skips the same regions).
     public func forward() {
         seal()
-        guard !skipRegions.isEmpty else {
+        if profiling {
+            if opSeconds.count != forwards.count { opSeconds = Array(repeating: (0, 0), count: forwards.count) }
+            profiledPasses += 1
+        }
+        guard !skipRegions.isEmpty || profiling else {
             for f in forwards { f() }
             return
         }
@@ -394,8 +412,43 @@ public final class Tape {
         for i in forwards.indices {
             let r = opRegion[i]
             if r >= 0 && regionSkipped[r] { continue }
-            forwards[i]()
+            if profiling {
+                let start = Tape.now()
+                forwards[i]()
+                opSeconds[i].forward += Tape.now() - start
+            } else {
+                forwards[i]()
+            }
         }
+    }
+
+    private static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    /// Where the profiled replays' time went, by op name: the seconds per forward pass in each name's
+    /// forward and backward closures (summed over its ops, averaged over the passes since profiling
+    /// started), and how many ops have that name; largest total first.
+    public func opProfile() -> [(name: String, ops: Int, forward: Double, backward: Double)] {
+        guard profiledPasses > 0, opSeconds.count == opNames.count else { return [] }
+        var byName: [String: (ops: Int, forward: Double, backward: Double)] = [:]
+        for (i, name) in opNames.enumerated() {
+            var entry = byName[name] ?? (0, 0, 0)
+            entry.ops += 1
+            entry.forward += opSeconds[i].forward / Double(profiledPasses)
+            entry.backward += opSeconds[i].backward / Double(profiledPasses)
+            byName[name] = entry
+        }
+        return byName.map { (name: $0.key, ops: $0.value.ops, forward: $0.value.forward, backward: $0.value.backward) }
+            .sorted { $0.forward + $0.backward != $1.forward + $1.backward ? $0.forward + $0.backward > $1.forward + $1.backward : $0.name < $1.name }
+    }
+
+    /// Starts the profile again (the next `forward()` is its first pass).
+    public func resetProfile() {
+        opSeconds = []
+        profiledPasses = 0
     }
 
     /// Zeroes the activation gradients whose first writer adds (those whose first writer stores need
@@ -412,13 +465,16 @@ public final class Tape {
         dloss.update(repeating: seed, count: loss.count)
         var i = backwards.count - 1
         let planned = !zeroBefore.isEmpty
+        let timing = profiling && opSeconds.count == backwards.count
         while i >= 0 {
+            let start = timing ? Tape.now() : 0
             // A planned gradient is zeroed when its life starts (even where its first writer is skipped:
             // later writers add to it).
             if planned { for (g, n) in zeroBefore[i] { g.update(repeating: 0, count: n) } }
             let r = opRegion[i]
             // A skipped region's parameters get no gradient, but their buckets still learn they are final.
             if r < 0 || !regionSkipped[r] { backwards[i]() }
+            if timing { opSeconds[i].backward += Tape.now() - start }
             if let hook = onGradientFinal {
                 for j in finalStart[i]..<finalStart[i + 1] { hook(finalParameters[j]) }
             }

@@ -15,7 +15,9 @@ public enum Benchmarks {
     /// Builds the training job of a config (no checkpoints, no evaluation), runs `warmup` steps, then
     /// `steps` timed ones, and prints the median step of the slowest rank as samples/s, tokens/s and MFU,
     /// the median time breakdown, and the peak resident memory of the largest rank. Collective.
-    public static func step(configPath: String, overrides: [String], warmup: Int, steps: Int,
+    /// With `profile`, rank 0's tape times every op of the timed steps and a table by operation follows
+    /// (`Tape.opProfile`).
+    public static func step(configPath: String, overrides: [String], warmup: Int, steps: Int, profile: Bool = false,
                             communicator comm: any Communicator, log: (String) -> Void) throws {
         let config = try TrainingConfig(file: configPath, overrides: overrides)
         let settings = try RunSettings(config, worldSize: comm.size)
@@ -31,6 +33,8 @@ public enum Benchmarks {
         let peak = TrainingRun.measurePeak(settings.precision, communicator: comm)
         let sgemmPeak = bf16 ? TrainingRun.measureSgemmPeak(communicator: comm) : peak
         for _ in 0..<warmup { trainer.trainStep() }
+        trainer.tape.profiling = profile && comm.rank == 0
+        trainer.tape.resetProfile()
         var results: [StepResult] = []
         let slowest = UnsafeMutableBufferPointer<Double>.allocate(capacity: 7)
         defer { slowest.deallocate() }
@@ -69,6 +73,27 @@ public enum Benchmarks {
                    stepTime * 1e3, median(\.data) * 1e3, median(\.forward) * 1e3, median(\.backward) * 1e3,
                    median(\.gradientWait) * 1e3, median(\.optimizer) * 1e3))
         log(String(format: "peak resident memory %.1f MB (largest rank)", Double(rss) / 1e6))
+        if profile { logOpProfile(trainer.tape.opProfile(), stepSeconds: stepTime, microBatches: settings.accumulation, log: log) }
+    }
+
+    /// The table of `bench step --profile`: per op name, its ops, forward and backward milliseconds per
+    /// step and their share of the (median) step; the rest of the step (optimizer, gradient wait, data)
+    /// is the last line.
+    static func logOpProfile(_ rows: [(name: String, ops: Int, forward: Double, backward: Double)], stepSeconds: Double,
+                             microBatches: Int, log: (String) -> Void) {
+        guard !rows.isEmpty else { log("no op profile (the tape was re-recorded during the timed steps)"); return }
+        let m = Double(microBatches)
+        log("rank 0's step by operation (\(microBatches) micro-batch(es) per step; forward and backward closures of the tape, ms per step):")
+        log("op                               ops   forward  backward    share")
+        var total = 0.0
+        for r in rows {
+            let f = r.forward * m, b = r.backward * m
+            total += f + b
+            log(String(format: "%@ %5d %9.2f %9.2f   %5.1f%%", r.name.padding(toLength: 30, withPad: " ", startingAt: 0), r.ops,
+                       f * 1e3, b * 1e3, 100 * (f + b) / stepSeconds))
+        }
+        log(String(format: "%@       %19.2f   %5.1f%%", "rest of the step".padding(toLength: 30, withPad: " ", startingAt: 0),
+                   (stepSeconds - total) * 1e3, 100 * (stepSeconds - total) / stepSeconds))
     }
 
     /// The all-reduce sweep (hierarchical next to plain MPI_Allreduce) and the gradient-wait fraction of

@@ -356,6 +356,8 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config key (for `step`, repeatable).") var overrides: [String] = []
     @Option(help: "Repeats per measurement (kernels) or timed steps (step).") var repeats: Int = 5
     @Option(help: "Warm-up steps (step).") var warmup: Int = 3
+    @Flag(help: "Time every op of rank 0's tape in the timed steps and print a table by operation (step).")
+    var profile = false
     @Option(help: "Benchmark groups, comma-separated (kernels): gemm, bf16, libraries, memory, adamw, recurrent; all by default.")
     var sections: String?
     @Option(help: "Sizes in MB, comma-separated (allreduce).") var sizes: String = "1,4,16,64,256,440"
@@ -388,7 +390,7 @@ struct Bench: ParsableCommand {
             guard let config else { throw ValidationError("bench step needs --config CONFIG.yaml") }
             try withCommunicator {
                 try Benchmarks.step(configPath: config, overrides: overrides, warmup: warmup, steps: repeats,
-                                    communicator: $0) { print($0); fflush(stdout) }
+                                    profile: profile, communicator: $0) { print($0); fflush(stdout) }
             }
         }
     }
