@@ -80,12 +80,20 @@ public final class DistilBertTask: EvaluatingTask, BatchWriting {
             tokenTypes = tape.intInput(count: B * T)
             return g.loss
         }
-        let t = Tape()
-        t.training = false
-        t.precision = tape.precision
-        let tg = teacher.model.record(on: t, batch: B, sequence: T)
-        t.seal()
-        teacherGraph = (t, tg)
+        // The teacher's forward-only graph is kept when the trainer records the student again with the same
+        // micro-batch (`Tape.recordGraph` records twice), rather than held twice while the new one is made.
+        let tg: BERT.Graph
+        if let kept = teacherGraph, kept.graph.batch == B, kept.tape.precision == tape.precision {
+            tg = kept.graph
+        } else {
+            teacherGraph = nil
+            let t = Tape()
+            t.training = false
+            t.precision = tape.precision
+            tg = teacher.model.record(on: t, batch: B, sequence: T)
+            t.seal()
+            teacherGraph = (t, tg)
+        }
         tokenTypes = tg.tokenTypeIDs
         let g = model.record(on: tape, batch: B, sequence: T)
         graph = g

@@ -74,7 +74,7 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
     public let visualTokens: (train: VisualTokens, eval: VisualTokens?)?
     private let maskScratch: UnsafeMutablePointer<Int>
     private let teacher: PretrainedViT?
-    private var teacherGraph: (tape: Tape, graph: ViT.Graph)?
+    private var teacherGraph: (tape: Tape, graph: ViT.Graph, batch: Int)?
     private var graph: VisionGraph?
     private var microBatch = 0
     /// Whether the graph's slot b holds a real eval sample (the last eval batch may be padded).
@@ -172,11 +172,14 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
         graph = g
         microBatch = B
         slotValid = Array(repeating: true, count: B)
-        if let teacher {
+        // The teacher's forward-only graph is kept when the trainer records the student again with the same
+        // micro-batch (`Tape.recordGraph` records twice), rather than held twice while the new one is made.
+        if let teacher, teacherGraph.map({ $0.batch != B || $0.tape.precision != tape.precision }) ?? true {
+            teacherGraph = nil
             let t = Tape()
             t.training = false
             t.precision = tape.precision
-            teacherGraph = (t, teacher.model.record(on: t, batch: B))
+            teacherGraph = (t, teacher.model.record(on: t, batch: B), B)
             t.seal()
         }
         guard let loss = g.loss else { preconditionFailure("vision graphs for training have a loss (ViT: encoder_stride = patch_size)") }
@@ -212,7 +215,7 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
 
     /// DeiT's hard distillation: the teacher's predicted class of each (augmented, mixed) image.
     private func labelByTeacher(_ g: VisionGraph) {
-        guard let (tape, t) = teacherGraph, let targets = g.teacherLabels, let logits = t.logits else { return }
+        guard let (tape, t, _) = teacherGraph, let targets = g.teacherLabels, let logits = t.logits else { return }
         t.pixelValues.data.update(from: g.pixelValues.data, count: g.pixelValues.count)
         tape.forward()
         let K = model.config.numLabels
