@@ -44,6 +44,10 @@ public final class Tape {
                          "bf16 matrix products need a CPU with AVX512_BF16 (and AVX-512 F/BW/VL); this one has none")
         }
     }
+    /// Whether tensors recorded from now on get gradient buffers. A tape that only runs forward (a
+    /// distillation teacher, decoding, transcription, tokenizing) sets it false before recording and then
+    /// holds no gradient memory; its ops record no gradient work, and `backward` must not be called.
+    public var recordsGradients = true
     /// Fills the planned gradient block (`recordGraph`) with NaN before every backward pass: a gradient read
     /// before its planned life starts then makes the parameters' gradients NaN instead of quietly wrong.
     /// A check of the plan (`TANDEM_CHECK_GRADIENT_PLAN=1` in the trainer), not for training.
@@ -131,7 +135,7 @@ public final class Tape {
         precondition(!isSealed, "the tape is sealed: record the whole graph before replaying it")
         let data = values.allocate(Float.self, count: shape.count)
         var grad: UnsafeMutablePointer<Float>? = nil
-        if requiresGrad {
+        if requiresGrad && recordsGradients {
             grad = allocateGradient(count: shape.count)
             gradientBuffers.append((grad!, shape.count))
             gradientAllocatedAt.append(forwards.count)

@@ -49,6 +49,7 @@ final class MarianDecoderSteps: DecodingSteps {
         // The encoder, and each layer's cross-attention keys and values, once.
         let encoderTape = Tape(minimumBlockBytes: 1 << 20)
         encoderTape.training = false
+        encoderTape.recordsGradients = false
         let sourceIDs = encoderTape.intInput(count: B * S), sourceMask = encoderTape.input(Shape(B, S))
         for (b, source) in sources.enumerated() {
             (sourceIDs + b * S).update(from: source + Array(repeating: Int32(config.padTokenId), count: S - source.count), count: S)
@@ -63,6 +64,7 @@ final class MarianDecoderSteps: DecodingSteps {
 
         let tape = Tape(minimumBlockBytes: 1 << 20)
         tape.training = false
+        tape.recordsGradients = false
         self.tape = tape
         /// x (B, ...) with each sentence's rows repeated K times, (N, ...), an input of the step tape.
         func repeated(_ x: Tensor) -> Tensor {

@@ -205,6 +205,7 @@ private final class DecoderSteps: DecodingSteps {
         self.lengths = lengths
         let encoderTape = Tape(minimumBlockBytes: 1 << 20)
         encoderTape.training = false
+        encoderTape.recordsGradients = false
         let sourceIDs = encoderTape.intInput(count: B * S), sourceLengths = encoderTape.intInput(count: B)
         for (b, source) in sources.enumerated() {
             (sourceIDs + b * S).update(from: source + Array(repeating: Int32(config.sourcePadTokenId), count: S - source.count),
@@ -216,6 +217,7 @@ private final class DecoderSteps: DecodingSteps {
 
         let tape = Tape(minimumBlockBytes: 1 << 20)
         tape.training = false
+        tape.recordsGradients = false
         self.tape = tape
         /// x (layers, B, ...) with each sentence's rows repeated K times, (layers, B K, ...), an input of the step tape.
         func repeated(_ x: Tensor) -> Tensor {

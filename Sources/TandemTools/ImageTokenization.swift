@@ -68,6 +68,7 @@ public enum ImageTokenization {
         let B = max(1, min(batch, data.count))
         let tape = Tape()
         tape.training = false
+        tape.recordsGradients = false
         let g = tokenizer.model.record(on: tape, batch: B)
         tape.seal()
 

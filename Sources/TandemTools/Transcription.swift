@@ -42,6 +42,7 @@ public enum Transcription {
             if graph?.samples != S {
                 let t = Tape()
                 t.training = false
+                t.recordsGradients = false
                 graph = model.record(on: t, batch: 1, samples: S)
                 tape = t
             }

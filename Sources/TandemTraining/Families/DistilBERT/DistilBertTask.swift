@@ -89,6 +89,7 @@ public final class DistilBertTask: EvaluatingTask, BatchWriting {
             teacherGraph = nil
             let t = Tape()
             t.training = false
+            t.recordsGradients = false
             t.precision = tape.precision
             tg = teacher.model.record(on: t, batch: B, sequence: T)
             t.seal()

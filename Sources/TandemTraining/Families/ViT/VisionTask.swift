@@ -178,6 +178,7 @@ public final class VisionTask<Model: VisionModel>: EvaluatingTask, BatchWriting 
             teacherGraph = nil
             let t = Tape()
             t.training = false
+            t.recordsGradients = false
             t.precision = tape.precision
             teacherGraph = (t, teacher.model.record(on: t, batch: B), B)
             t.seal()
