@@ -193,6 +193,22 @@ final class Wav2Vec2TrainingTests: XCTestCase {
         XCTAssertEqual(family.maskFeatureLength, 8)
         XCTAssertEqual(family.maskFeatureMinMasks, 1)
         XCTAssertEqual(family.layerdrop, 0.2)
+        // The feature encoder's lists are model fields too (model.conv_dim: [...] in YAML or --set).
+        let narrow = try Wav2Vec2Family.config(preset: "wav2vec2-tiny", initFrom: nil,
+                                               overrides: ["conv_dim": .list(Array(repeating: .int(12), count: 7)),
+                                                           "conv_kernel": .list([10, 3, 3, 3, 3, 2, 2].map { .int($0) })],
+                                               objective: "ctc", vocabSize: 32, file: "w2v.yaml")
+        XCTAssertEqual(narrow.convDim, Array(repeating: 12, count: 7))
+        XCTAssertThrowsError(try Wav2Vec2Family.config(preset: "wav2vec2-tiny", initFrom: nil,
+                                                       overrides: ["conv_dim": .list([.int(12), .int(12)])],
+                                                       objective: "ctc", vocabSize: 32, file: "w2v.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("conv_dim (2)"), "\(error)")
+        }
+        XCTAssertThrowsError(try Wav2Vec2Family.config(preset: "wav2vec2-tiny", initFrom: nil,
+                                                       overrides: ["conv_dim": .list([.string("wide")])],
+                                                       objective: "ctc", vocabSize: 32, file: "w2v.yaml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("w2v.yaml: invalid model fields: conv_dim: "), "\(error)")
+        }
         XCTAssertThrowsError(try Wav2Vec2Family.config(preset: "wav2vec2-tiny", initFrom: nil,
                                                        overrides: ["mask_feature_prob": .float(0.2), "mask_feature_length": .int(33)],
                                                        objective: "ctc", vocabSize: 32, file: "w2v.yaml")) { error in

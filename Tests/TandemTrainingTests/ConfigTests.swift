@@ -45,6 +45,25 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try RunSettings(c, worldSize: 2).accumulation, 2)
     }
 
+    func testModelFieldsTakeLists() throws {
+        // HF config.json lists (wav2vec2's conv_dim): a YAML sequence, or brackets in --set.
+        func yaml(_ dims: String) -> String {
+            "model:\n  preset: wav2vec2-small\n  conv_dim: \(dims)\n  names: ['a', b]\n" + base[base.range(of: "data:")!.lowerBound...]
+        }
+        let sets = ["model.conv_stride=[5, 2]", "model.empty=[]"]
+        let c = try parse(yaml("[64, 64]"), sets)
+        XCTAssertEqual(c.model.fields["conv_dim"], .list([.int(64), .int(64)]))
+        XCTAssertEqual(c.model.fields["names"], .list([.string("a"), .string("b")]))
+        XCTAssertEqual(c.model.fields["conv_stride"], .list([.int(5), .int(2)]))
+        XCTAssertEqual(c.model.fields["empty"], .list([]))
+        XCTAssertEqual(c.values["model.conv_dim"], "[64, 64]")
+        XCTAssertEqual(c.hash, try parse(yaml("[64, 64]"), sets).hash)
+        XCTAssertNotEqual(c.hash, try parse(yaml("[64, 32]"), sets).hash)
+        // Lists are for model fields only, and hold single values.
+        XCTAssertTrue(message("train:\n  steps: [1, 2]\n").contains("train.steps must be a single value, not a list"))
+        XCTAssertTrue(message("model:\n  conv_dim: [[1], 2]\n").contains("model.conv_dim must be a list of single values"))
+    }
+
     func testHashDependsOnValues() throws {
         XCTAssertEqual(try parse(base).hash, try parse(base).hash)
         XCTAssertNotEqual(try parse(base).hash, try parse(base, ["train.seed=1"]).hash)

@@ -40,6 +40,8 @@ public enum ConfigKind {
 /// `model.<field>` (an HF config.json field the model family checks).
 public enum ConfigValue: Equatable, CustomStringConvertible {
     case int(Int), float(Double), bool(Bool), string(String)
+    /// A list of scalars: only `model.*` fields take one (HF config.json lists such as wav2vec2's `conv_dim`).
+    case list([ConfigValue])
 
     var int: Int? { if case .int(let v) = self { return v } else { return nil } }
     var double: Double? { if case .float(let v) = self { return v } else { return nil } }
@@ -52,6 +54,7 @@ public enum ConfigValue: Equatable, CustomStringConvertible {
         case .float(let v): return String(v)
         case .bool(let v): return String(v)
         case .string(let v): return v
+        case .list(let v): return "[" + v.map(\.description).joined(separator: ", ") + "]"
         }
     }
 }

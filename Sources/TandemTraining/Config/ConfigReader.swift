@@ -117,6 +117,14 @@ public struct TrainingConfig {
                 if path.isEmpty { throw ConfigError("\(file):\(line(k)): \(key) must be a section (a mapping of keys)") }
                 let quoted = s.style == .singleQuoted || s.style == .doubleQuoted
                 try assign(key, s.string, quoted: quoted, at: "\(file):\(line(v))")
+            } else if let items = v.sequence, key.hasPrefix("model.") {
+                // An HF config.json list (wav2vec2's conv_dim, conv_kernel, conv_stride): scalars only.
+                var values: [ConfigValue] = []
+                for item in items {
+                    guard let s = item.scalar else { throw ConfigError("\(file):\(line(item)): \(key) must be a list of single values") }
+                    values.append(Self.untyped(s.string, quoted: s.style == .singleQuoted || s.style == .doubleQuoted))
+                }
+                try assignModelField(key, .list(values), at: "\(file):\(line(v))")
             } else {
                 throw ConfigError("\(file):\(line(v)): \(key) must be a single value, not a list")
             }
@@ -131,11 +139,7 @@ public struct TrainingConfig {
             return
         }
         if key.hasPrefix("model.") {
-            let field = String(key.dropFirst("model.".count))
-            guard field.range(of: #"^[a-z_][a-z0-9_]*$"#, options: .regularExpression) != nil else {
-                throw ConfigError("\(place): \(key) is not a model config field name")
-            }
-            model.fields[field] = Self.untyped(text, quoted: quoted)
+            try assignModelField(key, Self.untyped(text, quoted: quoted), at: place)
             return
         }
         guard let entry = Self.keys[key] else { throw unknown(key, at: place) }
@@ -145,8 +149,25 @@ public struct TrainingConfig {
         entry.assign(&self, value)
     }
 
+    private mutating func assignModelField(_ key: String, _ value: ConfigValue, at place: String) throws {
+        let field = String(key.dropFirst("model.".count))
+        guard field.range(of: #"^[a-z_][a-z0-9_]*$"#, options: .regularExpression) != nil else {
+            throw ConfigError("\(place): \(key) is not a model config field name")
+        }
+        model.fields[field] = value
+    }
+
+    /// A `model.*` value from text: a number, true/false, a string, or (unquoted, in brackets, as
+    /// `--set model.conv_dim=[128,128]` gives it) a comma-separated list of those.
     private static func untyped(_ text: String, quoted: Bool) -> ConfigValue {
         if quoted { return .string(text) }
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.hasPrefix("["), trimmed.hasSuffix("]") {
+            let inner = trimmed.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+            return .list(inner.isEmpty ? [] : inner.split(separator: ",").map {
+                untyped($0.trimmingCharacters(in: .whitespaces), quoted: false)
+            })
+        }
         if let i = Int(text) { return .int(i) }
         if let d = Double(text) { return .float(d) }
         if text == "true" || text == "false" { return .bool(text == "true") }

@@ -42,12 +42,17 @@ public enum ModelFields {
             guard known.contains(k) else {
                 throw ConfigError("\(file): unknown model field model.\(k) (fields: \(known.joined(separator: ", ")))")
             }
-            switch v {
-            case .int(let i): fields[k] = i
-            case .float(let d): fields[k] = d
-            case .bool(let b): fields[k] = b
-            case .string(let s): fields[k] = s
-            }
+            fields[k] = jsonValue(v)
+        }
+    }
+
+    private static func jsonValue(_ v: ConfigValue) -> Any {
+        switch v {
+        case .int(let i): return i
+        case .float(let d): return d
+        case .bool(let b): return b
+        case .string(let s): return s
+        case .list(let l): return l.map(jsonValue)
         }
     }
 

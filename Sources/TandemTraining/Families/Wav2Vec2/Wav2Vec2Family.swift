@@ -34,7 +34,7 @@ public enum Wav2Vec2Family: ModelFamily {
     static let fieldNames = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                              "hidden_act", "hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout",
                              "feat_quantizer_dropout", "final_dropout", "layerdrop", "initializer_range", "layer_norm_eps",
-                             "feat_extract_norm", "feat_extract_activation", "conv_bias", "num_conv_pos_embeddings",
+                             "feat_extract_norm", "feat_extract_activation", "conv_dim", "conv_stride", "conv_kernel", "conv_bias", "num_conv_pos_embeddings",
                              "num_conv_pos_embedding_groups", "do_stable_layer_norm", "apply_spec_augment", "mask_time_prob",
                              "mask_time_length", "mask_time_min_masks", "mask_feature_prob", "mask_feature_length",
                              "mask_feature_min_masks", "num_codevectors_per_group",
