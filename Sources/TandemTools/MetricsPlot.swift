@@ -19,9 +19,34 @@ public enum MetricsPlot {
         return Figure(run: run, title: metricsPath).svg()
     }
 
+    /// Several runs on one figure (`tandem plot A B ... --out`): their smoothed training losses, then one
+    /// panel per evaluation metric (at most five, in the order the runs first log them) with a curve per
+    /// run. `labels` name the runs (default: each metrics file's directory).
+    public static func render(metricsPaths: [String], labels: [String] = []) throws -> String {
+        precondition(!metricsPaths.isEmpty, "no metrics files")
+        if metricsPaths.count == 1 && labels.isEmpty { return try render(metricsPath: metricsPaths[0]) }
+        guard labels.isEmpty || labels.count == metricsPaths.count else {
+            throw MetricsPlotError("\(labels.count) label(s) for \(metricsPaths.count) metrics files: give one --label per file, or none")
+        }
+        let runs = try metricsPaths.map { try MetricsRun(path: $0) }
+        let names = labels.isEmpty ? metricsPaths.map(Self.defaultLabel) : labels
+        return Comparison(runs: Array(zip(names, runs))).svg()
+    }
+
+    /// A run's name from its metrics file: the directory that holds it (`runs/NAME/metrics.jsonl` -> NAME).
+    static func defaultLabel(_ path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        return dir.isEmpty ? path : (dir as NSString).lastPathComponent
+    }
+
     /// Renders `metricsPath` and writes the SVG to `out`.
     public static func write(metricsPath: String, out: String) throws {
-        let svg = try render(metricsPath: metricsPath)
+        try write(metricsPaths: [metricsPath], out: out)
+    }
+
+    /// Renders one run, or several compared, and writes the SVG to `out`.
+    public static func write(metricsPaths: [String], labels: [String] = [], out: String) throws {
+        let svg = try render(metricsPaths: metricsPaths, labels: labels)
         do { try svg.write(toFile: out, atomically: true, encoding: .utf8) } catch {
             throw MetricsPlotError("\(out): cannot write the plot (\(error.localizedDescription))")
         }
@@ -191,14 +216,7 @@ struct Figure {
         // A centred moving average over about 1/20 of the run: unlike an exponential average it does not
         // lag behind a falling loss (a plot is drawn after the fact, so it may look ahead). Near the ends
         // the window narrows symmetrically, so the first steps' steep fall is not pulled down.
-        let window = min(max(loss.count / 40, 1), 250)
-        if loss.count >= 20 {
-            var prefix = [0.0]
-            for point in loss { prefix.append(prefix.last! + point.y) }
-            let smooth = loss.indices.map { i -> (x: Double, y: Double) in
-                let half = min(window, i, loss.count - 1 - i)
-                return (loss[i].x, (prefix[i + half + 1] - prefix[i - half]) / Double(2 * half + 1))
-            }
+        if let (smooth, window) = Self.smoothed(loss) {
             p.curves.append(Curve(name: "smoothed (mean of \(2 * window + 1) steps)", color: "#08519c",
                                   points: thin(smooth, Self.mean), width: 2.4))
         }
@@ -209,6 +227,20 @@ struct Figure {
             p.rightFromZero = true
         }
         return p
+    }
+
+    /// A centred moving average over about 1/40 of the points on each side (at most 250), and that half-width;
+    /// nil under 20 points.
+    static func smoothed(_ points: [(x: Double, y: Double)]) -> ([(x: Double, y: Double)], Int)? {
+        guard points.count >= 20 else { return nil }
+        let window = min(max(points.count / 40, 1), 250)
+        var prefix = [0.0]
+        for point in points { prefix.append(prefix.last! + point.y) }
+        let smooth = points.indices.map { i -> (x: Double, y: Double) in
+            let half = min(window, i, points.count - 1 - i)
+            return (points[i].x, (prefix[i + half + 1] - prefix[i - half]) / Double(2 * half + 1))
+        }
+        return (smooth, window)
     }
 
     /// Accuracies (0...1, drawn in %) and BLEU (already 0...100) share the scores panel.
@@ -448,6 +480,80 @@ struct Figure {
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
+
+/// Several runs side by side: the training loss of each (smoothed, raw behind it when the runs are few)
+/// and each evaluation metric, one curve per run in the run's colour, on a shared step axis.
+struct Comparison {
+    let runs: [(name: String, run: MetricsRun)]
+    static let maxEvalPanels = 5
+
+    func svg() -> String {
+        var panels = [lossPanel()]
+        // Evaluation metrics in the order the runs name them (sorted within a run), at most five panels.
+        var metrics: [String] = []
+        for (_, run) in runs {
+            for name in Set(run.evaluation.values.flatMap(\.keys)).sorted() where !metrics.contains(name) { metrics.append(name) }
+        }
+        for name in metrics.prefix(Self.maxEvalPanels) { panels.append(evalPanel(name)) }
+        if metrics.isEmpty {
+            var p = Panel(title: "Evaluation", yLabel: "")
+            p.empty = "no evaluation records in any run"
+            panels.append(p)
+        }
+        let allSteps = runs.flatMap { $0.run.training[0].map { Array($0.keys) } ?? [] }
+            + runs.flatMap { Array($0.run.evaluation.keys) }
+        let xAxis = Axis(values: allSteps.map(Double.init), fromZero: false)
+        // The single-run figure's drawing, over this figure's panels.
+        let figure = Figure(run: runs[0].run, title: "")
+        let rows = (panels.count + 1) / 2
+        let w = Figure.width / 2, h = (Figure.height - Figure.header) / 3
+        let height = Figure.header + Double(rows) * h
+        var s = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(Figure.width))" height="\(Int(height))" \
+        viewBox="0 0 \(Int(Figure.width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
+
+        <rect width="100%" height="100%" fill="#ffffff"/>
+
+        """
+        s += figure.text(16, 24, "Tandem metrics: " + runs.map(\.name).joined(separator: " vs "), size: 17, weight: "bold")
+        s += figure.text(16, 43, runs.map { "\($0.name): \($0.run.files.first ?? "")" }
+                            .joined(separator: " · "), size: 12, fill: "#555555")
+        for (i, p) in panels.enumerated() {
+            s += figure.draw(p, id: i, x: Double(i % 2) * w, y: Figure.header + Double(i / 2) * h, w: w, h: h, xAxis: xAxis)
+        }
+        return s + "</svg>\n"
+    }
+
+    func color(_ i: Int) -> String { Figure.palette[i % Figure.palette.count] }
+
+    func lossPanel() -> Panel {
+        var p = Panel(title: "Training loss (rank 0)", yLabel: "loss")
+        for (i, (name, run)) in runs.enumerated() {
+            let figure = Figure(run: run, title: name)
+            let loss = figure.series("loss")
+            if let (smooth, window) = Figure.smoothed(loss) {
+                p.curves.append(Curve(name: "\(name) (mean of \(2 * window + 1) steps)", color: color(i),
+                                      points: figure.thin(smooth, Figure.mean), width: 2.2))
+            } else {
+                p.curves.append(Curve(name: name, color: color(i), points: figure.thin(loss, Figure.mean), width: 1.6))
+            }
+        }
+        return p
+    }
+
+    func evalPanel(_ metric: String) -> Panel {
+        let short = String(metric.dropFirst("eval_".count))
+        let percent = Figure.isAccuracy(metric) && !metric.contains("bleu")
+        var p = Panel(title: "Evaluation: \(short)", yLabel: percent ? "\(short) (%)" : short,
+                      fromZero: Figure.isAccuracy(metric) || metric.hasSuffix("_cer") || metric.hasSuffix("_wer"))
+        for (i, (name, run)) in runs.enumerated() {
+            let points = Figure(run: run, title: name).evalSeries(metric, scale: percent ? 100 : 1)
+            if points.isEmpty { continue }
+            p.curves.append(Curve(name: name, color: color(i), points: points, width: 2, markers: true))
+        }
+        return p
     }
 }
 

@@ -397,11 +397,21 @@ struct Bench: ParsableCommand {
 }
 
 struct Plot: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Loss, accuracy and throughput curves from a metrics file, as SVG.")
-    @Argument(help: "A metrics JSONL file.") var metrics: String
+    static let configuration = CommandConfiguration(
+        abstract: "Loss, accuracy and throughput curves from a metrics file, as SVG; or several runs compared.",
+        discussion: """
+        One file: six panels (training loss, evaluation losses and accuracies, throughput, step time over \
+        ranks and by phase). Several files: each run's smoothed training loss and each evaluation metric, \
+        one curve per run, named by --label (default: the directory of each file).
+        """)
+    @Argument(help: "Metrics JSONL files (runs/NAME/metrics.jsonl).") var metrics: [String]
     @Option(help: "Output SVG file.") var out: String
+    @Option(name: .customLong("label"), help: "A name for each run, in the order of the files (several files).") var labels: [String] = []
+    func validate() throws {
+        if metrics.isEmpty { throw ValidationError("give at least one metrics file") }
+    }
     func run() throws {
-        do { try MetricsPlot.write(metricsPath: metrics, out: out) } catch {
+        do { try MetricsPlot.write(metricsPaths: metrics, labels: labels, out: out) } catch {
             FileHandle.standardError.write(Data("tandem plot: error: \(error)\n".utf8))
             throw ExitCode.failure
         }

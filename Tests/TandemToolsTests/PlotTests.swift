@@ -118,6 +118,34 @@ final class PlotTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.svg"))
     }
 
+    func testComparesRunsOnOneFigure() throws {
+        let first = try writeRun()
+        // A second run in its own directory: 60 steps, a lower loss and one evaluation metric of its own.
+        let other = dir + "/scratch"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        var lines = (1...60).map { stepLine($0, rank: 0).replacingOccurrences(of: #""loss":"#, with: #""loss":0.5,"was":"#) }
+        lines.append(#"{"step":60,"rank":0,"time":1.0,"eval_mlm_loss":4.5,"eval_cer":0.25}"#)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: other + "/metrics.jsonl", atomically: true, encoding: .utf8)
+
+        let svg = try MetricsPlot.render(metricsPaths: [first, other + "/metrics.jsonl"], labels: ["pre-trained", "scratch"])
+        XCTAssertTrue(XMLParser(data: Data(svg.utf8)).parse())
+        for title in ["pre-trained vs scratch", "Training loss (rank 0)", "pre-trained (mean of", "scratch (mean of",
+                      "Evaluation: mlm_accuracy", "Evaluation: mlm_loss", "Evaluation: cer", "Evaluation: nsp_accuracy"] {
+            XCTAssertTrue(svg.contains(title), "the comparison lacks \(title)")
+        }
+        // Five evaluation panels at most (the first run has four metrics, the second adds cer): six panels in all.
+        XCTAssertEqual(svg.components(separatedBy: "Evaluation: ").count - 1, 5)
+        XCTAssertTrue(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"900\""))
+        // Without labels, each run is named by its directory.
+        let unnamed = try MetricsPlot.render(metricsPaths: [first, other + "/metrics.jsonl"])
+        XCTAssertTrue(unnamed.contains("\((dir as NSString).lastPathComponent) vs scratch"))
+        XCTAssertTrue(message { _ = try MetricsPlot.render(metricsPaths: [first, first], labels: ["one"]) }
+            .contains("1 label(s) for 2 metrics files"))
+        // A bad file among several is named as for one.
+        XCTAssertTrue(message { _ = try MetricsPlot.render(metricsPaths: [first, dir + "/none.jsonl"]) }
+            .hasPrefix("\(dir)/none.jsonl: cannot read the metrics file"))
+    }
+
     func testAxisTicksAreRoundNumbers() {
         let a = Axis(values: [1.3, 9.7], fromZero: false)
         XCTAssertEqual(a.ticks, [0, 2, 4, 6, 8, 10])
