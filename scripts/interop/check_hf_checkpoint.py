@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Checks that a Tandem checkpoint directory (BERT, SpanBERT, ALBERT, RoBERTa, DistilBERT, ViT, SimMIM, DeiT, BEiT, GPT-2 or Marian) is a transformers checkpoint.
+"""Checks that a Tandem checkpoint directory (BERT, SpanBERT, ALBERT, RoBERTa, DistilBERT, ViT, SimMIM, DeiT, BEiT, GPT-2, Marian or wav2vec 2.0) is a transformers checkpoint.
 
     python scripts/interop/check_hf_checkpoint.py TANDEM_BINARY CKPT_DIR
 
 Loads CKPT_DIR with the class its config.json names (BertForPreTraining, BertModel (SpanBERT's encoder), AlbertForPreTraining, ViTForImageClassification,
 ViTForMaskedImageModeling, DeiTForImageClassificationWithTeacher, BeitForImageClassification,
 BeitForMaskedImageModeling, GPT2LMHeadModel,
-MarianMTModel, RobertaForMaskedLM, DistilBertForMaskedLM) through from_pretrained,
+MarianMTModel, RobertaForMaskedLM, DistilBertForMaskedLM, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining) through from_pretrained,
 reporting missing, unexpected and mismatched keys, which must all be empty; runs it on a batch (random ids
 with padding for BERT and ALBERT, random ids and labels for GPT-2, <s> ... </s> <pad> rows and labels for RoBERTa, padded rows and labels for DistilBERT, random pixels and a random patch mask for ViT, random sources and targets padded on
-both sides for Marian, whose loss is compared too), runs `tandem debug forward` on the same
+both sides for Marian, whose loss is compared too; for wav2vec 2.0 two utterances of noise, the second padded
+under an attention mask, with character labels for CTC or transformers' own time masks and distractors for
+pre-training), runs `tandem debug forward` on the same
 directory and batch, and prints the largest differences. Needs torch, transformers and
 safetensors (pip install them in a virtual environment); Tandem itself never needs Python.
 """
@@ -168,6 +170,54 @@ def check_distilbert(binary, ckpt):
     report(problems, [("logits", ours["logits"], ref.logits.numpy()), ("loss", ours["loss"].reshape(()), ref.loss.numpy())])
 
 
+def check_wav2vec2(binary, ckpt, architecture):
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
+    model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
+    model.eval()
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    B, S = 2, 16000 * 13 // 10
+    audio = rng.standard_normal((B, S)).astype(np.float32)
+    mask = np.ones((B, S), dtype=np.int64)
+    mask[1, S * 3 // 4:] = 0
+    audio[1, S * 3 // 4:] = 0
+    batch = {"input_values": audio, "attention_mask": mask}
+    args = {"input_values": torch.from_numpy(audio), "attention_mask": torch.from_numpy(mask)}
+    if architecture == "Wav2Vec2ForCTC":
+        labels = np.full((B, 12), -100, dtype=np.int64)
+        labels[0] = rng.integers(5, cfg.vocab_size, size=12)
+        labels[1, :7] = rng.integers(5, cfg.vocab_size, size=7)
+        batch["labels"] = labels
+        args["labels"] = torch.from_numpy(labels)
+        names = ["logits", "loss"]
+    else:
+        frames = int(model._get_feat_extract_output_lengths(torch.tensor(S)))
+        frame_mask = model._get_feature_vector_attention_mask(frames, torch.from_numpy(mask)).numpy()
+        time_mask = _compute_mask_indices((B, frames), mask_prob=0.4, mask_length=cfg.mask_time_length,
+                                          attention_mask=torch.from_numpy(frame_mask), min_masks=2)
+        negatives = _sample_negative_indices((B, frames), cfg.num_negatives, mask_time_indices=time_mask)
+        batch["mask_time_indices"] = time_mask.astype(bool)
+        batch["sampled_negative_indices"] = negatives.astype(np.int64)
+        args["mask_time_indices"] = torch.from_numpy(time_mask)
+        args["sampled_negative_indices"] = torch.from_numpy(negatives)
+        names = ["projected_states", "projected_quantized_states", "loss"]
+    ours = run_tandem(binary, ckpt, batch)
+    with torch.no_grad():
+        ref = model(**args)
+    # The loss is a sum over characters or masked frames: compare it relative to its size.
+    pairs = []
+    for n in names:
+        theirs = getattr(ref, n).numpy()
+        mine = ours[n].reshape(theirs.shape)
+        if n == "loss":
+            mine, theirs = mine / max(abs(float(theirs)), 1.0), theirs / max(abs(float(theirs)), 1.0)
+            n = "loss (relative)"
+        pairs.append((n, mine, theirs))
+    report(problems, pairs)
+
+
 def main():
     binary, ckpt = sys.argv[1], sys.argv[2]
     with open(os.path.join(ckpt, "config.json")) as f:
@@ -180,6 +230,8 @@ def main():
         return check_roberta(binary, ckpt)
     if architecture == "DistilBertForMaskedLM":
         return check_distilbert(binary, ckpt)
+    if architecture in ("Wav2Vec2ForCTC", "Wav2Vec2ForPreTraining"):
+        return check_wav2vec2(binary, ckpt, architecture)
     if architecture not in ("BertForPreTraining", "AlbertForPreTraining", "BertModel"):
         return check_vision(binary, ckpt, architecture)
     model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
