@@ -507,9 +507,16 @@ struct Comparison {
         let xAxis = Axis(values: allSteps.map(Double.init), fromZero: false)
         // The single-run figure's drawing, over this figure's panels.
         let figure = Figure(run: runs[0].run, title: "")
+        // The runs' files under the title, wrapped at about 170 characters (12 px text on 1200 px).
+        var lines: [String] = []
+        for entry in runs.map({ "\($0.name): \($0.run.files.first ?? "")" }) {
+            if let last = lines.last, last.count + 3 + entry.count <= 170 { lines[lines.count - 1] = last + " · " + entry }
+            else { lines.append(entry) }
+        }
+        let header = Figure.header + Double(max(lines.count - 1, 0)) * 16
         let rows = (panels.count + 1) / 2
         let w = Figure.width / 2, h = (Figure.height - Figure.header) / 3
-        let height = Figure.header + Double(rows) * h
+        let height = header + Double(rows) * h
         var s = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(Figure.width))" height="\(Int(height))" \
         viewBox="0 0 \(Int(Figure.width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
@@ -518,10 +525,11 @@ struct Comparison {
 
         """
         s += figure.text(16, 24, "Tandem metrics: " + runs.map(\.name).joined(separator: " vs "), size: 17, weight: "bold")
-        s += figure.text(16, 43, runs.map { "\($0.name): \($0.run.files.first ?? "")" }
-                            .joined(separator: " · "), size: 12, fill: "#555555")
+        for (i, line) in lines.enumerated() {
+            s += figure.text(16, 43 + Double(i) * 16, line, size: 12, fill: "#555555")
+        }
         for (i, p) in panels.enumerated() {
-            s += figure.draw(p, id: i, x: Double(i % 2) * w, y: Figure.header + Double(i / 2) * h, w: w, h: h, xAxis: xAxis)
+            s += figure.draw(p, id: i, x: Double(i % 2) * w, y: header + Double(i / 2) * h, w: w, h: h, xAxis: xAxis)
         }
         return s + "</svg>\n"
     }

@@ -136,6 +136,13 @@ final class PlotTests: XCTestCase {
         // Five evaluation panels at most (the first run has four metrics, the second adds cer): six panels in all.
         XCTAssertEqual(svg.components(separatedBy: "Evaluation: ").count - 1, 5)
         XCTAssertTrue(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"900\""))
+        // Long file lists wrap under the title, and the figure grows to hold them.
+        let many = try MetricsPlot.render(metricsPaths: Array(repeating: first, count: 4) + [other + "/metrics.jsonl"],
+                                          labels: ["a run with a long name number one", "two", "three", "four", "five"])
+        XCTAssertTrue(XMLParser(data: Data(many.utf8)).parse())
+        let subtitles = many.components(separatedBy: "\n").filter { $0.contains("fill=\"#555555\"") && $0.contains("metrics.jsonl") }
+        XCTAssertGreaterThan(subtitles.count, 1)
+        XCTAssertFalse(many.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"900\""))
         // Without labels, each run is named by its directory.
         let unnamed = try MetricsPlot.render(metricsPaths: [first, other + "/metrics.jsonl"])
         XCTAssertTrue(unnamed.contains("\((dir as NSString).lastPathComponent) vs scratch"))
