@@ -48,11 +48,16 @@ def report(problems, pairs):
     print("OK: transformers loads the checkpoint with no missing, unexpected or mismatched keys, and its outputs match")
 
 
-def check_vision(binary, ckpt, architecture):
-    model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
-    problems = {k: v for k, v in info.items() if v}
+def load(model_class, ckpt, **kwargs):
+    """The checkpoint through from_pretrained, in eval mode, and the loading problems (all must be empty)."""
+    model, info = model_class.from_pretrained(ckpt, output_loading_info=True, **kwargs)
     print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
     model.eval()
+    return model, {k: v for k, v in info.items() if v}
+
+
+def check_vision(binary, ckpt, architecture):
+    model, problems = load(getattr(transformers, architecture), ckpt)
     cfg = model.config
     rng = np.random.default_rng(0)
     B, S = 3, cfg.image_size
@@ -79,10 +84,7 @@ def check_vision(binary, ckpt, architecture):
 
 
 def check_gpt2(binary, ckpt):
-    model, info = transformers.GPT2LMHeadModel.from_pretrained(ckpt, output_loading_info=True)
-    problems = {k: v for k, v in info.items() if v}
-    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
-    model.eval()
+    model, problems = load(transformers.GPT2LMHeadModel, ckpt)
     cfg = model.config
     rng = np.random.default_rng(0)
     B, T = 3, min(29, cfg.n_positions)
@@ -96,10 +98,7 @@ def check_gpt2(binary, ckpt):
 
 
 def check_marian(binary, ckpt):
-    model, info = transformers.MarianMTModel.from_pretrained(ckpt, output_loading_info=True, attn_implementation="eager")
-    problems = {k: v for k, v in info.items() if v}
-    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
-    model.eval()
+    model, problems = load(transformers.MarianMTModel, ckpt, attn_implementation="eager")
     cfg = model.config
     rng = np.random.default_rng(0)
     B, S, T = 3, 13, 11
@@ -129,10 +128,7 @@ def check_marian(binary, ckpt):
 
 
 def check_roberta(binary, ckpt):
-    model, info = transformers.RobertaForMaskedLM.from_pretrained(ckpt, output_loading_info=True)
-    problems = {k: v for k, v in info.items() if v}
-    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
-    model.eval()
+    model, problems = load(transformers.RobertaForMaskedLM, ckpt)
     cfg = model.config
     rng = np.random.default_rng(0)
     B, T = 3, min(29, cfg.max_position_embeddings - cfg.pad_token_id - 1)
@@ -151,10 +147,7 @@ def check_roberta(binary, ckpt):
 
 
 def check_distilbert(binary, ckpt):
-    model, info = transformers.DistilBertForMaskedLM.from_pretrained(ckpt, output_loading_info=True)
-    problems = {k: v for k, v in info.items() if v}
-    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
-    model.eval()
+    model, problems = load(transformers.DistilBertForMaskedLM, ckpt)
     cfg = model.config
     rng = np.random.default_rng(0)
     B, T = 3, min(29, cfg.max_position_embeddings)
@@ -172,10 +165,7 @@ def check_distilbert(binary, ckpt):
 
 def check_wav2vec2(binary, ckpt, architecture):
     from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
-    model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
-    problems = {k: v for k, v in info.items() if v}
-    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
-    model.eval()
+    model, problems = load(getattr(transformers, architecture), ckpt)
     cfg = model.config
     rng = np.random.default_rng(0)
     B, S = 2, 16000 * 13 // 10
@@ -234,10 +224,7 @@ def main():
         return check_wav2vec2(binary, ckpt, architecture)
     if architecture not in ("BertForPreTraining", "AlbertForPreTraining", "BertModel"):
         return check_vision(binary, ckpt, architecture)
-    model, info = getattr(transformers, architecture).from_pretrained(ckpt, output_loading_info=True)
-    problems = {k: v for k, v in info.items() if v}
-    print("from_pretrained loading info:", json.dumps({k: list(map(str, v)) for k, v in info.items()}))
-    model.eval()
+    model, problems = load(getattr(transformers, architecture), ckpt)
     cfg = model.config
     rng = np.random.default_rng(0)
     B, T = 3, 29
