@@ -183,13 +183,7 @@ struct Figure {
         let xAxis = Axis(values: steps.map(Double.init) + evalSteps.map(Double.init), fromZero: false)
         let panels = [lossPanel(), evalLossPanel(), accuracyPanel(), throughputPanel(), spreadPanel(), phasePanel()]
 
-        var s = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(Self.width))" height="\(Int(Self.height))" \
-        viewBox="0 0 \(Int(Self.width)) \(Int(Self.height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
-
-        <rect width="100%" height="100%" fill="#ffffff"/>
-
-        """
+        var s = Self.svgStart(height: Self.height)
         s += text(16, 24, "Tandem metrics: \(title)", size: 17, weight: "bold")
         let evalText = evalSteps.isEmpty ? "no evaluations" : "\(evalSteps.count) evaluation\(evalSteps.count == 1 ? "" : "s")"
         s += text(16, 43, "\(ranks) rank\(ranks == 1 ? "" : "s") · steps \(first)–\(last) · \(evalText) · "
@@ -200,6 +194,17 @@ struct Figure {
             s += draw(p, id: i, x: Double(i % 2) * w, y: Self.header + Double(i / 2) * h, w: w, h: h, xAxis: xAxis)
         }
         return s + "</svg>\n"
+    }
+
+    /// The opening of a figure's SVG document, `width` wide and `height` high, on a white background.
+    static func svgStart(height: Double) -> String {
+        """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
+        viewBox="0 0 \(Int(width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
+
+        <rect width="100%" height="100%" fill="#ffffff"/>
+
+        """
     }
 
     // MARK: Panel contents
@@ -483,7 +488,7 @@ struct Figure {
     }
 }
 
-/// Several runs side by side: the training loss of each (smoothed, raw behind it when the runs are few)
+/// Several runs side by side: the training loss of each (smoothed from 20 logged steps on, raw below that)
 /// and each evaluation metric, one curve per run in the run's colour, on a shared step axis.
 struct Comparison {
     let runs: [(name: String, run: MetricsRun)]
@@ -517,13 +522,7 @@ struct Comparison {
         let rows = (panels.count + 1) / 2
         let w = Figure.width / 2, h = (Figure.height - Figure.header) / 3
         let height = header + Double(rows) * h
-        var s = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(Figure.width))" height="\(Int(height))" \
-        viewBox="0 0 \(Int(Figure.width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
-
-        <rect width="100%" height="100%" fill="#ffffff"/>
-
-        """
+        var s = Figure.svgStart(height: height)
         s += figure.text(16, 24, "Tandem metrics: " + runs.map(\.name).joined(separator: " vs "), size: 17, weight: "bold")
         for (i, line) in lines.enumerated() {
             s += figure.text(16, 43 + Double(i) * 16, line, size: 12, fill: "#555555")

@@ -115,14 +115,13 @@ public struct TrainingConfig {
                 try walk(m, path: key)
             } else if let s = v.scalar {
                 if path.isEmpty { throw ConfigError("\(file):\(line(k)): \(key) must be a section (a mapping of keys)") }
-                let quoted = s.style == .singleQuoted || s.style == .doubleQuoted
-                try assign(key, s.string, quoted: quoted, at: "\(file):\(line(v))")
+                try assign(key, s.string, quoted: Self.isQuoted(s), at: "\(file):\(line(v))")
             } else if let items = v.sequence, key.hasPrefix("model.") {
                 // An HF config.json list (wav2vec2's conv_dim, conv_kernel, conv_stride): scalars only.
                 var values: [ConfigValue] = []
                 for item in items {
                     guard let s = item.scalar else { throw ConfigError("\(file):\(line(item)): \(key) must be a list of single values") }
-                    values.append(Self.untyped(s.string, quoted: s.style == .singleQuoted || s.style == .doubleQuoted))
+                    values.append(Self.untyped(s.string, quoted: Self.isQuoted(s)))
                 }
                 try assignModelField(key, .list(values), at: "\(file):\(line(v))")
             } else {
@@ -130,6 +129,9 @@ public struct TrainingConfig {
             }
         }
     }
+
+    /// A quoted YAML scalar is a string whatever it looks like ('1' is text, 1 a number).
+    private static func isQuoted(_ s: Node.Scalar) -> Bool { s.style == .singleQuoted || s.style == .doubleQuoted }
 
     private func line(_ n: Node) -> String { n.mark.map { String($0.line) } ?? "?" }
 
