@@ -143,8 +143,10 @@ extension Tape {
     /// output is (B, Tq, C). `keyMask` (B, T) holds 1 for keys to attend and 0 for padding; `causal` hides later keys.
     /// `scoreBias` (NH, Tq, T), when given, is added to every sequence's scaled scores before the softmax
     /// (BEiT's relative position bias) and gets their gradient summed over the batch.
+    /// `dropout`: the probabilities' dropout rate (transformers' `attention_probs_dropout_prob`), applied
+    /// while `training` as `dropout` applies its own, with a mask drawn again in backward (`AttentionDropout`).
     public func attention(q: Tensor, k: Tensor, v: Tensor, heads NH: Int, keyMask: Tensor?, causal: Bool,
-                          scoreBias: Tensor? = nil) -> Tensor {
+                          scoreBias: Tensor? = nil, dropout p: Float = 0) -> Tensor {
         let B = k.shape[0], T = k.shape[1], C = k.shape[2], Tq = q.shape[1]
         precondition(C % NH == 0, "attention: \(C) channels do not split into \(NH) heads")
         precondition(v.shape == k.shape && q.shape == Shape(B, Tq, C) && (Tq <= T || !causal),
@@ -158,23 +160,39 @@ extension Tape {
         let mask = keyMask.map { UnsafePointer($0.data) }
         let bias = scoreBias.map { UnsafePointer($0.data) }, dbias = scoreBias?.grad
         let precision = precision
+        let dropout = attentionDropout(p, count: Tq * T)
         record(inputs: [q, k, v] + (scoreBias.map { [$0] } ?? []), forward: {
             attentionForward(out: y.data, probs: probs, q: q.data, k: k.data, v: v.data, keyMask: mask,
                              B: B, T: T, queries: Tq, NH: NH, HS: HS, causal: causal, scoreBias: bias,
-                             precision: precision)
+                             dropout: dropout(), precision: precision)
         }, backward: {
             attentionBackward(dq: q.grad!, dk: k.grad!, dv: v.grad!, dprobs: dprobs, dout: y.grad!, probs: probs,
                               q: q.data, k: k.data, v: v.data, B: B, T: T, queries: Tq, NH: NH, HS: HS,
-                              dscoreBias: dbias, precision: precision)
+                              dscoreBias: dbias, dropout: dropout(), precision: precision)
         })
         return y
+    }
+
+    /// For an attention op with dropout rate p on `count` probabilities per (batch, head): a closure that
+    /// gives the `AttentionDropout` of the current replay (nil while not `training`), its stream and its
+    /// one slice of work memory taken now. p == 0 takes neither, so a model without attention dropout records
+    /// exactly the graph it recorded before there was any.
+    private func attentionDropout(_ p: Float, count: Int) -> () -> AttentionDropout? {
+        precondition(p >= 0 && p < 1, "attention dropout: p = \(p) outside [0, 1)")
+        guard p > 0 else { return { nil } }
+        let stream = newStream(), work = scratch(count: count)
+        return { [unowned self] in
+            training ? AttentionDropout(p: p, rng: rng, stream: stream, step: step, work: work) : nil
+        }
     }
 
     /// Causal self-attention over a packed (B, T, 3C) projection holding q, k and v side by side in each
     /// row (GPT-2's `c_attn` output), read and differentiated in place; the output is (B, T, C).
     /// `firstKeys` (B, T) or nil: query t sees no key before `firstKeys[b T + t]` (documents packed into one
     /// sequence, `attentionForward`); the caller fills it before each forward.
-    public func causalSelfAttention(packed qkv: Tensor, heads NH: Int, firstKeys: UnsafeMutablePointer<Int32>?) -> Tensor {
+    /// `dropout` as in `attention` (GPT-2's `attn_pdrop`).
+    public func causalSelfAttention(packed qkv: Tensor, heads NH: Int, firstKeys: UnsafeMutablePointer<Int32>?,
+                                    dropout p: Float = 0) -> Tensor {
         let B = qkv.shape[0], T = qkv.shape[1], C = qkv.shape[2] / 3
         precondition(qkv.shape[2] == 3 * C && C % NH == 0, "attention: packed q, k, v \(qkv.shape) for \(NH) heads")
         let HS = C / NH
@@ -183,15 +201,16 @@ extension Tape {
         let dprobs = scratch(count: B * NH * T * T)
         let first = firstKeys.map { UnsafePointer($0) }
         let precision = precision
+        let dropout = attentionDropout(p, count: T * T)
         record(inputs: [qkv], forward: {
             attentionForward(out: y.data, probs: probs, q: qkv.data, k: qkv.data + C, v: qkv.data + 2 * C, keyMask: nil,
                              B: B, T: T, NH: NH, HS: HS, causal: true, firstKeys: first, rowStride: 3 * C,
-                             precision: precision)
+                             dropout: dropout(), precision: precision)
         }, backward: {
             let d = qkv.grad!
             attentionBackward(dq: d, dk: d + C, dv: d + 2 * C, dprobs: dprobs, dout: y.grad!, probs: probs,
                               q: qkv.data, k: qkv.data + C, v: qkv.data + 2 * C, B: B, T: T, NH: NH, HS: HS,
-                              rowStride: 3 * C, precision: precision)
+                              rowStride: 3 * C, dropout: dropout(), precision: precision)
         })
         return y
     }

@@ -18,6 +18,39 @@ import Darwin
 /// on its position, so Tq may also exceed T: cross-attention, the decoder's Tq target positions reading
 /// the encoder's T source positions (Vaswani et al. 2017, §3.2.3).
 
+/// Dropout on the attention probabilities (transformers' `attention_probs_dropout_prob`, `attention_dropout`
+/// and GPT-2's `attn_pdrop`): out = Drop(softmax(q kᵀ / √HS + mask)) v. Slice s = b NH + h of the
+/// probabilities (its Tq T entries) is dropped with `dropoutForward`'s mask at `blockOffset(s)`, so the
+/// mask is never stored: backward draws it again. `work` holds the dropped probabilities of one slice
+/// (Tq T floats). The saved `probs` stay the undropped ones, which the softmax backward needs.
+public struct AttentionDropout {
+    public let p: Float
+    public let rng: Philox
+    public let stream: UInt64, step: UInt64
+    public let work: UnsafeMutablePointer<Float>
+
+    public init(p: Float, rng: Philox, stream: UInt64, step: UInt64, work: UnsafeMutablePointer<Float>) {
+        precondition(p > 0 && p < 1, "attention dropout: p = \(p) outside (0, 1)")
+        self.p = p; self.rng = rng; self.stream = stream; self.step = step; self.work = work
+    }
+
+    /// The first Philox block of slice s: 2^36 blocks (2^38 probabilities) apart.
+    public static func blockOffset(_ slice: Int) -> UInt64 { UInt64(slice) << 36 }
+
+    /// `work` = the dropped probabilities of slice s, `probs` its Tq T = `count` probabilities.
+    func drop(_ probs: UnsafePointer<Float>, slice: Int, count: Int) -> UnsafePointer<Float> {
+        dropoutForward(out: work, inp: probs, count: count, p: p, rng: rng, stream: stream, step: step,
+                       blockOffset: Self.blockOffset(slice))
+        return UnsafePointer(work)
+    }
+
+    /// The gradient of the dropped probabilities of slice s into theirs before dropout, in place.
+    func backward(_ d: UnsafeMutablePointer<Float>, slice: Int, count: Int) {
+        dropoutBackward(dinp: d, dout: d, count: count, p: p, rng: rng, stream: stream, step: step,
+                        blockOffset: Self.blockOffset(slice), accumulate: false)
+    }
+}
+
 // MARK: - Forward
 
 /// out = softmax(q kᵀ / √HS + mask) v per (batch, head); k, v (B, T, C) with C = NH HS; q, out (B, Tq, C),
@@ -40,11 +73,15 @@ import Darwin
 /// `scoreBias` (NH, Tq, T) or nil: added to every sequence's scaled scores of head h before the softmax,
 /// softmax(q kᵀ / √HS + bias[h]), shared over the batch (BEiT's relative position bias, Bao et al. 2022,
 /// which transformers passes as an additive attention mask). Nil runs exactly the code without it.
+///
+/// `dropout` or nil: dropout on the probabilities before the product with v (`AttentionDropout`); `probs`
+/// still receives them undropped. Nil runs exactly the code without it.
 public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
                              causal: Bool, firstKeys: UnsafePointer<Int32>? = nil, rowStride: Int? = nil,
-                             scoreBias: UnsafePointer<Float>? = nil, precision: MatmulPrecision = .fp32) {
+                             scoreBias: UnsafePointer<Float>? = nil, dropout: AttentionDropout? = nil,
+                             precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
     precondition(Tq >= 1 && (Tq <= T || !causal), "attention: \(Tq) causal queries for \(T) keys")
     precondition(ld >= C, "attention: row stride \(ld) is below \(C) channels")
@@ -59,7 +96,8 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
                  beta: 0, c: p, ldc: T, precision: precision)
             if let scoreBias { residualForward(out: p, a: p, b: scoreBias + h * Tq * T, count: Tq * T) }
             attentionSoftmax(p, count: T, rows: Tq, mask: mask, causal: causal, firstKeys: first)
-            gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: p, lda: T, b: v + head, ldb: ld,
+            let kept = dropout?.drop(p, slice: b * NH + h, count: Tq * T) ?? UnsafePointer(p)
+            gemm(.none, .none, m: Tq, n: HS, k: T, alpha: 1, a: kept, lda: T, b: v + head, ldb: ld,
                  beta: 0, c: out + outHead, ldc: C, precision: precision)
         }
     }
@@ -165,12 +203,16 @@ public func cachedAttentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePo
 ///
 /// `dscoreBias` (NH, Tq, T) or nil: the gradient of the forward's `scoreBias`, dbias[h] += Σ_b dS[b, h]
 /// (the bias is shared over the batch). Nil runs exactly the code without it.
+///
+/// `dropout`: the forward's, whose masks it draws again (with D the dropped probabilities, dv += Dᵀ dout
+/// and dP = (dout vᵀ) ⊙ mask / (1 - p) before the softmax backward). Nil runs exactly the code without it.
 public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                               dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                               dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                               B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int, rowStride: Int? = nil,
-                              dscoreBias: UnsafeMutablePointer<Float>? = nil, precision: MatmulPrecision = .fp32) {
+                              dscoreBias: UnsafeMutablePointer<Float>? = nil, dropout: AttentionDropout? = nil,
+                              precision: MatmulPrecision = .fp32) {
     let C = NH * HS, Tq = queries ?? T, ld = rowStride ?? C
     precondition(Tq >= 1, "attention: \(Tq) queries")
     let scale = 1 / Float(HS).squareRoot()
@@ -179,12 +221,14 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
             let head = b * T * ld + h * HS, queryHead = b * Tq * ld + h * HS, outHead = b * Tq * C + h * HS
             let p = probs + (b * NH + h) * Tq * T, dp = dprobs + (b * NH + h) * Tq * T
             if let dv {
-                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: p, lda: T, b: dout + outHead, ldb: C,
+                let kept = dropout?.drop(p, slice: b * NH + h, count: Tq * T) ?? p
+                gemm(.transpose, .none, m: T, n: HS, k: Tq, alpha: 1, a: kept, lda: T, b: dout + outHead, ldb: C,
                      beta: 1, c: dv + head, ldc: ld, precision: precision)
             }
             if dq == nil && dk == nil && dscoreBias == nil { continue }
             gemm(.none, .transpose, m: Tq, n: T, k: HS, alpha: 1, a: dout + outHead, lda: C, b: v + head, ldb: ld,
                  beta: 0, c: dp, ldc: T, precision: precision)
+            dropout?.backward(dp, slice: b * NH + h, count: Tq * T)
             attentionSoftmaxBackward(p, dp, count: T, rows: Tq)
             if let dscoreBias {
                 let d = dscoreBias + h * Tq * T
@@ -204,12 +248,13 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
 
 // MARK: - Reference
 
-/// Naive `attentionForward`: explicit loops in Double, masking by skipping keys.
+/// Naive `attentionForward`: explicit loops in Double, masking by skipping keys; `dropout` scales each
+/// probability by its element's `dropoutFactorReference` (its `work` is not used).
 public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                                       q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                       keyMask: UnsafePointer<Float>?, B: Int, T: Int, queries: Int? = nil,
                                       NH: Int, HS: Int, causal: Bool, firstKeys: UnsafePointer<Int32>? = nil,
-                                      scoreBias: UnsafePointer<Float>? = nil) {
+                                      scoreBias: UnsafePointer<Float>? = nil, dropout: AttentionDropout? = nil) {
     let C = NH * HS, Tq = queries ?? T
     let scale = 1 / Double(HS).squareRoot()
     for b in 0..<B {
@@ -232,7 +277,10 @@ public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: U
                 for j in 0..<T { probs[((b * NH + h) * Tq + i) * T + j] = Float(p[j]) }
                 for d in 0..<HS {
                     var acc = 0.0
-                    for j in 0..<T { acc += p[j] * Double(v[(b * T + j) * C + h * HS + d]) }
+                    for j in 0..<T {
+                        let kept = attentionDropoutFactor(dropout, slice: b * NH + h, element: i * T + j)
+                        acc += p[j] * kept * Double(v[(b * T + j) * C + h * HS + d])
+                    }
                     out[(b * Tq + i) * C + h * HS + d] = Float(acc)
                 }
             }
@@ -241,13 +289,13 @@ public func attentionForwardReference(out: UnsafeMutablePointer<Float>, probs: U
 }
 
 /// Naive `attentionBackward` in Double, element by element; `dprobs` receives dS as in the fast kernel,
-/// and `dscoreBias` (NH, Tq, T) its sum over the batch.
+/// and `dscoreBias` (NH, Tq, T) its sum over the batch. `dropout` as in `attentionForwardReference`.
 public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                                        dv: UnsafeMutablePointer<Float>?, dprobs: UnsafeMutablePointer<Float>,
                                        dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
                                        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                        B: Int, T: Int, queries: Int? = nil, NH: Int, HS: Int,
-                                       dscoreBias: UnsafeMutablePointer<Float>? = nil) {
+                                       dscoreBias: UnsafeMutablePointer<Float>? = nil, dropout: AttentionDropout? = nil) {
     let C = NH * HS, Tq = queries ?? T
     let scale = 1 / Double(HS).squareRoot()
     /// Row t of sequence b in a (B, rows, C) tensor, head h, channel d.
@@ -260,6 +308,7 @@ public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: Uns
                 var dP = [Double](repeating: 0, count: T)
                 for j in 0..<T {
                     for d in 0..<HS { dP[j] += Double(dout[at(b, i, h, d, rows: Tq)]) * Double(v[at(b, j, h, d, rows: T)]) }
+                    dP[j] *= attentionDropoutFactor(dropout, slice: b * NH + h, element: i * T + j)
                 }
                 var dot = 0.0
                 for j in 0..<T { dot += Double(probs[base + i * T + j]) * dP[j] }
@@ -277,7 +326,8 @@ public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: Uns
                     var gk = 0.0, gv = 0.0
                     for i in 0..<Tq {
                         gk += dS[i * T + t] * Double(q[at(b, i, h, d, rows: Tq)]) * scale
-                        gv += Double(probs[base + i * T + t]) * Double(dout[at(b, i, h, d, rows: Tq)])
+                        gv += Double(probs[base + i * T + t]) * attentionDropoutFactor(dropout, slice: b * NH + h, element: i * T + t)
+                            * Double(dout[at(b, i, h, d, rows: Tq)])
                     }
                     dk?[at(b, t, h, d, rows: T)] += Float(gk)
                     dv?[at(b, t, h, d, rows: T)] += Float(gv)
@@ -285,4 +335,11 @@ public func attentionBackwardReference(dq: UnsafeMutablePointer<Float>?, dk: Uns
             }
         }
     }
+}
+
+/// The reference's dropout factor of probability `element` (i T + j) of slice b NH + h: 1 without dropout.
+func attentionDropoutFactor(_ dropout: AttentionDropout?, slice: Int, element: Int) -> Double {
+    guard let dropout else { return 1 }
+    return Double(dropoutFactorReference(element, p: dropout.p, rng: dropout.rng, stream: dropout.stream,
+                                         step: dropout.step, blockOffset: AttentionDropout.blockOffset(slice)))
 }

@@ -11,8 +11,10 @@
 // MARK: - Forward
 
 /// out (count) = inp ⊙ mask / (1 - p), the mask drawn as described above. `out` may be `inp`.
+/// `blockOffset` is added to every Philox block index, so that slices of one tensor dropped out one at a
+/// time (attention's (batch, head) slices) draw from disjoint counters.
 public func dropoutForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, p: Float,
-                           rng: Philox, stream: UInt64, step: UInt64) {
+                           rng: Philox, stream: UInt64, step: UInt64, blockOffset: UInt64 = 0) {
     precondition(p >= 0 && p <= 1, "dropout: p = \(p) outside [0, 1]")
     if p == 0 {
         if UnsafePointer(out) != inp { out.update(from: inp, count: count) }
@@ -27,7 +29,7 @@ public func dropoutForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
         store(load(inp + i, lanes: lanes) * mask.factors(words), to: out + i, lanes: lanes)
     }
     for group in stride(from: 0, to: count, by: 64) {
-        let w = generator.blocks(firstIndex: UInt64(group / 4))
+        let w = generator.blocks(firstIndex: blockOffset &+ UInt64(group / 4))
         apply(group, w.0)
         apply(group + 16, w.1)
         apply(group + 32, w.2)
@@ -37,9 +39,10 @@ public func dropoutForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
 
 /// dinp (count) += dout ⊙ mask / (1 - p), with the mask of the `dropoutForward` call that had the same
 /// count, p, rng, stream and step; with `accumulate` false, stored instead (the same bits as adding into
-/// zeros, whatever dinp held).
+/// zeros, whatever dinp held). `dinp` may be `dout` when not accumulating.
 public func dropoutBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, count: Int, p: Float,
-                            rng: Philox, stream: UInt64, step: UInt64, accumulate adding: Bool = true) {
+                            rng: Philox, stream: UInt64, step: UInt64, blockOffset: UInt64 = 0,
+                            accumulate adding: Bool = true) {
     precondition(p >= 0 && p <= 1, "dropout: p = \(p) outside [0, 1]")
     if p == 0 {
         residualBackward(da: dinp, db: nil, dout: dout, count: count, accumulateA: adding)
@@ -54,7 +57,7 @@ public func dropoutBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePoint
         writeGradient(load(dout + i, lanes: lanes) * mask.factors(words), into: dinp + i, lanes: lanes, adding: adding)
     }
     for group in stride(from: 0, to: count, by: 64) {
-        let w = generator.blocks(firstIndex: UInt64(group / 4))
+        let w = generator.blocks(firstIndex: blockOffset &+ UInt64(group / 4))
         apply(group, w.0)
         apply(group + 16, w.1)
         apply(group + 32, w.2)
@@ -141,8 +144,10 @@ struct PhiloxLanes {
 
 /// Naive `dropoutForward`: one `Philox.block` per element, the word picked by index.
 public func dropoutForwardReference(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int,
-                                    p: Float, rng: Philox, stream: UInt64, step: UInt64) {
-    for i in 0..<count { out[i] = inp[i] * dropoutFactorReference(i, p: p, rng: rng, stream: stream, step: step) }
+                                    p: Float, rng: Philox, stream: UInt64, step: UInt64, blockOffset: UInt64 = 0) {
+    for i in 0..<count {
+        out[i] = inp[i] * dropoutFactorReference(i, p: p, rng: rng, stream: stream, step: step, blockOffset: blockOffset)
+    }
 }
 
 /// Naive `dropoutBackward`.
@@ -151,9 +156,10 @@ public func dropoutBackwardReference(dinp: UnsafeMutablePointer<Float>, dout: Un
     for i in 0..<count { dinp[i] += dout[i] * dropoutFactorReference(i, p: p, rng: rng, stream: stream, step: step) }
 }
 
-func dropoutFactorReference(_ i: Int, p: Float, rng: Philox, stream: UInt64, step: UInt64) -> Float {
+func dropoutFactorReference(_ i: Int, p: Float, rng: Philox, stream: UInt64, step: UInt64,
+                            blockOffset: UInt64 = 0) -> Float {
     if p == 0 { return 1 }
-    let b = rng.block(stream: stream, step: step, index: UInt64((i / 64) * 16 + i % 16))
+    let b = rng.block(stream: stream, step: step, index: blockOffset &+ UInt64((i / 64) * 16 + i % 16))
     let word = [b.0, b.1, b.2, b.3][(i / 16) % 4]
     let u = Float(word >> 8) / 16_777_216
     return u >= p ? 1 / (1 - p) : 0

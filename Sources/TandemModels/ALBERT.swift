@@ -22,8 +22,7 @@ public struct AlbertConfig: Codable, Equatable, Sendable {
     /// "gelu_new" (the tanh approximation, ALBERT's default) or "gelu" (the erf form).
     public var hiddenAct: String
     public var hiddenDropoutProb: Float
-    /// Read and written back for HF, but not applied: the fused attention kernel has no dropout on the
-    /// attention probabilities (0 in ALBERT v2 and in every preset).
+    /// Dropout on the attention probabilities while training (0 in ALBERT v2 and in every preset).
     public var attentionProbsDropoutProb: Float
     public var maxPositionEmbeddings: Int
     public var typeVocabSize: Int
@@ -149,6 +148,10 @@ public struct AlbertConfig: Codable, Equatable, Sendable {
         guard hiddenSize % numAttentionHeads == 0 else {
             throw AlbertError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
         }
+        for (key, p) in [("hidden_dropout_prob", hiddenDropoutProb), ("attention_probs_dropout_prob", attentionProbsDropoutProb)]
+        where !(p >= 0 && p < 1) {
+            throw AlbertError("\(key) = \(p) must be in [0, 1)")
+        }
         guard (0..<vocabSize).contains(padTokenId) else {
             throw AlbertError("pad_token_id \(padTokenId) is outside the vocabulary 0..<\(vocabSize)")
         }
@@ -189,7 +192,7 @@ public struct AlbertConfig: Codable, Equatable, Sendable {
 ///
 /// Dropout (`hidden_dropout_prob`) follows the embeddings and the attention output as in HF's
 /// AlbertEmbeddings and AlbertAttention; HF's AlbertLayer applies none after `ffn_output`, nor does this
-/// model. `attention_probs_dropout_prob` is not applied (the fused attention kernel keeps no mask).
+/// model. `attention_probs_dropout_prob` drops out the attention probabilities.
 public final class ALBERT {
     public let config: AlbertConfig
     public let wordEmbedding: Embedding
@@ -238,7 +241,7 @@ public final class ALBERT {
             key: Linear(attention("key"), inputs: H, outputs: H, initializer: init_),
             value: Linear(attention("value"), inputs: H, outputs: H, initializer: init_),
             output: Linear(attention("dense"), inputs: H, outputs: H, initializer: init_),
-            heads: config.numAttentionHeads)
+            heads: config.numAttentionHeads, dropout: config.attentionProbsDropoutProb)
         let attentionNorm = LayerNorm(attention("LayerNorm"), dimensions: H, eps: eps)
         let up = Linear(layer("ffn"), inputs: H, outputs: config.intermediateSize, initializer: init_)
         let down = Linear(layer("ffn_output"), inputs: config.intermediateSize, outputs: H, initializer: init_)

@@ -25,8 +25,8 @@ public struct BertConfig: Codable, Equatable, Sendable {
     /// Only "gelu" (the exact, erf form) is supported.
     public var hiddenAct: String
     public var hiddenDropoutProb: Float
-    /// Read and written back for HF, but not applied: the fused attention kernel has no dropout on the
-    /// attention probabilities, so training runs as if it were 0 there.
+    /// Dropout on the attention probabilities while training (`Tape.attention`: the mask is drawn again in
+    /// backward, never stored).
     public var attentionProbsDropoutProb: Float
     public var maxPositionEmbeddings: Int
     public var typeVocabSize: Int
@@ -152,6 +152,10 @@ public struct BertConfig: Codable, Equatable, Sendable {
         guard hiddenSize % numAttentionHeads == 0 else {
             throw BertError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
         }
+        for (key, p) in [("hidden_dropout_prob", hiddenDropoutProb), ("attention_probs_dropout_prob", attentionProbsDropoutProb)]
+        where !(p >= 0 && p < 1) {
+            throw BertError("\(key) = \(p) must be in [0, 1)")
+        }
         let ids: [(String, Int?)] = [("pad_token_id", padTokenId), ("bos_token_id", bosTokenId), ("eos_token_id", eosTokenId)]
         for (key, id) in ids {
             if let id, !(0..<vocabSize).contains(id) {
@@ -207,8 +211,7 @@ struct BertEmbeddings {
 /// gradient accumulates into `bert.embeddings.word_embeddings.weight`, as in PyTorch.
 ///
 /// Dropout (`hidden_dropout_prob`) follows the embeddings and the attention and feed-forward outputs of
-/// every block. `attention_probs_dropout_prob` is not applied: the fused attention kernel keeps no mask
-/// for the probabilities.
+/// every block, and `attention_probs_dropout_prob` the attention probabilities.
 public final class BERT {
     public let config: BertConfig
     public let wordEmbedding: Embedding
@@ -263,7 +266,7 @@ public final class BERT {
                 key: Linear(selfAttention("key"), inputs: C, outputs: C, initializer: init_),
                 value: Linear(selfAttention("value"), inputs: C, outputs: C, initializer: init_),
                 output: Linear(attention("output")("dense"), inputs: C, outputs: C, initializer: init_),
-                heads: config.numAttentionHeads)
+                heads: config.numAttentionHeads, dropout: config.attentionProbsDropoutProb)
             let attentionNorm = LayerNorm(attention("output")("LayerNorm"), dimensions: C, eps: eps)
             let up = Linear(layer("intermediate")("dense"), inputs: C, outputs: config.intermediateSize, initializer: init_)
             let down = Linear(layer("output")("dense"), inputs: config.intermediateSize, outputs: C, initializer: init_)

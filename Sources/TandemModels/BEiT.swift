@@ -43,7 +43,7 @@ public final class BEiTLayer {
             ? BEiTEncoder.relativePositionTable(config, scope: selfAttention("relative_position_bias")) : nil
         attention = MultiHeadAttention(query: query, key: key, value: value,
                                        output: Linear(attentionScope("output")("dense"), inputs: C, outputs: C, initializer: init_),
-                                       heads: config.numAttentionHeads)
+                                       heads: config.numAttentionHeads, dropout: config.attentionProbsDropoutProb)
         let up = Linear(layer("intermediate")("dense"), inputs: C, outputs: config.intermediateSize, initializer: init_)
         let down = Linear(layer("output")("dense"), inputs: config.intermediateSize, outputs: C, initializer: init_)
         feedForward = FeedForward(up: up, down: down, approximation: .erf)
@@ -69,7 +69,7 @@ public final class BEiTLayer {
         }
         let h = attentionNorm(x, on: tape), a = attention
         let heads = tape.attention(q: a.query(h, on: tape), k: a.key(h, on: tape), v: a.value(h, on: tape), heads: a.heads,
-                                   keyMask: nil, causal: false, scoreBias: bias)
+                                   keyMask: nil, causal: false, scoreBias: bias, dropout: a.dropout)
         let y = tape.add(x, scaled(a.output(heads, on: tape), lambda1))
         return tape.add(y, scaled(feedForward(feedForwardNorm(y, on: tape), on: tape), lambda2))
     }

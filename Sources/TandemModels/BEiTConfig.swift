@@ -32,8 +32,7 @@ public struct BEiTConfig: Codable, Equatable, Sendable {
     /// Only "gelu" (the exact, erf form) is supported.
     public var hiddenAct: String
     public var hiddenDropoutProb: Float
-    /// Read and written back, but not applied: the fused attention kernel has no dropout on the
-    /// attention probabilities (as in ViT).
+    /// Dropout on the attention probabilities while training (as in ViT).
     public var attentionProbsDropoutProb: Float
     public var initializerRange: Float
     public var layerNormEps: Float
@@ -211,7 +210,8 @@ public struct BEiTConfig: Codable, Equatable, Sendable {
         guard imageSize % patchSize == 0 else {
             throw BEiTError("image_size \(imageSize) is not a multiple of patch_size \(patchSize)")
         }
-        for (key, p) in [("hidden_dropout_prob", hiddenDropoutProb), ("drop_path_rate", dropPathRate)] where !(p >= 0 && p < 1) {
+        for (key, p) in [("hidden_dropout_prob", hiddenDropoutProb), ("attention_probs_dropout_prob", attentionProbsDropoutProb),
+                         ("drop_path_rate", dropPathRate)] where !(p >= 0 && p < 1) {
             throw BEiTError("\(key) = \(p) must lie in [0, 1)")
         }
         guard layerScaleInitValue >= 0 else {

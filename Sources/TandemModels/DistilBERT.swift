@@ -17,8 +17,7 @@ public struct DistilBertConfig: Codable, Equatable, Sendable {
     public var hiddenDim: Int
     /// Dropout after the embeddings and the feed-forward network.
     public var dropout: Float
-    /// Read and written back for HF, but not applied: the fused attention kernel has no dropout on the
-    /// attention probabilities (as for BERT's `attention_probs_dropout_prob`).
+    /// Dropout on the attention probabilities while training (as BERT's `attention_probs_dropout_prob`).
     public var attentionDropout: Float
     /// Only "gelu" (the exact, erf form) is supported.
     public var activation: String
@@ -105,6 +104,9 @@ public struct DistilBertConfig: Codable, Equatable, Sendable {
             throw BertError("\(key) must be positive, not \(value)")
         }
         guard dim % numHeads == 0 else { throw BertError("dim \(dim) is not a multiple of n_heads \(numHeads)") }
+        for (key, p) in [("dropout", dropout), ("attention_dropout", attentionDropout)] where !(p >= 0 && p < 1) {
+            throw BertError("\(key) = \(p) must be in [0, 1)")
+        }
         guard (0..<vocabSize).contains(padTokenId) else {
             throw BertError("pad_token_id \(padTokenId) is outside the vocabulary 0..<\(vocabSize)")
         }
@@ -118,8 +120,8 @@ public struct DistilBertConfig: Codable, Equatable, Sendable {
 ///
 /// The block is BERT's but for one dropout: transformers' `TransformerBlock` has none after the attention
 /// output, only after the feed-forward network, so `record` runs the blocks' layers itself rather than
-/// `TransformerBlock.callAsFunction` (which drops out after both). `attention_dropout` is not applied:
-/// the fused attention kernel keeps no mask for the probabilities. All LayerNorms use eps 1e-12.
+/// `TransformerBlock.callAsFunction` (which drops out after both). `attention_dropout` drops out the
+/// attention probabilities. All LayerNorms use eps 1e-12.
 ///
 /// Parameters are registered under HF's names in its `named_parameters()` order, with PyTorch layouts;
 /// the tied projector's gradient accumulates into `distilbert.embeddings.word_embeddings.weight`.
@@ -158,7 +160,7 @@ public final class DistilBERT {
                 key: Linear(attention("k_lin"), inputs: C, outputs: C, initializer: init_),
                 value: Linear(attention("v_lin"), inputs: C, outputs: C, initializer: init_),
                 output: Linear(attention("out_lin"), inputs: C, outputs: C, initializer: init_),
-                heads: config.numHeads)
+                heads: config.numHeads, dropout: config.attentionDropout)
             let attentionNorm = LayerNorm(layer("sa_layer_norm"), dimensions: C, eps: eps)
             let up = Linear(layer("ffn")("lin1"), inputs: C, outputs: config.hiddenDim, initializer: init_)
             let down = Linear(layer("ffn")("lin2"), inputs: config.hiddenDim, outputs: C, initializer: init_)

@@ -22,7 +22,7 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     public var activationFunction: String
     public var residPdrop: Float
     public var embdPdrop: Float
-    /// Kept for config.json; not applied: the fused attention kernel has no dropout on its probabilities.
+    /// Dropout on the attention probabilities while training.
     public var attnPdrop: Float
     public var layerNormEpsilon: Float
     public var initializerRange: Float
@@ -92,6 +92,9 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         if gelu == nil { return "model.activation_function = \(activationFunction) is not supported (gelu_new, gelu_pytorch_tanh, gelu)" }
         if !tieWordEmbeddings { return "model.tie_word_embeddings = false is not supported (GPT-2 ties lm_head to wte)" }
         if innerSize <= 0 { return "model.n_inner must be positive" }
+        for (key, p) in [("resid_pdrop", residPdrop), ("embd_pdrop", embdPdrop), ("attn_pdrop", attnPdrop)] where !(p >= 0 && p < 1) {
+            return "model.\(key) = \(p) must be in [0, 1)"
+        }
         return nil
     }
 }
@@ -100,7 +103,7 @@ public struct GPTConfig: Codable, Equatable, Sendable {
 public final class GPTBlock {
     public let ln1: LayerNorm, attention: Conv1D, attentionProjection: Conv1D
     public let ln2: LayerNorm, up: Conv1D, down: Conv1D
-    let heads: Int, dropout: Float, gelu: GELUApproximation
+    let heads: Int, dropout: Float, attentionDropout: Float, gelu: GELUApproximation
 
     init(_ h: ParameterScope, _ c: GPTConfig) {
         let C = c.nEmbd
@@ -113,12 +116,12 @@ public final class GPTBlock {
         ln2 = LayerNorm(h("ln_2"), dimensions: C, eps: c.layerNormEpsilon)
         up = Conv1D(h("mlp")("c_fc"), inputs: C, outputs: c.innerSize, initializer: init_)
         down = Conv1D(h("mlp")("c_proj"), inputs: c.innerSize, outputs: C, initializer: residual)
-        heads = c.nHead; dropout = c.residPdrop; gelu = c.gelu!
+        heads = c.nHead; dropout = c.residPdrop; attentionDropout = c.attnPdrop; gelu = c.gelu!
     }
 
     func callAsFunction(_ x: Tensor, firstKeys: UnsafeMutablePointer<Int32>?, on tape: Tape) -> Tensor {
         let qkv = attention(ln1(x, on: tape), on: tape)
-        let a = tape.causalSelfAttention(packed: qkv, heads: heads, firstKeys: firstKeys)
+        let a = tape.causalSelfAttention(packed: qkv, heads: heads, firstKeys: firstKeys, dropout: attentionDropout)
         let h = tape.add(x, tape.dropout(attentionProjection(a, on: tape), p: dropout))
         let f = down(tape.gelu(up(ln2(h, on: tape), on: tape), approximation: gelu), on: tape)
         return tape.add(h, tape.dropout(f, p: dropout))

@@ -14,8 +14,8 @@ public struct MarianError: Error, CustomStringConvertible, Sendable {
 /// Only the shared vocabulary is supported (`share_encoder_decoder_embeddings` and `tie_word_embeddings`
 /// true, `decoder_vocab_size` equal to `vocab_size`): one table `model.shared.weight` is the encoder's and
 /// the decoder's token embedding and the output projection, as in Vaswani et al. 2017, §3.4, and in the
-/// opus-mt models. `attention_dropout` is read and written back but not applied (the fused attention
-/// kernel keeps no mask for the probabilities), as BERT's `attention_probs_dropout_prob`.
+/// opus-mt models. `attention_dropout` drops out the attention probabilities of every attention, self and
+/// cross, as BERT's `attention_probs_dropout_prob`.
 public struct MarianConfig: Codable, Equatable, Sendable {
     public var vocabSize: Int
     public var dModel: Int
@@ -265,7 +265,7 @@ public final class MarianMT {
             let v = Linear(scope("v_proj"), inputs: C, outputs: C, initializer: init_)
             let q = Linear(scope("q_proj"), inputs: C, outputs: C, initializer: init_)
             let o = Linear(scope("out_proj"), inputs: C, outputs: C, initializer: init_)
-            return MultiHeadAttention(query: q, key: k, value: v, output: o, heads: heads)
+            return MultiHeadAttention(query: q, key: k, value: v, output: o, heads: heads, dropout: config.attentionDropout)
         }
         func feedForward(_ scope: ParameterScope, width F: Int) -> FeedForward {
             FeedForward(up: Linear(scope("fc1"), inputs: C, outputs: F, initializer: init_),

@@ -38,8 +38,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// Only "gelu" (the exact, erf form) is supported.
     public var hiddenAct: String
     public var hiddenDropoutProb: Float
-    /// Read and written back for HF, but not applied: the fused attention kernel has no dropout on the
-    /// attention probabilities.
+    /// Dropout on the attention probabilities while training.
     public var attentionProbsDropoutProb: Float
     public var initializerRange: Float
     public var layerNormEps: Float
@@ -167,6 +166,10 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         }
         guard hiddenSize % numAttentionHeads == 0 else {
             throw ViTError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        for (key, p) in [("hidden_dropout_prob", hiddenDropoutProb), ("attention_probs_dropout_prob", attentionProbsDropoutProb)]
+        where !(p >= 0 && p < 1) {
+            throw ViTError("\(key) = \(p) must be in [0, 1)")
         }
         guard imageSize % patchSize == 0 else {
             throw ViTError("image_size \(imageSize) is not a multiple of patch_size \(patchSize)")

@@ -13,7 +13,7 @@ import TandemNN
 /// `intermediate.dense`, `output.dense`, `layernorm_before`, `layernorm_after`, then `layernorm`.
 ///
 /// Dropout (`hidden_dropout_prob`) follows the embeddings and the attention and MLP outputs of every
-/// block; `attention_probs_dropout_prob` is not applied.
+/// block; `attention_probs_dropout_prob` the attention probabilities.
 public final class ViTEncoder {
     public let config: ViTConfig
     /// (1, 1, C)
@@ -59,7 +59,7 @@ public final class ViTEncoder {
                 key: Linear(selfAttention("key"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
                 value: Linear(selfAttention("value"), inputs: C, outputs: C, bias: config.qkvBias, initializer: init_),
                 output: Linear(attention("output")("dense"), inputs: C, outputs: C, initializer: init_),
-                heads: config.numAttentionHeads)
+                heads: config.numAttentionHeads, dropout: config.attentionProbsDropoutProb)
             let up = Linear(layer("intermediate")("dense"), inputs: C, outputs: config.intermediateSize, initializer: init_)
             let down = Linear(layer("output")("dense"), inputs: config.intermediateSize, outputs: C, initializer: init_)
             let before = LayerNorm(layer("layernorm_before"), dimensions: C, eps: eps)

@@ -28,7 +28,7 @@ import TandemNN
 /// Parameters are registered under HF's checkpoint names in `named_parameters()` order (the positional
 /// convolution's weight norm as transformers saves it: `pos_conv_embed.conv.parametrizations.weight.original0`
 /// for g (1, 1, K) and `original1` for v; `weight_g`/`weight_v` of older checkpoints load too).
-/// Dropout on the attention probabilities is not applied.
+/// `attention_dropout` drops out the attention probabilities.
 public final class Wav2Vec2 {
     public let config: Wav2Vec2Config
     /// The Philox stream of LayerDrop's decisions (index: the layer; step: `tape.step`).
@@ -117,7 +117,8 @@ public final class Wav2Vec2 {
             let down = Linear(ff("output_dense"), inputs: config.intermediateSize, outputs: C, initializer: normal)
             let finalNorm = LayerNorm(layer("final_layer_norm"), dimensions: C, eps: config.layerNormEps)
             return TransformerBlock(
-                attention: MultiHeadAttention(query: query, key: key, value: value, output: output, heads: config.numAttentionHeads),
+                attention: MultiHeadAttention(query: query, key: key, value: value, output: output, heads: config.numAttentionHeads,
+                                              dropout: config.attentionDropout),
                 attentionNorm: attentionNorm,
                 feedForward: FeedForward(up: up, down: down, activation: .gelu(.erf), activationDropout: config.activationDropout),
                 feedForwardNorm: finalNorm, norm: config.doStableLayerNorm ? .pre : .post, dropout: config.hiddenDropout)

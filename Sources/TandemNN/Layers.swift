@@ -99,15 +99,17 @@ public final class LayerNorm {
 public final class MultiHeadAttention {
     public let query: Linear, key: Linear, value: Linear, output: Linear
     public let heads: Int
+    /// Dropout on the attention probabilities while training (HF `attention_probs_dropout_prob`,
+    /// `attention_dropout`; `Tape.attention`).
+    public let dropout: Float
 
     /// The model passes the four projections so that their parameter names follow its checkpoint layout.
-    public init(query: Linear, key: Linear, value: Linear, output: Linear, heads: Int) {
+    public init(query: Linear, key: Linear, value: Linear, output: Linear, heads: Int, dropout: Float = 0) {
         self.query = query; self.key = key; self.value = value; self.output = output
-        self.heads = heads
+        self.heads = heads; self.dropout = dropout
     }
 
-    /// x (B, T, C) -> (B, T, C). There is no dropout on the attention probabilities (HF's
-    /// `attention_probs_dropout_prob`): the fused attention kernel does not store a mask for it.
+    /// x (B, T, C) -> (B, T, C).
     public func callAsFunction(_ x: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
         self(x, queries: x, keyMask: keyMask, causal: causal, on: tape)
     }
@@ -118,7 +120,7 @@ public final class MultiHeadAttention {
     /// other sequence's positions (`crossAttention`).
     public func callAsFunction(_ x: Tensor, queries: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
         let q = query(queries, on: tape), k = key(x, on: tape), v = value(x, on: tape)
-        let a = tape.attention(q: q, k: k, v: v, heads: heads, keyMask: keyMask, causal: causal)
+        let a = tape.attention(q: q, k: k, v: v, heads: heads, keyMask: keyMask, causal: causal, dropout: dropout)
         return output(a, on: tape)
     }
 }

@@ -81,8 +81,9 @@ final class GradientPlanTests: XCTestCase {
         return planned
     }
 
-    /// Two transformer blocks with dropout and a padding mask (post-LN, then pre-LN and causal at the first
-    /// two rows of each sequence, `leadingRows`), a head and cross-entropy with label smoothing.
+    /// Two transformer blocks with dropout and a padding mask (post-LN with attention dropout, then pre-LN
+    /// and causal at the first two rows of each sequence, `leadingRows`), a head and cross-entropy with
+    /// label smoothing.
     func testTransformerStackIsBitIdenticalAndSharesMemory() {
         let B = 3, T = 7, C = 12, V = 5
         var blocks: [TransformerBlock] = [], head: Linear!
@@ -96,7 +97,8 @@ final class GradientPlanTests: XCTestCase {
                     attention: MultiHeadAttention(query: Linear(s("q"), inputs: C, outputs: C, initializer: w),
                                                   key: Linear(s("k"), inputs: C, outputs: C, initializer: w),
                                                   value: Linear(s("v"), inputs: C, outputs: C, initializer: w),
-                                                  output: Linear(s("o"), inputs: C, outputs: C, initializer: w), heads: 3),
+                                                  output: Linear(s("o"), inputs: C, outputs: C, initializer: w), heads: 3,
+                                                  dropout: l == 0 ? 0.2 : 0),
                     attentionNorm: LayerNorm(s("ln1"), dimensions: C, eps: 1e-5),
                     feedForward: FeedForward(up: Linear(s("up"), inputs: C, outputs: 2 * C + 1, initializer: w),
                                              down: Linear(s("down"), inputs: 2 * C + 1, outputs: C, initializer: w),

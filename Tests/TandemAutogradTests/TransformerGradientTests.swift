@@ -17,7 +17,9 @@ final class TransformerGradientTests: XCTestCase {
 
     /// B=2, T=5, C=12, NH=3, V=7: small odd shapes, one padded key in the second sequence.
     /// With `leading` L, the block runs as `leadingRows` and the head scores the first L positions only.
-    func makeNet(norm: TransformerBlock.Norm, causal: Bool, dropout: Float, leading: Int? = nil) -> Net {
+    /// `attentionDropout` drops out the attention probabilities.
+    func makeNet(norm: TransformerBlock.Norm, causal: Bool, dropout: Float, leading: Int? = nil,
+                 attentionDropout: Float = 0) -> Net {
         let B = 2, T = 5, C = 12, V = 7
         let arena = ParameterArena()
         let scope = ParameterScope(arena: arena, rng: Philox(seed: 3))
@@ -27,7 +29,7 @@ final class TransformerGradientTests: XCTestCase {
                                           key: Linear(scope("k"), inputs: C, outputs: C, initializer: w),
                                           value: Linear(scope("v"), inputs: C, outputs: C, initializer: w),
                                           output: Linear(scope("o"), inputs: C, outputs: C, initializer: w),
-                                          heads: 3),
+                                          heads: 3, dropout: attentionDropout),
             attentionNorm: LayerNorm(scope("ln1"), dimensions: C, eps: 1e-5),
             feedForward: FeedForward(up: Linear(scope("up"), inputs: C, outputs: 2 * C + 1, initializer: w),
                                      down: Linear(scope("down"), inputs: 2 * C + 1, outputs: C, initializer: w),
@@ -66,8 +68,8 @@ final class TransformerGradientTests: XCTestCase {
     /// Central differences with step 1e-2 in Float. The tolerance (relative norm error below 1e-2 per
     /// tensor) covers Float rounding of the loss (about 1e-7 / 2e-2 = 5e-6 absolute per difference) and
     /// the O(h^2) truncation term; a wrong backward gives errors of order 1.
-    func check(norm: TransformerBlock.Norm, causal: Bool, dropout: Float, leading: Int? = nil) {
-        let net = makeNet(norm: norm, causal: causal, dropout: dropout, leading: leading)
+    func check(norm: TransformerBlock.Norm, causal: Bool, dropout: Float, leading: Int? = nil, attentionDropout: Float = 0) {
+        let net = makeNet(norm: norm, causal: causal, dropout: dropout, leading: leading, attentionDropout: attentionDropout)
         net.tape.step = 17
         net.arena.zeroGrads()
         net.tape.forward()
@@ -100,6 +102,25 @@ final class TransformerGradientTests: XCTestCase {
     func testPostLNBlockWithPaddingAndDropout() { check(norm: .post, causal: false, dropout: 0.1) }
     func testPreLNCausalBlock() { check(norm: .pre, causal: true, dropout: 0) }
     func testPreLNBlockAtLeadingRowsWithPaddingAndDropout() { check(norm: .pre, causal: false, dropout: 0.1, leading: 2) }
+    func testPostLNBlockWithAttentionDropout() { check(norm: .post, causal: false, dropout: 0.1, attentionDropout: 0.3) }
+    func testPreLNCausalBlockAtLeadingRowsWithAttentionDropout() {
+        check(norm: .pre, causal: true, dropout: 0, leading: 3, attentionDropout: 0.3)
+    }
+
+    /// Attention dropout is keyed on the step like every dropout, and off in eval, where the model gives
+    /// exactly the bits of the same model without it.
+    func testAttentionDropoutIsKeyedOnTheStepAndOffInEval() {
+        let net = makeNet(norm: .post, causal: false, dropout: 0, attentionDropout: 0.5)
+        let plain = makeNet(norm: .post, causal: false, dropout: 0)
+        net.tape.step = 1; plain.tape.step = 1
+        let a = lossValue(net)
+        XCTAssertEqual(lossValue(net), a)
+        XCTAssertNotEqual(a, lossValue(plain))
+        net.tape.step = 2
+        XCTAssertNotEqual(lossValue(net), a)
+        net.tape.training = false; plain.tape.training = false
+        XCTAssertEqual(lossValue(net), lossValue(plain))
+    }
 
     /// `leadingRows` gives the first L rows of the full block, and the same loss and gradients as the
     /// full block with the other rows' targets ignored.

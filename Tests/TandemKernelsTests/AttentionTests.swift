@@ -10,34 +10,36 @@ final class AttentionTests: KernelTestCase {
 
     /// q (B, Tq, C) with Tq = `queries` (T when nil), k and v (B, T, C).
     private func forward(_ q: [Float], _ k: [Float], _ v: [Float], mask: [Float]?, causal: Bool, queries: Int? = nil,
-                         reference: Bool = false) -> (out: [Float], probs: [Float]) {
+                         dropout: AttentionDropout? = nil, reference: Bool = false) -> (out: [Float], probs: [Float]) {
         let Tq = queries ?? T
         let out = Buffer([Float](repeating: .nan, count: B * Tq * C))
         let probs = Buffer([Float](repeating: .nan, count: B * NH * Tq * T))  // every entry must be written
         let m = mask.map { Buffer($0) }
         if reference {
             attentionForwardReference(out: out.p, probs: probs.p, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c,
-                                      keyMask: m?.c, B: B, T: T, queries: queries, NH: NH, HS: HS, causal: causal)
+                                      keyMask: m?.c, B: B, T: T, queries: queries, NH: NH, HS: HS, causal: causal,
+                                      dropout: dropout)
         } else {
             attentionForward(out: out.p, probs: probs.p, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c,
-                             keyMask: m?.c, B: B, T: T, queries: queries, NH: NH, HS: HS, causal: causal)
+                             keyMask: m?.c, B: B, T: T, queries: queries, NH: NH, HS: HS, causal: causal, dropout: dropout)
         }
         return (out.array, probs.array)
     }
 
     private func backward(_ q: [Float], _ k: [Float], _ v: [Float], mask: [Float]?, causal: Bool, queries: Int? = nil,
-                          dout: [Float], grads: inout [[Float]], reference: Bool = false) {
+                          dropout: AttentionDropout? = nil, dout: [Float], grads: inout [[Float]], reference: Bool = false) {
         let Tq = queries ?? T
-        let probs = Buffer(forward(q, k, v, mask: mask, causal: causal, queries: queries).probs)
+        let probs = Buffer(forward(q, k, v, mask: mask, causal: causal, queries: queries, dropout: dropout).probs)
         let dq = Buffer(grads[0]), dk = Buffer(grads[1]), dv = Buffer(grads[2])
         let scratch = Buffer(zeros: B * NH * Tq * T)
         if reference {
             attentionBackwardReference(dq: dq.p, dk: dk.p, dv: dv.p, dprobs: scratch.p, dout: Buffer(dout).c,
                                        probs: probs.c, q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c,
-                                       B: B, T: T, queries: queries, NH: NH, HS: HS)
+                                       B: B, T: T, queries: queries, NH: NH, HS: HS, dropout: dropout)
         } else {
             attentionBackward(dq: dq.p, dk: dk.p, dv: dv.p, dprobs: scratch.p, dout: Buffer(dout).c, probs: probs.c,
-                              q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c, B: B, T: T, queries: queries, NH: NH, HS: HS)
+                              q: Buffer(q).c, k: Buffer(k).c, v: Buffer(v).c, B: B, T: T, queries: queries, NH: NH, HS: HS,
+                              dropout: dropout)
         }
         grads = [dq.array, dk.array, dv.array]
     }
@@ -199,6 +201,61 @@ final class AttentionTests: KernelTestCase {
                     dx = grads[index]
                 }
             }
+        }
+    }
+
+    /// Dropout on the probabilities: the reference's outputs and gradients (each probability scaled by its
+    /// own element's `dropoutFactorReference`), the saved probabilities undropped, central differences
+    /// with the mask held fixed, and a mask that is another for every (batch, head) slice and step.
+    func testDropoutMatchesReferenceAndGradients() {
+        let q = GradCheck.random(count: B * T * C, seed: 1), k = GradCheck.random(count: B * T * C, seed: 2)
+        let v = GradCheck.random(count: B * T * C, seed: 3), dout = GradCheck.random(count: B * T * C, seed: 4)
+        let dropout = AttentionDropout(p: 0.4, rng: Philox(seed: 11), stream: 5, step: 3, work: Buffer(zeros: T * T).p)
+        for (m, causal) in [(nil, false), (mask, false), (mask, true)] as [([Float]?, Bool)] {
+            let fast = forward(q, k, v, mask: m, causal: causal, dropout: dropout)
+            let reference = forward(q, k, v, mask: m, causal: causal, dropout: dropout, reference: true)
+            let plain = forward(q, k, v, mask: m, causal: causal)
+            assertClose(fast.out, reference.out, atol: 1e-5, rtol: 1e-5, "out mask \(m != nil) causal \(causal)")
+            XCTAssertEqual(fast.probs, plain.probs, "the saved probabilities are the undropped ones")
+            XCTAssertNotEqual(fast.out, plain.out)
+            let g0 = (0..<3).map { GradCheck.random(count: B * T * C, seed: 10 + UInt64($0)) }
+            var g = g0, gRef = g0
+            backward(q, k, v, mask: m, causal: causal, dropout: dropout, dout: dout, grads: &g)
+            backward(q, k, v, mask: m, causal: causal, dropout: dropout, dout: dout, grads: &gRef, reference: true)
+            for (i, name) in ["dq", "dk", "dv"].enumerated() {
+                assertClose(g[i], gRef[i], atol: 1e-5, rtol: 1e-4, "\(name) mask \(m != nil) causal \(causal)")
+            }
+        }
+        let inputs = [q, k, v]
+        for (index, name) in ["q", "k", "v"].enumerated() {
+            func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
+            gradCheck("attention with dropout d\(name)", x: inputs[index], outputCount: B * T * C, forward: { x in
+                let a = with(x)
+                return self.forward(a[0], a[1], a[2], mask: self.mask, causal: false, dropout: dropout).out
+            }) { x, dout, dx in
+                let a = with(x)
+                var grads = [[Float]](repeating: [Float](repeating: 0, count: x.count), count: 3)
+                grads[index] = dx
+                self.backward(a[0], a[1], a[2], mask: self.mask, causal: false, dropout: dropout, dout: dout, grads: &grads)
+                dx = grads[index]
+            }
+        }
+        // Masks of 64 x 64 probabilities: about p dropped, another pattern in every slice and at every step.
+        let n = 64 * 64
+        func pattern(_ d: AttentionDropout, slice: Int) -> [Bool] {
+            (0..<n).map { attentionDropoutFactor(d, slice: slice, element: $0) == 0 }
+        }
+        let patterns = (0..<4).map { pattern(dropout, slice: $0) }
+        for p in patterns { XCTAssertEqual(Double(p.filter { $0 }.count) / Double(n), 0.4, accuracy: 0.03) }
+        XCTAssertEqual(Set(patterns).count, 4)
+        let later = AttentionDropout(p: 0.4, rng: Philox(seed: 11), stream: 5, step: 4, work: Buffer(zeros: 1).p)
+        XCTAssertNotEqual(pattern(later, slice: 0), patterns[0])
+        // The fast kernel draws the reference's mask at every slice offset.
+        let ones = Buffer([Float](repeating: 1, count: n)), big = Buffer(zeros: n)
+        let wide = AttentionDropout(p: 0.4, rng: Philox(seed: 11), stream: 5, step: 3, work: big.p)
+        for slice in [0, 3, 1000] {
+            let kept = wide.drop(ones.c, slice: slice, count: n)
+            XCTAssertEqual((0..<n).map { kept[$0] == 0 }, pattern(dropout, slice: slice), "slice \(slice)")
         }
     }
 

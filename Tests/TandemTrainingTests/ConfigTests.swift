@@ -120,6 +120,15 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try BERTFamily.config(preset: "vit-tiny", overrides: [:], vocabSize: nil, file: "f")) {
             XCTAssertEqual("\($0)", "f: model.preset = vit-tiny is not a bert preset")
         }
+        // Dropout rates, the attention probabilities' included, lie in [0, 1).
+        XCTAssertEqual(try BERTFamily.config(preset: "bert-tiny", overrides: [:], vocabSize: nil, file: "f").attentionProbsDropoutProb, 0.1)
+        XCTAssertThrowsError(try BERTFamily.config(preset: "bert-tiny", overrides: ["attention_probs_dropout_prob": .float(1)],
+                                                   vocabSize: nil, file: "f")) {
+            XCTAssertTrue("\($0)".contains("attention_probs_dropout_prob = 1.0 must be in [0, 1)"), "\($0)")
+        }
+        XCTAssertThrowsError(try GPTFamily.config(preset: "gpt-nano", overrides: ["attn_pdrop": .float(-0.1)], file: "f")) {
+            XCTAssertTrue("\($0)".contains("model.attn_pdrop = -0.1 must be in [0, 1)"), "\($0)")
+        }
     }
 
     /// Objectives belong to families: a BERT run cannot name ViT's, and an unknown one lists the family's.

@@ -56,8 +56,8 @@ final class TrainerTests: XCTestCase {
 
     func testAccumulationMatchesOneBigMicroBatch() throws {
         // Without dropout, 2 micro-batches of 4 with accumulation give the gradient of 1 micro-batch of 8.
-        let a = try makeTrainer(["model.resid_pdrop=0", "model.embd_pdrop=0", "train.micro_batch=4"])
-        let b = try makeTrainer(["model.resid_pdrop=0", "model.embd_pdrop=0", "train.micro_batch=8"])
+        let a = try makeTrainer(["model.resid_pdrop=0", "model.embd_pdrop=0", "model.attn_pdrop=0", "train.micro_batch=4"])
+        let b = try makeTrainer(["model.resid_pdrop=0", "model.embd_pdrop=0", "model.attn_pdrop=0", "train.micro_batch=8"])
         for _ in 0..<3 { a.trainStep(); b.trainStep() }
         let pa = Array(a.task.arena.values), pb = Array(b.task.arena.values)
         var worst: Float = 0
