@@ -70,8 +70,11 @@ extension Tape {
                         zeroInfinity: Bool, utteranceLosses: UnsafeMutablePointer<Float>? = nil) -> Tensor {
         let B = logits.shape[0], T = logits.shape[1], V = logits.shape[2]
         let loss = tensor(Shape(1))
-        final class Box { var saved: CTCSaved?; var targets: [Int32] = []; var targetLengths: [Int] = []; var lengths: [Int] = [] }
+        final class Box { var saved = CTCSaved(); var targets: [Int32] = []; var targetLengths: [Int] = []; var lengths: [Int] = [] }
+        // Memory for the longest labels now, so that no replay allocates.
         let box = Box()
+        box.saved.reserve(N: B, T: T, C: V, labels: U)
+        box.targets.reserveCapacity(B * U); box.targetLengths.reserveCapacity(B); box.lengths.reserveCapacity(B)
         record(inputs: [logits], forward: {
             box.targets.removeAll(keepingCapacity: true)
             box.targetLengths.removeAll(keepingCapacity: true)
@@ -85,15 +88,13 @@ extension Tape {
                 box.targetLengths.append(n)
                 box.lengths.append(Int(inputLengths[b]))
             }
-            let (value, saved) = ctcLossForward(logits: logits.data, N: B, T: T, C: V, inputLengths: box.lengths,
-                                                targets: box.targets, targetLengths: box.targetLengths, blank: blank,
-                                                reduction: reduction, zeroInfinity: zeroInfinity)
-            box.saved = saved
-            loss.data[0] = value
-            if let utteranceLosses { for b in 0..<B { utteranceLosses[b] = Float(saved.losses[b]) } }
+            loss.data[0] = ctcLossForward(logits: logits.data, N: B, T: T, C: V, inputLengths: box.lengths,
+                                          targets: box.targets, targetLengths: box.targetLengths, blank: blank,
+                                          reduction: reduction, zeroInfinity: zeroInfinity, saved: &box.saved)
+            if let utteranceLosses { for b in 0..<B { utteranceLosses[b] = Float(box.saved.losses[b]) } }
         }, backward: {
-            guard let dl = logits.grad, let saved = box.saved else { return }
-            ctcLossBackward(dlogits: dl, saved: saved, N: B, T: T, C: V, inputLengths: box.lengths, targets: box.targets,
+            guard let dl = logits.grad, !box.saved.losses.isEmpty else { return }
+            ctcLossBackward(dlogits: dl, saved: &box.saved, N: B, T: T, C: V, inputLengths: box.lengths, targets: box.targets,
                             targetLengths: box.targetLengths, blank: blank, reduction: reduction,
                             zeroInfinity: zeroInfinity, dloss: loss.grad![0])
         })

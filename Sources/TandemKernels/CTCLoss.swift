@@ -24,16 +24,38 @@ public enum CTCReduction: String, Sendable, CaseIterable {
     case mean
 }
 
-/// What `ctcLossForward` keeps for the backward pass.
+/// What `ctcLossForward` keeps for the backward pass, and the memory both passes work in. One value
+/// passed to every step reuses its arrays: after `reserve` (or the first steps) a step allocates nothing.
 public struct CTCSaved {
     /// (N, T, C) log-softmax of the logits.
-    public var logProbs: [Float]
+    public var logProbs: [Float] = []
     /// (N): each utterance's loss (0 where `zeroInfinity` zeroed an infinite one).
-    public var losses: [Double]
+    public var losses: [Double] = []
     /// (N): whether the utterance's loss was infinite (no alignment fits in its frames).
-    public var infinite: [Bool]
-    /// (N): each utterance's alpha (frames, S), which the backward pass needs beside beta.
-    var alphas: [[Double]]
+    public var infinite: [Bool] = []
+    /// Every utterance's alpha (frames, S) one after another, utterance n's from `alphaStarts[n]`, which
+    /// the backward pass needs beside beta.
+    var alphas: [Double] = []
+    var alphaStarts: [Int] = []
+    /// The backward pass's beta of one utterance and occupancy of one frame.
+    var beta: [Double] = []
+    var occupancy: [Double] = []
+
+    public init() {}
+
+    /// Capacity for N utterances of at most T frames over C classes with targets of at most U labels.
+    public mutating func reserve(N: Int, T: Int, C: Int, labels U: Int) {
+        let S = 2 * U + 1
+        logProbs.reserveCapacity(N * T * C); losses.reserveCapacity(N); infinite.reserveCapacity(N)
+        alphas.reserveCapacity(N * T * S); alphaStarts.reserveCapacity(N); beta.reserveCapacity(T * S)
+        occupancy.reserveCapacity(C)
+    }
+}
+
+/// `array` = `count` copies of `value`, in its own memory when that is large enough.
+@inline(__always) private func refill<T>(_ array: inout [T], _ value: T, count: Int) {
+    array.removeAll(keepingCapacity: true)
+    array.append(contentsOf: repeatElement(value, count: count))
 }
 
 /// Returns the reduced loss and what the backward pass needs. `logits` (N, T, C); `inputLengths` (N),
@@ -42,70 +64,93 @@ public struct CTCSaved {
 /// infinite loss, or 0 (and no gradient) with `zeroInfinity`, as in PyTorch.
 public func ctcLossForward(logits: UnsafePointer<Float>, N: Int, T: Int, C: Int, inputLengths: [Int], targets: [Int32],
                            targetLengths: [Int], blank: Int, reduction: CTCReduction, zeroInfinity: Bool) -> (Float, CTCSaved) {
+    var saved = CTCSaved()
+    let loss = ctcLossForward(logits: logits, N: N, T: T, C: C, inputLengths: inputLengths, targets: targets,
+                              targetLengths: targetLengths, blank: blank, reduction: reduction, zeroInfinity: zeroInfinity,
+                              saved: &saved)
+    return (loss, saved)
+}
+
+/// `ctcLossForward` into `saved`, whose memory it reuses.
+public func ctcLossForward(logits: UnsafePointer<Float>, N: Int, T: Int, C: Int, inputLengths: [Int], targets: [Int32],
+                           targetLengths: [Int], blank: Int, reduction: CTCReduction, zeroInfinity: Bool,
+                           saved: inout CTCSaved) -> Float {
     precondition(inputLengths.count == N && targetLengths.count == N, "ctc: \(N) utterances need \(N) input and target lengths")
     precondition(targets.count == targetLengths.reduce(0, +), "ctc: \(targets.count) target labels, the lengths add up to \(targetLengths.reduce(0, +))")
     precondition(blank >= 0 && blank < C, "ctc: blank \(blank) outside 0..<\(C)")
-    var logProbs = [Float](repeating: 0, count: N * T * C)
-    for row in 0..<(N * T) {
-        let x = logits + row * C
-        var m = -Float.infinity
-        for c in 0..<C { m = max(m, x[c]) }
-        var sum = 0.0
-        for c in 0..<C { sum += Double(expf(x[c] - m)) }
-        let logZ = Double(m) + log(sum)
-        for c in 0..<C { logProbs[row * C + c] = Float(Double(x[c]) - logZ) }
+    refill(&saved.logProbs, 0, count: N * T * C)
+    saved.logProbs.withUnsafeMutableBufferPointer { lp in
+        for row in 0..<(N * T) {
+            let x = logits + row * C
+            var m = -Float.infinity
+            for c in 0..<C { m = max(m, x[c]) }
+            var sum = 0.0
+            for c in 0..<C { sum += Double(expf(x[c] - m)) }
+            let logZ = Double(m) + log(sum)
+            for c in 0..<C { lp[row * C + c] = Float(Double(x[c]) - logZ) }
+        }
     }
-    var losses = [Double](repeating: 0, count: N), infinite = [Bool](repeating: false, count: N)
-    var alphas: [[Double]] = []
+    refill(&saved.losses, 0, count: N)
+    refill(&saved.infinite, false, count: N)
+    saved.alphaStarts.removeAll(keepingCapacity: true)
+    var total = 0
+    for n in 0..<N {
+        saved.alphaStarts.append(total)
+        total += inputLengths[n] * (2 * targetLengths[n] + 1)
+    }
+    refill(&saved.alphas, -.infinity, count: total)
     var offset = 0
     for n in 0..<N {
-        let label = Array(targets[offset..<(offset + targetLengths[n])])
+        let label = targets[offset..<(offset + targetLengths[n])]
         offset += targetLengths[n]
         precondition(inputLengths[n] >= 1 && inputLengths[n] <= T, "ctc: input length \(inputLengths[n]) outside 1...\(T)")
         precondition(label.allSatisfy { $0 >= 0 && Int($0) < C && Int($0) != blank }, "ctc: target \(n) has a label outside 0..<\(C) or the blank")
-        let alpha = ctcAlpha(logProbs, n: n, T: T, C: C, frames: inputLengths[n], label: label, blank: blank)
-        let S = 2 * label.count + 1, last = (inputLengths[n] - 1) * S
-        let logP = logAdd(alpha[last + S - 1], S > 1 ? alpha[last + S - 2] : -.infinity)
-        alphas.append(alpha)
-        losses[n] = -logP
-        if !logP.isFinite { infinite[n] = true; if zeroInfinity { losses[n] = 0 } }
+        let S = 2 * label.count + 1, start = saved.alphaStarts[n], last = start + (inputLengths[n] - 1) * S
+        ctcAlpha(saved.logProbs, n: n, T: T, C: C, frames: inputLengths[n], label: label, blank: blank,
+                 into: &saved.alphas, at: start)
+        let logP = logAdd(saved.alphas[last + S - 1], S > 1 ? saved.alphas[last + S - 2] : -.infinity)
+        saved.losses[n] = -logP
+        if !logP.isFinite { saved.infinite[n] = true; if zeroInfinity { saved.losses[n] = 0 } }
     }
-    let total: Double
+    var loss = 0.0
     switch reduction {
-    case .sum: total = losses.reduce(0, +)
-    case .mean: total = zip(losses, targetLengths).map { $0 / Double(max(1, $1)) }.reduce(0, +) / Double(N)
+    case .sum: for n in 0..<N { loss += saved.losses[n] }
+    case .mean:
+        for n in 0..<N { loss += saved.losses[n] / Double(max(1, targetLengths[n])) }
+        loss /= Double(N)
     }
-    return (Float(total), CTCSaved(logProbs: logProbs, losses: losses, infinite: infinite, alphas: alphas))
+    return Float(loss)
 }
 
-/// dlogits (N, T, C) += dloss d(loss)/dlogits from the saved log-probabilities.
-public func ctcLossBackward(dlogits: UnsafeMutablePointer<Float>, saved: CTCSaved, N: Int, T: Int, C: Int,
+/// dlogits (N, T, C) += dloss d(loss)/dlogits from the saved log-probabilities; `saved` also lends the
+/// pass its memory.
+public func ctcLossBackward(dlogits: UnsafeMutablePointer<Float>, saved: inout CTCSaved, N: Int, T: Int, C: Int,
                             inputLengths: [Int], targets: [Int32], targetLengths: [Int], blank: Int,
                             reduction: CTCReduction, zeroInfinity: Bool, dloss: Float) {
     var offset = 0
-    var occupancy = [Double](repeating: -.infinity, count: C)
     for n in 0..<N {
-        let label = Array(targets[offset..<(offset + targetLengths[n])])
+        let label = targets[offset..<(offset + targetLengths[n])]
         offset += targetLengths[n]
         // An infinite loss has an infinite gradient in PyTorch (NaN after the softmax term); zeroed with
         // zeroInfinity. Here it is skipped without zeroInfinity too, where PyTorch would poison the run.
         if saved.infinite[n] { continue }
         let weight = Double(dloss) * (reduction == .sum ? 1 : 1 / (Double(max(1, targetLengths[n])) * Double(N)))
         let frames = inputLengths[n], S = 2 * label.count + 1
-        let alpha = saved.alphas[n]
-        let beta = ctcBeta(saved.logProbs, n: n, T: T, C: C, frames: frames, label: label, blank: blank)
+        let start = saved.alphaStarts[n]
+        refill(&saved.beta, -.infinity, count: frames * S)
+        ctcBeta(saved.logProbs, n: n, T: T, C: C, frames: frames, label: label, blank: blank, into: &saved.beta)
         let loss = saved.losses[n]
         for t in 0..<frames {
-            for c in 0..<C { occupancy[c] = -.infinity }
+            refill(&saved.occupancy, -.infinity, count: C)
             for s in 0..<S {
-                let c = s % 2 == 0 ? blank : Int(label[s / 2])
-                occupancy[c] = logAdd(occupancy[c], alpha[t * S + s] + beta[t * S + s])
+                let c = extended(s, label, blank)
+                saved.occupancy[c] = logAdd(saved.occupancy[c], saved.alphas[start + t * S + s] + saved.beta[t * S + s])
             }
-            let lp = saved.logProbs.withUnsafeBufferPointer { $0.baseAddress! + (n * T + t) * C }
             let d = dlogits + (n * T + t) * C
             for c in 0..<C {
-                let y = Double(lp[c])
-                let g = exp(y) - (occupancy[c].isFinite ? exp(occupancy[c] + loss - y) : 0)
+                let y = Double(saved.logProbs[(n * T + t) * C + c])
+                let o = saved.occupancy[c]
+                let g = exp(y) - (o.isFinite ? exp(o + loss - y) : 0)
                 d[c] += Float(weight * g)
             }
         }
@@ -120,34 +165,36 @@ public func ctcLossBackward(dlogits: UnsafeMutablePointer<Float>, saved: CTCSave
 }
 
 /// The label of extended position s: the blank at even s, label[s/2] at odd s.
-@inline(__always) private func extended(_ s: Int, _ label: [Int32], _ blank: Int) -> Int {
-    s % 2 == 0 ? blank : Int(label[s / 2])
+@inline(__always) private func extended(_ s: Int, _ label: ArraySlice<Int32>, _ blank: Int) -> Int {
+    s % 2 == 0 ? blank : Int(label[label.startIndex + s / 2])
 }
 
-/// alpha (frames, S) in log space for utterance n (see the type's comment).
-func ctcAlpha(_ lp: [Float], n: Int, T: Int, C: Int, frames: Int, label: [Int32], blank: Int) -> [Double] {
+/// alpha (frames, S) in log space for utterance n (see the type's comment) into alpha[at...], which holds
+/// -infinity there.
+func ctcAlpha(_ lp: [Float], n: Int, T: Int, C: Int, frames: Int, label: ArraySlice<Int32>, blank: Int,
+              into alpha: inout [Double], at start: Int) {
     let S = 2 * label.count + 1
-    var alpha = [Double](repeating: -.infinity, count: frames * S)
-    let y = { (t: Int, c: Int) in Double(lp[(n * T + t) * C + c]) }
-    alpha[0] = y(0, blank)
-    if S > 1 { alpha[1] = y(0, extended(1, label, blank)) }
+    @inline(__always) func y(_ t: Int, _ c: Int) -> Double { Double(lp[(n * T + t) * C + c]) }
+    alpha[start] = y(0, blank)
+    if S > 1 { alpha[start + 1] = y(0, extended(1, label, blank)) }
     for t in 1..<max(1, frames) {
+        let row = start + t * S, previous = row - S
         for s in 0..<S {
             let c = extended(s, label, blank)
-            var a = alpha[(t - 1) * S + s]
-            if s >= 1 { a = logAdd(a, alpha[(t - 1) * S + s - 1]) }
-            if s >= 2 && c != blank && c != extended(s - 2, label, blank) { a = logAdd(a, alpha[(t - 1) * S + s - 2]) }
-            alpha[t * S + s] = a == -.infinity ? -.infinity : a + y(t, c)
+            var a = alpha[previous + s]
+            if s >= 1 { a = logAdd(a, alpha[previous + s - 1]) }
+            if s >= 2 && c != blank && c != extended(s - 2, label, blank) { a = logAdd(a, alpha[previous + s - 2]) }
+            alpha[row + s] = a == -.infinity ? -.infinity : a + y(t, c)
         }
     }
-    return alpha
 }
 
-/// beta (frames, S) in log space for utterance n: the same recursion from the last frame backwards.
-func ctcBeta(_ lp: [Float], n: Int, T: Int, C: Int, frames: Int, label: [Int32], blank: Int) -> [Double] {
+/// beta (frames, S) in log space for utterance n: the same recursion from the last frame backwards, into
+/// beta, which holds -infinity.
+func ctcBeta(_ lp: [Float], n: Int, T: Int, C: Int, frames: Int, label: ArraySlice<Int32>, blank: Int,
+             into beta: inout [Double]) {
     let S = 2 * label.count + 1
-    var beta = [Double](repeating: -.infinity, count: frames * S)
-    let y = { (t: Int, c: Int) in Double(lp[(n * T + t) * C + c]) }
+    @inline(__always) func y(_ t: Int, _ c: Int) -> Double { Double(lp[(n * T + t) * C + c]) }
     let last = frames - 1
     beta[last * S + S - 1] = y(last, extended(S - 1, label, blank))
     if S > 1 { beta[last * S + S - 2] = y(last, extended(S - 2, label, blank)) }
@@ -160,5 +207,4 @@ func ctcBeta(_ lp: [Float], n: Int, T: Int, C: Int, frames: Int, label: [Int32],
             beta[t * S + s] = b == -.infinity ? -.infinity : b + y(t, c)
         }
     }
-    return beta
 }

@@ -2,7 +2,9 @@ import CMallocCounter
 import Foundation
 import XCTest
 import TandemCollectives
+import TandemAutograd
 import TandemKernels
+import TandemTensor
 @testable import TandemTraining
 
 final class TrainerTests: XCTestCase {
@@ -43,6 +45,37 @@ final class TrainerTests: XCTestCase {
             let allocations = malloc_counter_stop()
             XCTAssertEqual(allocations, 0, "heap allocations in 5 steady-state \(precision) training steps")
         }
+    }
+
+    /// The CTC loss keeps its working memory between replays: once recorded, steps whose target and input
+    /// lengths change from one to the next allocate nothing.
+    func testCTCLossStepsAllocateNothing() throws {
+        #if DEBUG
+        throw XCTSkip("unoptimised builds box values on the heap; launch/test runs this in release")
+        #endif
+        let B = 3, T = 40, V = 6, U = 7
+        let tape = Tape(rng: Philox(seed: 1), minimumBlockBytes: 1 << 16)
+        let logits = tape.tensor(Shape(B, T, V))
+        let labels = tape.intInput(count: B * U), lengths = tape.intInput(count: B)
+        let loss = tape.ctcLoss(logits, labels: labels, labelColumns: U, inputLengths: lengths, blank: 0,
+                                reduction: .mean, zeroInfinity: true)
+        tape.seal()
+        for i in 0..<logits.count { logits.data[i] = Float((i * 37) % 11) / 5 - 1 }
+        func step(_ k: Int) {
+            for b in 0..<B {
+                let n = 1 + (k + 2 * b) % U  // labels in 1..<V, the rest padding (-100)
+                for u in 0..<U { labels[b * U + u] = u < n ? Int32(1 + (u + k + b) % (V - 1)) : -100 }
+                lengths[b] = Int32(T - (k + b) % 9)
+            }
+            tape.forward()
+            tape.backward(from: loss)
+        }
+        step(0)
+        malloc_counter_start()
+        for k in 1...6 { step(k) }
+        let allocations = malloc_counter_stop()
+        XCTAssertEqual(allocations, 0, "heap allocations in 6 CTC steps")
+        XCTAssertTrue(loss.data[0].isFinite)
     }
 
     func testLossFallsOnRealText() throws {
