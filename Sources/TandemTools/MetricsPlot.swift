@@ -498,8 +498,8 @@ struct Comparison {
         var panels = [lossPanel()]
         // Evaluation metrics in the order the runs name them (sorted within a run), at most five panels.
         var metrics: [String] = []
-        for (_, run) in runs {
-            for name in Set(run.evaluation.values.flatMap(\.keys)).sorted() where !metrics.contains(name) { metrics.append(name) }
+        for (name, run) in runs {
+            for metric in Figure(run: run, title: name).evalNames where !metrics.contains(metric) { metrics.append(metric) }
         }
         for name in metrics.prefix(Self.maxEvalPanels) { panels.append(evalPanel(name)) }
         if metrics.isEmpty {

@@ -134,20 +134,7 @@ final class AttentionTests: KernelTestCase {
         let inputs = [GradCheck.random(count: B * Tq * C, seed: 20)]
             + (1..<3).map { GradCheck.random(count: B * T * C, seed: 20 + UInt64($0)) }
         for (m, causal) in [(nil, false), (mask, true)] as [([Float]?, Bool)] {
-            for (index, name) in ["q", "k", "v"].enumerated() {
-                func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
-                gradCheck("attention, \(Tq) queries, d\(name) causal \(causal)", x: inputs[index], outputCount: B * Tq * C,
-                          forward: { x in
-                    let a = with(x)
-                    return self.forward(a[0], a[1], a[2], mask: m, causal: causal, queries: Tq).out
-                }) { x, dout, dx in
-                    let a = with(x)
-                    var grads = inputs.map { [Float](repeating: 0, count: $0.count) }
-                    grads[index] = dx
-                    self.backward(a[0], a[1], a[2], mask: m, causal: causal, queries: Tq, dout: dout, grads: &grads)
-                    dx = grads[index]
-                }
-            }
+            gradCheckQKV("attention, \(Tq) queries, causal \(causal)", inputs, mask: m, causal: causal, queries: Tq)
         }
     }
 
@@ -170,36 +157,32 @@ final class AttentionTests: KernelTestCase {
                 assertClose(g[i], gRef[i], atol: 1e-5, rtol: 1e-4, "cross \(name) mask \(m != nil)")
             }
         }
-        for (index, name) in ["q", "k", "v"].enumerated() {
-            func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
-            gradCheck("cross-attention, \(Tq) queries, d\(name)", x: inputs[index], outputCount: B * Tq * C, forward: { x in
-                let a = with(x)
-                return self.forward(a[0], a[1], a[2], mask: self.mask, causal: false, queries: Tq).out
-            }) { x, dout, dx in
-                let a = with(x)
-                var grads = inputs.map { [Float](repeating: 0, count: $0.count) }
-                grads[index] = dx
-                self.backward(a[0], a[1], a[2], mask: self.mask, causal: false, queries: Tq, dout: dout, grads: &grads)
-                dx = grads[index]
-            }
-        }
+        gradCheckQKV("cross-attention, \(Tq) queries", inputs, mask: mask, causal: false, queries: Tq)
     }
 
     func testGradients() {
         let inputs = (0..<3).map { GradCheck.random(count: B * T * C, seed: 20 + UInt64($0)) }
         for (m, causal) in [(nil, false), (mask, true)] as [([Float]?, Bool)] {
-            for (index, name) in ["q", "k", "v"].enumerated() {
-                func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
-                gradCheck("attention d\(name) causal \(causal)", x: inputs[index], outputCount: B * T * C, forward: { x in
-                    let a = with(x)
-                    return self.forward(a[0], a[1], a[2], mask: m, causal: causal).out
-                }) { x, dout, dx in
-                    let a = with(x)
-                    var grads = [[Float]](repeating: [Float](repeating: 0, count: x.count), count: 3)
-                    grads[index] = dx
-                    self.backward(a[0], a[1], a[2], mask: m, causal: causal, dout: dout, grads: &grads)
-                    dx = grads[index]
-                }
+            gradCheckQKV("attention, causal \(causal)", inputs, mask: m, causal: causal)
+        }
+    }
+
+    /// Central differences of the output with respect to each of q, k and v (`inputs`, q of B x `queries`
+    /// rows), the others held, against `backward`.
+    private func gradCheckQKV(_ label: String, _ inputs: [[Float]], mask: [Float]?, causal: Bool, queries: Int? = nil,
+                              dropout: AttentionDropout? = nil) {
+        for (index, name) in ["q", "k", "v"].enumerated() {
+            func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
+            gradCheck("\(label): d\(name)", x: inputs[index], outputCount: B * (queries ?? T) * C, forward: { x in
+                let a = with(x)
+                return self.forward(a[0], a[1], a[2], mask: mask, causal: causal, queries: queries, dropout: dropout).out
+            }) { x, dout, dx in
+                let a = with(x)
+                var grads = inputs.map { [Float](repeating: 0, count: $0.count) }
+                grads[index] = dx
+                self.backward(a[0], a[1], a[2], mask: mask, causal: causal, queries: queries, dropout: dropout,
+                              dout: dout, grads: &grads)
+                dx = grads[index]
             }
         }
     }
@@ -226,20 +209,7 @@ final class AttentionTests: KernelTestCase {
                 assertClose(g[i], gRef[i], atol: 1e-5, rtol: 1e-4, "\(name) mask \(m != nil) causal \(causal)")
             }
         }
-        let inputs = [q, k, v]
-        for (index, name) in ["q", "k", "v"].enumerated() {
-            func with(_ x: [Float]) -> [[Float]] { var all = inputs; all[index] = x; return all }
-            gradCheck("attention with dropout d\(name)", x: inputs[index], outputCount: B * T * C, forward: { x in
-                let a = with(x)
-                return self.forward(a[0], a[1], a[2], mask: self.mask, causal: false, dropout: dropout).out
-            }) { x, dout, dx in
-                let a = with(x)
-                var grads = [[Float]](repeating: [Float](repeating: 0, count: x.count), count: 3)
-                grads[index] = dx
-                self.backward(a[0], a[1], a[2], mask: self.mask, causal: false, dropout: dropout, dout: dout, grads: &grads)
-                dx = grads[index]
-            }
-        }
+        gradCheckQKV("attention with dropout", [q, k, v], mask: mask, causal: false, dropout: dropout)
         // Masks of 64 x 64 probabilities: about p dropped, another pattern in every slice and at every step.
         let n = 64 * 64
         func pattern(_ d: AttentionDropout, slice: Int) -> [Bool] {
