@@ -112,16 +112,22 @@ extension Tape {
     /// Inverted dropout (PyTorch semantics): keeps each element with probability 1 - p and scales it by
     /// 1/(1-p). The mask is a pure function of (rng, op stream, tape.step, element), so backward and any
     /// replay recompute it instead of storing it. An identity while `training` is false or p is 0.
-    public func dropout(_ x: Tensor, p: Float) -> Tensor {
+    ///
+    /// `consumingInput`: the caller's promise that nothing reads x's values once this op's forward has
+    /// run: this op is x's only consumer and the op that made x does not read its own output in backward
+    /// (a Linear, GELU, SiLU or ReLU; not tanh or softmax). The output then overwrites x's memory
+    /// instead of taking memory of its own: the dropouts after a transformer block's attention and
+    /// feed-forward outputs and after a feed-forward activation hold no activation memory.
+    public func dropout(_ x: Tensor, p: Float, consumingInput: Bool = false) -> Tensor {
         guard p > 0 else { return x }
-        let y = tensor(x.shape)
+        let y = tensor(x.shape, data: consumingInput ? x.data : nil)
         let n = x.count
         let stream = newStream()
         let write = gradientWrite(x)
         record(inputs: [x], storing: [write], forward: { [unowned self] in
             if training {
                 dropoutForward(out: y.data, inp: x.data, count: n, p: p, rng: rng, stream: stream, step: step)
-            } else {
+            } else if y.data != x.data {
                 y.data.update(from: x.data, count: n)
             }
         }, backward: { [unowned self] in

@@ -132,8 +132,14 @@ public final class Tape {
 
     /// A new activation of `shape`, with a gradient buffer when `requiresGrad`.
     public func tensor(_ shape: Shape, requiresGrad: Bool = true) -> Tensor {
+        tensor(shape, requiresGrad: requiresGrad, data: nil)
+    }
+
+    /// A new activation on `data` when given (another tensor's values, which it then overwrites: see
+    /// `dropout(_:p:consumingInput:)`), else on memory of its own.
+    func tensor(_ shape: Shape, requiresGrad: Bool = true, data shared: UnsafeMutablePointer<Float>?) -> Tensor {
         precondition(!isSealed, "the tape is sealed: record the whole graph before replaying it")
-        let data = values.allocate(Float.self, count: shape.count)
+        let data = shared ?? values.allocate(Float.self, count: shape.count)
         var grad: UnsafeMutablePointer<Float>? = nil
         if requiresGrad && recordsGradients {
             grad = allocateGradient(count: shape.count)

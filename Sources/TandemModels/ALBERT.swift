@@ -321,7 +321,7 @@ public final class ALBERT {
         var x = embeddingMapping(embedded, on: tape).reshaped(Shape(B, T, H))
         for layer in layers {
             // HF's AlbertLayer: LN(x + Drop(Attn(x))), then LN(h + FFN(h)) with no dropout on the FFN.
-            let a = tape.dropout(layer.attention(x, keyMask: mask, causal: false, on: tape), p: p)
+            let a = tape.dropout(layer.attention(x, keyMask: mask, causal: false, on: tape), p: p, consumingInput: true)
             let h = layer.attentionNorm(tape.add(x, a), on: tape)
             x = layer.feedForwardNorm(tape.add(h, layer.feedForward(h, on: tape)), on: tape)
         }

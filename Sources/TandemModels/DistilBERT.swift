@@ -225,7 +225,7 @@ public final class DistilBERT {
     /// transformers' DistilBERT `TransformerBlock`: x = LN(x + Attn(x)); x = LN(x + Drop(FFN(x))).
     static func layer(_ block: TransformerBlock, _ x: Tensor, keyMask: Tensor, dropout: Float, on tape: Tape) -> Tensor {
         let h = block.attentionNorm(tape.add(x, block.attention(x, keyMask: keyMask, causal: false, on: tape)), on: tape)
-        let f = tape.dropout(block.feedForward(h, on: tape), p: dropout)
+        let f = tape.dropout(block.feedForward(h, on: tape), p: dropout, consumingInput: true)
         return block.feedForwardNorm(tape.add(h, f), on: tape)
     }
 

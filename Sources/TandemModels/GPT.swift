@@ -122,9 +122,9 @@ public final class GPTBlock {
     func callAsFunction(_ x: Tensor, firstKeys: UnsafeMutablePointer<Int32>?, on tape: Tape) -> Tensor {
         let qkv = attention(ln1(x, on: tape), on: tape)
         let a = tape.causalSelfAttention(packed: qkv, heads: heads, firstKeys: firstKeys, dropout: attentionDropout)
-        let h = tape.add(x, tape.dropout(attentionProjection(a, on: tape), p: dropout))
+        let h = tape.add(x, tape.dropout(attentionProjection(a, on: tape), p: dropout, consumingInput: true))
         let f = down(tape.gelu(up(ln2(h, on: tape), on: tape), approximation: gelu), on: tape)
-        return tape.add(h, tape.dropout(f, p: dropout))
+        return tape.add(h, tape.dropout(f, p: dropout, consumingInput: true))
     }
 }
 

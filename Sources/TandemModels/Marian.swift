@@ -203,16 +203,16 @@ public final class MarianDecoderLayer {
     /// x (B, T, C) -> (B, T, C), reading `memory` (B, S, C) where `memoryMask` (B, S) is 1; the decoder's
     /// own keys are masked by `keyMask` (B, T) (nil: all) and causally.
     public func callAsFunction(_ x: Tensor, keyMask: Tensor?, memory: Tensor, memoryMask: Tensor, on tape: Tape) -> Tensor {
-        let a = tape.dropout(selfAttention(x, keyMask: keyMask, causal: true, on: tape), p: dropout)
+        let a = tape.dropout(selfAttention(x, keyMask: keyMask, causal: true, on: tape), p: dropout, consumingInput: true)
         return afterSelfAttention(x, a, memory: memory, memoryMask: memoryMask, on: tape)
     }
 
     /// The rest of the layer from the self-attention's output `a` (after dropout) onwards.
     func afterSelfAttention(_ x: Tensor, _ a: Tensor, memory: Tensor, memoryMask: Tensor, on tape: Tape) -> Tensor {
         let h = selfAttentionNorm(tape.add(x, a), on: tape)
-        let c = tape.dropout(crossAttention.crossAttention(h, memory: memory, memoryMask: memoryMask, on: tape), p: dropout)
+        let c = tape.dropout(crossAttention.crossAttention(h, memory: memory, memoryMask: memoryMask, on: tape), p: dropout, consumingInput: true)
         let h2 = crossAttentionNorm(tape.add(h, c), on: tape)
-        let f = tape.dropout(feedForward(h2, on: tape), p: dropout)
+        let f = tape.dropout(feedForward(h2, on: tape), p: dropout, consumingInput: true)
         return finalNorm(tape.add(h2, f), on: tape)
     }
 }

@@ -151,7 +151,8 @@ public final class FeedForward {
     }
 
     public func callAsFunction(_ x: Tensor, on tape: Tape) -> Tensor {
-        down(tape.dropout(tape.activation(up(x, on: tape), activation), p: activationDropout), on: tape)
+        // The activation's output feeds only the dropout, and its backward reads its input.
+        down(tape.dropout(tape.activation(up(x, on: tape), activation), p: activationDropout, consumingInput: true), on: tape)
     }
 }
 
@@ -173,17 +174,19 @@ public final class TransformerBlock {
         self.norm = norm; self.dropout = dropout
     }
 
+    /// The dropouts take their input's memory: the attention's and the feed-forward network's outputs
+    /// are Linear outputs that feed nothing else.
     public func callAsFunction(_ x: Tensor, keyMask: Tensor?, causal: Bool, on tape: Tape) -> Tensor {
         switch norm {
         case .post:
-            let a = tape.dropout(attention(x, keyMask: keyMask, causal: causal, on: tape), p: dropout)
+            let a = tape.dropout(attention(x, keyMask: keyMask, causal: causal, on: tape), p: dropout, consumingInput: true)
             let h = attentionNorm(tape.add(x, a), on: tape)
-            let f = tape.dropout(feedForward(h, on: tape), p: dropout)
+            let f = tape.dropout(feedForward(h, on: tape), p: dropout, consumingInput: true)
             return feedForwardNorm(tape.add(h, f), on: tape)
         case .pre:
-            let a = tape.dropout(attention(attentionNorm(x, on: tape), keyMask: keyMask, causal: causal, on: tape), p: dropout)
+            let a = tape.dropout(attention(attentionNorm(x, on: tape), keyMask: keyMask, causal: causal, on: tape), p: dropout, consumingInput: true)
             let h = tape.add(x, a)
-            let f = tape.dropout(feedForward(feedForwardNorm(h, on: tape), on: tape), p: dropout)
+            let f = tape.dropout(feedForward(feedForwardNorm(h, on: tape), on: tape), p: dropout, consumingInput: true)
             return tape.add(h, f)
         }
     }
@@ -197,9 +200,9 @@ public final class TransformerBlock {
         precondition(norm == .pre, "leadingRows: only pre-LN blocks")
         let normed = attentionNorm(x, on: tape)
         let a = tape.dropout(attention(normed, queries: tape.leadingRows(normed, count: L), keyMask: keyMask,
-                                       causal: causal, on: tape), p: dropout)
+                                       causal: causal, on: tape), p: dropout, consumingInput: true)
         let h = tape.add(tape.leadingRows(x, count: L), a)
-        let f = tape.dropout(feedForward(feedForwardNorm(h, on: tape), on: tape), p: dropout)
+        let f = tape.dropout(feedForward(feedForwardNorm(h, on: tape), on: tape), p: dropout, consumingInput: true)
         return tape.add(h, f)
     }
 }

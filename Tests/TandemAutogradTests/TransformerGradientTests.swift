@@ -141,6 +141,45 @@ final class TransformerGradientTests: XCTestCase {
         XCTAssertLessThanOrEqual(relativeError(results[1].1, results[0].1), 1e-5)
     }
 
+    /// A dropout that consumes its input (`consumingInput`, as FeedForward's activation dropout and the
+    /// block's dropouts are) gives the bits of one with memory of its own, in training and eval, forward
+    /// and backward, and holds no activation memory.
+    func testDropoutConsumingItsInputGivesTheSameBitsWithoutMemory() {
+        let N = 6, C = 10, H = 23
+        var results: [[Float]] = [], bytes: [Int] = []
+        for consuming in [false, true] {
+            let arena = ParameterArena()
+            let scope = ParameterScope(arena: arena, rng: Philox(seed: 3))
+            let up = Linear(scope("up"), inputs: C, outputs: H, initializer: .normal(std: 0.3))
+            let down = Linear(scope("down"), inputs: H, outputs: 4, initializer: .normal(std: 0.3))
+            arena.seal()
+            let tape = Tape(rng: Philox(seed: 5), minimumBlockBytes: 1 << 16)
+            let x = tape.tensor(Shape(N, C))
+            for i in 0..<x.count { x.data[i] = Float(i % 7) * 0.3 - 0.9 }
+            let hidden = tape.gelu(up(x, on: tape))
+            let before = tape.values.bytesInUse
+            let dropped = tape.dropout(hidden, p: 0.4, consumingInput: consuming)
+            bytes.append(tape.values.bytesInUse - before)
+            let targets = tape.intInput(count: N)
+            for i in 0..<N { targets[i] = Int32(i % 4) }
+            let loss = tape.crossEntropy(down(dropped, on: tape), targets: targets, labelSmoothing: 0)
+            tape.seal()
+            var out: [Float] = []
+            for training in [true, false] {
+                tape.training = training
+                tape.step = 7
+                arena.zeroGrads()
+                tape.forward()
+                tape.backward(from: loss)
+                out += [loss.data[0]] + Array(arena.grads) + Array(UnsafeBufferPointer(start: x.grad!, count: x.count))
+            }
+            results.append(out)
+        }
+        XCTAssertEqual(results[1], results[0])
+        XCTAssertEqual(bytes[1], 0)
+        XCTAssertGreaterThanOrEqual(bytes[0], 6 * 23 * MemoryLayout<Float>.size)
+    }
+
     func testHooksFireOncePerParameterAfterItsLastContribution() {
         let net = makeNet(norm: .post, causal: false, dropout: 0)
         var fired: [String] = []
