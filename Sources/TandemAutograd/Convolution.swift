@@ -22,11 +22,25 @@ extension Tape {
                      stride: stride, padding: padding, groups: groups, outputLength: outputLength)
     }
 
-    /// Both `conv1d`s: `weightParameter` is the Parameter behind `weight` when there is one (its gradient
-    /// then counts for the gradient-ready hooks), else `weight` is a tape tensor listed among the inputs.
+    /// conv1d(gelu(x)) as one op that keeps no copy of gelu(x): forward computes it into the tape's
+    /// workspace, and backward computes it there again. wav2vec 2.0's feature encoder is a chain of
+    /// convolutions each fed by the GELU of the one before, at up to 16,000 frames of 512 channels, and
+    /// held every GELU output from forward to backward: 64 MB of a 5-second utterance's 163.
+    /// x must feed nothing else (its gradient is this op's alone: the op stores it, writing the
+    /// convolution's input gradient into it and multiplying by the GELU's derivative in place). The same
+    /// bits as `conv1d(gelu(x))` in every output and gradient.
+    public func geluConv1d(_ x: Tensor, approximation: GELUApproximation = .erf, weight: Parameter,
+                           bias: Parameter?, stride: Int = 1) -> Tensor {
+        recordConv1d(x, weight: Tensor(weight), weightParameter: weight, name: weight.name, bias: bias,
+                     stride: stride, padding: 0, groups: 1, outputLength: nil, gelu: approximation)
+    }
+
+    /// Both `conv1d`s and `geluConv1d` (`gelu` given): `weightParameter` is the Parameter behind `weight`
+    /// when there is one (its gradient then counts for the gradient-ready hooks), else `weight` is a tape
+    /// tensor listed among the inputs.
     private func recordConv1d(_ x: Tensor, weight: Tensor, weightParameter: Parameter?, name: String,
                               bias: Parameter?, stride: Int, padding: Int, groups: Int,
-                              outputLength: Int?) -> Tensor {
+                              outputLength: Int?, gelu: GELUApproximation? = nil) -> Tensor {
         precondition(x.shape.dims.count == 3 && weight.shape.dims.count == 3,
                      "conv1d \(name): input \(x.shape) must be (B, T, CIn) and weight \(weight.shape) (COut, CIn/groups, K)")
         let B = x.shape[0], T = x.shape[1], CIn = x.shape[2]
@@ -38,19 +52,39 @@ extension Tape {
         let TOut = outputLength ?? full
         precondition(TOut > 0 && TOut <= full, "conv1d \(name): output length \(TOut) outside 1...\(full) for input \(x.shape)")
         let y = tensor(Shape([B, TOut, COut]))
-        let scratch = self.scratch(count: conv1dScratchCount(CIn: CIn, COut: COut, K: K, groups: groups))
+        // The workspace: the permuted weight and its gradient, then (geluConv1d) gelu(x).
+        let scratchCount = conv1dScratchCount(CIn: CIn, COut: COut, K: K, groups: groups)
+        reserveWorkspace(count: scratchCount + (gelu == nil ? 0 : x.count))
         let b = bias?.value, db = bias?.grad
         let precision = precision
         var parameters = bias.map { [$0] } ?? []
         if let weightParameter { parameters.insert(weightParameter, at: 0) }
-        record(parameters: parameters, inputs: weightParameter == nil ? [x, weight] : [x], forward: {
-            conv1dForward(out: y.data, inp: x.data, weight: weight.data, bias: b, B: B, T: T, CIn: CIn, COut: COut,
-                          K: K, stride: stride, padding: padding, groups: groups, TOut: TOut, scratch: scratch,
+        let n = x.count
+        let write = gradientWrite(x)
+        /// The convolution's input: x, or gelu(x) computed into the workspace.
+        func input(_ workspace: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+            guard let gelu else { return x.data }
+            let g = workspace + scratchCount
+            geluForward(out: g, inp: x.data, count: n, approximation: gelu)
+            return g
+        }
+        record(parameters: parameters, inputs: weightParameter == nil ? [x, weight] : [x],
+               storing: gelu == nil ? [] : [write], forward: { [unowned self] in
+            conv1dForward(out: y.data, inp: input(workspace), weight: weight.data, bias: b, B: B, T: T, CIn: CIn, COut: COut,
+                          K: K, stride: stride, padding: padding, groups: groups, TOut: TOut, scratch: workspace,
                           precision: precision)
-        }, backward: {
-            conv1dBackward(dinp: x.grad, dweight: weight.grad, dbias: db, dout: y.grad!, inp: x.data,
+        }, backward: { [unowned self] in
+            let inp = input(workspace)
+            if gelu != nil, let dx = x.grad {
+                precondition(!write.accumulates, "geluConv1d \(name): its input feeds another op too; use gelu and conv1d")
+                dx.update(repeating: 0, count: n)
+            }
+            conv1dBackward(dinp: x.grad, dweight: weight.grad, dbias: db, dout: y.grad!, inp: inp,
                            weight: weight.data, B: B, T: T, CIn: CIn, COut: COut, K: K, stride: stride,
-                           padding: padding, groups: groups, TOut: TOut, scratch: scratch, precision: precision)
+                           padding: padding, groups: groups, TOut: TOut, scratch: workspace, precision: precision)
+            if let gelu, let dx = x.grad {
+                geluBackward(dinp: dx, inp: x.data, dout: dx, count: n, approximation: gelu, accumulate: false)
+            }
         })
         return y
     }
@@ -109,17 +143,17 @@ extension Tape {
                      "conv2d \(weight.name): kernel \(KH)x\(KW) with stride \(stride) and padding \(padding) does not fit input \(x.shape)")
         let (HOut, WOut) = conv2dOutputSize(H: H, W: W, KH: KH, KW: KW, stride: stride, padding: padding)
         let y = tensor(Shape(B, HOut, WOut, COut))
-        let scratch = self.scratch(count: conv2dScratchCount(B: B, H: H, W: W, CIn: CIn, COut: COut, KH: KH, KW: KW,
-                                                             stride: stride, padding: padding))
+        reserveWorkspace(count: conv2dScratchCount(B: B, H: H, W: W, CIn: CIn, COut: COut, KH: KH, KW: KW,
+                                                   stride: stride, padding: padding))
         let w = weight.value, dw = weight.grad, b = bias?.value, db = bias?.grad
         let precision = precision
-        record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: {
+        record(parameters: bias.map { [weight, $0] } ?? [weight], inputs: [x], forward: { [unowned self] in
             conv2dForward(out: y.data, inp: x.data, weight: w, bias: b, B: B, H: H, W: W, CIn: CIn, COut: COut,
-                          KH: KH, KW: KW, stride: stride, padding: padding, scratch: scratch, precision: precision)
-        }, backward: {
+                          KH: KH, KW: KW, stride: stride, padding: padding, scratch: workspace, precision: precision)
+        }, backward: { [unowned self] in
             conv2dBackward(dinp: x.grad, dweight: dw, dbias: db, dout: y.grad!, inp: x.data, weight: w, B: B, H: H,
                            W: W, CIn: CIn, COut: COut, KH: KH, KW: KW, stride: stride, padding: padding,
-                           scratch: scratch, precision: precision)
+                           scratch: workspace, precision: precision)
         })
         return y
     }

@@ -81,7 +81,8 @@ public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Flo
 }
 
 /// dinp (count) += dout GELU'(inp), where `inp` is the pre-activation given to `geluForward`; with
-/// `accumulate` false, stored instead (the same bits as adding into zeros, whatever dinp held).
+/// `accumulate` false, stored instead (the same bits as adding into zeros, whatever dinp held); `dinp`
+/// may then be `dout`.
 public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          count: Int, approximation: GELUApproximation, accumulate adding: Bool = true) {
     @inline(__always)

@@ -9,8 +9,8 @@
 /// order, so a chunk may span images) are taken a chunk at a time: im2col writes each pixel's receptive
 /// field as one row of KH KW CIn floats in (kh, kw, ci) order into scratch, zeros where it reaches the
 /// padding, and one product with the weight permuted to (COut, KH, KW, CIn) gives the chunk's outputs.
-/// Chunks hold at most `columnFloats` floats of im2col (1 MiB by default), so the scratch an op keeps on
-/// the tape stays bounded whatever the batch. A 1x1 convolution with stride 1 and no padding is a plain
+/// Chunks hold at most `columnFloats` floats of im2col (1 MiB by default), so the scratch it needs (the
+/// tape's shared workspace) stays bounded whatever the batch. A 1x1 convolution with stride 1 and no padding is a plain
 /// product of the input rows with the weight viewed as (COut, CIn), with no im2col and no scratch.
 
 /// The im2col floats a chunk may hold unless the caller says otherwise: 2^18, 1 MiB, which stays in

@@ -206,19 +206,22 @@ public final class Wav2Vec2 {
         let frameLengths = tape.intInput(count: B)
         frameLengths.update(repeating: Int32(T), count: B)
         // The feature encoder, channels-last: (B, S, 1) -> (B, T, F).
+        // Each layer's GELU runs inside the next layer's convolution (`geluConv1d`), which keeps no copy of
+        // its output; the last layer's is a GELU of its own.
         var x = inputValues.reshaped(Shape(B, S, 1))
         for (i, layer) in convLayers.enumerated() {
-            x = tape.conv1d(x, weight: layer.weight, bias: layer.bias, stride: layer.stride)
+            x = i == 0 ? tape.conv1d(x, weight: layer.weight, bias: layer.bias, stride: layer.stride)
+                : tape.geluConv1d(x, weight: layer.weight, bias: layer.bias, stride: layer.stride)
             if let norm = layer.norm {
                 x = config.featExtractNorm == "group" && i == 0
                     ? tape.channelNormOverTime(x, weight: norm.weight, bias: norm.bias, eps: 1e-5)
                     : tape.layerNorm(x, weight: norm.weight, bias: norm.bias, eps: 1e-5)
             }
-            x = tape.gelu(x)
         }
+        x = tape.gelu(x)
         precondition(x.shape[1] == T, "wav2vec2: the feature encoder made \(x.shape[1]) frames, expected \(T)")
         let extract = featureNorm(x, on: tape)
-        var hidden = tape.dropout(featureProjection(extract, on: tape), p: config.featProjDropout)
+        var hidden = tape.dropout(featureProjection(extract, on: tape), p: config.featProjDropout, consumingInput: true)
         var maskTime: Tensor? = nil
         if let maskedSpecEmbed {
             let m = tape.input(Shape(B, T))

@@ -72,8 +72,9 @@ public enum Benchmarks {
         log(String(format: "step %.1f ms: data %.1f, forward %.1f, backward %.1f, gradient wait %.1f, optimizer %.1f",
                    stepTime * 1e3, median(\.data) * 1e3, median(\.forward) * 1e3, median(\.backward) * 1e3,
                    median(\.gradientWait) * 1e3, median(\.optimizer) * 1e3))
-        log(String(format: "peak resident memory %.1f MB (largest rank); rank 0: parameters %.1f MB (values and gradients), activations %.1f MB, activation gradients %.1f MB (%.1f MB unshared)",
+        log(String(format: "peak resident memory %.1f MB (largest rank); rank 0: parameters %.1f MB (values and gradients), activations %.1f MB, ops' workspace %.1f MB, activation gradients %.1f MB (%.1f MB unshared)",
                    Double(rss) / 1e6, Double(task.arena.parameterCount * 8) / 1e6, Double(trainer.tape.values.bytesInUse) / 1e6,
+                   Double(trainer.tape.workspaceBytes) / 1e6,
                    Double(trainer.tape.gradientBytes) / 1e6, Double(trainer.tape.unsharedGradientBytes) / 1e6))
         if profile { logOpProfile(trainer.tape.opProfile(), stepSeconds: stepTime, microBatches: settings.accumulation, log: log) }
     }
