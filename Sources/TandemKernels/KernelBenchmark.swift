@@ -125,6 +125,49 @@ public enum KernelBenchmark {
                 + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20) + ratio(raw, ours))
         }
         log("geometric mean of the median ratios: " + format(pow(ratioProduct, 1 / Double(products.count)), 3))
+        benchmarkColdGemm(products.filter { $0.heads == 1 }.map { ($0.m, $0.n, $0.k, $0.ta, $0.tb, $0.lda, $0.ldb, $0.label) },
+                          repeats: repeats, log: log)
+    }
+
+    /// The Linear products of `benchmarkBF16Gemm` with their operands out of cache, as a training step
+    /// meets them (a weight last touched by the previous step's optimizer, an activation written long
+    /// before its weight gradient): each timed run calls the product once on each of several copies of
+    /// its operands, 64 MiB or more in all, past this machine's L3. The bf16 GEMM's prefetch of C was
+    /// measured this way (docs/performance.md, "bf16").
+    static func benchmarkColdGemm(_ products: [(m: Int, n: Int, k: Int, ta: Transpose, tb: Transpose, lda: Int, ldb: Int, label: String)],
+                                  repeats: Int, log: (String) -> Void) {
+        log("")
+        log("the same Linear products out of cache (each run calls the product on each of several copies of its")
+        log("operands, 64 MiB or more in all); GFLOP/s, median (best) of \(repeats)")
+        log(pad("M x N x K", 18) + pad("op", 6) + pad("product", 26) + pad("cblas_sgemm", 20) + pad("bf16 gemm", 20) + "ratio")
+        var ratioProduct = 1.0
+        for p in products {
+            let aRows = p.ta == .none ? p.m : p.k, bRows = p.tb == .none ? p.k : p.n
+            let aCount = aRows * p.lda, bCount = bRows * p.ldb, cCount = p.m * p.n
+            let setBytes = (aCount + bCount + cCount) * MemoryLayout<Float>.size
+            let copies = max(2, (64 << 20) / setBytes + 1)
+            var sets: [(a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>)] = []
+            for i in 0..<copies {
+                let seed = UInt64(31 + 3 * i)
+                sets.append((filled(aCount, seed: seed), filled(bCount, seed: seed + 1), filled(cCount, seed: seed + 2)))
+            }
+            defer { for set in sets { [set.a, set.b, set.c].forEach(AlignedMemory.deallocate) } }
+            let (raw, ours) = interleaved(repeats: repeats, {
+                for set in sets {
+                    BLAS.sgemm(p.ta, p.tb, m: p.m, n: p.n, k: p.k, a: set.a, lda: p.lda, b: set.b, ldb: p.ldb, c: set.c, ldc: p.n)
+                }
+            }, {
+                for set in sets {
+                    bf16Gemm(p.ta, p.tb, m: p.m, n: p.n, k: p.k, alpha: 1, a: set.a, lda: p.lda, b: set.b, ldb: p.ldb,
+                             beta: 0, c: set.c, ldc: p.n)
+                }
+            })
+            let flops = 2 * Double(p.m) * Double(p.n) * Double(p.k) * Double(copies)
+            ratioProduct *= raw.median / ours.median
+            log(pad("\(p.m)x\(p.n)x\(p.k)", 18) + pad(name(p.ta) + name(p.tb), 6) + pad(p.label, 26)
+                + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20) + ratio(raw, ours))
+        }
+        log("geometric mean of the median ratios: " + format(pow(ratioProduct, 1 / Double(products.count)), 3))
     }
 
     // MARK: - Memory-bound kernels
