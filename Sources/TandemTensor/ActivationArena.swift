@@ -15,7 +15,7 @@ public final class ActivationArena {
         self.minimumBlockBytes = minimumBlockBytes
     }
 
-    deinit { for b in blocks { free(b.base) } }
+    deinit { for b in blocks { AlignedMemory.deallocatePages(b.base.assumingMemoryBound(to: UInt8.self), count: b.capacity) } }
 
     /// Total bytes held across all blocks.
     public var capacity: Int { blocks.reduce(0) { $0 + $1.capacity } }
@@ -27,8 +27,11 @@ public final class ActivationArena {
             block += 1; used = 0
         }
         if block == blocks.count {
-            let capacity = max(bytes, minimumBlockBytes)
-            let base = UnsafeMutableRawPointer(AlignedMemory.allocate(UInt8.self, count: capacity))
+            // Mapped, not touched: only what `allocate` hands out (and zeroes) becomes resident. A request
+            // that does not fit leaves the rest of its block unused, and a block zeroed whole made that
+            // rest resident: 344 MB of GPT-2 small's 2055 MB of blocks at 2 x 512 tokens.
+            let capacity = AlignedMemory.pageBytes(max(bytes, minimumBlockBytes))
+            let base = UnsafeMutableRawPointer(AlignedMemory.allocatePages(UInt8.self, count: capacity))
             blocks.append((base, capacity))
             used = 0
         }
