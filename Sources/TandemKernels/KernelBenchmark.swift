@@ -85,9 +85,8 @@ public enum KernelBenchmark {
         }
         log("bf16 gemm (inputs rounded to bf16, fp32 accumulation) against cblas_sgemm, row-major; GFLOP/s")
         log("median (best) of \(repeats); ratio = bf16 / cblas_sgemm, of medians (of bests)")
-        log(pad("M x N x K", 18) + pad("op", 6) + pad("product", 26) + pad("cblas_sgemm", 20) + pad("bf16 gemm", 20) + "ratio")
-        typealias Product = (m: Int, n: Int, k: Int, ta: Transpose, tb: Transpose, lda: Int, ldb: Int, heads: Int, label: String)
-        var products: [Product] = []
+        log(bf16Header)
+        var products: [BF16Product] = []
         for (model, tokens) in [("BERT-base", 512), ("ViT-B/16", 394)] {
             for (c, oc) in [(768, 768), (768, 3072), (3072, 768)] {
                 let layer = "\(model) \(c)->\(oc)"
@@ -119,14 +118,27 @@ public enum KernelBenchmark {
                              b: b + offset(p.ldb, h), ldb: p.ldb, beta: 0, c: c, ldc: p.n)
                 }
             })
-            let flops = 2 * Double(p.m) * Double(p.n) * Double(p.k) * Double(p.heads)
             ratioProduct *= raw.median / ours.median
-            log(pad("\(p.m)x\(p.n)x\(p.k)", 18) + pad(name(p.ta) + name(p.tb), 6) + pad(p.label, 26)
-                + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20) + ratio(raw, ours))
+            log(bf16Row(p, flops: 2 * Double(p.m) * Double(p.n) * Double(p.k) * Double(p.heads), raw, ours))
         }
-        log("geometric mean of the median ratios: " + format(pow(ratioProduct, 1 / Double(products.count)), 3))
-        benchmarkColdGemm(products.filter { $0.heads == 1 }.map { ($0.m, $0.n, $0.k, $0.ta, $0.tb, $0.lda, $0.ldb, $0.label) },
-                          repeats: repeats, log: log)
+        log(geometricMeanLine(ratioProduct, count: products.count))
+        benchmarkColdGemm(products.filter { $0.heads == 1 }, repeats: repeats, log: log)
+    }
+
+    /// One product of the bf16 tables: m x n x k, op(A) op(B), its leading dimensions, and `heads`
+    /// products side by side (attention's heads as strided views) or 1.
+    typealias BF16Product = (m: Int, n: Int, k: Int, ta: Transpose, tb: Transpose, lda: Int, ldb: Int, heads: Int, label: String)
+
+    static let bf16Header = pad("M x N x K", 18) + pad("op", 6) + pad("product", 26) + pad("cblas_sgemm", 20)
+        + pad("bf16 gemm", 20) + "ratio"
+
+    static func bf16Row(_ p: BF16Product, flops: Double, _ raw: Timing, _ ours: Timing) -> String {
+        pad("\(p.m)x\(p.n)x\(p.k)", 18) + pad(name(p.ta) + name(p.tb), 6) + pad(p.label, 26)
+            + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20) + ratio(raw, ours)
+    }
+
+    static func geometricMeanLine(_ ratioProduct: Double, count: Int) -> String {
+        "geometric mean of the median ratios: " + format(pow(ratioProduct, 1 / Double(count)), 3)
     }
 
     /// The Linear products of `benchmarkBF16Gemm` with their operands out of cache, as a training step
@@ -134,12 +146,11 @@ public enum KernelBenchmark {
     /// before its weight gradient): each timed run calls the product once on each of several copies of
     /// its operands, 64 MiB or more in all, past this machine's L3. The bf16 GEMM's prefetch of C was
     /// measured this way (docs/performance.md, "bf16").
-    static func benchmarkColdGemm(_ products: [(m: Int, n: Int, k: Int, ta: Transpose, tb: Transpose, lda: Int, ldb: Int, label: String)],
-                                  repeats: Int, log: (String) -> Void) {
+    static func benchmarkColdGemm(_ products: [BF16Product], repeats: Int, log: (String) -> Void) {
         log("")
         log("the same Linear products out of cache (each run calls the product on each of several copies of its")
         log("operands, 64 MiB or more in all); GFLOP/s, median (best) of \(repeats)")
-        log(pad("M x N x K", 18) + pad("op", 6) + pad("product", 26) + pad("cblas_sgemm", 20) + pad("bf16 gemm", 20) + "ratio")
+        log(bf16Header)
         var ratioProduct = 1.0
         for p in products {
             let aRows = p.ta == .none ? p.m : p.k, bRows = p.tb == .none ? p.k : p.n
@@ -162,12 +173,10 @@ public enum KernelBenchmark {
                              beta: 0, c: set.c, ldc: p.n)
                 }
             })
-            let flops = 2 * Double(p.m) * Double(p.n) * Double(p.k) * Double(copies)
             ratioProduct *= raw.median / ours.median
-            log(pad("\(p.m)x\(p.n)x\(p.k)", 18) + pad(name(p.ta) + name(p.tb), 6) + pad(p.label, 26)
-                + pad(rate(flops, raw), 20) + pad(rate(flops, ours), 20) + ratio(raw, ours))
+            log(bf16Row(p, flops: 2 * Double(p.m) * Double(p.n) * Double(p.k) * Double(copies), raw, ours))
         }
-        log("geometric mean of the median ratios: " + format(pow(ratioProduct, 1 / Double(products.count)), 3))
+        log(geometricMeanLine(ratioProduct, count: products.count))
     }
 
     // MARK: - Memory-bound kernels
