@@ -82,23 +82,27 @@ public enum SmallGemm {
 /// A is stored (m, k) for `.none` and (k, m) for `.transpose`; likewise B is (k, n) or (n, k).
 /// In `precision` bf16 the product goes to `bf16Gemm` unless `usesBF16` keeps it fp32; bf16 needs
 /// `MatmulPrecision.bf16Supported`. fp32 products of `SmallGemm`'s class run on libxsmm, the rest on sgemm.
+/// Counted by `GemmProfile` while it is enabled.
 public func gemm(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, precision: MatmulPrecision = .fp32) {
     checkGemmShapes(transA, transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
     if m == 0 || n == 0 { return }
-    if precision == .bf16 && MatmulPrecision.usesBF16(m: m, n: n, k: k) {
-        bf16Gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                 beta: beta, c: c, ldc: ldc)
-        return
+    GemmProfile.measure(m: m, n: n, k: k) {
+        if precision == .bf16 && MatmulPrecision.usesBF16(m: m, n: n, k: k) {
+            bf16Gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                     beta: beta, c: c, ldc: ldc)
+            return .bf16
+        }
+        if SmallGemm.routes(transA, transB, m: m, n: n, k: k, beta: beta),
+           SmallGemm.libxsmm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                             beta: beta, c: c, ldc: ldc) {
+            return .libxsmm
+        }
+        BLAS.sgemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                   beta: beta, c: c, ldc: ldc)
+        return .sgemm
     }
-    if SmallGemm.routes(transA, transB, m: m, n: n, k: k, beta: beta),
-       SmallGemm.libxsmm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                         beta: beta, c: c, ldc: ldc) {
-        return
-    }
-    BLAS.sgemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-               beta: beta, c: c, ldc: ldc)
 }
 
 /// `gemm`'s product with bf16 inputs and fp32 accumulation, whatever its size (`tandem_bf16_sgemm`);

@@ -27,19 +27,23 @@ public func panelPack(_ packed: UnsafeMutablePointer<Float>, _ transW: Transpose
 /// C (M, N) += A (M, K) op(W), op(W) packed by `panelPack`; rows of C and A have strides `ldc`, `lda`.
 /// Each element of C is one fused multiply-add sum over k in order, added to C, so the result is the
 /// same for any number of threads: with `BLAS.threads` above 1 a product of at least 2^20 multiply-adds
-/// is split across that many threads by column panels. Needs `PanelGemm.supported`.
+/// is split across that many threads by column panels. Needs `PanelGemm.supported`. Counted by
+/// `GemmProfile` while it is enabled.
 public func panelGemm(c: UnsafeMutablePointer<Float>, ldc: Int, a: UnsafePointer<Float>, lda: Int,
                       packed: UnsafePointer<Float>, m: Int, n: Int, k: Int) {
     precondition(m >= 0 && n >= 0 && k >= 0 && lda >= max(1, k) && ldc >= max(1, n),
                  "panelGemm: m=\(m) n=\(n) k=\(k) lda=\(lda) ldc=\(ldc)")
     let panels = tandem_panel_count(n)
     let parts = m * n * k >= 1 << 20 ? min(BLAS.threads, panels) : 1
-    if parts <= 1 {
-        tandem_panel_gemm(c, ldc, a, lda, packed, m, n, k, 0, panels)
-        return
-    }
-    DispatchQueue.concurrentPerform(iterations: parts) { part in
-        tandem_panel_gemm(c, ldc, a, lda, packed, m, n, k, panels * part / parts, panels * (part + 1) / parts)
+    GemmProfile.measure(m: m, n: n, k: k) {
+        if parts <= 1 {
+            tandem_panel_gemm(c, ldc, a, lda, packed, m, n, k, 0, panels)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                tandem_panel_gemm(c, ldc, a, lda, packed, m, n, k, panels * part / parts, panels * (part + 1) / parts)
+            }
+        }
+        return .panel
     }
 }
 

@@ -35,6 +35,9 @@ public enum Benchmarks {
         for _ in 0..<warmup { trainer.trainStep() }
         trainer.tape.profiling = profile && comm.rank == 0
         trainer.tape.resetProfile()
+        GemmProfile.enabled = profile && comm.rank == 0
+        GemmProfile.reset()
+        defer { GemmProfile.enabled = false }
         var results: [StepResult] = []
         let slowest = UnsafeMutableBufferPointer<Double>.allocate(capacity: 7)
         defer { slowest.deallocate() }
@@ -47,6 +50,7 @@ public enum Benchmarks {
                                 optimizer: slowest[5], checkpoint: 0)
             results.append(r)
         }
+        GemmProfile.enabled = false
         let rss = comm.allReduce(peakResidentBytes(), op: .max)
         guard comm.rank == 0 else { return }
         func median(_ f: (StepTimes) -> Double) -> Double {
@@ -76,7 +80,34 @@ public enum Benchmarks {
                    Double(rss) / 1e6, Double(task.arena.parameterCount * 8) / 1e6, Double(trainer.tape.values.bytesInUse) / 1e6,
                    Double(trainer.tape.workspaceBytes) / 1e6,
                    Double(trainer.tape.gradientBytes) / 1e6, Double(trainer.tape.unsharedGradientBytes) / 1e6))
-        if profile { logOpProfile(trainer.tape.opProfile(), stepSeconds: stepTime, microBatches: settings.accumulation, log: log) }
+        if profile {
+            logOpProfile(trainer.tape.opProfile(), stepSeconds: stepTime, microBatches: settings.accumulation, log: log)
+            logProductProfile(GemmProfile.byKernel(), steps: steps, stepSeconds: stepTime, peak: peak * Double(settings.threads),
+                              modelFLOPs: Double(settings.globalBatch) * task.trainingFLOPsPerSample / Double(comm.size), log: log)
+        }
+    }
+
+    /// The products' lines of `bench step --profile`: per kernel, rank 0's calls, GFLOP and milliseconds
+    /// per step, their rate as a fraction of the MFU peak (`peak`, over the rank's threads) and their share
+    /// of the step; then the MFU the step would have if it were its products alone (`modelFLOPs` per rank
+    /// and step over the products' time), the ceiling that the rest of the step can only lower.
+    static func logProductProfile(_ rows: [(kernel: GemmProfile.Kernel, totals: GemmProfile.Totals)], steps: Int,
+                                  stepSeconds: Double, peak: Double, modelFLOPs: Double, log: (String) -> Void) {
+        let all = rows.reduce(GemmProfile.Totals()) { $0 + $1.totals }
+        guard all.calls > 0, steps > 0 else { return }
+        let per = 1 / Double(steps)
+        log("rank 0's matrix products per step (gemm and panelGemm calls, timed around each):")
+        log("kernel                 calls     GFLOP        ms   GFLOP/s  of peak    share")
+        func line(_ name: String, _ t: GemmProfile.Totals) {
+            let rate = t.seconds > 0 ? t.flops / t.seconds : 0
+            log(String(format: "%@ %7.0f %9.2f %9.2f %9.1f %8.3f   %5.1f%%", name.padding(toLength: 20, withPad: " ", startingAt: 0),
+                       Double(t.calls) * per, t.flops * per / 1e9, t.seconds * per * 1e3, rate / 1e9, rate / peak,
+                       100 * t.seconds * per / stepSeconds))
+        }
+        for (kernel, totals) in rows where totals.calls > 0 { line(kernel.name, totals) }
+        line("all products", all)
+        log(String(format: "MFU if the step were its products alone: %.3f (model FLOPs %.1f GFLOP per rank and step over the products' %.1f ms)",
+                   modelFLOPs / (all.seconds * per) / peak, modelFLOPs / 1e9, all.seconds * per * 1e3))
     }
 
     /// The table of `bench step --profile`: per op name, its ops, forward and backward milliseconds per

@@ -356,7 +356,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config key (for `step`, repeatable).") var overrides: [String] = []
     @Option(help: "Repeats per measurement (kernels) or timed steps (step).") var repeats: Int = 5
     @Option(help: "Warm-up steps (step).") var warmup: Int = 3
-    @Flag(help: "Time every op of rank 0's tape in the timed steps and print a table by operation (step).")
+    @Flag(help: "Time every op of rank 0's tape and every matrix product in the timed steps, and print a table by operation and one by product kernel (step).")
     var profile = false
     @Option(help: "Benchmark groups, comma-separated (kernels): gemm, bf16, libraries, memory, adamw, recurrent; all by default.")
     var sections: String?
