@@ -454,19 +454,13 @@ public final class Tape {
             let r = opRegion[i]
             if r >= 0 && regionSkipped[r] { continue }
             if profiling {
-                let start = Tape.now()
+                let start = monotonicSeconds()
                 forwards[i]()
-                opSeconds[i].forward += Tape.now() - start
+                opSeconds[i].forward += monotonicSeconds() - start
             } else {
                 forwards[i]()
             }
         }
-    }
-
-    private static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     /// Where the profiled replays' time went, by op name: the seconds per forward pass in each name's
@@ -508,14 +502,14 @@ public final class Tape {
         let planned = !zeroBefore.isEmpty
         let timing = profiling && opSeconds.count == backwards.count
         while i >= 0 {
-            let start = timing ? Tape.now() : 0
+            let start = timing ? monotonicSeconds() : 0
             // A planned gradient is zeroed when its life starts (even where its first writer is skipped:
             // later writers add to it).
             if planned { for (g, n) in zeroBefore[i] { g.update(repeating: 0, count: n) } }
             let r = opRegion[i]
             // A skipped region's parameters get no gradient, but their buckets still learn they are final.
             if r < 0 || !regionSkipped[r] { backwards[i]() }
-            if timing { opSeconds[i].backward += Tape.now() - start }
+            if timing { opSeconds[i].backward += monotonicSeconds() - start }
             if let hook = onGradientFinal {
                 for j in finalStart[i]..<finalStart[i + 1] { hook(finalParameters[j]) }
             }

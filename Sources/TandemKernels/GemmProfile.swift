@@ -1,5 +1,5 @@
-import Glibc
 import Synchronization
+import TandemTensor
 
 /// Time and FLOPs of the matrix products (`gemm` and `panelGemm`) while profiling is on, by the kernel
 /// that ran them: what `tandem bench step --profile` reports as the products' own rate in a training
@@ -78,20 +78,14 @@ public enum GemmProfile {
             _ = product()
             return
         }
-        let start = now()
+        let start = monotonicSeconds()
         let kernel = product()
-        let seconds = now() - start
+        let seconds = monotonicSeconds() - start
         let flops = 2.0 * Double(m) * Double(n) * Double(k)
         counters.withLock { c in
             c[kernel.rawValue].calls += 1
             c[kernel.rawValue].flops += flops
             c[kernel.rawValue].seconds += seconds
         }
-    }
-
-    private static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 }

@@ -394,11 +394,9 @@ public enum KernelBenchmark {
     }
 
     static func time(_ body: () -> Void) -> Double {
-        var start = timespec(), end = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &start)
+        let start = monotonicSeconds()
         body()
-        clock_gettime(CLOCK_MONOTONIC, &end)
-        return Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) * 1e-9
+        return monotonicSeconds() - start
     }
 
     /// `count` Floats, uniform in [-scale, scale) from a xorshift generator (fast enough for 60 MB).

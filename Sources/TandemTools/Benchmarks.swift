@@ -37,7 +37,6 @@ public enum Benchmarks {
         trainer.tape.resetProfile()
         GemmProfile.enabled = profile && comm.rank == 0
         GemmProfile.reset()
-        defer { GemmProfile.enabled = false }
         var results: [StepResult] = []
         let slowest = UnsafeMutableBufferPointer<Double>.allocate(capacity: 7)
         defer { slowest.deallocate() }

@@ -2,14 +2,6 @@
 import Glibc
 #endif
 
-/// Monotonic seconds, allocation-free, for step timing.
-@inline(__always)
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// Wall-clock seconds since the epoch, for metrics records.
 public func wallSeconds() -> Double {
     var ts = timespec()
